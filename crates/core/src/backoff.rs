@@ -1,0 +1,183 @@
+//! How long to wait before reconnecting, and when to give up.
+//!
+//! Pure policy, no timers: the supervisor asks for the next delay and records restarts; these
+//! types answer. That keeps the arithmetic testable without a clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The delay before each reconnect attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backoff {
+    /// `min * factor^(attempt-1)`, capped at `max`, then shortened by up to `jitter` (a fraction,
+    /// 0 to 1) at random so that many clients do not reconnect in step. Never below `min`.
+    Exponential {
+        /// First delay.
+        min: Duration,
+        /// Largest delay.
+        max: Duration,
+        /// Growth per attempt (2 doubles).
+        factor: f64,
+        /// Random shortening, as a fraction of the delay.
+        jitter: f64,
+    },
+    /// The same delay every time (the protocol's own sample client waits 5 s).
+    Fixed(Duration),
+}
+
+impl Default for Backoff {
+    /// Exponential from 0.5 s to 30 s, doubling, with 50 % jitter.
+    fn default() -> Self {
+        Backoff::Exponential {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            factor: 2.0,
+            jitter: 0.5,
+        }
+    }
+}
+
+impl Backoff {
+    /// Exponential from `min` to `max` with the default factor (2) and jitter (0.5).
+    pub fn exponential(min: Duration, max: Duration) -> Backoff {
+        Backoff::Exponential {
+            min,
+            max: max.max(min),
+            factor: 2.0,
+            jitter: 0.5,
+        }
+    }
+
+    /// The delay before attempt `attempt` (1 for the first reconnect), with random jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, fastrand::f64())
+    }
+
+    /// The delay before attempt `attempt`, with `unit` (0 to 1) standing in for the random draw.
+    pub fn delay_with(&self, attempt: u32, unit: f64) -> Duration {
+        match *self {
+            Backoff::Fixed(d) => d,
+            Backoff::Exponential {
+                min,
+                max,
+                factor,
+                jitter,
+            } => {
+                let exp = attempt.saturating_sub(1).min(64) as i32;
+                let base = (min.as_secs_f64() * factor.max(1.0).powi(exp)).min(max.as_secs_f64());
+                let shortened = base * (1.0 - jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0));
+                Duration::from_secs_f64(shortened.max(min.as_secs_f64()).min(max.as_secs_f64()))
+            }
+        }
+    }
+
+    /// The longest delay this policy can give.
+    pub fn max_delay(&self) -> Duration {
+        match *self {
+            Backoff::Fixed(d) => d,
+            Backoff::Exponential { max, .. } => max,
+        }
+    }
+}
+
+/// OTP-style restart intensity: more than `max_restarts` within `within` and the child is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intensity {
+    /// Restarts allowed within the window.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub within: Duration,
+}
+
+impl Default for Intensity {
+    /// 100 restarts within 10 minutes: generous, since backoff already spaces them out; it
+    /// catches a link that connects and drops at once, forever.
+    fn default() -> Self {
+        Intensity {
+            max_restarts: 100,
+            within: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Restart times within the window of an [`Intensity`].
+#[derive(Debug, Clone, Default)]
+pub struct RestartLog {
+    times: VecDeque<Instant>,
+}
+
+impl RestartLog {
+    /// Records a restart at `now`; returns `false` when that makes more than the intensity allows.
+    pub fn record(&mut self, intensity: Intensity, now: Instant) -> bool {
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > intensity.within)
+        {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+        self.times.len() <= intensity.max_restarts as usize
+    }
+
+    /// Restarts within the window as of the last record.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Whether no restart is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn exponential_grows_and_caps() {
+        let b = Backoff::exponential(MS(500), Duration::from_secs(30));
+        let no_jitter: Vec<_> = (1..=9).map(|n| b.delay_with(n, 0.0)).collect();
+        assert_eq!(
+            no_jitter,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000].map(MS)
+        );
+        assert_eq!(b.delay_with(u32::MAX, 0.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn jitter_shortens_but_never_below_min() {
+        let b = Backoff::exponential(MS(500), Duration::from_secs(30));
+        assert_eq!(b.delay_with(4, 1.0), MS(2000));
+        assert_eq!(b.delay_with(1, 1.0), MS(500));
+        for n in 1..20 {
+            let d = b.delay(n);
+            assert!(d >= MS(500) && d <= Duration::from_secs(30), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn fixed_is_fixed() {
+        assert_eq!(Backoff::Fixed(Duration::from_secs(5)).delay(7), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn intensity_window_slides() {
+        let i = Intensity {
+            max_restarts: 3,
+            within: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let mut log = RestartLog::default();
+        assert!(log.record(i, t0));
+        assert!(log.record(i, t0 + Duration::from_secs(1)));
+        assert!(log.record(i, t0 + Duration::from_secs(2)));
+        assert!(!log.record(i, t0 + Duration::from_secs(3)), "fourth within 10 s");
+        // Once the early restarts leave the window, restarts are allowed again.
+        assert!(log.record(i, t0 + Duration::from_secs(12)));
+        assert_eq!(log.len(), 3);
+    }
+}

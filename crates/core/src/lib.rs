@@ -1,0 +1,46 @@
+//! The typed model of the CodeChat WhatsApp API event stream: no sockets, no runtime.
+//!
+//! A CodeChat server sends each event on its own WebSocket, one JSON document per text frame.
+//! This crate knows every event name ([`EventKind`], [`EventName`]), the shape of every payload
+//! ([`legacy`] for the Node server's bare frames, [`v2`] for the newer server's enveloped ones),
+//! how to read a frame ([`Frame`]), where to connect ([`Endpoint`]), and how long to wait before
+//! reconnecting ([`Backoff`]). The messages handler actors receive are [`Event<T>`],
+//! [`RawEvent`] and [`Undelivered`].
+//!
+//! The pieces fit like this: a [`Payload`] type names its events and its [`Channel`]; the client
+//! opens [`Endpoint::subscription`] for each; each text frame goes through [`Frame::parse`] (is
+//! it JSON? is it enveloped?) and [`Frame::decode`] (does it fit the type?).
+//!
+//! ```
+//! use eventsock_core::{legacy, EventKind, EventName, Frame, Payload};
+//!
+//! let event: EventName = EventKind::MessagesUpsert.into();
+//! assert_eq!(legacy::MessagesUpsert::EVENTS, &[EventKind::MessagesUpsert]);
+//!
+//! let text = r#"{"keyId":"3A5F","keyRemoteJid":"5511988887777@s.whatsapp.net",
+//!                "content":{"text":"!ping"},"messageTimestamp":"1747310400"}"#;
+//! let frame = Frame::parse(&event, text)?;
+//! let msg: legacy::MessagesUpsert = frame.decode(&event)?;
+//! assert_eq!(msg.text(), Some("!ping"));
+//! assert_eq!(msg.message_timestamp, Some(1747310400)); // 64-bit integers may come as strings
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod backoff;
+mod event;
+mod frame;
+pub mod legacy;
+mod name;
+mod payload;
+mod subscription;
+mod token;
+pub mod v2;
+pub mod wire;
+
+pub use backoff::{Backoff, Intensity, RestartLog};
+pub use event::{Event, EventMeta, FrameProblem, RawEvent, Undelivered};
+pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
+pub use name::{Channel, EventKind, EventName, UnknownEvent};
+pub use payload::{Extra, Payload};
+pub use subscription::{Endpoint, EndpointError, SubscriptionUrl};
+pub use token::{Claims, Token, TokenError};

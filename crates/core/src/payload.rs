@@ -1,0 +1,40 @@
+//! The link between a payload type and the event names whose frames it decodes.
+
+use crate::name::{Channel, EventKind, EventName};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A typed payload of one or more events.
+///
+/// Each payload type knows the names it is sent under and the endpoint that serves them, so
+/// registering a handler for [`legacy::MessagesUpsert`](crate::legacy::MessagesUpsert) is enough
+/// to know that `messages.upsert` must be subscribed on `/ws/events`.
+///
+/// Every payload keeps the fields it does not model in an `extra` map, so re-encoding one gives
+/// back the JSON it came from.
+pub trait Payload: DeserializeOwned + Serialize + Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// The endpoint whose frames have this shape.
+    const CHANNEL: Channel;
+    /// The event names whose frames decode into this type.
+    const EVENTS: &'static [EventKind];
+
+    /// Whether frames of the event `name` decode into this type. By default, whether `name`
+    /// is one of [`Self::EVENTS`]; families such as `call.*` also take names not known yet.
+    fn accepts(name: &EventName) -> bool {
+        name.kind().is_some_and(|k| Self::EVENTS.contains(&k))
+    }
+}
+
+/// Ties a payload type to its channel and event names.
+macro_rules! payload {
+    ($ty:ty, $channel:ident, [$($kind:ident),+]) => {
+        impl $crate::payload::Payload for $ty {
+            const CHANNEL: $crate::name::Channel = $crate::name::Channel::$channel;
+            const EVENTS: &'static [$crate::name::EventKind] = &[$($crate::name::EventKind::$kind),+];
+        }
+    };
+}
+pub(crate) use payload;
+
+/// Fields of a payload that this version does not model, kept as they came.
+pub type Extra = serde_json::Map<String, serde_json::Value>;

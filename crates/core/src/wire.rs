@@ -1,0 +1,222 @@
+//! Lenient field codecs for a loose wire.
+//!
+//! The servers write JSON through `JSON.stringify` (legacy) or Go's encoder (newer): a field can be
+//! missing or `null` for the same meaning, 64-bit integers from protobuf arrive as decimal strings,
+//! and dates arrive as ISO-8601 strings or epoch numbers. These codecs accept every such form and
+//! write back the form the server itself uses, so a decoded payload re-encodes to the same JSON.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// A timestamp as the servers send it: ISO-8601 / RFC 3339 text, or seconds (or milliseconds,
+/// for values past the year 33658) since the epoch.
+pub type Timestamp = DateTime<Utc>;
+
+struct IntVisitor;
+
+impl Visitor<'_> for IntVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer, or an integer written as a string")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::custom(format!("integer {v} is out of range")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Ok(v as i64)
+        } else {
+            Err(E::custom(format!("{v} is not a whole number")))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        v.trim()
+            .parse()
+            .map_err(|_| E::custom(format!("{v:?} is not an integer")))
+    }
+}
+
+/// `Option<i64>` that also accepts integers written as strings; written back as a number.
+pub mod opt_int {
+    use super::*;
+
+    /// Deserializes a number, a numeric string, `null` or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        struct Opt;
+        impl<'de> Visitor<'de> for Opt {
+            type Value = Option<i64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                IntVisitor.expecting(f)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(IntVisitor).map(Some)
+            }
+        }
+        d.deserialize_option(Opt)
+    }
+
+    /// Serializes as a JSON number (or `null`).
+    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+}
+
+/// `Option<i64>` for protobuf 64-bit fields: accepts numbers and strings, written back as a
+/// decimal string as protobufjs writes it.
+pub mod opt_int_string {
+    use super::*;
+
+    /// Deserializes a number, a numeric string, `null` or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        super::opt_int::deserialize(d)
+    }
+
+    /// Serializes as a decimal string (or `null`).
+    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.collect_str(n),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `Option<Timestamp>` accepting RFC 3339 text or epoch numbers; written back as RFC 3339.
+pub mod opt_time {
+    use super::*;
+
+    /// Deserializes a date, `null` or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            Text(std::borrow::Cow<'a, str>),
+            Number(i64),
+        }
+        let Some(raw) = Option::<Raw<'de>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        match raw {
+            Raw::Text(t) => DateTime::parse_from_rfc3339(t.trim())
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| de::Error::custom(format!("{t:?} is not an ISO-8601 date: {e}"))),
+            Raw::Number(n) => {
+                // Seconds until the year 33658, milliseconds after: WhatsApp uses both.
+                let t = if n.abs() < 1_000_000_000_000 {
+                    Utc.timestamp_opt(n, 0).single()
+                } else {
+                    Utc.timestamp_millis_opt(n).single()
+                };
+                t.map(Some)
+                    .ok_or_else(|| de::Error::custom(format!("{n} is not a valid epoch time")))
+            }
+        }
+    }
+
+    /// Serializes as RFC 3339 with as many fraction digits as needed and a `Z` suffix, as Go's
+    /// `time.RFC3339Nano` does: the newer server's form.
+    pub fn serialize<S: Serializer>(v: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(t) => s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `Option<Timestamp>` as [`opt_time`] reads it, written back as JavaScript's `toISOString`
+/// writes it (always three fraction digits): the legacy Node server's form.
+pub mod opt_time_js {
+    use super::*;
+
+    /// Deserializes a date, `null` or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        super::opt_time::deserialize(d)
+    }
+
+    /// Serializes as RFC 3339 with milliseconds and a `Z` suffix.
+    pub fn serialize<S: Serializer>(v: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(t) => s.collect_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A value that may be missing or `null` and then takes its default (`false`, empty list).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Serialize, Debug)]
+    struct Probe {
+        #[serde(default, with = "opt_int")]
+        n: Option<i64>,
+        #[serde(default, with = "opt_int_string")]
+        s: Option<i64>,
+        #[serde(default, with = "opt_time")]
+        t: Option<Timestamp>,
+        #[serde(default, deserialize_with = "null_default")]
+        b: bool,
+    }
+
+    fn probe(json: &str) -> Result<Probe, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn integers_as_numbers_or_strings() {
+        let p = probe(r#"{"n":"1747310400","s":48213}"#).unwrap();
+        assert_eq!((p.n, p.s), (Some(1747310400), Some(48213)));
+        let out = serde_json::to_value(&p).unwrap();
+        assert_eq!(out["n"], 1747310400);
+        assert_eq!(out["s"], "48213");
+        assert!(probe(r#"{"n":"12x"}"#).is_err());
+        assert!(probe(r#"{"n":1.5}"#).is_err());
+    }
+
+    #[test]
+    fn missing_and_null_alike() {
+        let a = probe(r#"{}"#).unwrap();
+        let b = probe(r#"{"n":null,"s":null,"t":null,"b":null}"#).unwrap();
+        assert_eq!((a.n, a.s, a.t, a.b), (None, None, None, false));
+        assert_eq!((b.n, b.s, b.t, b.b), (None, None, None, false));
+    }
+
+    #[test]
+    fn dates_in_every_form() {
+        let p = probe(r#"{"t":"2025-05-15T12:00:00.812Z"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap()["t"],
+            "2025-05-15T12:00:00.812Z"
+        );
+        let secs = probe(r#"{"t":1747310400}"#).unwrap().t.unwrap();
+        let millis = probe(r#"{"t":1747310400000}"#).unwrap().t.unwrap();
+        assert_eq!(secs, millis);
+        let offset = probe(r#"{"t":"2025-05-15T09:00:00-03:00"}"#).unwrap().t.unwrap();
+        assert_eq!(offset.to_rfc3339(), "2025-05-15T12:00:00+00:00");
+        assert!(probe(r#"{"t":"yesterday"}"#).is_err());
+    }
+}

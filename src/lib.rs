@@ -1,0 +1,15 @@
+//! eventsock: build programs that live on the event stream of a CodeChat WhatsApp API server.
+//!
+//! This facade re-exports the workspace's crates: [`core`] (the typed event model) and [`sim`]
+//! (a simulator of the server, for tests, examples and demos).
+
+pub use eventsock_core as core;
+pub use eventsock_sim as sim;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use eventsock_core::{
+        legacy, v2, Backoff, Channel, Endpoint, Event, EventKind, EventName, Frame, Payload,
+        RawEvent, Token, Undelivered,
+    };
+}
