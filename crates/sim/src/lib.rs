@@ -1,1 +1,78 @@
-pub fn placeholder() {}
+//! A simulator of the CodeChat WhatsApp API server, for tests, examples, benchmarks and demos.
+//!
+//! It behaves like the real server wherever a client can observe it: the legacy Node server by
+//! default (`/ws/events`, bare frames, `401` for every refused handshake, one socket per
+//! (instance, event) with silent replacement, no server pings), or the newer server
+//! ([`Protocol::V2`]: enveloped frames, 400/401/403/404 before the upgrade, pings, close codes
+//! 4001, 4003 and 4008). It also serves `POST /message/sendText/{instance}`, and a control API
+//! to emit events and misbehave on purpose: drop every socket, close with a code, go half-open.
+//!
+//! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`], which
+//! serves a simulator on a listener until a shutdown future completes.
+//!
+//! ```no_run
+//! use eventsock_sim::{run, Sim, SimConfig};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! let sim = Sim::new(SimConfig::default());
+//! let token = sim.mint_token("codechat", None);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = actix_web::rt::spawn(run(listener, sim.clone(), async { let _ = stopped.await; }));
+//! // connect to ws://{addr}/ws/events?event=messages.upsert&token={token}, then:
+//! sim.emit("codechat", "messages.upsert", &serde_json::json!({"keyId": "A"}));
+//! let _ = stop.send(());
+//! server.await.ok();
+//! # let _ = (addr, token);
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod config;
+mod control;
+mod generate;
+mod hub;
+mod rest;
+mod ws;
+
+pub use auth::SimClaims;
+pub use config::{Protocol, SimConfig};
+pub use generate::{generate, Generator};
+pub use hub::{Sim, SocketInfo};
+
+use actix_web::{web, App, HttpServer};
+use std::future::Future;
+
+/// Serves `sim` on `listener` until `shutdown` completes, then stops gracefully (open sockets
+/// are ended). Runs one worker: the simulator is a test tool, and one worker keeps it cheap.
+pub async fn run(
+    listener: std::net::TcpListener,
+    sim: Sim,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
+    let data = web::Data::new(sim.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
+            .app_data(web::PayloadConfig::default().limit(1024 * 1024))
+            .configure(control::routes)
+            .route("/message/sendText/{instance}", web::post().to(rest::send_text))
+            .route("/instance/{instance}/send/text", web::post().to(rest::send_text))
+            .default_service(web::to(ws::any_path))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        // Sockets are long-lived; end them so the graceful stop does not wait on them.
+        sim.drop_all();
+        handle.stop(true).await;
+    });
+    server.await
+}

@@ -1,0 +1,70 @@
+//! What kind of server the simulator plays.
+
+use std::time::Duration;
+
+/// Which server the simulator behaves like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The legacy Node server: `/ws/events`, bare frames, 401 for every refused handshake,
+    /// never pings, one socket per (instance, event) with silent replacement.
+    #[default]
+    Legacy,
+    /// The newer server: `/ws/instance/events` and `/ws/global/events`, enveloped frames,
+    /// 400/401/403/404 before the upgrade, server pings, close codes 4001/4003/4008.
+    V2,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legacy" => Ok(Protocol::Legacy),
+            "v2" => Ok(Protocol::V2),
+            other => Err(format!("unknown protocol {other:?}: use legacy or v2")),
+        }
+    }
+}
+
+/// Simulator settings. `Default` gives the legacy server with one instance, `codechat`.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// Which server to behave like.
+    pub protocol: Protocol,
+    /// The HS256 secret tokens are signed with (`AUTHENTICATION_JWT_SECRET`).
+    pub secret: String,
+    /// The instances that exist, in id order (the first has id 1).
+    pub instances: Vec<String>,
+    /// V2: how often the server pings (`WEBSOCKET_PING_INTERVAL`, 25 s).
+    pub ping_interval: Duration,
+    /// V2: how long the server waits for a pong before dropping the socket (60 s).
+    pub pong_timeout: Duration,
+    /// V2: frames queued per socket before the client counts as slow and is closed with 4008 (256).
+    pub send_buffer: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            protocol: Protocol::Legacy,
+            secret: "eventsock-sim-secret".into(),
+            instances: vec!["codechat".into()],
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(60),
+            send_buffer: 256,
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("protocol", &self.protocol)
+            .field("secret", &"<redacted>")
+            .field("instances", &self.instances)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("send_buffer", &self.send_buffer)
+            .finish()
+    }
+}

@@ -1,0 +1,113 @@
+//! The control API, for tests and demos: `/control/...`. Bind the simulator to loopback: anyone
+//! who can reach it can drive it.
+
+use crate::hub::Sim;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/control")
+            .route("/emit", web::post().to(emit))
+            .route("/burst", web::post().to(burst))
+            .route("/drop", web::post().to(drop_all))
+            .route("/close", web::post().to(close_all))
+            .route("/half-open", web::post().to(half_open))
+            .route("/token", web::post().to(token))
+            .route("/revoke", web::post().to(revoke))
+            .route("/sockets", web::get().to(sockets)),
+    );
+}
+
+/// `{instance?, event, data, text?}`: `text` sends those exact bytes instead of `data`.
+#[derive(Debug, Deserialize)]
+struct Emit {
+    instance: Option<String>,
+    event: String,
+    #[serde(default)]
+    data: Value,
+    text: Option<String>,
+    #[serde(default = "one")]
+    count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+async fn emit(sim: web::Data<Sim>, body: web::Json<Emit>) -> HttpResponse {
+    let scope = body.instance.as_deref().unwrap_or(sim.default_instance());
+    let delivered = match &body.text {
+        Some(text) => sim.emit_text(scope, &body.event, text.clone()),
+        None => sim.emit(scope, &body.event, &body.data),
+    };
+    HttpResponse::Ok().json(json!({ "delivered": delivered }))
+}
+
+async fn burst(sim: web::Data<Sim>, body: web::Json<Emit>) -> HttpResponse {
+    let scope = body.instance.as_deref().unwrap_or(sim.default_instance());
+    let delivered = sim.burst(scope, &body.event, &body.data, body.count);
+    HttpResponse::Ok().json(json!({ "delivered": delivered }))
+}
+
+async fn drop_all(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "dropped": sim.drop_all() }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Close {
+    code: u16,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn close_all(sim: web::Data<Sim>, body: web::Json<Close>) -> HttpResponse {
+    if !(1000..=4999).contains(&body.code) || matches!(body.code, 1004..=1006 | 1015) {
+        return HttpResponse::BadRequest()
+            .json(json!({ "error": format!("{} is not a close code a server may send", body.code) }));
+    }
+    HttpResponse::Ok().json(json!({ "closed": sim.close_all(body.code, &body.reason) }))
+}
+
+#[derive(Debug, Deserialize)]
+struct HalfOpen {
+    enabled: bool,
+}
+
+async fn half_open(sim: web::Data<Sim>, body: web::Json<HalfOpen>) -> HttpResponse {
+    sim.set_half_open(body.enabled);
+    HttpResponse::Ok().json(json!({ "halfOpen": body.enabled }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MintToken {
+    instance: Option<String>,
+    user_id: Option<String>,
+    ttl_seconds: Option<u64>,
+}
+
+async fn token(sim: web::Data<Sim>, body: web::Json<MintToken>) -> HttpResponse {
+    let ttl = body.ttl_seconds.map(Duration::from_secs);
+    let token = match &body.user_id {
+        Some(user) => sim.mint_user_token(user, ttl.unwrap_or(Duration::from_secs(3600))),
+        None => sim.mint_token(body.instance.as_deref().unwrap_or(sim.default_instance()), ttl),
+    };
+    HttpResponse::Ok().json(json!({ "token": token }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Revoke {
+    instance: Option<String>,
+}
+
+async fn revoke(sim: web::Data<Sim>, body: web::Json<Revoke>) -> HttpResponse {
+    let instance = body.instance.as_deref().unwrap_or(sim.default_instance());
+    HttpResponse::Ok().json(json!({ "closed": sim.revoke(instance) }))
+}
+
+async fn sockets(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.sockets())
+}

@@ -1,0 +1,350 @@
+//! The simulator's state: live sockets, which one gets each (scope, event), instances and tokens.
+//!
+//! Like the real server, the hub routes each (instance, event) to exactly one socket: the newest.
+//! A replaced socket stays open and answers pings, but receives nothing, which is what makes a
+//! second client for the same pair so hard to notice in production.
+
+use crate::auth::{self, SimClaims};
+use crate::config::{Protocol, SimConfig};
+use bytestring::ByteString;
+use eventsock_core::EventName;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What a socket task is told to do.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Send a close frame with this code and reason, then end.
+    Close(u16, String),
+    /// End the connection without a close frame.
+    Abort,
+}
+
+/// Who a socket belongs to: an instance name (instance events) or a user id (global events).
+pub(crate) type Key = (String, String);
+
+pub(crate) struct SocketEntry {
+    pub(crate) key: Key,
+    frames: mpsc::UnboundedSender<ByteString>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Frames queued and not yet written: the newer server's send buffer.
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving half of a socket's queues, owned by its task.
+pub(crate) struct SocketQueues {
+    pub(crate) id: u64,
+    pub(crate) frames: mpsc::UnboundedReceiver<ByteString>,
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) queued: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct State {
+    sockets: HashMap<u64, SocketEntry>,
+    routes: HashMap<Key, u64>,
+    /// V2: the one valid token per instance (`Auth.token`).
+    current_tokens: HashMap<String, String>,
+}
+
+/// A running simulator's handle: emit events, misbehave on purpose, mint tokens.
+///
+/// Cheap to clone; every clone drives the same simulator. The HTTP control API under `/control`
+/// calls the same methods.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SimConfig,
+    state: Mutex<State>,
+    next_socket: AtomicU64,
+    next_message: AtomicI64,
+    half_open: AtomicBool,
+    accepted: AtomicU64,
+    swallowed_pings: AtomicU64,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("config", &self.inner.config)
+            .field("sockets", &self.lock().sockets.len())
+            .finish()
+    }
+}
+
+/// A socket as the control API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SocketInfo {
+    /// Socket id, in order of connection.
+    pub id: u64,
+    /// Instance name, or user id for global events.
+    pub scope: String,
+    /// The subscribed event.
+    pub event: String,
+    /// Whether this socket gets the events (false once a newer socket replaced it).
+    pub routed: bool,
+}
+
+impl Sim {
+    /// A simulator with `config`; serve it with [`crate::run`].
+    pub fn new(config: SimConfig) -> Sim {
+        Sim {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::default(),
+                next_socket: AtomicU64::new(1),
+                next_message: AtomicI64::new(1),
+                half_open: AtomicBool::new(false),
+                accepted: AtomicU64::new(0),
+                swallowed_pings: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated (each change is one
+        // insert or remove), so a poisoned lock is still safe to use.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first configured instance, used when a call names none.
+    pub fn default_instance(&self) -> &str {
+        self.inner.config.instances.first().map_or("codechat", String::as_str)
+    }
+
+    pub(crate) fn instance_id(&self, instance: &str) -> Option<i64> {
+        let i = self.inner.config.instances.iter().position(|n| n == instance)?;
+        Some(i as i64 + 1)
+    }
+
+    /// Mints an instance token, valid for `ttl` (or forever). On the newer server it becomes the
+    /// instance's one valid token, so tokens minted before it are refused with 403 from then on.
+    pub fn mint_token(&self, instance: &str, ttl: Option<Duration>) -> String {
+        let token = auth::sign(&self.inner.config.secret, &auth::instance_claims(instance, ttl));
+        self.lock()
+            .current_tokens
+            .insert(instance.to_owned(), token.clone());
+        token
+    }
+
+    /// Mints a user token for `/ws/global/events` (the newer server requires an expiry).
+    pub fn mint_user_token(&self, user_id: &str, ttl: Duration) -> String {
+        auth::sign(&self.inner.config.secret, &auth::user_claims(user_id, ttl))
+    }
+
+    pub(crate) fn verify(&self, token: &str) -> Result<SimClaims, auth::Refusal> {
+        auth::verify(&self.inner.config.secret, token)
+    }
+
+    pub(crate) fn is_current_token(&self, instance: &str, token: &str) -> bool {
+        self.lock()
+            .current_tokens
+            .get(instance)
+            .is_some_and(|t| t == token)
+    }
+
+    /// Revokes the instance's token (newer server): its sockets are closed with 4003 and the
+    /// token is refused with 403 from then on. Returns how many sockets were closed.
+    pub fn revoke(&self, instance: &str) -> usize {
+        let mut state = self.lock();
+        state.current_tokens.remove(instance);
+        let mut n = 0;
+        for s in state.sockets.values().filter(|s| s.key.0 == instance) {
+            n += usize::from(
+                s.control
+                    .send(Control::Close(4003, "permission revoked".into()))
+                    .is_ok(),
+            );
+        }
+        n
+    }
+
+    pub(crate) fn register(&self, key: Key) -> SocketQueues {
+        let id = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
+        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (control_tx, control) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut state = self.lock();
+        state.routes.insert(key.clone(), id);
+        state.sockets.insert(
+            id,
+            SocketEntry {
+                key,
+                frames: frames_tx,
+                control: control_tx,
+                queued: queued.clone(),
+            },
+        );
+        self.inner.accepted.fetch_add(1, Ordering::Relaxed);
+        SocketQueues {
+            id,
+            frames,
+            control,
+            queued,
+        }
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(entry) = state.sockets.remove(&id) {
+            if state.routes.get(&entry.key) == Some(&id) {
+                state.routes.remove(&entry.key);
+            }
+        }
+    }
+
+    /// How many WebSocket handshakes were accepted since start.
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The open sockets.
+    pub fn sockets(&self) -> Vec<SocketInfo> {
+        let state = self.lock();
+        let mut out: Vec<SocketInfo> = state
+            .sockets
+            .iter()
+            .map(|(id, s)| SocketInfo {
+                id: *id,
+                scope: s.key.0.clone(),
+                event: s.key.1.clone(),
+                routed: state.routes.get(&s.key) == Some(id),
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out
+    }
+
+    /// Whether a socket currently receives `event` for `scope`.
+    pub fn is_subscribed(&self, scope: &str, event: &str) -> bool {
+        self.lock()
+            .routes
+            .contains_key(&(scope.to_owned(), event.to_owned()))
+    }
+
+    /// The frame text for `data` on `event`: the bare payload (legacy) or the envelope (v2).
+    pub(crate) fn frame(&self, scope: &str, event: &str, data: &serde_json::Value) -> String {
+        match self.inner.config.protocol {
+            Protocol::Legacy => data.to_string(),
+            Protocol::V2 => {
+                let name = EventName::parse(event);
+                let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let envelope = if name.kind().is_some_and(|k| k.is_global()) {
+                    serde_json::json!({"event": event, "data": data, "timestamp": timestamp})
+                } else {
+                    serde_json::json!({
+                        "event": event,
+                        "instance": {
+                            "id": self.instance_id(scope),
+                            "name": scope,
+                            "connectionStatus": "online",
+                            "ownerJid": "5511999999999@s.whatsapp.net",
+                            "externalAttributes": {},
+                        },
+                        "data": data,
+                        "timestamp": timestamp,
+                    })
+                };
+                envelope.to_string()
+            }
+        }
+    }
+
+    /// Sends one event to the socket subscribed to (`scope`, `event`), if any. Returns whether a
+    /// socket took it. Like the real server, nothing is kept for a socket that is not there.
+    pub fn emit(&self, scope: &str, event: &str, data: &serde_json::Value) -> bool {
+        self.emit_text(scope, event, self.frame(scope, event, data))
+    }
+
+    /// Sends a frame of exactly `text`, valid JSON or not: for testing how clients take bad input.
+    pub fn emit_text(&self, scope: &str, event: &str, text: impl Into<ByteString>) -> bool {
+        if self.half_open() {
+            return false; // lost on a dead link
+        }
+        let state = self.lock();
+        let Some(id) = state.routes.get(&(scope.to_owned(), event.to_owned())) else {
+            return false;
+        };
+        let Some(socket) = state.sockets.get(id) else {
+            return false;
+        };
+        if self.inner.config.protocol == Protocol::V2
+            && socket.queued.load(Ordering::Relaxed) >= self.inner.config.send_buffer
+        {
+            // The newer server drops a client whose send buffer is full.
+            let _ = socket
+                .control
+                .send(Control::Close(4008, "slow client".into()));
+            return false;
+        }
+        socket.queued.fetch_add(1, Ordering::Relaxed);
+        socket.frames.send(text.into()).is_ok()
+    }
+
+    /// Sends `count` events made from `data`; object payloads get a `burstSeq` member (0, 1, ...)
+    /// so a client can check order and completeness. Returns how many a socket took.
+    pub fn burst(&self, scope: &str, event: &str, data: &serde_json::Value, count: u64) -> u64 {
+        let mut data = data.clone();
+        let mut sent = 0;
+        for i in 0..count {
+            if let Some(obj) = data.as_object_mut() {
+                obj.insert("burstSeq".into(), i.into());
+            }
+            sent += u64::from(self.emit(scope, event, &data));
+        }
+        sent
+    }
+
+    /// Ends every socket at once, without a close frame, as a crashed server or a cut cable would.
+    pub fn drop_all(&self) -> usize {
+        self.tell_all(|| Control::Abort)
+    }
+
+    /// Closes every socket with a close frame of `code` and `reason`.
+    pub fn close_all(&self, code: u16, reason: &str) -> usize {
+        self.tell_all(|| Control::Close(code, reason.to_owned()))
+    }
+
+    fn tell_all(&self, msg: impl Fn() -> Control) -> usize {
+        let state = self.lock();
+        state
+            .sockets
+            .values()
+            .filter(|s| s.control.send(msg()).is_ok())
+            .count()
+    }
+
+    /// Half-open mode: while on, the server neither answers pings nor sends pings, and frames
+    /// emitted meanwhile are lost, as on a link that died without either side noticing.
+    pub fn set_half_open(&self, on: bool) {
+        self.inner.half_open.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn half_open(&self) -> bool {
+        self.inner.half_open.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn swallow_ping(&self) {
+        self.inner.swallowed_pings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many client pings went unanswered in half-open mode since start.
+    pub fn swallowed_pings(&self) -> u64 {
+        self.inner.swallowed_pings.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_message_id(&self) -> i64 {
+        self.inner.next_message.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,136 @@
+//! The REST endpoint bots reply through: send a text message.
+
+use crate::config::Protocol;
+use crate::hub::Sim;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Body of `POST /message/sendText/{instance}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SendText {
+    number: Option<String>,
+    text_message: Option<TextMessage>,
+    #[serde(default)]
+    options: Option<SendOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TextMessage {
+    text: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SendOptions {
+    external_attributes: Option<Value>,
+    quoted_message_id: Option<Value>,
+}
+
+fn error(sim: &Sim, status: StatusCode, message: &str) -> HttpResponse {
+    let body = match sim.config().protocol {
+        Protocol::Legacy => json!({"status": status.as_u16(), "error": status.canonical_reason(), "message": [message]}),
+        Protocol::V2 => json!({"statusCode": status.as_u16(), "error": status.canonical_reason(), "messages": [message]}),
+    };
+    HttpResponse::build(status).json(body)
+}
+
+/// Checks `Authorization: Bearer` against the instance in the path, as the server's guard does.
+fn authorize(req: &HttpRequest, sim: &Sim, instance: &str) -> Result<(), HttpResponse> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let unauthorized = |m| Err(error(sim, StatusCode::UNAUTHORIZED, m));
+    let Some(token) = bearer else {
+        return unauthorized("missing bearer token");
+    };
+    let Ok(claims) = sim.verify(token) else {
+        return unauthorized("invalid token");
+    };
+    if claims.instance_name.as_deref() != Some(instance)
+        || claims.api_name.as_deref() != Some("whatsapp-api")
+    {
+        return unauthorized("the token is not for this instance");
+    }
+    if sim.instance_id(instance).is_none() {
+        return Err(error(sim, StatusCode::NOT_FOUND, "instance not found"));
+    }
+    Ok(())
+}
+
+/// `POST /message/sendText/{instance}` (and the newer `/instance/{instance}/send/text`): answers
+/// with the sent message and emits it on `send.message` and `messages.upsert`, as the server does.
+pub(crate) async fn send_text(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    if let Err(refused) = authorize(&req, &sim, &instance) {
+        return refused;
+    }
+    let body: SendText = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(&sim, StatusCode::BAD_REQUEST, &format!("invalid body: {e}")),
+    };
+    let Some(number) = body.number.filter(|n| !n.trim().is_empty()) else {
+        return error(&sim, StatusCode::BAD_REQUEST, "number is required");
+    };
+    let Some(text) = body.text_message.and_then(|t| t.text) else {
+        return error(&sim, StatusCode::BAD_REQUEST, "textMessage.text is required");
+    };
+    let options = body.options.unwrap_or_default();
+    let jid = if number.contains('@') {
+        number
+    } else {
+        format!("{}@s.whatsapp.net", number.trim_start_matches('+'))
+    };
+    let message = sent_message(&sim, &instance, &jid, &text, &options);
+    for event in ["send.message", "messages.upsert"] {
+        sim.emit(&instance, event, &message);
+    }
+    let status = match sim.config().protocol {
+        Protocol::Legacy => StatusCode::CREATED,
+        Protocol::V2 => StatusCode::OK,
+    };
+    HttpResponse::build(status).json(message)
+}
+
+fn sent_message(sim: &Sim, instance: &str, jid: &str, text: &str, options: &SendOptions) -> Value {
+    let id = sim.next_message_id();
+    let mut message = json!({
+        "keyId": format!("01JSIM{id:020}"),
+        "keyFromMe": true,
+        "keyRemoteJid": jid,
+        "content": {"text": text},
+        "messageTimestamp": crate::auth::now_secs(),
+        "instanceId": sim.instance_id(instance),
+        "device": "web",
+        "isGroup": jid.ends_with("@g.us"),
+        "id": id,
+    });
+    let obj = message.as_object_mut().expect("a json! object");
+    match sim.config().protocol {
+        Protocol::Legacy => {
+            obj.insert("messageType".into(), "extendedTextMessage".into());
+            if let Some(quoted) = &options.quoted_message_id {
+                obj["content"]["contextInfo"] = json!({"stanzaId": quoted});
+            }
+        }
+        Protocol::V2 => {
+            obj.insert("messageType".into(), "conversation".into());
+            for k in ["keyLid", "keyParticipant", "keyParticipantLid", "pushName", "metadata"] {
+                obj.insert(k.into(), Value::Null);
+            }
+        }
+    }
+    if let Some(attrs) = &options.external_attributes {
+        obj.insert("externalAttributes".into(), attrs.clone());
+    }
+    message
+}
