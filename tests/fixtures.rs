@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 
 type Attempt = (&'static str, Result<Value, String>);
 
-fn attempt<T: Payload>(channel: Channel, name: &EventName, frame: &Frame<'_>, out: &mut Vec<Attempt>) {
+fn attempt<T: Payload>(
+    channel: Channel,
+    name: &EventName,
+    frame: &Frame<'_>,
+    out: &mut Vec<Attempt>,
+) {
     if T::CHANNEL == channel && T::accepts(name) {
         let decoded = frame
             .decode::<T>(name)
@@ -28,20 +33,56 @@ fn decode_all(channel: Channel, name: &EventName, frame: &Frame<'_>) -> Vec<Atte
         ($($t:ty),* $(,)?) => { $( attempt::<$t>(channel, name, frame, &mut out); )* };
     }
     each!(
-        legacy::QrcodeUpdated, legacy::ConnectionUpdate, legacy::MessagesUpsert,
-        legacy::SendMessage, legacy::MessagesUpdate, legacy::ContactsUpsert,
-        legacy::PresenceUpdate, legacy::ChatsUpsert, legacy::ChatsUpdate, legacy::GroupsUpsert,
-        legacy::GroupsUpdate, legacy::GroupParticipantsUpdate, legacy::CallUpsert,
-        legacy::MessagesSet, legacy::ChatsSet, legacy::ChatsDelete, legacy::LabelsAssociation,
-        legacy::LabelsEdit, legacy::StatusInstance, legacy::RefreshToken,
-        v2::MessagesUpsert, v2::SendMessage, v2::CallUpsert, v2::MessagesUpdate,
-        v2::ConnectionUpdate, v2::QrcodeUpdated, v2::ContactsUpsert, v2::ContactsUpdate,
-        v2::ChatsUpdated, v2::ChatsDelete, v2::GroupsUpsert, v2::GroupsUpdate,
-        v2::GroupsParticipantsUpdate, v2::PresenceUpdated, v2::HistorySync, v2::IdentityUpdate,
-        v2::LabelsAssociation, v2::LabelsEdit, v2::MediaRetry, v2::MessagesDelete,
-        v2::MessagesStar, v2::MessagesUndecryptable, v2::NewsLetter, v2::ProfilePictureUpdate,
-        v2::SettingsUpdate, v2::StatusInstance, v2::UserAboutUpdate, v2::CallEvent,
-        v2::BatchEvent, v2::BatchItemEvent,
+        legacy::QrcodeUpdated,
+        legacy::ConnectionUpdate,
+        legacy::MessagesUpsert,
+        legacy::SendMessage,
+        legacy::MessagesUpdate,
+        legacy::ContactsUpsert,
+        legacy::PresenceUpdate,
+        legacy::ChatsUpsert,
+        legacy::ChatsUpdate,
+        legacy::GroupsUpsert,
+        legacy::GroupsUpdate,
+        legacy::GroupParticipantsUpdate,
+        legacy::CallUpsert,
+        legacy::MessagesSet,
+        legacy::ChatsSet,
+        legacy::ChatsDelete,
+        legacy::LabelsAssociation,
+        legacy::LabelsEdit,
+        legacy::StatusInstance,
+        legacy::RefreshToken,
+        v2::MessagesUpsert,
+        v2::SendMessage,
+        v2::CallUpsert,
+        v2::MessagesUpdate,
+        v2::ConnectionUpdate,
+        v2::QrcodeUpdated,
+        v2::ContactsUpsert,
+        v2::ContactsUpdate,
+        v2::ChatsUpdated,
+        v2::ChatsDelete,
+        v2::GroupsUpsert,
+        v2::GroupsUpdate,
+        v2::GroupsParticipantsUpdate,
+        v2::PresenceUpdated,
+        v2::HistorySync,
+        v2::IdentityUpdate,
+        v2::LabelsAssociation,
+        v2::LabelsEdit,
+        v2::MediaRetry,
+        v2::MessagesDelete,
+        v2::MessagesStar,
+        v2::MessagesUndecryptable,
+        v2::NewsLetter,
+        v2::ProfilePictureUpdate,
+        v2::SettingsUpdate,
+        v2::StatusInstance,
+        v2::UserAboutUpdate,
+        v2::CallEvent,
+        v2::BatchEvent,
+        v2::BatchItemEvent,
     );
     out
 }
@@ -94,11 +135,15 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
     for (dir, protocol) in [("legacy", Channel::Legacy), ("v2", Channel::Instance)] {
         for path in json_files(&fixtures_root().join(dir)) {
             let kind = event_of(&path);
-            let channel = if kind.is_global() { Channel::Global } else { protocol };
+            let channel = if kind.is_global() {
+                Channel::Global
+            } else {
+                protocol
+            };
             let name = EventName::from(kind);
             let text = std::fs::read_to_string(&path).unwrap();
-            let frame = Frame::parse(&name, &text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let frame =
+                Frame::parse(&name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // Legacy socket frames are bare; webhook bodies and every v2 frame are enveloped.
             let webhook = path.components().any(|c| c.as_os_str() == "webhook-only");
             let refresh = kind == EventKind::RefreshToken; // `{event:"new.jwt",auth}`, no data
@@ -112,7 +157,12 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
                 assert_eq!(frame.event_name(), Some(name.clone()), "{}", path.display());
             }
             let attempts = decode_all(channel, &name, &frame);
-            assert_eq!(attempts.len(), 1, "{}: claimed by {attempts:?}", path.display());
+            assert_eq!(
+                attempts.len(),
+                1,
+                "{}: claimed by {attempts:?}",
+                path.display()
+            );
             let (ty, decoded) = attempts.into_iter().next().unwrap();
             let encoded = decoded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let original: Value = serde_json::from_str(frame.data()).unwrap();
@@ -122,7 +172,10 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
                 "{} did not survive a round trip through {ty}",
                 path.display()
             );
-            println!("ok {:<60} {ty}", path.strip_prefix(fixtures_root()).unwrap().display());
+            println!(
+                "ok {:<60} {ty}",
+                path.strip_prefix(fixtures_root()).unwrap().display()
+            );
             checked += 1;
         }
     }
@@ -148,5 +201,8 @@ fn every_event_that_carries_data_has_exactly_one_payload_type() {
     }
     // `call.*` names this version does not know still reach the call type.
     let unknown_call = EventName::parse("call.participant.joined");
-    assert_eq!(decode_all(Channel::Instance, &unknown_call, &frame).len(), 1);
+    assert_eq!(
+        decode_all(Channel::Instance, &unknown_call, &frame).len(),
+        1
+    );
 }

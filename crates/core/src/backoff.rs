@@ -161,7 +161,10 @@ mod tests {
 
     #[test]
     fn fixed_is_fixed() {
-        assert_eq!(Backoff::Fixed(Duration::from_secs(5)).delay(7), Duration::from_secs(5));
+        assert_eq!(
+            Backoff::Fixed(Duration::from_secs(5)).delay(7),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -175,7 +178,10 @@ mod tests {
         assert!(log.record(i, t0));
         assert!(log.record(i, t0 + Duration::from_secs(1)));
         assert!(log.record(i, t0 + Duration::from_secs(2)));
-        assert!(!log.record(i, t0 + Duration::from_secs(3)), "fourth within 10 s");
+        assert!(
+            !log.record(i, t0 + Duration::from_secs(3)),
+            "fourth within 10 s"
+        );
         // Once the early restarts leave the window, restarts are allowed again.
         assert!(log.record(i, t0 + Duration::from_secs(12)));
         assert_eq!(log.len(), 3);

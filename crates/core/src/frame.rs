@@ -224,7 +224,11 @@ fn excerpt(text: &str, line: usize, column: usize) -> String {
     let after: String = text[at..].chars().take(EXCERPT_CHARS / 2).collect();
     let before: String = before.into_iter().rev().collect();
     let start_cut = if before.len() < at { "…" } else { "" };
-    let end_cut = if at + after.len() < text.len() { "…" } else { "" };
+    let end_cut = if at + after.len() < text.len() {
+        "…"
+    } else {
+        ""
+    };
     format!(
         "{start_cut}{}{end_cut}",
         format!("{before}{after}").escape_debug()
@@ -275,7 +279,10 @@ mod tests {
         assert!(f.is_enveloped());
         assert_eq!(f.event_name(), Some(upsert()));
         assert_eq!(f.instance().unwrap().name.as_deref(), Some("codechat"));
-        assert_eq!(f.timestamp().unwrap().to_rfc3339(), "2026-07-04T18:00:00+00:00");
+        assert_eq!(
+            f.timestamp().unwrap().to_rfc3339(),
+            "2026-07-04T18:00:00+00:00"
+        );
         assert_eq!(f.data(), r#"{"keyId":"A"}"#);
     }
 
@@ -293,13 +300,23 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.contains("`messages.upsert`"), "{shown}");
         assert!(shown.contains("oops"), "{shown}");
-        assert!(err.excerpt.chars().count() <= EXCERPT_CHARS + 2, "{}", err.excerpt);
+        assert!(
+            err.excerpt.chars().count() <= EXCERPT_CHARS + 2,
+            "{}",
+            err.excerpt
+        );
         assert_eq!(err.len, long.len());
     }
 
     #[test]
     fn excerpt_is_safe_on_multibyte_and_control_characters() {
-        for text in ["{\"a\":\"é\u{7}ção", "", "ção", "{\"a\":\n\n\"b\" x}", "\u{1F600}{"] {
+        for text in [
+            "{\"a\":\"é\u{7}ção",
+            "",
+            "ção",
+            "{\"a\":\n\n\"b\" x}",
+            "\u{1F600}{",
+        ] {
             let err = Frame::parse(&upsert(), text).unwrap_err();
             assert!(!err.excerpt.contains('\u{7}'));
         }

@@ -363,7 +363,10 @@ mod tests {
         let n = EventName::parse("call.screen_share.started");
         assert_eq!(n, EventName::Other("call.screen_share.started".into()));
         assert_eq!(n.to_string(), "call.screen_share.started");
-        assert!("Messages.Upsert".parse::<EventKind>().is_err(), "names are case-sensitive");
+        assert!(
+            "Messages.Upsert".parse::<EventKind>().is_err(),
+            "names are case-sensitive"
+        );
     }
 
     #[test]

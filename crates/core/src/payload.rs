@@ -12,7 +12,9 @@ use serde::Serialize;
 ///
 /// Every payload keeps the fields it does not model in an `extra` map, so re-encoding one gives
 /// back the JSON it came from.
-pub trait Payload: DeserializeOwned + Serialize + Clone + Send + Sync + std::fmt::Debug + 'static {
+pub trait Payload:
+    DeserializeOwned + Serialize + Clone + Send + Sync + std::fmt::Debug + 'static
+{
     /// The endpoint whose frames have this shape.
     const CHANNEL: Channel;
     /// The event names whose frames decode into this type.

@@ -58,7 +58,12 @@ impl Endpoint {
     }
 
     /// The URL to subscribe to `event` on `channel`, with the token.
-    pub fn subscription(&self, channel: Channel, event: &EventName, token: &Token) -> SubscriptionUrl {
+    pub fn subscription(
+        &self,
+        channel: Channel,
+        event: &EventName,
+        token: &Token,
+    ) -> SubscriptionUrl {
         let mut url = self.ws.clone();
         let path = format!("{}{}", self.ws.path().trim_end_matches('/'), channel.path());
         url.set_path(&path);
@@ -71,7 +76,11 @@ impl Endpoint {
     /// The HTTP(S) base URL for REST calls.
     pub fn rest_base(&self) -> Url {
         let mut url = self.ws.clone();
-        let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+        let scheme = if url.scheme() == "wss" {
+            "https"
+        } else {
+            "http"
+        };
         let _ = url.set_scheme(scheme);
         url
     }
@@ -116,7 +125,11 @@ impl SubscriptionUrl {
             .0
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k == "token" { "<redacted>".into() } else { v.into_owned() };
+                let v = if k == "token" {
+                    "<redacted>".into()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -146,26 +159,44 @@ mod tests {
     fn builds_percent_encoded_urls() {
         let e = Endpoint::parse("http://localhost:8084").unwrap();
         let token = Token::new("a.b+c/d=.e");
-        let url = e.subscription(Channel::Legacy, &EventKind::GroupParticipantsUpdate.into(), &token);
+        let url = e.subscription(
+            Channel::Legacy,
+            &EventKind::GroupParticipantsUpdate.into(),
+            &token,
+        );
         assert_eq!(
             url.expose(),
             "ws://localhost:8084/ws/events?event=group-participants.update&token=a.b%2Bc%2Fd%3D.e"
         );
         let odd = EventName::parse("a b&c");
         let url = e.subscription(Channel::Instance, &odd, &token);
-        assert!(url.expose().starts_with("ws://localhost:8084/ws/instance/events?event=a+b%26c&"));
+        assert!(url
+            .expose()
+            .starts_with("ws://localhost:8084/ws/instance/events?event=a+b%26c&"));
     }
 
     #[test]
     fn schemes_and_prefixes() {
         let e = Endpoint::parse("https://api.example.com/wa/").unwrap();
-        let url = e.subscription(Channel::Global, &EventKind::BatchProgress.into(), &Token::new("t"));
-        assert!(url.expose().starts_with("wss://api.example.com/wa/ws/global/events?"));
+        let url = e.subscription(
+            Channel::Global,
+            &EventKind::BatchProgress.into(),
+            &Token::new("t"),
+        );
+        assert!(url
+            .expose()
+            .starts_with("wss://api.example.com/wa/ws/global/events?"));
         assert_eq!(e.rest_base().as_str(), "https://api.example.com/wa");
         assert_eq!(e.authority(), "api.example.com:443");
         assert!(Endpoint::parse("ws://h:1").is_ok());
-        assert_eq!(Endpoint::parse("ftp://h").unwrap_err(), EndpointError::Scheme("ftp".into()));
-        assert_eq!(Endpoint::parse("http://h/?token=x").unwrap_err(), EndpointError::Query);
+        assert_eq!(
+            Endpoint::parse("ftp://h").unwrap_err(),
+            EndpointError::Scheme("ftp".into())
+        );
+        assert_eq!(
+            Endpoint::parse("http://h/?token=x").unwrap_err(),
+            EndpointError::Query
+        );
         let bad = Endpoint::parse("not a url?token=secret").unwrap_err();
         assert!(!bad.to_string().contains("secret"));
     }
@@ -173,7 +204,11 @@ mod tests {
     #[test]
     fn token_never_shown() {
         let e = Endpoint::parse("http://localhost:8084").unwrap();
-        let url = e.subscription(Channel::Legacy, &EventKind::MessagesUpsert.into(), &Token::new("s3cret"));
+        let url = e.subscription(
+            Channel::Legacy,
+            &EventKind::MessagesUpsert.into(),
+            &Token::new("s3cret"),
+        );
         for shown in [format!("{url:?}"), url.to_string()] {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(shown.contains("event=messages.upsert"), "{shown}");

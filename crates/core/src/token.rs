@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(c.api_name.as_deref(), Some("whatsapp-api"));
         assert_eq!(c.exp, Some(9));
         assert_eq!(Token::new("nope").claims(), Err(TokenError::NotAJwt));
-        assert!(matches!(Token::new("a.e30x.c").claims(), Err(TokenError::Claims(_))));
+        assert!(matches!(
+            Token::new("a.e30x.c").claims(),
+            Err(TokenError::Claims(_))
+        ));
         assert_eq!(Token::new("a.!!.c").claims(), Err(TokenError::NotAJwt));
     }
 }

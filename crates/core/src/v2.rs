@@ -62,7 +62,10 @@ pub struct Message {
 impl Message {
     /// The text of the message: a text body, or a media caption.
     pub fn text(&self) -> Option<&str> {
-        self.content.text.as_deref().or(self.content.caption.as_deref())
+        self.content
+            .text
+            .as_deref()
+            .or(self.content.caption.as_deref())
     }
 }
 

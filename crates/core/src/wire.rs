@@ -215,7 +215,10 @@ mod tests {
         let secs = probe(r#"{"t":1747310400}"#).unwrap().t.unwrap();
         let millis = probe(r#"{"t":1747310400000}"#).unwrap().t.unwrap();
         assert_eq!(secs, millis);
-        let offset = probe(r#"{"t":"2025-05-15T09:00:00-03:00"}"#).unwrap().t.unwrap();
+        let offset = probe(r#"{"t":"2025-05-15T09:00:00-03:00"}"#)
+            .unwrap()
+            .t
+            .unwrap();
         assert_eq!(offset.to_rfc3339(), "2025-05-15T12:00:00+00:00");
         assert!(probe(r#"{"t":"yesterday"}"#).is_err());
     }

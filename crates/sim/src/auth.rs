@@ -40,7 +40,9 @@ pub(crate) fn now_secs() -> u64 {
 fn token_id() -> String {
     // ULID-like: 26 Crockford base32 characters.
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    (0..26).map(|_| ALPHABET[fastrand::usize(..32)] as char).collect()
+    (0..26)
+        .map(|_| ALPHABET[fastrand::usize(..32)] as char)
+        .collect()
 }
 
 pub(crate) fn instance_claims(instance: &str, ttl: Option<Duration>) -> SimClaims {

@@ -65,8 +65,9 @@ struct Close {
 
 async fn close_all(sim: web::Data<Sim>, body: web::Json<Close>) -> HttpResponse {
     if !(1000..=4999).contains(&body.code) || matches!(body.code, 1004..=1006 | 1015) {
-        return HttpResponse::BadRequest()
-            .json(json!({ "error": format!("{} is not a close code a server may send", body.code) }));
+        return HttpResponse::BadRequest().json(
+            json!({ "error": format!("{} is not a close code a server may send", body.code) }),
+        );
     }
     HttpResponse::Ok().json(json!({ "closed": sim.close_all(body.code, &body.reason) }))
 }
@@ -93,7 +94,10 @@ async fn token(sim: web::Data<Sim>, body: web::Json<MintToken>) -> HttpResponse 
     let ttl = body.ttl_seconds.map(Duration::from_secs);
     let token = match &body.user_id {
         Some(user) => sim.mint_user_token(user, ttl.unwrap_or(Duration::from_secs(3600))),
-        None => sim.mint_token(body.instance.as_deref().unwrap_or(sim.default_instance()), ttl),
+        None => sim.mint_token(
+            body.instance.as_deref().unwrap_or(sim.default_instance()),
+            ttl,
+        ),
     };
     HttpResponse::Ok().json(json!({ "token": token }))
 }

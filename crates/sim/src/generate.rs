@@ -38,7 +38,8 @@ pub struct Generator {
 }
 
 fn template(text: &str, enveloped: bool) -> Value {
-    let v: Value = serde_json::from_str(text).expect("fixtures embedded at build time are valid JSON");
+    let v: Value =
+        serde_json::from_str(text).expect("fixtures embedded at build time are valid JSON");
     if enveloped {
         v["data"].clone()
     } else {
@@ -88,7 +89,8 @@ impl Generator {
                     u["remoteJid"] = json!(jid);
                     u["id"] = json!(format!("3A{:018X}", n.saturating_sub(5)));
                     u["status"] = json!(["SERVER_ACK", "DELIVERY_ACK", "READ"][(n % 3) as usize]);
-                    u["dateTime"] = json!(date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+                    u["dateTime"] =
+                        json!(date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
                 } else {
                     u["messageId"] = json!(n.saturating_sub(5));
                     u["status"] = json!(["sent", "delivered", "read"][(n % 3) as usize]);
@@ -99,12 +101,19 @@ impl Generator {
             _ => {
                 let state = ["composing", "paused", "available"][(n % 3) as usize];
                 if legacy {
-                    ("presence.update", json!({"id": jid, "presences": {jid: {"lastKnownPresence": state}}}))
+                    (
+                        "presence.update",
+                        json!({"id": jid, "presences": {jid: {"lastKnownPresence": state}}}),
+                    )
                 } else {
                     let mut p = self.presence.clone();
                     p["chatJid"] = json!(jid);
                     p["senderJid"] = json!(jid);
-                    p["state"] = json!(if state == "available" { "paused" } else { state });
+                    p["state"] = json!(if state == "available" {
+                        "paused"
+                    } else {
+                        state
+                    });
                     ("presence.updated", p)
                 }
             }
@@ -143,7 +152,10 @@ mod tests {
     fn decodes<T: Payload>(event: &str, data: &Value) {
         let name = EventName::parse(event);
         let text = data.to_string();
-        Frame::parse(&name, &text).unwrap().decode::<T>(&name).unwrap();
+        Frame::parse(&name, &text)
+            .unwrap()
+            .decode::<T>(&name)
+            .unwrap();
     }
 
     #[test]

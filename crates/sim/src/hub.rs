@@ -120,18 +120,30 @@ impl Sim {
 
     /// The first configured instance, used when a call names none.
     pub fn default_instance(&self) -> &str {
-        self.inner.config.instances.first().map_or("codechat", String::as_str)
+        self.inner
+            .config
+            .instances
+            .first()
+            .map_or("codechat", String::as_str)
     }
 
     pub(crate) fn instance_id(&self, instance: &str) -> Option<i64> {
-        let i = self.inner.config.instances.iter().position(|n| n == instance)?;
+        let i = self
+            .inner
+            .config
+            .instances
+            .iter()
+            .position(|n| n == instance)?;
         Some(i as i64 + 1)
     }
 
     /// Mints an instance token, valid for `ttl` (or forever). On the newer server it becomes the
     /// instance's one valid token, so tokens minted before it are refused with 403 from then on.
     pub fn mint_token(&self, instance: &str, ttl: Option<Duration>) -> String {
-        let token = auth::sign(&self.inner.config.secret, &auth::instance_claims(instance, ttl));
+        let token = auth::sign(
+            &self.inner.config.secret,
+            &auth::instance_claims(instance, ttl),
+        );
         self.lock()
             .current_tokens
             .insert(instance.to_owned(), token.clone());
@@ -239,7 +251,8 @@ impl Sim {
             Protocol::Legacy => data.to_string(),
             Protocol::V2 => {
                 let name = EventName::parse(event);
-                let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let timestamp =
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 let envelope = if name.kind().is_some_and(|k| k.is_global()) {
                     serde_json::json!({"event": event, "data": data, "timestamp": timestamp})
                 } else {

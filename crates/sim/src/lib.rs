@@ -58,8 +58,14 @@ pub async fn run(
             .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
             .app_data(web::PayloadConfig::default().limit(1024 * 1024))
             .configure(control::routes)
-            .route("/message/sendText/{instance}", web::post().to(rest::send_text))
-            .route("/instance/{instance}/send/text", web::post().to(rest::send_text))
+            .route(
+                "/message/sendText/{instance}",
+                web::post().to(rest::send_text),
+            )
+            .route(
+                "/instance/{instance}/send/text",
+                web::post().to(rest::send_text),
+            )
             .default_service(web::to(ws::any_path))
     })
     .workers(1)

@@ -31,33 +31,41 @@ pub(crate) struct SendOptions {
 
 fn error(sim: &Sim, status: StatusCode, message: &str) -> HttpResponse {
     let body = match sim.config().protocol {
-        Protocol::Legacy => json!({"status": status.as_u16(), "error": status.canonical_reason(), "message": [message]}),
-        Protocol::V2 => json!({"statusCode": status.as_u16(), "error": status.canonical_reason(), "messages": [message]}),
+        Protocol::Legacy => {
+            json!({"status": status.as_u16(), "error": status.canonical_reason(), "message": [message]})
+        }
+        Protocol::V2 => {
+            json!({"statusCode": status.as_u16(), "error": status.canonical_reason(), "messages": [message]})
+        }
     };
     HttpResponse::build(status).json(body)
 }
 
 /// Checks `Authorization: Bearer` against the instance in the path, as the server's guard does.
-fn authorize(req: &HttpRequest, sim: &Sim, instance: &str) -> Result<(), HttpResponse> {
-    let bearer = req
+fn authorize(
+    req: &HttpRequest,
+    sim: &Sim,
+    instance: &str,
+) -> Result<(), (StatusCode, &'static str)> {
+    let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let unauthorized = |m| Err(error(sim, StatusCode::UNAUTHORIZED, m));
-    let Some(token) = bearer else {
-        return unauthorized("missing bearer token");
-    };
-    let Ok(claims) = sim.verify(token) else {
-        return unauthorized("invalid token");
-    };
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    let claims = sim
+        .verify(token)
+        .map_err(|_| (StatusCode::UNAUTHORIZED, "invalid token"))?;
     if claims.instance_name.as_deref() != Some(instance)
         || claims.api_name.as_deref() != Some("whatsapp-api")
     {
-        return unauthorized("the token is not for this instance");
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "the token is not for this instance",
+        ));
     }
     if sim.instance_id(instance).is_none() {
-        return Err(error(sim, StatusCode::NOT_FOUND, "instance not found"));
+        return Err((StatusCode::NOT_FOUND, "instance not found"));
     }
     Ok(())
 }
@@ -71,8 +79,8 @@ pub(crate) async fn send_text(
     sim: web::Data<Sim>,
 ) -> HttpResponse {
     let instance = path.into_inner();
-    if let Err(refused) = authorize(&req, &sim, &instance) {
-        return refused;
+    if let Err((status, message)) = authorize(&req, &sim, &instance) {
+        return error(&sim, status, message);
     }
     let body: SendText = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -82,7 +90,11 @@ pub(crate) async fn send_text(
         return error(&sim, StatusCode::BAD_REQUEST, "number is required");
     };
     let Some(text) = body.text_message.and_then(|t| t.text) else {
-        return error(&sim, StatusCode::BAD_REQUEST, "textMessage.text is required");
+        return error(
+            &sim,
+            StatusCode::BAD_REQUEST,
+            "textMessage.text is required",
+        );
     };
     let options = body.options.unwrap_or_default();
     let jid = if number.contains('@') {
@@ -124,7 +136,13 @@ fn sent_message(sim: &Sim, instance: &str, jid: &str, text: &str, options: &Send
         }
         Protocol::V2 => {
             obj.insert("messageType".into(), "conversation".into());
-            for k in ["keyLid", "keyParticipant", "keyParticipantLid", "pushName", "metadata"] {
+            for k in [
+                "keyLid",
+                "keyParticipant",
+                "keyParticipantLid",
+                "pushName",
+                "metadata",
+            ] {
                 obj.insert(k.into(), Value::Null);
             }
         }

@@ -63,7 +63,11 @@ fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel)
         .map(|q| q.into_inner())
         .unwrap_or_default();
     let legacy = sim.config().protocol == Protocol::Legacy;
-    let bad_request = if legacy { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+    let bad_request = if legacy {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
 
     let Some(event) = query.get("event").filter(|e| !e.is_empty()) else {
         return refuse(sim, bad_request, "event is required");
@@ -87,7 +91,13 @@ fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel)
     let scope = if channel == Channel::Global {
         match (&claims.user_id, claims.exp) {
             (Some(user), Some(_)) => user.clone(),
-            _ => return refuse(sim, StatusCode::UNAUTHORIZED, "a user token with exp is required"),
+            _ => {
+                return refuse(
+                    sim,
+                    StatusCode::UNAUTHORIZED,
+                    "a user token with exp is required",
+                )
+            }
         }
     } else {
         let Some(instance) = claims.instance_name.clone() else {
@@ -98,7 +108,11 @@ fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel)
                 return refuse(sim, StatusCode::NOT_FOUND, "instance not found");
             }
             if !sim.is_current_token(&instance, token) {
-                return refuse(sim, StatusCode::FORBIDDEN, "token does not match the instance");
+                return refuse(
+                    sim,
+                    StatusCode::FORBIDDEN,
+                    "token does not match the instance",
+                );
             }
         }
         instance
@@ -110,9 +124,10 @@ fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel)
     };
     let queues = sim.register((scope.clone(), event.clone()));
     tracing::debug!(scope, event, id = queues.id, "socket open");
-    let expires_in = (!legacy).then_some(()).and(claims.exp).map(|exp| {
-        Duration::from_secs(exp.saturating_sub(crate::auth::now_secs()))
-    });
+    let expires_in = (!legacy)
+        .then_some(())
+        .and(claims.exp)
+        .map(|exp| Duration::from_secs(exp.saturating_sub(crate::auth::now_secs())));
     actix_web::rt::spawn(serve_socket(
         sim.clone(),
         (scope, event.clone()),

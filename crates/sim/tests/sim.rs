@@ -27,7 +27,11 @@ fn start(config: SimConfig) -> Server {
     actix_rt::spawn(run(listener, sim.clone(), async {
         let _ = stopped.await;
     }));
-    Server { sim, addr, _stop: stop }
+    Server {
+        sim,
+        addr,
+        _stop: stop,
+    }
 }
 
 impl Server {
@@ -97,7 +101,10 @@ async fn legacy_refuses_bad_handshakes_with_401() {
         tokio::time::timeout(DEADLINE, async {
             loop {
                 let claims = eventsock_core::Token::new(exp.as_str()).claims().unwrap();
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
                 if now > claims.exp.unwrap() {
                     break;
                 }
@@ -108,17 +115,38 @@ async fn legacy_refuses_bad_handshakes_with_401() {
         .unwrap();
         t
     };
-    let wrong_secret = Sim::new(SimConfig { secret: "other".into(), ..Default::default() })
-        .mint_token("codechat", None);
+    let wrong_secret = Sim::new(SimConfig {
+        secret: "other".into(),
+        ..Default::default()
+    })
+    .mint_token("codechat", None);
     let cases = [
         ("wrong path", s.url("/ws/event", "messages.upsert", &good)),
-        ("newer path", s.url("/ws/instance/events", "messages.upsert", &good)),
-        ("unknown event", s.url("/ws/events", "messages.upserted", &good)),
-        ("newer-only event", s.url("/ws/events", "presence.updated", &good)),
-        ("missing event", format!("ws://{}/ws/events?token={good}", s.addr)),
-        ("missing token", format!("ws://{}/ws/events?event=messages.upsert", s.addr)),
+        (
+            "newer path",
+            s.url("/ws/instance/events", "messages.upsert", &good),
+        ),
+        (
+            "unknown event",
+            s.url("/ws/events", "messages.upserted", &good),
+        ),
+        (
+            "newer-only event",
+            s.url("/ws/events", "presence.updated", &good),
+        ),
+        (
+            "missing event",
+            format!("ws://{}/ws/events?token={good}", s.addr),
+        ),
+        (
+            "missing token",
+            format!("ws://{}/ws/events?event=messages.upsert", s.addr),
+        ),
         ("not a JWT", s.url("/ws/events", "messages.upsert", "abc")),
-        ("wrong secret", s.url("/ws/events", "messages.upsert", &wrong_secret)),
+        (
+            "wrong secret",
+            s.url("/ws/events", "messages.upsert", &wrong_secret),
+        ),
         ("expired", s.url("/ws/events", "messages.upsert", &expired)),
     ];
     for (what, url) in cases {
@@ -126,14 +154,18 @@ async fn legacy_refuses_bad_handshakes_with_401() {
     }
     assert_eq!(s.sim.accepted(), 0);
     // And a good one is accepted.
-    connect(&s.url("/ws/events", "messages.upsert", &good)).await.unwrap();
+    connect(&s.url("/ws/events", "messages.upsert", &good))
+        .await
+        .unwrap();
 }
 
 #[actix_rt::test]
 async fn control_api_emit_arrives_at_a_real_client() {
     let s = start(SimConfig::default());
     let token = s.sim.mint_token("codechat", None);
-    let mut ws = connect(&s.url("/ws/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
 
     let data = json!({"keyId": "ABC", "content": {"text": "hello"}});
@@ -142,7 +174,10 @@ async fn control_api_emit_arrives_at_a_real_client() {
         .send_json(&json!({"event": "messages.upsert", "data": data}))
         .await
         .unwrap();
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"delivered": true}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"delivered": true})
+    );
     // The legacy server sends the bare payload.
     assert_eq!(next_json(&mut ws).await, data);
 
@@ -152,7 +187,10 @@ async fn control_api_emit_arrives_at_a_real_client() {
         .send_json(&json!({"event": "send.message", "data": {}}))
         .await
         .unwrap();
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"delivered": false}));
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"delivered": false})
+    );
 }
 
 #[actix_rt::test]
@@ -164,7 +202,8 @@ async fn a_second_socket_silently_replaces_the_first() {
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
     let mut second = connect(&url).await.unwrap();
     tokio::time::timeout(DEADLINE, async {
-        while s.sim.sockets().iter().filter(|x| x.routed).count() != 1 || s.sim.sockets().len() != 2 {
+        while s.sim.sockets().iter().filter(|x| x.routed).count() != 1 || s.sim.sockets().len() != 2
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
@@ -174,7 +213,10 @@ async fn a_second_socket_silently_replaces_the_first() {
     assert_eq!(next_json(&mut second).await, json!({"n": 1}));
     // The first socket is still open (it answers a ping) but got nothing: frames on one socket
     // are in order, so anything sent to it would have arrived before this pong.
-    first.send(Message::Ping("still there?".into())).await.unwrap();
+    first
+        .send(Message::Ping("still there?".into()))
+        .await
+        .unwrap();
     match next(&mut first).await {
         Some(Frame::Pong(p)) => assert_eq!(&p[..], b"still there?"),
         other => panic!("expected the pong and nothing before it, got {other:?}"),
@@ -185,8 +227,12 @@ async fn a_second_socket_silently_replaces_the_first() {
 async fn send_text_answers_201_and_emits_on_both_sockets() {
     let s = start(SimConfig::default());
     let token = s.sim.mint_token("codechat", None);
-    let mut sent = connect(&s.url("/ws/events", "send.message", &token)).await.unwrap();
-    let mut upsert = connect(&s.url("/ws/events", "messages.upsert", &token)).await.unwrap();
+    let mut sent = connect(&s.url("/ws/events", "send.message", &token))
+        .await
+        .unwrap();
+    let mut upsert = connect(&s.url("/ws/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "codechat", "send.message").await;
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
 
@@ -261,11 +307,15 @@ async fn drop_ends_sockets_without_a_close_frame_and_close_sends_the_code() {
 async fn half_open_swallows_pings_and_frames() {
     let s = start(SimConfig::default());
     let token = s.sim.mint_token("codechat", None);
-    let mut ws = connect(&s.url("/ws/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
     s.sim.set_half_open(true);
     ws.send(Message::Ping("a".into())).await.unwrap();
-    assert!(!s.sim.emit("codechat", "messages.upsert", &json!({"lost": true})));
+    assert!(!s
+        .sim
+        .emit("codechat", "messages.upsert", &json!({"lost": true})));
     tokio::time::timeout(DEADLINE, async {
         while s.sim.swallowed_pings() == 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -296,7 +346,10 @@ async fn v2_handshake_statuses() {
     let stale = s.sim.mint_token("codechat", None);
     let token = s.sim.mint_token("codechat", None); // replaces `stale` as the instance's token
     let ghost = s.sim.mint_token("ghost", None);
-    let user = s.sim.mint_user_token("11111111-1111-4111-8111-111111111111", Duration::from_secs(60));
+    let user = s.sim.mint_user_token(
+        "11111111-1111-4111-8111-111111111111",
+        Duration::from_secs(60),
+    );
     let p = "/ws/instance/events";
     let cases = [
         (400, format!("ws://{}{p}?token={token}", s.addr)),
@@ -305,14 +358,21 @@ async fn v2_handshake_statuses() {
         (401, s.url(p, "messages.upsert", "abc")),
         (403, s.url(p, "messages.upsert", &stale)),
         (404, s.url(p, "messages.upsert", &ghost)),
-        (401, s.url("/ws/global/events", "message.batch.progress", &token)), // not a user token
+        (
+            401,
+            s.url("/ws/global/events", "message.batch.progress", &token),
+        ), // not a user token
         (400, s.url("/ws/global/events", "messages.upsert", &user)),
     ];
     for (status, url) in cases {
         assert_eq!(refused_status(&url).await, status, "{url}");
     }
-    connect(&s.url(p, "call.participant.joined", &token)).await.unwrap();
-    connect(&s.url("/ws/global/events", "message.batch.progress", &user)).await.unwrap();
+    connect(&s.url(p, "call.participant.joined", &token))
+        .await
+        .unwrap();
+    connect(&s.url("/ws/global/events", "message.batch.progress", &user))
+        .await
+        .unwrap();
     // Not an upgrade at all.
     let resp = awc::Client::new().get(s.http(p)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 426);
@@ -322,9 +382,12 @@ async fn v2_handshake_statuses() {
 async fn v2_frames_are_enveloped_and_clients_must_not_send() {
     let s = start(v2());
     let token = s.sim.mint_token("codechat", None);
-    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
-    s.sim.emit("codechat", "messages.upsert", &json!({"keyId": "A"}));
+    s.sim
+        .emit("codechat", "messages.upsert", &json!({"keyId": "A"}));
     let frame = next_json(&mut ws).await;
     assert_eq!(frame["event"], "messages.upsert");
     assert_eq!(frame["instance"]["name"], "codechat");
@@ -342,20 +405,27 @@ async fn v2_frames_are_enveloped_and_clients_must_not_send() {
 async fn v2_closes_with_4001_at_expiry_and_4003_on_revoke() {
     let s = start(v2());
     let short = s.sim.mint_token("codechat", Some(Duration::from_secs(1)));
-    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &short)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &short))
+        .await
+        .unwrap();
     match next(&mut ws).await {
         Some(Frame::Close(Some(r))) => assert_eq!(r.code, CloseCode::Other(4001)),
         other => panic!("expected close 4001, got {other:?}"),
     }
     let token = s.sim.mint_token("other", None);
-    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "other", "messages.upsert").await;
     assert_eq!(s.sim.revoke("other"), 1);
     match next(&mut ws).await {
         Some(Frame::Close(Some(r))) => assert_eq!(r.code, CloseCode::Other(4003)),
         other => panic!("expected close 4003, got {other:?}"),
     }
-    assert_eq!(refused_status(&s.url("/ws/instance/events", "messages.upsert", &token)).await, 403);
+    assert_eq!(
+        refused_status(&s.url("/ws/instance/events", "messages.upsert", &token)).await,
+        403
+    );
 }
 
 #[actix_rt::test]
@@ -366,7 +436,9 @@ async fn v2_pings_and_drops_a_client_that_never_answers() {
         ..v2()
     });
     let token = s.sim.mint_token("codechat", None);
-    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     // awc does not answer pings by itself; this client never does, so the server gives up.
     let mut pings = 0;
     loop {
@@ -381,9 +453,14 @@ async fn v2_pings_and_drops_a_client_that_never_answers() {
 
 #[actix_rt::test]
 async fn v2_closes_a_slow_client_with_4008() {
-    let s = start(SimConfig { send_buffer: 4, ..v2() });
+    let s = start(SimConfig {
+        send_buffer: 4,
+        ..v2()
+    });
     let token = s.sim.mint_token("codechat", None);
-    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token)).await.unwrap();
+    let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token))
+        .await
+        .unwrap();
     until_subscribed(&s.sim, "codechat", "messages.upsert").await;
     // The client reads nothing while large frames pile up: socket buffers fill, then the send
     // buffer, and the server gives up on the client.
