@@ -1,13 +1,18 @@
 //! eventsock: build programs that live on the event stream of a CodeChat WhatsApp API server.
 //!
-//! This facade re-exports the workspace's crates: [`core`] (the typed event model) and [`sim`]
-//! (a simulator of the server, for tests, examples and demos).
+//! This facade re-exports the workspace's crates: [`core`] (the typed event model), [`client`]
+//! (supervised connections delivering typed events to handler actors) and [`sim`] (a simulator
+//! of the server, for tests, examples and demos).
 
+pub use eventsock_client as client;
 pub use eventsock_core as core;
 pub use eventsock_sim as sim;
 
 /// The types most programs need.
 pub mod prelude {
+    pub use eventsock_client::{
+        ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Subscribe, Supervisor,
+    };
     pub use eventsock_core::{
         legacy, v2, Backoff, Channel, Endpoint, Event, EventKind, EventName, Frame, Payload,
         RawEvent, Token, Undelivered,

@@ -67,6 +67,7 @@ struct Inner {
     half_open: AtomicBool,
     accepted: AtomicU64,
     swallowed_pings: AtomicU64,
+    client_closes: Mutex<Vec<Option<u16>>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -103,6 +104,7 @@ impl Sim {
                 half_open: AtomicBool::new(false),
                 accepted: AtomicU64::new(0),
                 swallowed_pings: AtomicU64::new(0),
+                client_closes: Mutex::default(),
             }),
         }
     }
@@ -350,6 +352,23 @@ impl Sim {
 
     pub(crate) fn swallow_ping(&self) {
         self.inner.swallowed_pings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_client_close(&self, code: Option<u16>) {
+        self.inner
+            .client_closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(code);
+    }
+
+    /// The close codes clients sent, in order (`None` for a close frame without a code).
+    pub fn client_closes(&self) -> Vec<Option<u16>> {
+        self.inner
+            .client_closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many client pings went unanswered in half-open mode since start.

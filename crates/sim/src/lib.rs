@@ -71,6 +71,9 @@ pub async fn run(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
+    // An abrupt drop must be abrupt. With a disconnect timeout (1 s by default) the connection
+    // lingers that long after the response ends; ZERO disables the timer and closes at once.
+    .client_disconnect_timeout(std::time::Duration::ZERO)
     .listen(listener)?
     .run();
     let handle = server.handle();

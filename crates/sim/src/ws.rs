@@ -196,7 +196,10 @@ async fn serve_socket(
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
-                Some(Ok(Message::Close(reason))) => break reason.or(Some(CloseCode::Normal.into())),
+                Some(Ok(Message::Close(reason))) => {
+                    sim.record_client_close(reason.as_ref().map(|r| u16::from(r.code)));
+                    break reason.or(Some(CloseCode::Normal.into()));
+                }
                 Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Continuation(_))) if v2 => {
                     break Some(close_reason(1008, "clients must not send messages".into()));
                 }

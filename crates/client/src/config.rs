@@ -1,0 +1,97 @@
+//! How connections behave: frame size, heartbeat, backoff, restart intensity, queues.
+
+use eventsock_core::{Backoff, Intensity};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a subscription does when its handlers fall behind and its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Stop reading the socket until there is room: TCP pushes back on the server. Nothing is
+    /// lost in the client; a server that buffers without bound (the legacy one) grows instead,
+    /// and the newer server closes a client that falls 256 frames behind (4008).
+    #[default]
+    Wait,
+    /// Keep reading and drop the newest frame, counted in the subscription's status and logged.
+    DropNewest,
+}
+
+/// What the supervisor does when a subscription restarts more often than its [`Intensity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GiveUp {
+    /// Mark that subscription failed, report it, and keep the others running.
+    #[default]
+    MarkFailed,
+    /// Stop every subscription and the supervisor itself (OTP's behaviour).
+    StopSupervisor,
+}
+
+/// Settings for every connection a supervisor runs.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Largest frame accepted. Contact and history lists are large: 16 MiB by default
+    /// (awc's own default is 64 KiB).
+    pub max_frame_size: usize,
+    /// How often to ping the server. The legacy server never pings, so without this a
+    /// half-open link would go unnoticed forever. 15 s.
+    pub ping_interval: Duration,
+    /// How long after a ping, with nothing heard from the server, the link counts as dead. 10 s.
+    pub pong_timeout: Duration,
+    /// How long a handshake may take. 10 s.
+    pub connect_timeout: Duration,
+    /// How long to wait for the server's close frame after sending ours at shutdown. 2 s.
+    pub close_timeout: Duration,
+    /// Delay before each reconnect. Exponential from 0.5 s to 30 s with jitter.
+    pub backoff: Backoff,
+    /// A connection that stayed up this long resets the backoff to its first step. 10 s.
+    pub stable_after: Duration,
+    /// Restarts allowed per subscription within a window (100 in 10 minutes).
+    pub intensity: Intensity,
+    /// What to do past the intensity.
+    pub give_up: GiveUp,
+    /// Frames read but not yet handled, per subscription. 1024.
+    pub queue_capacity: usize,
+    /// What to do when that queue is full.
+    pub overflow: Overflow,
+    /// TLS settings for `wss://`; by default the Mozilla root certificates (webpki-roots).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            max_frame_size: 16 * 1024 * 1024,
+            ping_interval: Duration::from_secs(15),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+            backoff: Backoff::default(),
+            stable_after: Duration::from_secs(10),
+            intensity: Intensity::default(),
+            give_up: GiveUp::default(),
+            queue_capacity: 1024,
+            overflow: Overflow::default(),
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("max_frame_size", &self.max_frame_size)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("backoff", &self.backoff)
+            .field("stable_after", &self.stable_after)
+            .field("intensity", &self.intensity)
+            .field("give_up", &self.give_up)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("overflow", &self.overflow)
+            .field("tls", &self.tls.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}

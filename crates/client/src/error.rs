@@ -1,0 +1,33 @@
+//! Errors of the client crate.
+
+use eventsock_core::TokenError;
+
+/// What can go wrong setting up or changing subscriptions. Connection failures at run time are
+/// not errors here: they are retried, and reported as [`crate::Lifecycle`] messages and status.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The token's claims cannot be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token names no instance (nor user), and none was given.
+    #[error("the token names no instance; use Source::with_provider to give one")]
+    NoInstance,
+    /// Nothing to subscribe to: no source fits the registered handlers.
+    #[error("no subscription: register a handler whose payload fits a source's protocol")]
+    NothingToSubscribe,
+    /// Another supervisor in this process already holds this (endpoint, instance, event): the
+    /// server keeps one socket per pair, so a second would silently starve one of the two.
+    #[error("{endpoint} {instance} `{event}` is already subscribed by another supervisor in this process; register the handler there")]
+    AlreadyHeld {
+        /// The endpoint.
+        endpoint: String,
+        /// The instance.
+        instance: String,
+        /// The event.
+        event: String,
+    },
+    /// The supervisor is shutting down or gone.
+    #[error("the supervisor is not running")]
+    Stopped,
+}

@@ -1,0 +1,302 @@
+//! Routing: which handlers get a subscription's frames, and the dispatcher that delivers them.
+//!
+//! Each subscription has one dispatcher task, fed by its connections (one after another, across
+//! reconnects) through a bounded queue. The dispatcher parses each frame once, decodes it once
+//! per registered payload type, and sends the typed event to every handler of that type. It
+//! waits until every handler has handled an event before it takes the next one: that is what
+//! keeps order within a subscription, and what makes a slow handler push back on the socket.
+
+use crate::status::Counters;
+use actix::{MailboxError, Recipient};
+use bytestring::ByteString;
+use eventsock_core::{
+    DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload, RawEvent, Undelivered,
+};
+use futures_util::future::{join_all, LocalBoxFuture};
+use std::any::Any;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// One frame read from a socket, waiting for the dispatcher.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) body: Body,
+    pub(crate) generation: u64,
+    pub(crate) seq: u64,
+    pub(crate) received_at: SystemTime,
+}
+
+#[derive(Debug)]
+pub(crate) enum Body {
+    Text(ByteString),
+    Binary(usize),
+}
+
+type Delivery = LocalBoxFuture<'static, Result<(), MailboxError>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Handler lists are only pushed to and pruned; a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Handlers of one kind on one subscription.
+pub(crate) trait Route: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    /// Decodes the frame for this route's handlers and starts a delivery to each.
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), DecodeError>;
+    /// Drops handlers that have stopped; returns how many are left.
+    fn prune(&self) -> usize;
+}
+
+/// Handlers of `Event<T>`.
+pub(crate) struct TypedRoute<T: Payload> {
+    handlers: Mutex<Vec<Recipient<Event<T>>>>,
+}
+
+impl<T: Payload> TypedRoute<T> {
+    pub(crate) fn new() -> Self {
+        TypedRoute {
+            handlers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn add(&self, handler: Recipient<Event<T>>) {
+        lock(&self.handlers).push(handler);
+    }
+}
+
+impl<T: Payload> Route for TypedRoute<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), DecodeError> {
+        let handlers = lock(&self.handlers);
+        if handlers.is_empty() {
+            return Ok(());
+        }
+        let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        for h in handlers.iter() {
+            let event = Event {
+                meta: meta.clone(),
+                payload: payload.clone(),
+            };
+            out.push(Box::pin(h.send(event)));
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> usize {
+        let mut handlers = lock(&self.handlers);
+        handlers.retain(Recipient::connected);
+        handlers.len()
+    }
+}
+
+/// Handlers of `RawEvent`: every frame, as JSON.
+pub(crate) struct RawRoute {
+    handlers: Mutex<Vec<Recipient<RawEvent>>>,
+}
+
+impl RawRoute {
+    pub(crate) fn new() -> Self {
+        RawRoute {
+            handlers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn add(&self, handler: Recipient<RawEvent>) {
+        lock(&self.handlers).push(handler);
+    }
+}
+
+impl Route for RawRoute {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), DecodeError> {
+        let handlers = lock(&self.handlers);
+        if handlers.is_empty() {
+            return Ok(());
+        }
+        let data = Arc::new(frame.to_value());
+        for h in handlers.iter() {
+            out.push(Box::pin(h.send(RawEvent {
+                meta: meta.clone(),
+                data: data.clone(),
+            })));
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> usize {
+        let mut handlers = lock(&self.handlers);
+        handlers.retain(Recipient::connected);
+        handlers.len()
+    }
+}
+
+/// The routes of one subscription. Shared by the supervisor (which adds handlers, also while
+/// running) and the dispatcher (which reads a snapshot per frame).
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    routes: RwLock<Vec<Arc<dyn Route>>>,
+}
+
+impl RouteTable {
+    /// The route of type `R`, created with `make` if there is none yet.
+    pub(crate) fn route<R: Route>(&self, make: impl FnOnce() -> R) -> Arc<dyn Route> {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = routes.iter().find(|r| r.as_any().is::<R>()) {
+            return r.clone();
+        }
+        let r: Arc<dyn Route> = Arc::new(make());
+        routes.push(r.clone());
+        r
+    }
+
+    fn snapshot(&self) -> Vec<Arc<dyn Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Adds a typed handler to a table.
+pub(crate) fn add_typed<T: Payload>(table: &RouteTable, handler: Recipient<Event<T>>) {
+    let route = table.route(TypedRoute::<T>::new);
+    if let Some(typed) = route.as_any().downcast_ref::<TypedRoute<T>>() {
+        typed.add(handler);
+    }
+}
+
+/// Adds a raw handler to a table.
+pub(crate) fn add_raw(table: &RouteTable, handler: Recipient<RawEvent>) {
+    let route = table.route(RawRoute::new);
+    if let Some(raw) = route.as_any().downcast_ref::<RawRoute>() {
+        raw.add(handler);
+    }
+}
+
+/// Who hears about frames that could not be delivered as their type.
+pub(crate) type UndeliveredHandlers = Arc<Mutex<Vec<Recipient<Undelivered>>>>;
+
+/// What a dispatcher needs to deliver one subscription's frames.
+pub(crate) struct Dispatcher {
+    pub(crate) event: EventName,
+    pub(crate) instance: Arc<str>,
+    pub(crate) routes: Arc<RouteTable>,
+    pub(crate) undelivered: UndeliveredHandlers,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Dispatcher {
+    /// Delivers every frame from `queue`, in order, until every sender is gone and the queue is
+    /// empty: frames already read are always handled, also at shutdown.
+    pub(crate) async fn run(self, mut queue: mpsc::Receiver<Inbound>) {
+        while let Some(item) = queue.recv().await {
+            self.deliver(item).await;
+        }
+    }
+
+    fn meta(&self, frame: Option<&Frame<'_>>, item: &Inbound) -> EventMeta {
+        let info = frame.and_then(Frame::instance).map(Arc::new);
+        let instance = info
+            .as_ref()
+            .and_then(|i| i.name.as_deref())
+            .map(Arc::from)
+            .unwrap_or_else(|| self.instance.clone());
+        EventMeta {
+            event: frame
+                .and_then(Frame::event_name)
+                .unwrap_or_else(|| self.event.clone()),
+            instance: Some(instance),
+            instance_info: info,
+            server_time: frame.and_then(Frame::timestamp),
+            received_at: item.received_at,
+            seq: item.seq,
+            generation: item.generation,
+        }
+    }
+
+    async fn deliver(&self, item: Inbound) {
+        let text = match &item.body {
+            Body::Text(t) => t.clone(),
+            Body::Binary(len) => {
+                let meta = self.meta(None, &item);
+                return self.report(meta, FrameProblem::Binary { len: *len }).await;
+            }
+        };
+        let frame = match Frame::parse(&self.event, &text) {
+            Ok(f) => f,
+            Err(e) => {
+                let meta = self.meta(None, &item);
+                return self.report(meta, FrameProblem::InvalidJson(e)).await;
+            }
+        };
+        let meta = self.meta(Some(&frame), &item);
+        let mut deliveries = Vec::new();
+        let mut problems = Vec::new();
+        for route in self.routes.snapshot() {
+            if let Err(error) = route.dispatch(&frame, &meta, &mut deliveries) {
+                let data = Arc::new(frame.to_value());
+                problems.push(FrameProblem::WrongShape { error, data });
+            }
+        }
+        for p in problems {
+            self.report(meta.clone(), p).await;
+        }
+        if deliveries.is_empty() {
+            Counters::bump(&self.counters.unhandled);
+            tracing::debug!(seq = meta.seq, "no live handler took the event");
+            return;
+        }
+        let results = join_all(deliveries).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if failed < results.len() {
+            Counters::bump(&self.counters.events);
+        }
+        if failed > 0 {
+            self.counters
+                .handler_failures
+                .fetch_add(failed as u64, std::sync::atomic::Ordering::Relaxed);
+            let left: usize = self.routes.snapshot().iter().map(|r| r.prune()).sum();
+            tracing::warn!(
+                failed,
+                handlers_left = left,
+                "a handler stopped or panicked; the event did not reach it, and it was removed"
+            );
+        }
+    }
+
+    async fn report(&self, meta: EventMeta, error: FrameProblem) {
+        Counters::bump(&self.counters.decode_errors);
+        tracing::warn!(seq = meta.seq, generation = meta.generation, %error, "frame not delivered");
+        let handlers: Vec<_> = lock(&self.undelivered).clone();
+        let sends = handlers.iter().map(|h| {
+            h.send(Undelivered {
+                meta: meta.clone(),
+                error: error.clone(),
+            })
+        });
+        join_all(sends).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! Subscription status, on request.
+
+use eventsock_core::EventName;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The state of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionState {
+    /// A handshake is under way.
+    Connecting,
+    /// Connected and reading.
+    Connected,
+    /// Waiting before the next attempt.
+    BackingOff,
+    /// Given up after too many restarts.
+    Failed,
+    /// Shut down.
+    Stopped,
+}
+
+/// A snapshot of one subscription, from [`GetStatus`](crate::GetStatus).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriptionStatus {
+    /// The endpoint (no token).
+    pub endpoint: String,
+    /// The instance (or user).
+    pub instance: Arc<str>,
+    /// The event.
+    pub event: EventName,
+    /// Its state.
+    pub state: SubscriptionState,
+    /// Failed attempts since the last successful connection.
+    pub attempts: u32,
+    /// Connections made so far (the current generation).
+    pub generation: u64,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// The last error, in words (never with the token).
+    pub last_error: Option<String>,
+    /// Text frames read.
+    pub frames: u64,
+    /// Frames delivered to at least one handler.
+    pub events: u64,
+    /// Frames that were not JSON, or did not fit their type.
+    pub decode_errors: u64,
+    /// Frames dropped because the queue was full ([`Overflow::DropNewest`](crate::Overflow)).
+    pub dropped: u64,
+    /// Frames no live handler took.
+    pub unhandled: u64,
+    /// Deliveries that failed because a handler had stopped or panicked.
+    pub handler_failures: u64,
+}
+
+/// Counters shared by a subscription's connection, its dispatcher and the supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) frames: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) handler_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,671 @@
+//! The supervisor: owns the subscriptions, runs one connection actor per subscription, restarts
+//! it with backoff when it ends, and gives up by policy.
+//!
+//! # Lifecycle
+//! - **built**: [`SupervisorBuilder::start`] derives the subscriptions from the registered
+//!   handlers (a handler of `legacy::MessagesUpsert` on a legacy source means `messages.upsert` on
+//!   `/ws/events`), checks that no other supervisor in the process holds any of them, and starts.
+//! - **started**: one dispatcher task and one [`ConnectionActor`](crate::connection) per
+//!   subscription. Subscriptions that several handlers need are opened once and shared.
+//! - **running**: a connection that ends is replaced after the backoff; a refused token is
+//!   retried no faster than the maximum backoff; more restarts than the [`Intensity`] allows and
+//!   the subscription fails (or the supervisor stops, by [`GiveUp`]). [`Subscribe`] adds handlers
+//!   (and subscriptions) while running; [`GetStatus`] reports every subscription.
+//! - **[`Shutdown`]**: every connection closes with 1000, frames already read are handled, then
+//!   the supervisor stops and the reply arrives.
+//!
+//! [`Intensity`]: eventsock_core::Intensity
+
+use crate::config::{ClientConfig, GiveUp};
+use crate::connection::{CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams};
+use crate::error::ClientError;
+use crate::lifecycle::{Lifecycle, LifecycleKind};
+use crate::route::{add_raw, add_typed, Dispatcher, RouteTable, UndeliveredHandlers};
+use crate::source::{Protocol, Source};
+use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
+use actix::prelude::*;
+use eventsock_core::{Channel, Event, EventName, Payload, RawEvent, RestartLog, Undelivered};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// A handler registration, applied to every source it fits.
+trait Registration: Send {
+    /// The (channel, event) pairs it needs on `source`.
+    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)>;
+    /// Adds the handler to a subscription's routes.
+    fn attach(&self, routes: &RouteTable);
+}
+
+struct Typed<T: Payload>(Recipient<Event<T>>);
+
+impl<T: Payload> Registration for Typed<T> {
+    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)> {
+        let fits = match source.protocol {
+            Protocol::Legacy => T::CHANNEL == Channel::Legacy,
+            Protocol::V2 => T::CHANNEL != Channel::Legacy,
+        };
+        if !fits {
+            return Vec::new();
+        }
+        T::EVENTS
+            .iter()
+            .map(|k| (T::CHANNEL, EventName::from(*k)))
+            .collect()
+    }
+
+    fn attach(&self, routes: &RouteTable) {
+        add_typed(routes, self.0.clone());
+    }
+}
+
+struct Raw {
+    events: Vec<EventName>,
+    handler: Recipient<RawEvent>,
+}
+
+impl Registration for Raw {
+    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)> {
+        self.events
+            .iter()
+            .map(|e| {
+                let channel = match source.protocol {
+                    Protocol::Legacy => Channel::Legacy,
+                    Protocol::V2 if e.kind().is_some_and(|k| k.is_global()) => Channel::Global,
+                    Protocol::V2 => Channel::Instance,
+                };
+                (channel, e.clone())
+            })
+            .collect()
+    }
+
+    fn attach(&self, routes: &RouteTable) {
+        add_raw(routes, self.handler.clone());
+    }
+}
+
+/// The (endpoint, instance, event) triples held by supervisors in this process. The server
+/// keeps one socket per (instance, event): two supervisors opening the same one would silently
+/// starve one of them, so the second is refused instead.
+static HELD: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+struct Held(String);
+
+impl Held {
+    fn take(key: String) -> Option<Held> {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        let inserted = held.get_or_insert_with(HashSet::new).insert(key.clone());
+        drop(held);
+        // Built only when the key is ours: a `Held` dropped on refusal would release the key
+        // that another supervisor holds.
+        if inserted {
+            Some(Held(key))
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = held.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// One subscription: (source, channel, event) and its connection's history.
+struct Sub {
+    source: Source,
+    channel: Channel,
+    event: EventName,
+    routes: Arc<RouteTable>,
+    counters: Arc<Counters>,
+    /// The dispatcher's queue; dropped at shutdown so the dispatcher ends once it is drained.
+    queue: Option<mpsc::Sender<Inbound>>,
+    drained: Option<oneshot::Receiver<()>>,
+    conn: Option<Addr<ConnectionActor>>,
+    state: SubscriptionState,
+    /// Failed attempts since the last connection that stayed up.
+    attempts: u32,
+    /// Connections made so far.
+    generation: u64,
+    restarts: u64,
+    restart_log: RestartLog,
+    last_error: Option<String>,
+    /// Whether the current run of token refusals was already reported at error level.
+    auth_reported: bool,
+    /// When the previous connection last heard from the server: the start of the next gap.
+    last_heard: Option<SystemTime>,
+    _held: Held,
+}
+
+use crate::route::Inbound;
+
+/// Builds a [`Supervisor`]: sources, handlers, and who hears about lifecycle and bad frames.
+pub struct SupervisorBuilder {
+    config: ClientConfig,
+    sources: Vec<Source>,
+    registrations: Vec<Box<dyn Registration>>,
+    lifecycle: Vec<Recipient<Lifecycle>>,
+    undelivered: Vec<Recipient<Undelivered>>,
+}
+
+impl std::fmt::Debug for SupervisorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("config", &self.config)
+            .field("sources", &self.sources)
+            .field("registrations", &self.registrations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SupervisorBuilder {
+    /// Settings for every connection.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A server and instance to subscribe on (repeat for several instances).
+    pub fn source(mut self, source: Source) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Delivers every `T` event to `handler`; subscribes `T`'s events on every source whose
+    /// protocol has that shape.
+    pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
+        self.registrations.push(Box::new(Typed(handler)));
+        self
+    }
+
+    /// Delivers every frame of `events`, as JSON, to `handler`, whatever its shape.
+    pub fn raw_handler(
+        mut self,
+        events: impl IntoIterator<Item = EventName>,
+        handler: Recipient<RawEvent>,
+    ) -> Self {
+        self.registrations.push(Box::new(Raw {
+            events: events.into_iter().collect(),
+            handler,
+        }));
+        self
+    }
+
+    /// Sends every [`Lifecycle`] change to `handler`.
+    pub fn lifecycle(mut self, handler: Recipient<Lifecycle>) -> Self {
+        self.lifecycle.push(handler);
+        self
+    }
+
+    /// Sends every frame that could not be delivered as its type to `handler` (with its data,
+    /// when it was valid JSON).
+    pub fn undelivered(mut self, handler: Recipient<Undelivered>) -> Self {
+        self.undelivered.push(handler);
+        self
+    }
+
+    /// Starts the supervisor on the current arbiter. Fails when no handler fits any source, or
+    /// when another supervisor in this process holds one of the subscriptions.
+    pub fn start(self) -> Result<Addr<Supervisor>, ClientError> {
+        let mut sup = Supervisor {
+            config: Arc::new(self.config),
+            sources: self.sources,
+            subs: Vec::new(),
+            index: HashMap::new(),
+            lifecycle: self.lifecycle,
+            undelivered: Arc::new(Mutex::new(self.undelivered)),
+            client: None,
+            shutting_down: false,
+        };
+        for reg in &self.registrations {
+            sup.register(reg.as_ref())?;
+        }
+        if sup.subs.is_empty() {
+            return Err(ClientError::NothingToSubscribe);
+        }
+        Ok(sup.start())
+    }
+}
+
+/// The supervisor actor. See the module docs for its lifecycle.
+pub struct Supervisor {
+    config: Arc<ClientConfig>,
+    sources: Vec<Source>,
+    subs: Vec<Sub>,
+    index: HashMap<(String, Arc<str>, Channel, EventName), usize>,
+    lifecycle: Vec<Recipient<Lifecycle>>,
+    undelivered: UndeliveredHandlers,
+    client: Option<awc::Client>,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("subscriptions", &self.subs.len())
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A builder with the default [`ClientConfig`].
+    pub fn builder() -> SupervisorBuilder {
+        SupervisorBuilder {
+            config: ClientConfig::default(),
+            sources: Vec::new(),
+            registrations: Vec::new(),
+            lifecycle: Vec::new(),
+            undelivered: Vec::new(),
+        }
+    }
+
+    /// Applies a registration: new subscriptions where needed, the handler on each. Returns the
+    /// indexes of the subscriptions it created.
+    fn register(&mut self, reg: &dyn Registration) -> Result<Vec<usize>, ClientError> {
+        let mut created = Vec::new();
+        let mut targets = Vec::new();
+        for source in &self.sources {
+            for (channel, event) in reg.wants(source) {
+                let key = (
+                    source.endpoint.to_string(),
+                    source.scope.clone(),
+                    channel,
+                    event,
+                );
+                if let Some(&i) = self.index.get(&key) {
+                    targets.push(i);
+                    continue;
+                }
+                let held_key = format!("{}|{}|{}", key.0, key.1, key.3);
+                let held = Held::take(held_key).ok_or_else(|| ClientError::AlreadyHeld {
+                    endpoint: key.0.clone(),
+                    instance: key.1.to_string(),
+                    event: key.3.to_string(),
+                })?;
+                let i = self.subs.len();
+                self.subs.push(Sub {
+                    source: source.clone(),
+                    channel,
+                    event: key.3.clone(),
+                    routes: Arc::default(),
+                    counters: Arc::default(),
+                    queue: None,
+                    drained: None,
+                    conn: None,
+                    state: SubscriptionState::BackingOff,
+                    attempts: 0,
+                    generation: 0,
+                    restarts: 0,
+                    restart_log: RestartLog::default(),
+                    last_error: None,
+                    auth_reported: false,
+                    last_heard: None,
+                    _held: held,
+                });
+                self.index.insert(key, i);
+                created.push(i);
+                targets.push(i);
+            }
+        }
+        for i in targets {
+            reg.attach(&self.subs[i].routes);
+        }
+        Ok(created)
+    }
+
+    fn tell(&self, sub: usize, kind: LifecycleKind) {
+        let s = &self.subs[sub];
+        for h in &self.lifecycle {
+            h.do_send(Lifecycle {
+                instance: s.source.scope.clone(),
+                event: s.event.clone(),
+                kind: kind.clone(),
+            });
+        }
+    }
+
+    /// Starts the dispatcher of a new subscription.
+    fn open(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let (tx, rx) = mpsc::channel(self.config.queue_capacity.max(1));
+        let (done_tx, done_rx) = oneshot::channel();
+        let s = &mut self.subs[i];
+        let dispatcher = Dispatcher {
+            event: s.event.clone(),
+            instance: s.source.scope.clone(),
+            routes: s.routes.clone(),
+            undelivered: self.undelivered.clone(),
+            counters: s.counters.clone(),
+        };
+        let span = tracing::info_span!("dispatch", instance = %s.source.scope, event = %s.event);
+        s.queue = Some(tx);
+        s.drained = Some(done_rx);
+        actix_rt::spawn(tracing::Instrument::instrument(
+            async move {
+                dispatcher.run(rx).await;
+                let _ = done_tx.send(());
+            },
+            span,
+        ));
+        self.connect(i, ctx);
+    }
+
+    fn connect(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.shutting_down || self.subs[i].state == SubscriptionState::Failed {
+            return;
+        }
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let s = &mut self.subs[i];
+        let Some(queue) = s.queue.clone() else {
+            return;
+        };
+        s.state = SubscriptionState::Connecting;
+        let params = ConnectionParams {
+            sub: i,
+            source: s.source.clone(),
+            channel: s.channel,
+            event: s.event.clone(),
+            generation: s.generation + 1,
+            config: self.config.clone(),
+            client,
+            queue,
+            counters: s.counters.clone(),
+            up: ctx.address().recipient(),
+            down: ctx.address().recipient(),
+        };
+        let attempt = s.attempts + 1;
+        s.conn = Some(ConnectionActor::new(params).start());
+        self.tell(i, LifecycleKind::Connecting { attempt });
+    }
+
+    fn give_up(&mut self, i: usize, reason: String, ctx: &mut Context<Self>) {
+        let s = &mut self.subs[i];
+        s.state = SubscriptionState::Failed;
+        tracing::error!(instance = %s.source.scope, event = %s.event, "{reason}; giving up");
+        self.tell(
+            i,
+            LifecycleKind::GaveUp {
+                reason: reason.clone(),
+            },
+        );
+        if self.config.give_up == GiveUp::StopSupervisor {
+            for j in 0..self.subs.len() {
+                if j != i && self.subs[j].state != SubscriptionState::Failed {
+                    self.subs[j].state = SubscriptionState::Failed;
+                    self.tell(
+                        j,
+                        LifecycleKind::GaveUp {
+                            reason: format!("another subscription gave up: {reason}"),
+                        },
+                    );
+                }
+            }
+            self.begin_shutdown();
+            ctx.stop();
+        }
+    }
+
+    /// Closes every connection and lets the dispatchers drain. Returns their completion signals.
+    fn begin_shutdown(&mut self) -> Vec<oneshot::Receiver<()>> {
+        self.shutting_down = true;
+        let mut drained = Vec::new();
+        for s in &mut self.subs {
+            if let Some(conn) = s.conn.take() {
+                conn.do_send(CloseConnection);
+            }
+            if s.state != SubscriptionState::Failed {
+                s.state = SubscriptionState::Stopped;
+            }
+            // The connection holds its own sender: the dispatcher ends once it has ended too.
+            s.queue = None;
+            drained.extend(s.drained.take());
+        }
+        drained
+    }
+}
+
+/// TLS with the Mozilla roots and the ring provider, named explicitly: rustls' process-wide
+/// default panics when a build enables no provider, or two.
+fn default_tls() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(c) => Arc::new(c),
+        // The ring provider supports the safe defaults; this arm is unreachable in practice.
+        Err(e) => panic!("the ring provider rejected rustls' default protocol versions: {e}"),
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let tls = self.config.tls.clone().unwrap_or_else(default_tls);
+        let client = awc::Client::builder()
+            .connector(awc::Connector::new().rustls_0_23(tls))
+            .timeout(self.config.connect_timeout)
+            .finish();
+        self.client = Some(client);
+        for i in 0..self.subs.len() {
+            self.open(i, ctx);
+        }
+    }
+}
+
+impl Handler<ConnUp> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnUp, _: &mut Context<Self>) {
+        let s = &mut self.subs[msg.sub];
+        if s.generation + 1 != msg.generation || self.shutting_down {
+            return;
+        }
+        s.generation = msg.generation;
+        s.state = SubscriptionState::Connected;
+        s.auth_reported = false;
+        tracing::info!(instance = %s.source.scope, event = %s.event, generation = msg.generation, "connected");
+        let gap = s.last_heard.take();
+        self.tell(
+            msg.sub,
+            LifecycleKind::Connected {
+                generation: msg.generation,
+            },
+        );
+        if let Some(from) = gap {
+            self.tell(msg.sub, LifecycleKind::Gap { from, to: msg.at });
+        }
+    }
+}
+
+impl Handler<ConnDown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnDown, ctx: &mut Context<Self>) {
+        let config = self.config.clone();
+        let s = &mut self.subs[msg.sub];
+        // A connection of generation g ends with g made (it connected) or g - 1 (it did not).
+        if msg.generation != s.generation && msg.generation != s.generation + 1 {
+            tracing::debug!(generation = msg.generation, "stale report ignored");
+            return;
+        }
+        s.conn = None;
+        if self.shutting_down || s.state == SubscriptionState::Failed {
+            return;
+        }
+        let end = msg.end;
+        let was_up = end.up_since.is_some();
+        if end.last_heard.is_some() {
+            s.last_heard = end.last_heard;
+        }
+        s.last_error = Some(end.cause.to_string());
+        if was_up {
+            self.tell(
+                msg.sub,
+                LifecycleKind::Disconnected {
+                    code: end.cause.code(),
+                    reason: end.cause.to_string(),
+                },
+            );
+        }
+        let s = &mut self.subs[msg.sub];
+        if end
+            .up_since
+            .is_some_and(|t| t.elapsed() >= config.stable_after)
+        {
+            s.attempts = 0;
+        }
+        s.attempts = s.attempts.saturating_add(1);
+        s.restarts += 1;
+        if !s.restart_log.record(config.intensity, Instant::now()) {
+            let reason = format!(
+                "{} restarts within {:?} (last: {})",
+                s.restart_log.len(),
+                config.intensity.within,
+                end.cause
+            );
+            return self.give_up(msg.sub, reason, ctx);
+        }
+        let delay = if end.cause.is_auth() {
+            // Never a tight loop on a refused token: the slowest pace, and one error-level report.
+            if !s.auth_reported {
+                s.auth_reported = true;
+                tracing::error!(instance = %s.source.scope, event = %s.event, cause = %end.cause,
+                    "the server refused the token; retrying every {:?} with a fresh token", config.backoff.max_delay());
+            } else {
+                tracing::debug!(instance = %s.source.scope, event = %s.event, cause = %end.cause, "token still refused");
+            }
+            config.backoff.max_delay()
+        } else {
+            let delay = config.backoff.delay(s.attempts);
+            if was_up || s.attempts == 1 {
+                tracing::warn!(instance = %s.source.scope, event = %s.event, cause = %end.cause, ?delay, "disconnected; reconnecting");
+            } else {
+                tracing::debug!(instance = %s.source.scope, event = %s.event, cause = %end.cause, attempt = s.attempts, ?delay, "attempt failed");
+            }
+            delay
+        };
+        s.state = SubscriptionState::BackingOff;
+        let attempt = s.attempts;
+        self.tell(msg.sub, LifecycleKind::Reconnecting { attempt, delay });
+        let sub = msg.sub;
+        ctx.run_later(delay, move |act, ctx| act.connect(sub, ctx));
+    }
+}
+
+/// Asks for every subscription's status.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<SubscriptionStatus>")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for Supervisor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Supervisor {
+    fn status(&self) -> Vec<SubscriptionStatus> {
+        self.subs
+            .iter()
+            .map(|s| SubscriptionStatus {
+                endpoint: s.source.endpoint.to_string(),
+                instance: s.source.scope.clone(),
+                event: s.event.clone(),
+                state: s.state,
+                attempts: s.attempts,
+                generation: s.generation,
+                restarts: s.restarts,
+                last_error: s.last_error.clone(),
+                frames: Counters::get(&s.counters.frames),
+                events: Counters::get(&s.counters.events),
+                decode_errors: Counters::get(&s.counters.decode_errors),
+                dropped: Counters::get(&s.counters.dropped),
+                unhandled: Counters::get(&s.counters.unhandled),
+                handler_failures: Counters::get(&s.counters.handler_failures),
+            })
+            .collect()
+    }
+}
+
+/// Adds a handler while running; opens the subscriptions it needs that are not open yet, and
+/// shares those that are.
+#[derive(Message)]
+#[rtype(result = "Result<(), ClientError>")]
+pub struct Subscribe(Box<dyn Registration>);
+
+impl std::fmt::Debug for Subscribe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscribe")
+    }
+}
+
+impl Subscribe {
+    /// A handler of `T` events.
+    pub fn handler<T: Payload>(handler: Recipient<Event<T>>) -> Subscribe {
+        Subscribe(Box::new(Typed(handler)))
+    }
+
+    /// A raw handler of `events`.
+    pub fn raw(
+        events: impl IntoIterator<Item = EventName>,
+        handler: Recipient<RawEvent>,
+    ) -> Subscribe {
+        Subscribe(Box::new(Raw {
+            events: events.into_iter().collect(),
+            handler,
+        }))
+    }
+}
+
+impl Handler<Subscribe> for Supervisor {
+    type Result = Result<(), ClientError>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(ClientError::Stopped);
+        }
+        for i in self.register(msg.0.as_ref())? {
+            self.open(i, ctx);
+        }
+        Ok(())
+    }
+}
+
+/// Closes every connection with 1000, lets handlers finish the frames already read, then stops
+/// the supervisor. The reply, every subscription's final status, comes when all of that is done.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<SubscriptionStatus>")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, Vec<SubscriptionStatus>>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        tracing::info!("shutting down");
+        let drained = self.begin_shutdown();
+        Box::pin(
+            async move {
+                futures_util::future::join_all(drained).await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                ctx.stop();
+                act.status()
+            }),
+        )
+    }
+}

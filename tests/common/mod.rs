@@ -1,0 +1,214 @@
+//! Shared helpers for the integration tests: a simulator on 127.0.0.1:0 and a recorder actor
+//! that tests wait on, with a deadline, instead of sleeping.
+
+#![allow(dead_code, unreachable_pub)]
+
+use actix::prelude::*;
+use eventsock::client::{ClientConfig, Lifecycle, LifecycleKind};
+use eventsock::core::{Backoff, Endpoint, Event, EventMeta, Payload, RawEvent, Undelivered};
+use eventsock::sim::{run, Sim, SimConfig};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A simulator served on 127.0.0.1:0 for the length of a test.
+pub struct TestServer {
+    pub sim: Sim,
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn start_sim(config: SimConfig) -> TestServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sim = Sim::new(config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    actix_rt::spawn(run(listener, sim.clone(), async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        sim,
+        addr,
+        _stop: stop,
+    }
+}
+
+impl TestServer {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Fast settings for tests: short backoff so reconnects happen in milliseconds.
+pub fn fast_config() -> ClientConfig {
+    let mut c = ClientConfig::default();
+    c.backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(100));
+    c.stable_after = Duration::from_secs(60);
+    c
+}
+
+/// Polls `cond` until it holds, or fails the test after the deadline. For state that has no
+/// message to wait on (the simulator's socket table).
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(DEADLINE, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// What a recorder received.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Event {
+        meta: EventMeta,
+        json: serde_json::Value,
+    },
+    Raw(RawEvent),
+    Life(Lifecycle),
+    Undelivered(Undelivered),
+}
+
+/// An actor that records everything it is sent, for tests to wait on.
+#[derive(Clone)]
+pub struct Recorder {
+    records: Arc<Mutex<Vec<Record>>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            records: Arc::default(),
+            changed: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Recorder {
+    fn push(&self, r: Record) {
+        self.records.lock().unwrap().push(r);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().unwrap().clone()
+    }
+
+    pub fn events(&self) -> Vec<(EventMeta, serde_json::Value)> {
+        self.records()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Event { meta, json } => Some((meta, json)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn lifecycle(&self) -> Vec<LifecycleKind> {
+        self.records()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Life(l) => Some(l.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn undelivered(&self) -> Vec<Undelivered> {
+        self.records()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Undelivered(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `f` finds what it looks for in the records, or fails after the deadline.
+    pub async fn wait<R>(&self, what: &str, f: impl Fn(&Recorder) -> Option<R>) -> R {
+        let mut rx = self.changed.subscribe();
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(r) = f(self) {
+                    return r;
+                }
+                rx.changed().await.expect("the recorder is alive");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}; got {:#?}", self.lifecycle()))
+    }
+
+    pub async fn wait_events(&self, n: usize) -> Vec<(EventMeta, serde_json::Value)> {
+        self.wait(&format!("{n} events"), |r| {
+            let e = r.events();
+            (e.len() >= n).then_some(e)
+        })
+        .await
+    }
+
+    pub async fn wait_lifecycle(
+        &self,
+        what: &str,
+        f: impl Fn(&LifecycleKind) -> bool,
+    ) -> LifecycleKind {
+        self.wait(what, |r| r.lifecycle().into_iter().find(|k| f(k)))
+            .await
+    }
+
+    /// How many lifecycle messages match `f` so far.
+    pub fn count_lifecycle(&self, f: impl Fn(&LifecycleKind) -> bool) -> usize {
+        self.lifecycle().iter().filter(|k| f(k)).count()
+    }
+}
+
+impl<T: Payload> Handler<Event<T>> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Event<T>, _: &mut Context<Self>) {
+        let json = serde_json::to_value(&*msg.payload).unwrap();
+        self.push(Record::Event {
+            meta: msg.meta,
+            json,
+        });
+    }
+}
+
+impl Handler<RawEvent> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: RawEvent, _: &mut Context<Self>) {
+        self.push(Record::Raw(msg));
+    }
+}
+
+impl Handler<Lifecycle> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
+        self.push(Record::Life(msg));
+    }
+}
+
+impl Handler<Undelivered> for Recorder {
+    type Result = ();
+
+    fn handle(&mut self, msg: Undelivered, _: &mut Context<Self>) {
+        self.push(Record::Undelivered(msg));
+    }
+}
