@@ -1,8 +1,9 @@
-//! The `eventsock` command: `eventsock sim` runs a simulated CodeChat server.
+//! The `eventsock` command: run a simulated server, tail a live event stream, or watch the whole
+//! framework work in one process.
 
-use anyhow::Context;
+mod cli;
+
 use clap::{Parser, Subcommand};
-use eventsock_sim::{Protocol, Sim, SimConfig};
 
 /// Programs that live on the event stream of a CodeChat WhatsApp API server.
 #[derive(Debug, Parser)]
@@ -15,96 +16,33 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a simulated CodeChat server: event sockets, REST sendText and a control API.
-    Sim(SimArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct SimArgs {
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = 8084)]
-    port: u16,
-    /// Address to bind; keep it on loopback, since the control API has no authentication.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: String,
-    /// The HS256 secret tokens are signed with.
-    #[arg(
-        long,
-        env = "EVENTSOCK_SIM_SECRET",
-        default_value = "eventsock-sim-secret",
-        hide_env_values = true
-    )]
-    secret: String,
-    /// Instance name (repeat for several).
-    #[arg(long = "instance", default_value = "codechat")]
-    instances: Vec<String>,
-    /// Which server to behave like: legacy (bare frames on /ws/events) or v2 (envelopes).
-    #[arg(long, default_value = "legacy")]
-    protocol: Protocol,
-    /// Emit realistic traffic (messages, receipts, presence) at this many events per second
-    /// on the first instance.
-    #[arg(long, value_name = "RATE")]
-    generate: Option<f64>,
+    Sim(cli::sim::SimArgs),
+    /// Print events from a server as JSON lines, reconnecting as needed.
+    Tail(cli::tail::TailArgs),
+    /// A simulator, a supervisor and a few handlers in one process: events flowing, a forced
+    /// disconnect and the reconnect, then a summary.
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // `tail` and `demo` print lifecycle changes themselves; their logs only add what is wrong.
+    let default_filter = match cli.command {
+        Command::Sim(_) => "info",
+        Command::Tail(_) => "warn",
+        Command::Demo(_) => "error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let system = actix_rt::System::new();
     match cli.command {
-        Command::Sim(args) => actix_rt::System::new().block_on(sim(args)),
+        Command::Sim(args) => system.block_on(cli::sim::run(args)),
+        Command::Tail(args) => system.block_on(cli::tail::run(args)),
+        Command::Demo(args) => system.block_on(cli::demo::run(args)),
     }
-}
-
-async fn sim(args: SimArgs) -> anyhow::Result<()> {
-    if let Some(rate) = args.generate {
-        anyhow::ensure!(
-            rate.is_finite() && rate > 0.0,
-            "--generate takes a positive rate, got {rate}"
-        );
-    }
-    let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
-    let addr = listener.local_addr()?;
-    let sim = Sim::new(SimConfig {
-        protocol: args.protocol,
-        secret: args.secret,
-        instances: args.instances,
-        ..SimConfig::default()
-    });
-    let instance = sim.default_instance().to_owned();
-    let token = sim.mint_token(&instance, None);
-    let path = match args.protocol {
-        Protocol::Legacy => "/ws/events",
-        Protocol::V2 => "/ws/instance/events",
-    };
-    // The token is printed on purpose: this is a local simulator, and the point is to use it.
-    println!(
-        "eventsock sim: a {:?} CodeChat server on http://{addr}",
-        args.protocol
-    );
-    println!("  instance: {instance}");
-    println!("  token:    {token}");
-    println!("  events:   ws://{addr}{path}?event=messages.upsert&token=<token>");
-    println!("  reply:    POST http://{addr}/message/sendText/{instance}  (Authorization: Bearer <token>)");
-    println!(
-        "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open,token,revoke}}"
-    );
-    println!(
-        "  try:      eventsock tail --url http://{addr} --token {token} --event messages.upsert"
-    );
-    if let Some(rate) = args.generate {
-        println!("  traffic:  {rate} events/s on {instance} (messages.upsert, messages.update, presence)");
-        actix_rt::spawn(eventsock_sim::generate(sim.clone(), instance, rate));
-    }
-    println!("Ctrl-C stops it.");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    eventsock_sim::run(listener, sim, shutdown).await?;
-    Ok(())
 }

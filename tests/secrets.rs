@@ -4,7 +4,9 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{FnTokenProvider, GetStatus, LifecycleKind, Source, Supervisor, TokenProviderError};
+use eventsock::client::{
+    FnTokenProvider, GetStatus, LifecycleKind, Source, Supervisor, TokenProviderError,
+};
 use eventsock::core::{legacy, Token};
 use eventsock::sim::SimConfig;
 use serde_json::json;
@@ -40,13 +42,24 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
 
     let s = start_sim(SimConfig::default());
     let good = s.sim.mint_token("codechat", None);
-    let refused = eventsock::sim::Sim::new(SimConfig { secret: "other".into(), ..Default::default() })
-        .mint_token("codechat", None);
+    let refused = eventsock::sim::Sim::new(SimConfig {
+        secret: "other".into(),
+        ..Default::default()
+    })
+    .mint_token("codechat", None);
     let calls = Arc::new(AtomicUsize::new(0));
     let provider = {
-        let (good, refused, calls) = (Token::new(good.as_str()), Token::new(refused.as_str()), calls.clone());
+        let (good, refused, calls) = (
+            Token::new(good.as_str()),
+            Token::new(refused.as_str()),
+            calls.clone(),
+        );
         FnTokenProvider(move || {
-            let t = if calls.fetch_add(1, Ordering::SeqCst) < 2 { refused.clone() } else { good.clone() };
+            let t = if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                refused.clone()
+            } else {
+                good.clone()
+            };
             async move { Ok::<_, TokenProviderError>(t) }
         })
     };
@@ -61,13 +74,24 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
         .undelivered(addr.recipient())
         .start()
         .unwrap();
-    rec.wait_lifecycle("a connection", |k| matches!(k, LifecycleKind::Connected { generation: 1 })).await;
-    until("the socket", || s.sim.is_subscribed("codechat", "messages.upsert")).await;
-    s.sim.emit_text("codechat", "messages.upsert", "{\"oops\": ");
-    s.sim.emit("codechat", "messages.upsert", &json!({"keyId": "A"}));
+    rec.wait_lifecycle("a connection", |k| {
+        matches!(k, LifecycleKind::Connected { generation: 1 })
+    })
+    .await;
+    until("the socket", || {
+        s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    s.sim
+        .emit_text("codechat", "messages.upsert", "{\"oops\": ");
+    s.sim
+        .emit("codechat", "messages.upsert", &json!({"keyId": "A"}));
     rec.wait_events(1).await;
     s.sim.drop_all();
-    rec.wait_lifecycle("the reconnect", |k| matches!(k, LifecycleKind::Connected { generation: 2 })).await;
+    rec.wait_lifecycle("the reconnect", |k| {
+        matches!(k, LifecycleKind::Connected { generation: 2 })
+    })
+    .await;
 
     let status = sup.send(GetStatus).await.unwrap();
     let shown = [
@@ -77,7 +101,10 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
         format!("{source:?}"),
         format!("{:?}", fast_config()),
     ];
-    assert!(shown[0].contains("messages.upsert"), "the logs were captured");
+    assert!(
+        shown[0].contains("messages.upsert"),
+        "the logs were captured"
+    );
     assert!(shown[0].contains("refused"), "the refusals were logged");
     assert!(shown[0].lines().count() > 20, "verbose logs were captured");
     for text in &shown {

@@ -68,6 +68,8 @@ struct Inner {
     accepted: AtomicU64,
     swallowed_pings: AtomicU64,
     client_closes: Mutex<Vec<Option<u16>>>,
+    emitted: AtomicU64,
+    delivered: AtomicU64,
 }
 
 impl std::fmt::Debug for Sim {
@@ -105,6 +107,8 @@ impl Sim {
                 accepted: AtomicU64::new(0),
                 swallowed_pings: AtomicU64::new(0),
                 client_closes: Mutex::default(),
+                emitted: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
             }),
         }
     }
@@ -284,6 +288,24 @@ impl Sim {
 
     /// Sends a frame of exactly `text`, valid JSON or not: for testing how clients take bad input.
     pub fn emit_text(&self, scope: &str, event: &str, text: impl Into<ByteString>) -> bool {
+        self.inner.emitted.fetch_add(1, Ordering::Relaxed);
+        let taken = self.route(scope, event, text.into());
+        if taken {
+            self.inner.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Events emitted since start (by any means), and how many of them a socket took; the rest
+    /// were lost, as on the real server, for want of a socket.
+    pub fn emitted(&self) -> (u64, u64) {
+        (
+            self.inner.emitted.load(Ordering::Relaxed),
+            self.inner.delivered.load(Ordering::Relaxed),
+        )
+    }
+
+    fn route(&self, scope: &str, event: &str, text: ByteString) -> bool {
         if self.half_open() {
             return false; // lost on a dead link
         }
@@ -304,7 +326,7 @@ impl Sim {
             return false;
         }
         socket.queued.fetch_add(1, Ordering::Relaxed);
-        socket.frames.send(text.into()).is_ok()
+        socket.frames.send(text).is_ok()
     }
 
     /// Sends `count` events made from `data`; object payloads get a `burstSeq` member (0, 1, ...)

@@ -1,0 +1,83 @@
+//! `eventsock sim`: a simulated CodeChat server.
+
+use anyhow::Context;
+
+use eventsock_sim::{Protocol, Sim, SimConfig};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SimArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8084)]
+    port: u16,
+    /// Address to bind; keep it on loopback, since the control API has no authentication.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// The HS256 secret tokens are signed with.
+    #[arg(
+        long,
+        env = "EVENTSOCK_SIM_SECRET",
+        default_value = "eventsock-sim-secret",
+        hide_env_values = true
+    )]
+    secret: String,
+    /// Instance name (repeat for several).
+    #[arg(long = "instance", default_value = "codechat")]
+    instances: Vec<String>,
+    /// Which server to behave like: legacy (bare frames on /ws/events) or v2 (envelopes).
+    #[arg(long, default_value = "legacy")]
+    protocol: Protocol,
+    /// Emit realistic traffic (messages, receipts, presence) at this many events per second
+    /// on the first instance.
+    #[arg(long, value_name = "RATE")]
+    generate: Option<f64>,
+}
+
+pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
+    if let Some(rate) = args.generate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--generate takes a positive rate, got {rate}"
+        );
+    }
+    let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let addr = listener.local_addr()?;
+    let sim = Sim::new(SimConfig {
+        protocol: args.protocol,
+        secret: args.secret,
+        instances: args.instances,
+        ..SimConfig::default()
+    });
+    let instance = sim.default_instance().to_owned();
+    let token = sim.mint_token(&instance, None);
+    let path = match args.protocol {
+        Protocol::Legacy => "/ws/events",
+        Protocol::V2 => "/ws/instance/events",
+    };
+    // The token is printed on purpose: this is a local simulator, and the point is to use it.
+    println!(
+        "eventsock sim: a {:?} CodeChat server on http://{addr}",
+        args.protocol
+    );
+    println!("  instance: {instance}");
+    println!("  token:    {token}");
+    println!("  events:   ws://{addr}{path}?event=messages.upsert&token=<token>");
+    println!("  reply:    POST http://{addr}/message/sendText/{instance}  (Authorization: Bearer <token>)");
+    println!(
+        "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open,token,revoke}}"
+    );
+    println!(
+        "  try:      eventsock tail --url http://{addr} --token {token} --event messages.upsert"
+    );
+    if let Some(rate) = args.generate {
+        println!("  traffic:  {rate} events/s on {instance} (messages.upsert, messages.update, presence)");
+        actix_rt::spawn(eventsock_sim::generate(sim.clone(), instance, rate));
+    }
+    println!("Ctrl-C stops it.");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    eventsock_sim::run(listener, sim, shutdown).await?;
+    Ok(())
+}
