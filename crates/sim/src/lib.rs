@@ -7,8 +7,8 @@
 //! 4001, 4003 and 4008). It also serves `POST /message/sendText/{instance}`, and a control API
 //! to emit events and misbehave on purpose: drop every socket, close with a code, go half-open.
 //!
-//! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`], which
-//! serves a simulator on a listener until a shutdown future completes.
+//! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`] (or
+//! [`run_tls`]), which serves a simulator on a listener until a shutdown future completes.
 //!
 //! ```no_run
 //! use eventsock_sim::{run, Sim, SimConfig};
@@ -51,6 +51,25 @@ pub async fn run(
     sim: Sim,
     shutdown: impl Future<Output = ()> + 'static,
 ) -> std::io::Result<()> {
+    serve(listener, None, sim, shutdown).await
+}
+
+/// [`run`] over TLS (`https://` and `wss://`), with `tls` as the server's rustls settings.
+pub async fn run_tls(
+    listener: std::net::TcpListener,
+    tls: rustls::ServerConfig,
+    sim: Sim,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
+    serve(listener, Some(tls), sim, shutdown).await
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    sim: Sim,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
     let data = web::Data::new(sim.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -73,8 +92,11 @@ pub async fn run(
     .shutdown_timeout(1)
     // An abrupt drop must be abrupt. With a disconnect timeout (1 s by default) the connection
     // lingers that long after the response ends; ZERO disables the timer and closes at once.
-    .client_disconnect_timeout(std::time::Duration::ZERO)
-    .listen(listener)?
+    .client_disconnect_timeout(std::time::Duration::ZERO);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    }
     .run();
     let handle = server.handle();
     actix_web::rt::spawn(async move {
