@@ -54,20 +54,57 @@ pub(crate) trait Route: Send + Sync + 'static {
     fn prune(&self) -> usize;
 }
 
-/// Handlers of `Event<T>`.
-pub(crate) struct TypedRoute<T: Payload> {
-    handlers: Mutex<Vec<Recipient<Event<T>>>>,
+/// The handlers of one message type on one subscription.
+struct Handlers<M: actix::Message<Result = ()> + Send> {
+    list: Mutex<Vec<Recipient<M>>>,
 }
 
-impl<T: Payload> TypedRoute<T> {
-    pub(crate) fn new() -> Self {
-        TypedRoute {
-            handlers: Mutex::new(Vec::new()),
+impl<M> Handlers<M>
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+{
+    fn new() -> Self {
+        Handlers {
+            list: Mutex::new(Vec::new()),
         }
     }
 
-    pub(crate) fn add(&self, handler: Recipient<Event<T>>) {
-        lock(&self.handlers).push(handler);
+    fn add(&self, handler: Recipient<M>) {
+        lock(&self.list).push(handler);
+    }
+
+    /// Starts a delivery to each handler. `shared` builds the part all handlers share (a
+    /// decoded payload, a JSON value) once, and only if there is a handler; it may fail.
+    fn send<S, E>(
+        &self,
+        shared: impl FnOnce() -> Result<S, E>,
+        message: impl Fn(&S) -> M,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), E> {
+        let list = lock(&self.list);
+        if list.is_empty() {
+            return Ok(());
+        }
+        let shared = shared()?;
+        for h in list.iter() {
+            out.push(Box::pin(h.send(message(&shared))));
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> usize {
+        let mut list = lock(&self.list);
+        list.retain(Recipient::connected);
+        list.len()
+    }
+}
+
+/// Handlers of `Event<T>`.
+pub(crate) struct TypedRoute<T: Payload>(Handlers<Event<T>>);
+
+impl<T: Payload> TypedRoute<T> {
+    pub(crate) fn new() -> Self {
+        TypedRoute(Handlers::new())
     }
 }
 
@@ -82,42 +119,27 @@ impl<T: Payload> Route for TypedRoute<T> {
         meta: &EventMeta,
         out: &mut Vec<Delivery>,
     ) -> Result<(), DecodeError> {
-        let handlers = lock(&self.handlers);
-        if handlers.is_empty() {
-            return Ok(());
-        }
-        let payload = Arc::new(frame.decode::<T>(&meta.event)?);
-        for h in handlers.iter() {
-            let event = Event {
+        self.0.send(
+            || frame.decode::<T>(&meta.event).map(Arc::new),
+            |payload| Event {
                 meta: meta.clone(),
                 payload: payload.clone(),
-            };
-            out.push(Box::pin(h.send(event)));
-        }
-        Ok(())
+            },
+            out,
+        )
     }
 
     fn prune(&self) -> usize {
-        let mut handlers = lock(&self.handlers);
-        handlers.retain(Recipient::connected);
-        handlers.len()
+        self.0.prune()
     }
 }
 
 /// Handlers of `RawEvent`: every frame, as JSON.
-pub(crate) struct RawRoute {
-    handlers: Mutex<Vec<Recipient<RawEvent>>>,
-}
+pub(crate) struct RawRoute(Handlers<RawEvent>);
 
 impl RawRoute {
     pub(crate) fn new() -> Self {
-        RawRoute {
-            handlers: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub(crate) fn add(&self, handler: Recipient<RawEvent>) {
-        lock(&self.handlers).push(handler);
+        RawRoute(Handlers::new())
     }
 }
 
@@ -132,24 +154,18 @@ impl Route for RawRoute {
         meta: &EventMeta,
         out: &mut Vec<Delivery>,
     ) -> Result<(), DecodeError> {
-        let handlers = lock(&self.handlers);
-        if handlers.is_empty() {
-            return Ok(());
-        }
-        let data = Arc::new(frame.to_value());
-        for h in handlers.iter() {
-            out.push(Box::pin(h.send(RawEvent {
+        self.0.send(
+            || Ok(Arc::new(frame.to_value())),
+            |data| RawEvent {
                 meta: meta.clone(),
                 data: data.clone(),
-            })));
-        }
-        Ok(())
+            },
+            out,
+        )
     }
 
     fn prune(&self) -> usize {
-        let mut handlers = lock(&self.handlers);
-        handlers.retain(Recipient::connected);
-        handlers.len()
+        self.0.prune()
     }
 }
 
@@ -184,7 +200,7 @@ impl RouteTable {
 pub(crate) fn add_typed<T: Payload>(table: &RouteTable, handler: Recipient<Event<T>>) {
     let route = table.route(TypedRoute::<T>::new);
     if let Some(typed) = route.as_any().downcast_ref::<TypedRoute<T>>() {
-        typed.add(handler);
+        typed.0.add(handler);
     }
 }
 
@@ -192,7 +208,7 @@ pub(crate) fn add_typed<T: Payload>(table: &RouteTable, handler: Recipient<Event
 pub(crate) fn add_raw(table: &RouteTable, handler: Recipient<RawEvent>) {
     let route = table.route(RawRoute::new);
     if let Some(raw) = route.as_any().downcast_ref::<RawRoute>() {
-        raw.add(handler);
+        raw.0.add(handler);
     }
 }
 
