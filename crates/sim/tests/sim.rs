@@ -69,6 +69,17 @@ async fn next(socket: &mut Socket) -> Option<Frame> {
         .map(|f| f.expect("protocol error"))
 }
 
+/// The next frame must be a close frame with `code`; returns its reason.
+async fn expect_close(socket: &mut Socket, code: CloseCode) -> Option<String> {
+    match next(socket).await {
+        Some(Frame::Close(Some(r))) => {
+            assert_eq!(r.code, code);
+            r.description
+        }
+        other => panic!("expected close {code:?}, got {other:?}"),
+    }
+}
+
 async fn next_json(socket: &mut Socket) -> Value {
     match next(socket).await {
         Some(Frame::Text(t)) => serde_json::from_slice(&t).unwrap(),
@@ -294,13 +305,8 @@ async fn drop_ends_sockets_without_a_close_frame_and_close_sends_the_code() {
         .await
         .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"closed": 1}));
-    match next(&mut ws).await {
-        Some(Frame::Close(Some(reason))) => {
-            assert_eq!(reason.code, CloseCode::Other(4001));
-            assert_eq!(reason.description.as_deref(), Some("token expired"));
-        }
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    let reason = expect_close(&mut ws, CloseCode::Other(4001)).await;
+    assert_eq!(reason.as_deref(), Some("token expired"));
 }
 
 #[actix_rt::test]
@@ -395,10 +401,7 @@ async fn v2_frames_are_enveloped_and_clients_must_not_send() {
     assert_eq!(frame["data"], json!({"keyId": "A"}));
     assert!(frame["timestamp"].is_string());
     ws.send(Message::Text("hello".into())).await.unwrap();
-    match next(&mut ws).await {
-        Some(Frame::Close(Some(r))) => assert_eq!(r.code, CloseCode::Policy),
-        other => panic!("expected close 1008, got {other:?}"),
-    }
+    expect_close(&mut ws, CloseCode::Policy).await;
 }
 
 #[actix_rt::test]
@@ -408,20 +411,14 @@ async fn v2_closes_with_4001_at_expiry_and_4003_on_revoke() {
     let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &short))
         .await
         .unwrap();
-    match next(&mut ws).await {
-        Some(Frame::Close(Some(r))) => assert_eq!(r.code, CloseCode::Other(4001)),
-        other => panic!("expected close 4001, got {other:?}"),
-    }
+    expect_close(&mut ws, CloseCode::Other(4001)).await;
     let token = s.sim.mint_token("other", None);
     let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &token))
         .await
         .unwrap();
     until_subscribed(&s.sim, "other", "messages.upsert").await;
     assert_eq!(s.sim.revoke("other"), 1);
-    match next(&mut ws).await {
-        Some(Frame::Close(Some(r))) => assert_eq!(r.code, CloseCode::Other(4003)),
-        other => panic!("expected close 4003, got {other:?}"),
-    }
+    expect_close(&mut ws, CloseCode::Other(4003)).await;
     assert_eq!(
         refused_status(&s.url("/ws/instance/events", "messages.upsert", &token)).await,
         403
