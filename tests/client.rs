@@ -534,3 +534,141 @@ async fn a_handler_that_panics_does_not_take_the_connection_down() {
     );
     assert!(status.handler_failures >= 1);
 }
+
+#[actix_rt::test]
+async fn close_4001_from_the_server_is_retried_at_the_slowest_pace() {
+    let s = start_sim(SimConfig {
+        protocol: Protocol::V2,
+        ..Default::default()
+    });
+    let token = Token::new(s.sim.mint_token(INSTANCE, None));
+    let mut config = fast_config();
+    config.backoff = eventsock::core::Backoff::exponential(
+        Duration::from_millis(10),
+        Duration::from_millis(300),
+    );
+    let rec = Recorder::default();
+    let addr = rec.clone().start();
+    let _sup = Supervisor::builder()
+        .config(config)
+        .source(Source::new(s.endpoint(), token).unwrap().v2())
+        .handler::<v2::MessagesUpsert>(addr.clone().recipient())
+        .lifecycle(addr.recipient())
+        .start()
+        .unwrap();
+    rec.wait_lifecycle("generation 1", |k| connected(k, 1))
+        .await;
+    subscribed(&s, "messages.upsert").await;
+    s.sim.close_all(4001, "token expired");
+    let down = rec
+        .wait_lifecycle("the close", |k| {
+            matches!(k, LifecycleKind::Disconnected { .. })
+        })
+        .await;
+    assert_eq!(
+        down,
+        LifecycleKind::Disconnected {
+            code: Some(4001),
+            reason: "closed by the server with 4001: token expired".into()
+        }
+    );
+    let next = rec
+        .wait_lifecycle("the retry", |k| {
+            matches!(k, LifecycleKind::Reconnecting { .. })
+        })
+        .await;
+    assert_eq!(
+        next,
+        LifecycleKind::Reconnecting {
+            attempt: 1,
+            delay: Duration::from_millis(300)
+        }
+    );
+}
+
+/// Holds each event until the gate gives a permit, then counts it.
+struct Gated {
+    gate: Arc<tokio::sync::Semaphore>,
+    handled: Arc<AtomicUsize>,
+}
+
+impl Actor for Gated {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<legacy::MessagesUpsert>> for Gated {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) -> Self::Result {
+        let (gate, handled) = (self.gate.clone(), self.handled.clone());
+        Box::pin(async move {
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+            handled.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn drop_newest_keeps_reading_and_counts_what_it_drops() {
+    const N: u64 = 50;
+    let s = start_sim(SimConfig::default());
+    let token = Token::new(s.sim.mint_token(INSTANCE, None));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let mut config = fast_config();
+    config.queue_capacity = 4;
+    config.overflow = eventsock::client::Overflow::DropNewest;
+    let sup = Supervisor::builder()
+        .config(config)
+        .source(Source::new(s.endpoint(), token).unwrap())
+        .handler::<legacy::MessagesUpsert>(
+            Gated {
+                gate: gate.clone(),
+                handled: handled.clone(),
+            }
+            .start()
+            .recipient(),
+        )
+        .start()
+        .unwrap();
+    subscribed(&s, "messages.upsert").await;
+    for i in 0..N {
+        s.sim.emit(
+            INSTANCE,
+            "messages.upsert",
+            &json!({"keyId": format!("K{i}")}),
+        );
+    }
+    // The handler is stuck on the first event; the socket is still read to the end.
+    let status = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let status = sup.send(GetStatus).await.unwrap().remove(0);
+            if status.frames == N {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("every frame read within the deadline");
+    // One in the handler and at most four queued; the rest dropped (45, or 46 if every frame
+    // was read before the dispatcher took the first).
+    assert!(
+        (45..=46).contains(&status.dropped),
+        "dropped {}",
+        status.dropped
+    );
+    gate.add_permits(N as usize);
+    until("the held events", || {
+        handled.load(Ordering::SeqCst) as u64 + status.dropped == N
+    })
+    .await;
+    let status = sup.send(GetStatus).await.unwrap().remove(0);
+    assert_eq!(
+        status.events + status.dropped,
+        N,
+        "every frame is either handled or counted as dropped"
+    );
+}
