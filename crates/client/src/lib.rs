@@ -10,7 +10,7 @@
 //!
 //! Key types: [`Supervisor`] and its [`SupervisorBuilder`]; [`Source`] (a server, an instance and
 //! a [`TokenProvider`]); [`ClientConfig`]; the messages [`GetStatus`], [`Subscribe`] and
-//! [`Shutdown`].
+//! [`Shutdown`]; and [`RestClient`], for replies.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -47,14 +47,17 @@ mod config;
 mod connection;
 mod error;
 mod lifecycle;
+mod rest;
 mod route;
 mod source;
 mod status;
 mod supervisor;
+mod tls;
 
 pub use config::{ClientConfig, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lifecycle::{Lifecycle, LifecycleKind};
+pub use rest::{MessageKey, RestClient, RestError, SendText};
 pub use source::{FnTokenProvider, Protocol, Source, TokenProvider, TokenProviderError};
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use supervisor::{GetStatus, Shutdown, Subscribe, Supervisor, SupervisorBuilder};

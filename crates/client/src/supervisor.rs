@@ -431,28 +431,15 @@ impl Supervisor {
     }
 }
 
-/// TLS with the Mozilla roots and the ring provider, named explicitly: rustls' process-wide
-/// default panics when a build enables no provider, or two.
-fn default_tls() -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => Arc::new(c),
-        // The ring provider supports the safe defaults; this arm is unreachable in practice.
-        Err(e) => panic!("the ring provider rejected rustls' default protocol versions: {e}"),
-    }
-}
-
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let tls = self.config.tls.clone().unwrap_or_else(default_tls);
+        let tls = self
+            .config
+            .tls
+            .clone()
+            .unwrap_or_else(crate::tls::default_tls);
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls))
             .timeout(self.config.connect_timeout)

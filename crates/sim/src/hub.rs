@@ -70,7 +70,12 @@ struct Inner {
     client_closes: Mutex<Vec<Option<u16>>>,
     emitted: AtomicU64,
     delivered: AtomicU64,
+    /// The latest `messages.upsert` payloads per instance, for `findMessages`.
+    history: Mutex<HashMap<String, std::collections::VecDeque<serde_json::Value>>>,
 }
+
+/// How many messages `findMessages` can find per instance.
+const HISTORY: usize = 10_000;
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +114,7 @@ impl Sim {
                 client_closes: Mutex::default(),
                 emitted: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
+                history: Mutex::default(),
             }),
         }
     }
@@ -283,7 +289,24 @@ impl Sim {
     /// Sends one event to the socket subscribed to (`scope`, `event`), if any. Returns whether a
     /// socket took it. Like the real server, nothing is kept for a socket that is not there.
     pub fn emit(&self, scope: &str, event: &str, data: &serde_json::Value) -> bool {
+        if event == "messages.upsert" && data.is_object() {
+            let mut history = self.inner.history.lock().unwrap_or_else(|p| p.into_inner());
+            let list = history.entry(scope.to_owned()).or_default();
+            if list.len() == HISTORY {
+                list.pop_front();
+            }
+            list.push_back(data.clone());
+        }
         self.emit_text(scope, event, self.frame(scope, event, data))
+    }
+
+    /// The latest messages sent on `messages.upsert` for `instance`, oldest first.
+    pub fn history(&self, instance: &str) -> Vec<serde_json::Value> {
+        let history = self.inner.history.lock().unwrap_or_else(|p| p.into_inner());
+        history
+            .get(instance)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Sends a frame of exactly `text`, valid JSON or not: for testing how clients take bad input.

@@ -4,7 +4,8 @@
 //! default (`/ws/events`, bare frames, `401` for every refused handshake, one socket per
 //! (instance, event) with silent replacement, no server pings), or the newer server
 //! ([`Protocol::V2`]: enveloped frames, 400/401/403/404 before the upgrade, pings, close codes
-//! 4001, 4003 and 4008). It also serves `POST /message/sendText/{instance}`, and a control API
+//! 4001, 4003 and 4008). It also serves the REST calls bots make (`sendText`, `sendReaction`,
+//! `markMessageAsRead`, `updatePresence`, `findMessages`), and a control API
 //! to emit events and misbehave on purpose: drop every socket, close with a code, go half-open.
 //!
 //! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`] (or
@@ -84,6 +85,22 @@ async fn serve(
             .route(
                 "/instance/{instance}/send/text",
                 web::post().to(rest::send_text),
+            )
+            .route(
+                "/message/sendReaction/{instance}",
+                web::post().to(rest::send_reaction),
+            )
+            .route(
+                "/chat/markMessageAsRead/{instance}",
+                web::put().to(rest::mark_as_read),
+            )
+            .route(
+                "/chat/updatePresence/{instance}",
+                web::patch().to(rest::update_presence),
+            )
+            .route(
+                "/chat/findMessages/{instance}",
+                web::post().to(rest::find_messages),
             )
             .default_service(web::to(ws::any_path))
     })

@@ -152,3 +152,153 @@ fn sent_message(sim: &Sim, instance: &str, jid: &str, text: &str, options: &Send
     }
     message
 }
+
+/// Checks the guard and parses a JSON body, answering the error itself when either fails.
+fn guarded<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    sim: &Sim,
+    instance: &str,
+    body: &[u8],
+) -> Result<T, HttpResponse> {
+    if let Err((status, message)) = authorize(req, sim, instance) {
+        return Err(error(sim, status, message));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| error(sim, StatusCode::BAD_REQUEST, &format!("invalid body: {e}")))
+}
+
+/// A message key as the REST API takes it.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Key {
+    remote_jid: String,
+    from_me: bool,
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SendReaction {
+    reaction_message: ReactionMessage,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReactionMessage {
+    key: Key,
+    reaction: String,
+}
+
+/// `POST /message/sendReaction/{instance}`: answers 201 with the reaction message.
+pub(crate) async fn send_reaction(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    let body: SendReaction = match guarded(&req, &sim, &instance, &body) {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let id = sim.next_message_id();
+    HttpResponse::Created().json(json!({
+        "keyId": format!("01JSIM{id:020}"),
+        "keyFromMe": true,
+        "keyRemoteJid": body.reaction_message.key.remote_jid,
+        "messageType": "reactionMessage",
+        "content": {"key": body.reaction_message.key, "text": body.reaction_message.reaction},
+        "messageTimestamp": crate::auth::now_secs(),
+        "instanceId": sim.instance_id(&instance),
+        "device": "web",
+        "id": id,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReadMessages {
+    read_messages: Vec<Key>,
+}
+
+/// `PUT /chat/markMessageAsRead/{instance}`.
+pub(crate) async fn mark_as_read(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    match guarded::<ReadMessages>(&req, &sim, &instance, &body) {
+        Ok(b) if b.read_messages.is_empty() => {
+            error(&sim, StatusCode::BAD_REQUEST, "readMessages is empty")
+        }
+        Ok(_) => HttpResponse::Ok().json(json!({"message": "Read messages", "read": "success"})),
+        Err(refused) => refused,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct UpdatePresence {
+    number: String,
+    presence: String,
+}
+
+/// `PATCH /chat/updatePresence/{instance}`.
+pub(crate) async fn update_presence(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    const PRESENCES: &[&str] = &[
+        "available",
+        "unavailable",
+        "composing",
+        "recording",
+        "paused",
+    ];
+    match guarded::<UpdatePresence>(&req, &sim, &instance, &body) {
+        Ok(b) if !PRESENCES.contains(&b.presence.as_str()) => error(
+            &sim,
+            StatusCode::BAD_REQUEST,
+            &format!("presence must be one of {PRESENCES:?}"),
+        ),
+        Ok(b) => HttpResponse::Ok().json(json!({"number": b.number, "presence": b.presence})),
+        Err(refused) => refused,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FindMessages {
+    #[serde(default, rename = "where")]
+    filter: serde_json::Map<String, Value>,
+}
+
+/// `POST /chat/findMessages/{instance}`: the messages the simulator sent on `messages.upsert`
+/// (the most recent 10,000), those whose fields equal every member of `where`.
+pub(crate) async fn find_messages(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    let query: FindMessages = if body.is_empty() {
+        FindMessages::default()
+    } else {
+        match guarded(&req, &sim, &instance, &body) {
+            Ok(q) => q,
+            Err(refused) => return refused,
+        }
+    };
+    if let Err((status, message)) = authorize(&req, &sim, &instance) {
+        return error(&sim, status, message);
+    }
+    let records: Vec<Value> = sim
+        .history(&instance)
+        .into_iter()
+        .filter(|m| query.filter.iter().all(|(k, v)| m.get(k) == Some(v)))
+        .collect();
+    HttpResponse::Ok().json(json!({"messages": {"total": records.len(), "records": records}}))
+}

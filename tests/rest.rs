@@ -1,0 +1,149 @@
+//! The REST client against the simulator's endpoints, and against a server that never answers.
+
+mod common;
+
+use common::*;
+use eventsock::client::{MessageKey, RestClient, RestError};
+use eventsock::core::{Endpoint, Token};
+use eventsock::sim::SimConfig;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn client(s: &TestServer, instance: &str) -> RestClient {
+    RestClient::new(
+        &s.endpoint(),
+        instance,
+        Token::new(s.sim.mint_token(instance, None)),
+    )
+}
+
+#[actix_rt::test]
+async fn sends_text_and_the_message_comes_back() {
+    let s = start_sim(SimConfig::default());
+    let rest = client(&s, "codechat");
+    let sent = rest.send_text("5511988887777", "pong").await.unwrap();
+    assert_eq!(sent["content"]["text"], "pong");
+    assert_eq!(sent["keyRemoteJid"], "5511988887777@s.whatsapp.net");
+    let quoted = rest.reply("5511988887777", "re", "3A5F").await.unwrap();
+    assert_eq!(quoted["content"]["contextInfo"]["stanzaId"], "3A5F");
+    // The sent messages can be found again, as a bot does to resync after a gap.
+    let found = rest
+        .find_messages(json!({"keyId": sent["keyId"]}))
+        .await
+        .unwrap();
+    assert_eq!(found["messages"]["total"], 1);
+    assert_eq!(found["messages"]["records"][0], sent);
+}
+
+#[actix_rt::test]
+async fn reacts_marks_read_and_sets_presence() {
+    let s = start_sim(SimConfig::default());
+    let rest = client(&s, "codechat");
+    let key = MessageKey {
+        remote_jid: "5511988887777@s.whatsapp.net".into(),
+        from_me: false,
+        id: "3A5F".into(),
+    };
+    let reaction = rest.send_reaction(&key, "👍").await.unwrap();
+    assert_eq!(reaction["content"]["text"], "👍");
+    assert_eq!(rest.mark_as_read(&[key]).await.unwrap()["read"], "success");
+    assert_eq!(
+        rest.set_presence("5511988887777", "composing")
+            .await
+            .unwrap()["presence"],
+        "composing"
+    );
+}
+
+#[actix_rt::test]
+async fn errors_are_typed_with_the_servers_body() {
+    let s = start_sim(SimConfig::default());
+    let rest = client(&s, "codechat");
+    match rest.set_presence("5511988887777", "dancing").await {
+        Err(RestError::Rejected { status: 400, body }) => {
+            assert!(
+                body.to_string().contains("presence must be one of"),
+                "{body}"
+            )
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    assert!(matches!(
+        rest.mark_as_read(&[]).await,
+        Err(RestError::Rejected { status: 400, .. })
+    ));
+    let stranger = RestClient::new(&s.endpoint(), "codechat", Token::new("not.a.token"));
+    match stranger.send_text("1", "x").await {
+        Err(RestError::Unauthorized { body }) => assert_eq!(body["status"], 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    // A valid token for an instance the server does not have.
+    assert!(matches!(
+        client(&s, "ghost").send_text("1", "x").await,
+        Err(RestError::NotFound { .. })
+    ));
+    let shown = format!("{stranger:?} {:?}", stranger.send_text("1", "x").await);
+    assert!(!shown.contains("not.a.token"), "{shown}");
+}
+
+#[actix_rt::test]
+async fn only_idempotent_calls_are_retried_and_timeouts_are_typed() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    actix_rt::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let endpoint = Endpoint::parse(&format!("http://{addr}")).unwrap();
+    let rest = RestClient::new(&endpoint, "codechat", Token::new("t.t.t"))
+        .timeout(Duration::from_millis(150))
+        .retries(2);
+    assert!(matches!(
+        rest.send_text("1", "x").await,
+        Err(RestError::Timeout(_))
+    ));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a send is never retried"
+    );
+    let key = MessageKey {
+        remote_jid: "1@s.whatsapp.net".into(),
+        from_me: false,
+        id: "A".into(),
+    };
+    assert!(matches!(
+        rest.mark_as_read(&[key]).await,
+        Err(RestError::Timeout(_))
+    ));
+    until("the retries", || accepted.load(Ordering::SeqCst) == 4).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "one try and two retries"
+    );
+
+    // Nothing listening at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let rest = RestClient::new(
+        &Endpoint::parse(&format!("http://{closed}")).unwrap(),
+        "c",
+        Token::new("t.t.t"),
+    )
+    .retries(0);
+    assert!(matches!(
+        rest.set_presence("1", "available").await,
+        Err(RestError::Connect(_))
+    ));
+}
