@@ -153,18 +153,21 @@ fn sent_message(sim: &Sim, instance: &str, jid: &str, text: &str, options: &Send
     message
 }
 
-/// Checks the guard and parses a JSON body, answering the error itself when either fails.
+/// Checks the guard, then parses a JSON body (an empty body reads as `{}`).
 fn guarded<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     sim: &Sim,
     instance: &str,
     body: &[u8],
-) -> Result<T, HttpResponse> {
-    if let Err((status, message)) = authorize(req, sim, instance) {
-        return Err(error(sim, status, message));
-    }
+) -> Result<T, (StatusCode, String)> {
+    authorize(req, sim, instance).map_err(|(s, m)| (s, m.to_owned()))?;
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body)
-        .map_err(|e| error(sim, StatusCode::BAD_REQUEST, &format!("invalid body: {e}")))
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
 }
 
 /// A message key as the REST API takes it.
@@ -198,7 +201,7 @@ pub(crate) async fn send_reaction(
     let instance = path.into_inner();
     let body: SendReaction = match guarded(&req, &sim, &instance, &body) {
         Ok(b) => b,
-        Err(refused) => return refused,
+        Err((status, message)) => return error(&sim, status, &message),
     };
     let id = sim.next_message_id();
     HttpResponse::Created().json(json!({
@@ -233,7 +236,7 @@ pub(crate) async fn mark_as_read(
             error(&sim, StatusCode::BAD_REQUEST, "readMessages is empty")
         }
         Ok(_) => HttpResponse::Ok().json(json!({"message": "Read messages", "read": "success"})),
-        Err(refused) => refused,
+        Err((status, message)) => error(&sim, status, &message),
     }
 }
 
@@ -265,11 +268,11 @@ pub(crate) async fn update_presence(
             &format!("presence must be one of {PRESENCES:?}"),
         ),
         Ok(b) => HttpResponse::Ok().json(json!({"number": b.number, "presence": b.presence})),
-        Err(refused) => refused,
+        Err((status, message)) => error(&sim, status, &message),
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(crate) struct FindMessages {
     #[serde(default, rename = "where")]
     filter: serde_json::Map<String, Value>,
@@ -284,17 +287,10 @@ pub(crate) async fn find_messages(
     sim: web::Data<Sim>,
 ) -> HttpResponse {
     let instance = path.into_inner();
-    let query: FindMessages = if body.is_empty() {
-        FindMessages::default()
-    } else {
-        match guarded(&req, &sim, &instance, &body) {
-            Ok(q) => q,
-            Err(refused) => return refused,
-        }
+    let query: FindMessages = match guarded(&req, &sim, &instance, &body) {
+        Ok(q) => q,
+        Err((status, message)) => return error(&sim, status, &message),
     };
-    if let Err((status, message)) = authorize(&req, &sim, &instance) {
-        return error(&sim, status, message);
-    }
     let records: Vec<Value> = sim
         .history(&instance)
         .into_iter()
