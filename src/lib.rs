@@ -1,11 +1,13 @@
 //! eventsock: build programs that live on the event stream of a CodeChat WhatsApp API server.
 //!
 //! This facade re-exports the workspace's crates: [`core`] (the typed event model), [`client`]
-//! (supervised connections delivering typed events to handler actors) and [`sim`] (a simulator
-//! of the server, for tests, examples and demos).
+//! (supervised connections delivering typed events to handler actors, and the REST client),
+//! [`handler`] (pipelines, bots, built-ins) and [`sim`] (a simulator of the server, for tests,
+//! examples and demos).
 
 pub use eventsock_client as client;
 pub use eventsock_core as core;
+pub use eventsock_handler as handler;
 pub use eventsock_sim as sim;
 
 /// The types most programs need.

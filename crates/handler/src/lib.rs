@@ -1,0 +1,74 @@
+//! What bot authors write and compose: handler actors, typed pipelines, per-chat ordering,
+//! supervised handlers, and built-ins.
+//!
+//! # One handler model
+//!
+//! Everything that handles events is an actix actor that handles
+//! [`Event<T>`](eventsock_core::Event). Write your own for stateful work, or let [`Bot`] run a
+//! [`Route`]: a chain of typed steps ([`Pipeline`]) ending in async closures or other actors.
+//! Both register with the supervisor the same way, `.handler::<T>(addr.recipient())`.
+//!
+//! # Tutorial: an echo bot, step by step
+//!
+//! `examples/echo_bot.rs` is the finished bot; here is how it grows.
+//!
+//! **1. React to one event type.** A [`Route`] from a closure; [`Bot`] runs it:
+//!
+//! ```
+//! use eventsock_core::{legacy, Event};
+//! use eventsock_handler::{Bot, Route};
+//!
+//! # #[actix::main] async fn main() {
+//! let hello = Route::from_fn(|e: Event<legacy::MessagesUpsert>| async move {
+//!     println!("{:?} wrote {:?}", e.push_name, e.text());
+//!     Ok::<_, std::convert::Infallible>(())
+//! });
+//! let bot = Bot::build(hello).start();
+//! // supervisor_builder.handler::<legacy::MessagesUpsert>(bot.recipient())
+//! # let _ = bot; }
+//! ```
+//!
+//! **2. Only commands, never our own messages.** [`Pipeline`] steps read left to right:
+//!
+//! ```
+//! # use eventsock_core::{legacy, Event};
+//! # use eventsock_handler::{Pipeline, Route};
+//! let ping: Route<Event<legacy::MessagesUpsert>> = Pipeline::new()
+//!     .incoming()
+//!     .command("!ping")
+//!     .endpoint(|e: Event<legacy::MessagesUpsert>| async move {
+//!         println!("ping from {:?}", e.key_remote_jid);
+//!         Ok::<_, std::convert::Infallible>(())
+//!     });
+//! ```
+//!
+//! **3. Several commands.** [`branch`]: the first route that takes the event wins; what none takes
+//! is a dead letter ([`BotBuilder::on_dead_letter`]).
+//!
+//! **4. Reply.** Capture a `RestClient` (crate `eventsock-client`) in the endpoint and call
+//! `send_text`; the reply comes back as `send.message`.
+//!
+//! **5. Many chats at once, each in order.** [`BotBuilder::ordered_by`] with the chat as the key:
+//! messages of one chat stay in order, different chats are handled concurrently.
+//!
+//! **6. Failures.** A panic or an error in a handler is caught, sent to
+//! [`BotBuilder::on_error`], and the bot goes on. Your own actors can be started again after a
+//! panic with [`restarting`].
+//!
+//! # Built-ins
+//! [`builtin::log`], [`builtin::Recorder`] and [`builtin::Replay`] (record a live stream, replay
+//! it offline through the same handlers), [`builtin::qr_terminal`] (pair a phone from the
+//! terminal).
+
+mod bot;
+pub mod builtin;
+mod message;
+mod pipeline;
+mod restart;
+mod route;
+
+pub use bot::{Bot, BotBuilder, BotStats, Failure, GetBotStats};
+pub use message::{Dedup, MessageLike};
+pub use pipeline::{to_actor, Pipeline};
+pub use restart::restarting;
+pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
