@@ -10,6 +10,9 @@ pub use eventsock_core as core;
 pub use eventsock_handler as handler;
 pub use eventsock_sim as sim;
 
+mod target;
+pub use target::{Target, TargetError};
+
 /// The types most programs need.
 pub mod prelude {
     pub use eventsock_client::{

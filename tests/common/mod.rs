@@ -6,8 +6,7 @@
 use actix::prelude::*;
 use eventsock::client::{ClientConfig, Lifecycle, LifecycleKind};
 use eventsock::core::{Backoff, Endpoint, Event, EventMeta, Payload, RawEvent, Undelivered};
-use eventsock::sim::{run, Sim, SimConfig};
-use std::net::SocketAddr;
+use eventsock::sim::{Embedded, SimConfig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -16,34 +15,19 @@ use tokio::sync::watch;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A simulator served on 127.0.0.1:0 for the length of a test.
-pub struct TestServer {
-    pub sim: Sim,
-    pub addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+pub type TestServer = Embedded;
 
 pub fn start_sim(config: SimConfig) -> TestServer {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sim = Sim::new(config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    actix_rt::spawn(run(listener, sim.clone(), async {
-        let _ = stopped.await;
-    }));
-    TestServer {
-        sim,
-        addr,
-        _stop: stop,
-    }
+    Embedded::start(config).unwrap()
 }
 
-impl TestServer {
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint::parse(&format!("http://{}", self.addr)).unwrap()
-    }
+pub trait EndpointOf {
+    fn endpoint(&self) -> Endpoint;
+}
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+impl EndpointOf for Embedded {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::parse(&self.url()).unwrap()
     }
 }
 

@@ -17,7 +17,7 @@ pub trait MessageLike {
     /// The message type (`conversation`, `extendedTextMessage`, `imageMessage`...).
     fn message_type(&self) -> Option<&str>;
     /// Whether this instance sent it.
-    fn from_me(&self) -> bool;
+    fn is_from_me(&self) -> bool;
 }
 
 macro_rules! message_like {
@@ -35,7 +35,7 @@ macro_rules! message_like {
             fn message_type(&self) -> Option<&str> {
                 self.0.message_type.as_deref()
             }
-            fn from_me(&self) -> bool {
+            fn is_from_me(&self) -> bool {
                 self.key_from_me
             }
         }
@@ -73,7 +73,7 @@ impl<In: 'static, T: MessageLike + 'static> Pipeline<In, Event<T>> {
 
     /// Keeps messages this instance did not send (a bot must not answer itself).
     pub fn incoming(self) -> Self {
-        self.filter(|e| !e.from_me())
+        self.filter(|e| !e.is_from_me())
     }
 
     /// Drops a message whose id `dedup` has seen within its window.

@@ -42,6 +42,40 @@ pub use config::{Protocol, SimConfig};
 pub use generate::{generate, Generator};
 pub use hub::{Sim, SocketInfo};
 
+/// A simulator serving on `127.0.0.1` on a free port, inside the current actix system, until it
+/// is dropped: for examples, tests and demos.
+#[derive(Debug)]
+pub struct Embedded {
+    /// The simulator.
+    pub sim: Sim,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Embedded {
+    /// Starts one. Call it inside an actix system (`#[actix::main]`, `#[actix_rt::test]`).
+    pub fn start(config: SimConfig) -> std::io::Result<Embedded> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let sim = Sim::new(config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        actix_web::rt::spawn(run(listener, sim.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Embedded {
+            sim,
+            addr,
+            _stop: stop,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 use actix_web::{web, App, HttpServer};
 use std::future::Future;
 
