@@ -411,3 +411,70 @@ async fn a_recorded_stream_replays_through_the_same_handlers() {
         "same payloads, same order"
     );
 }
+
+#[actix_rt::test]
+async fn one_dedup_shared_by_two_streams_lets_an_api_sent_message_through_once() {
+    let s = start_sim(SimConfig::default());
+    let token = Token::new(s.sim.mint_token("codechat", None));
+    let dedup = Dedup::new(Duration::from_secs(60));
+    let log: Log = Arc::default();
+    let (l1, l2) = (log.clone(), log.clone());
+    let upserts = Pipeline::<Upsert>::new()
+        .dedup_messages(&dedup)
+        .endpoint(move |e: Upsert| {
+            note(
+                &l1,
+                format!("upsert {}", e.message_id().unwrap_or_default()),
+            );
+            async { Ok::<_, HandlerError>(()) }
+        });
+    let sends = Pipeline::<Event<legacy::SendMessage>>::new()
+        .dedup_messages(&dedup)
+        .endpoint(move |e: Event<legacy::SendMessage>| {
+            note(&l2, format!("send {}", e.message_id().unwrap_or_default()));
+            async { Ok::<_, HandlerError>(()) }
+        });
+    let upsert_bot = Bot::build(upserts).start();
+    let send_bot = Bot::build(sends).start();
+    let _sup = Supervisor::builder()
+        .config(fast_config())
+        .source(Source::new(s.endpoint(), token.clone()).unwrap())
+        .handler::<legacy::MessagesUpsert>(upsert_bot.clone().recipient())
+        .handler::<legacy::SendMessage>(send_bot.clone().recipient())
+        .start()
+        .unwrap();
+    until("both sockets", || {
+        s.sim.is_subscribed("codechat", "messages.upsert")
+            && s.sim.is_subscribed("codechat", "send.message")
+    })
+    .await;
+    let rest = RestClient::new(&s.endpoint(), "codechat", token);
+    for text in ["one", "two", "three"] {
+        rest.send_text("5511988887777", text).await.unwrap();
+    }
+    // Six frames (each message on both sockets); each bot sees its three, one of each pair passes.
+    let total = || async {
+        let (a, b) = (
+            upsert_bot.send(GetBotStats).await.unwrap(),
+            send_bot.send(GetBotStats).await.unwrap(),
+        );
+        (a.handled + b.handled, a.dead_letters + b.dead_letters)
+    };
+    let counts = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let c = total().await;
+            if c.0 + c.1 == 6 {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("all six frames handled");
+    assert_eq!(
+        counts,
+        (3, 3),
+        "each message handled once, its twin dropped"
+    );
+    assert_eq!(log.lock().unwrap().len(), 3);
+}

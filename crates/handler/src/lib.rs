@@ -43,17 +43,61 @@
 //! ```
 //!
 //! **3. Several commands.** [`branch`]: the first route that takes the event wins; what none takes
-//! is a dead letter ([`BotBuilder::on_dead_letter`]).
+//! is a dead letter ([`BotBuilder::on_dead_letter`]):
+//!
+//! ```
+//! # use eventsock_core::{legacy, Event};
+//! # use eventsock_handler::{Bot, Pipeline, Route};
+//! # use std::convert::Infallible;
+//! type Msg = Event<legacy::MessagesUpsert>;
+//! # #[actix::main] async fn main() {
+//! let say = |word: &'static str| {
+//!     Route::from_fn(move |_: Msg| async move {
+//!         println!("{word}");
+//!         Ok::<_, Infallible>(())
+//!     })
+//! };
+//! let commands = Pipeline::<Msg>::new().incoming().branch([
+//!     Pipeline::new().command("!ping").to_route(say("pong")),
+//!     Pipeline::new().command("!help").to_route(say("try !ping")),
+//! ]);
+//! let bot = Bot::build(commands)
+//!     .on_dead_letter(|m: Msg| println!("nobody took {:?}", m.text()))
+//!     .start();
+//! # let _ = bot; }
+//! ```
 //!
 //! **4. Reply.** Capture a `RestClient` (crate `eventsock-client`) in the endpoint and call
-//! `send_text`; the reply comes back as `send.message`.
+//! `reply` or `send_text`; the server emits the reply on `send.message` and `messages.upsert`
+//! (which is why step 2 keeps only `incoming()` messages). `examples/echo_bot.rs` is this step.
 //!
-//! **5. Many chats at once, each in order.** [`BotBuilder::ordered_by`] with the chat as the key:
-//! messages of one chat stay in order, different chats are handled concurrently.
+//! **5. Many chats at once, each in order.** The chat is the key: one chat's messages stay in
+//! order, different chats are handled concurrently, on at most 8 workers, with at most 64
+//! messages waiting per chat:
+//!
+//! ```
+//! # use eventsock_core::{legacy, Event};
+//! # use eventsock_handler::{Bot, MessageLike, Route};
+//! # use std::time::Duration;
+//! # #[actix::main] async fn main() {
+//! let slow = Route::from_fn(|m: Event<legacy::MessagesUpsert>| async move {
+//!     tokio::time::sleep(Duration::from_millis(100)).await; // a database, an LLM...
+//!     Ok::<_, std::convert::Infallible>(())
+//! });
+//! let bot = Bot::build(slow.timeout(Duration::from_secs(30)))
+//!     .ordered_by(|m| m.chat().unwrap_or_default().to_owned(), 8, 64)
+//!     .start();
+//! # let _ = bot; }
+//! ```
 //!
 //! **6. Failures.** A panic or an error in a handler is caught, sent to
-//! [`BotBuilder::on_error`], and the bot goes on. Your own actors can be started again after a
-//! panic with [`restarting`].
+//! [`BotBuilder::on_error`], and the bot goes on with the next event. Your own actors can be
+//! started again after a panic with [`restarting`]; every event after the failure reaches the
+//! new one.
+//!
+//! **7. Messages sent through the API arrive twice** (on `send.message` and `messages.upsert`).
+//! Share one [`Dedup`] between the two pipelines (`.dedup_messages(&dedup)`) and each message is
+//! handled once.
 //!
 //! # Built-ins
 //! [`builtin::log`], [`builtin::Recorder`] and [`builtin::Replay`] (record a live stream, replay
