@@ -672,3 +672,24 @@ async fn drop_newest_keeps_reading_and_counts_what_it_drops() {
         "every frame is either handled or counted as dropped"
     );
 }
+
+#[actix_rt::test]
+async fn more_than_a_hundred_subscriptions_all_connect() {
+    // awc's connector allows 100 connections by default; WebSockets hold theirs forever.
+    const N: usize = 150;
+    let names: Vec<String> = (0..N).map(|i| format!("i{i}")).collect();
+    let s = start_sim(SimConfig { instances: names.clone(), ..Default::default() });
+    let mut builder = Supervisor::builder().config(fast_config());
+    for n in &names {
+        builder = builder.source(Source::new(s.endpoint(), Token::new(s.sim.mint_token(n, None))).unwrap());
+    }
+    let rec = Recorder::default();
+    let sup = builder.handler::<legacy::MessagesUpsert>(rec.clone().start().recipient()).start().unwrap();
+    until("every subscription", || names.iter().all(|n| s.sim.is_subscribed(n, "messages.upsert"))).await;
+    for n in &names {
+        s.sim.emit(n, "messages.upsert", &json!({"keyId": n}));
+    }
+    assert_eq!(rec.wait_events(N).await.len(), N);
+    let status = sup.send(GetStatus).await.unwrap();
+    assert!(status.iter().all(|x| x.state == SubscriptionState::Connected && x.generation == 1));
+}

@@ -440,8 +440,10 @@ impl Actor for Supervisor {
             .tls
             .clone()
             .unwrap_or_else(crate::tls::default_tls);
+        // No connection limit: awc's default (100 per scheme) counts every open WebSocket, so the
+        // 101st subscription would wait forever for a pool slot.
         let client = awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(tls))
+            .connector(awc::Connector::new().rustls_0_23(tls).limit(0))
             .timeout(self.config.connect_timeout)
             .finish();
         self.client = Some(client);

@@ -1,0 +1,150 @@
+//! The clients under test, each counting `messages.upsert` events until it has them all.
+
+use crate::server::now_us;
+use actix::prelude::*;
+use eventsock_client::{ClientConfig, Shutdown, Source, Supervisor};
+use eventsock_core::{legacy, Endpoint, Event, Token};
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// One run: how many events, from the first frame's send to the last receipt.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    pub(crate) count: u64,
+    pub(crate) elapsed_us: u64,
+    /// Send-to-receipt latency of every event, when asked for.
+    pub(crate) latencies_us: Vec<u64>,
+}
+
+impl Run {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.count as f64 / (self.elapsed_us.max(1) as f64 / 1e6)
+    }
+}
+
+/// Counts events in a handler actor; reports when it has `total`.
+struct Counter {
+    total: u64,
+    count: u64,
+    first_sent: Option<u64>,
+    latencies: Option<Vec<u64>>,
+    done: Option<oneshot::Sender<Run>>,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<legacy::MessagesUpsert>> for Counter {
+    type Result = ();
+
+    fn handle(&mut self, e: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+        let now = now_us();
+        let sent = e.extra.get("sentAtUs").and_then(|v| v.as_u64()).unwrap_or(now);
+        self.first_sent.get_or_insert(sent);
+        if let Some(l) = self.latencies.as_mut() {
+            l.push(now.saturating_sub(sent));
+        }
+        self.count += 1;
+        if self.count == self.total {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(Run {
+                    count: self.count,
+                    elapsed_us: now.saturating_sub(self.first_sent.unwrap_or(now)),
+                    latencies_us: self.latencies.take().unwrap_or_default(),
+                });
+            }
+        }
+    }
+}
+
+/// eventsock end to end: a supervisor, a connection actor, the dispatcher, `handlers` typed
+/// handler actors. Returns the slowest handler's run.
+pub(crate) async fn eventsock(base: &str, total: u64, handlers: usize, latency: bool) -> anyhow::Result<Run> {
+    let endpoint = Endpoint::parse(base)?;
+    let mut builder = Supervisor::builder()
+        .config(ClientConfig::default())
+        .source(Source::with_provider(endpoint, "bench", Token::new("bench")));
+    let mut waits = Vec::new();
+    for _ in 0..handlers.max(1) {
+        let (tx, rx) = oneshot::channel();
+        let counter = Counter {
+            total,
+            count: 0,
+            first_sent: None,
+            latencies: latency.then(|| Vec::with_capacity(total as usize)),
+            done: Some(tx),
+        }
+        .start();
+        builder = builder.handler::<legacy::MessagesUpsert>(counter.recipient());
+        waits.push(rx);
+    }
+    let supervisor = builder.start()?;
+    let mut runs = Vec::new();
+    for rx in waits {
+        runs.push(tokio::time::timeout(Duration::from_secs(600), rx).await??);
+    }
+    let _ = supervisor.send(Shutdown).await;
+    runs.into_iter()
+        .max_by_key(|r| r.elapsed_us)
+        .ok_or_else(|| anyhow::anyhow!("no handler"))
+}
+
+/// The practical limit: tokio-tungstenite and serde_json into the same struct, no actors.
+pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<Run> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut count = 0u64;
+    let mut first = None;
+    let mut latencies = if latency { Vec::with_capacity(total as usize) } else { Vec::new() };
+    while let Some(msg) = ws.next().await {
+        let msg = msg?;
+        let Ok(text) = msg.to_text() else { continue };
+        if text.is_empty() {
+            continue;
+        }
+        let m: legacy::MessagesUpsert = serde_json::from_str(text)?;
+        let now = now_us();
+        let sent = m.extra.get("sentAtUs").and_then(|v| v.as_u64()).unwrap_or(now);
+        first.get_or_insert(sent);
+        if latency {
+            latencies.push(now.saturating_sub(sent));
+        }
+        count += 1;
+        if count == total {
+            return Ok(Run {
+                count,
+                elapsed_us: now.saturating_sub(first.unwrap_or(now)),
+                latencies_us: latencies,
+            });
+        }
+    }
+    anyhow::bail!("the raw client's stream ended after {count} events")
+}
+
+/// The protocol's own sample client's way: Node `ws` with `JSON.parse`.
+pub(crate) async fn node(url: &str, total: u64) -> anyhow::Result<Run> {
+    let root = crate::repo_root();
+    let benches = root.join("benches");
+    if !benches.join("node_modules/ws").exists() {
+        let status = tokio::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&benches)
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "npm install in benches/ failed");
+    }
+    let out = tokio::process::Command::new("node")
+        .arg(benches.join("node-client.js"))
+        .arg(url)
+        .arg(total.to_string())
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "node client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(Run {
+        count: v["count"].as_u64().unwrap_or(0),
+        elapsed_us: v["elapsedUs"].as_u64().unwrap_or(0),
+        latencies_us: Vec::new(),
+    })
+}

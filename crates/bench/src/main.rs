@@ -1,0 +1,194 @@
+//! `eventsock-bench`: end-to-end benchmarks against baselines measured in the same run.
+//!
+//! ```sh
+//! cargo run --release -p eventsock-bench -- all          # everything; writes docs/benchmarks.md
+//! cargo run --release -p eventsock-bench -- soak         # 10 million events, resident memory sampled
+//! cargo run --release -p eventsock-bench -- fuzz --cases 1000000
+//! ```
+
+mod clients;
+mod probes;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "eventsock benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every benchmark and write docs/benchmarks.md.
+    All {
+        /// Events per throughput run.
+        #[arg(long, default_value_t = 300_000)]
+        events: u64,
+        /// Mutated inputs for the fuzz run.
+        #[arg(long, default_value_t = 300_000)]
+        fuzz_cases: u64,
+        /// Skip the criterion decoding benchmarks (they take about a minute).
+        #[arg(long)]
+        skip_decode: bool,
+    },
+    /// The load generator (started by the other commands).
+    Serve {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Idle subscriptions' memory, in a fresh process (started by `all`).
+    MemoryProbe {
+        #[arg(long)]
+        client: String,
+        #[arg(long)]
+        k: usize,
+        #[arg(long)]
+        base: String,
+    },
+    /// Mutated frames through parsing and decoding; reports panics.
+    Fuzz {
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: u64,
+    },
+    /// Many events through the whole stack, resident memory sampled every second.
+    Soak {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+    },
+}
+
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The load generator in its own process, and the send reports it prints.
+struct ServerProc {
+    child: Child,
+    port: u16,
+    reports: mpsc::Receiver<(u64, u64)>,
+}
+
+impl ServerProc {
+    fn start() -> anyhow::Result<ServerProc> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let first = lines.next().ok_or_else(|| anyhow::anyhow!("the server printed nothing"))??;
+        let port = first.rsplit(':').next().unwrap_or_default().parse()?;
+        let (tx, reports) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send((v["sent"].as_u64().unwrap_or(0), v["us"].as_u64().unwrap_or(0)));
+                }
+            }
+        });
+        Ok(ServerProc { child, port, reports })
+    }
+
+    fn base(&self, plan: &str) -> String {
+        format!("http://127.0.0.1:{}/{plan}", self.port)
+    }
+
+    fn ws_url(&self, plan: &str) -> String {
+        format!("ws://127.0.0.1:{}/{plan}/ws/events?event=messages.upsert&token=bench", self.port)
+    }
+
+    /// The generator's rate for the last connection, in events per second.
+    fn sent_rate(&self) -> f64 {
+        match self.reports.recv_timeout(Duration::from_secs(30)) {
+            Ok((sent, us)) => sent as f64 / (us.max(1) as f64 / 1e6),
+            Err(_) => f64::NAN,
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Serve { port } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(server::serve(port)),
+        Cmd::MemoryProbe { client, k, base } => {
+            actix_rt::System::new().block_on(probes::memory(&client, k, &base))
+        }
+        Cmd::Fuzz { cases } => {
+            let r = probes::fuzz(cases)?;
+            println!("{r:?}");
+            anyhow::ensure!(r.panics == 0, "{} inputs panicked", r.panics);
+            Ok(())
+        }
+        Cmd::Soak { events } => actix_rt::System::new().block_on(soak(events)),
+        Cmd::All { events, fuzz_cases, skip_decode } => {
+            actix_rt::System::new().block_on(report::all(events, fuzz_cases, skip_decode))
+        }
+    }
+}
+
+async fn soak(events: u64) -> anyhow::Result<()> {
+    let server = ServerProc::start()?;
+    let base = server.base(&format!("n={events}/r=0"));
+    let sampler = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        let start = std::time::Instant::now();
+        // Sample until the run is surely over; the main thread prints what it needs.
+        while start.elapsed() < Duration::from_secs(3600) {
+            samples.push((start.elapsed().as_secs(), probes::rss()));
+            println!("t={:>4}s rss={:.1} MiB", start.elapsed().as_secs(), probes::rss() as f64 / 1048576.0);
+            std::thread::sleep(Duration::from_secs(5));
+            if SOAK_DONE.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+        }
+        samples
+    });
+    let run = clients::eventsock(&base, events, 1, false).await?;
+    SOAK_DONE.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().unwrap_or_default();
+    println!(
+        "soak: {} events in {:.1} s ({:.0}/s); resident memory min {:.1} MiB, max {:.1} MiB over {} samples",
+        run.count,
+        run.elapsed_us as f64 / 1e6,
+        run.per_second(),
+        samples.iter().map(|s| s.1).min().unwrap_or(0) as f64 / 1048576.0,
+        samples.iter().map(|s| s.1).max().unwrap_or(0) as f64 / 1048576.0,
+        samples.len()
+    );
+    Ok(())
+}
+
+static SOAK_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+mod report;
+
+pub(crate) fn sh_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

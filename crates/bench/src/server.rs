@@ -1,0 +1,126 @@
+//! The load generator: a bare WebSocket server that writes realistic `messages.upsert` frames
+//! (the legacy fixture, with a sequence number and the send time added) as fast as it can or at a
+//! fixed rate. It runs in its own process, so the client's memory and CPU are measured alone.
+//!
+//! What to send is read from the request path, so every client (eventsock, the raw baseline,
+//! Node) gets exactly the same frames from the same URL: `/n=COUNT/r=RATE/ws/events?...` sends
+//! COUNT frames at RATE per second (0: as fast as possible); `/idle/ws/events?...` sends nothing.
+//! After a connection's frames are written, the server prints `{"sent":N,"us":T}` on stdout:
+//! the generator's own rate, reported beside each figure.
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+
+const FIXTURE: &str = include_str!("../../../tests/fixtures/legacy/messages.upsert.json");
+
+/// Microseconds since the epoch: comparable across processes on one machine.
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// The fixture, compact, with `{"seq":N,"sentAtUs":T,` spliced in front.
+pub(crate) struct Template {
+    rest: String,
+}
+
+impl Template {
+    pub(crate) fn new() -> Template {
+        let compact: serde_json::Value =
+            serde_json::from_str(FIXTURE).expect("the fixture is valid JSON");
+        let text = compact.to_string();
+        Template {
+            rest: text[1..].to_owned(),
+        }
+    }
+
+    pub(crate) fn frame(&self, seq: u64) -> String {
+        format!("{{\"seq\":{seq},\"sentAtUs\":{},{}", now_us(), self.rest)
+    }
+}
+
+struct Plan {
+    count: u64,
+    rate: u64,
+    idle: bool,
+}
+
+fn plan(path: &str) -> Plan {
+    let mut p = Plan {
+        count: 0,
+        rate: 0,
+        idle: false,
+    };
+    for seg in path.split('/') {
+        if seg == "idle" {
+            p.idle = true;
+        } else if let Some(n) = seg.strip_prefix("n=") {
+            p.count = n.parse().unwrap_or(0);
+        } else if let Some(r) = seg.strip_prefix("r=") {
+            p.rate = r.parse().unwrap_or(0);
+        }
+    }
+    p
+}
+
+pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut path = String::new();
+            let callback = |req: &Request, resp: Response| {
+                path = req.uri().path().to_owned();
+                Ok(resp)
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                return;
+            };
+            let plan = plan(&path);
+            let (mut sink, mut stream) = ws.split();
+            // Answer pings and notice when the client leaves.
+            let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+            if !plan.idle && plan.count > 0 {
+                let template = Template::new();
+                let started = Instant::now();
+                let mut sent = 0u64;
+                if plan.rate == 0 {
+                    while sent < plan.count {
+                        if sink.feed(Message::text(template.frame(sent))).await.is_err() {
+                            return;
+                        }
+                        sent += 1;
+                        if sent % 64 == 0 && sink.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let mut tick = tokio::time::interval(Duration::from_millis(1));
+                    while sent < plan.count {
+                        tick.tick().await;
+                        let due = ((started.elapsed().as_secs_f64() * plan.rate as f64) as u64).min(plan.count);
+                        while sent < due {
+                            if sink.feed(Message::text(template.frame(sent))).await.is_err() {
+                                return;
+                            }
+                            sent += 1;
+                        }
+                        if sink.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = sink.flush().await;
+                println!("{{\"sent\":{sent},\"us\":{}}}", started.elapsed().as_micros());
+            }
+            let _ = reader.await;
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! Decoding one frame per event type: `Frame::parse` + `decode::<T>` (what the dispatcher does)
+//! against a plain `serde_json::Value` parse of the same bytes.
+//!
+//! `cargo bench -p eventsock-core --bench decode`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use eventsock_core::{legacy, v2, EventName, Frame, Payload};
+use std::hint::black_box;
+
+fn typed<T: Payload>(name: &EventName, text: &str) -> usize {
+    let frame = Frame::parse(name, text).expect("fixture frames are JSON");
+    let payload: T = frame.decode(name).expect("fixture frames fit their type");
+    std::mem::size_of_val(&payload)
+}
+
+macro_rules! cases {
+    ($($label:literal => $ty:ty, $event:literal, $file:literal;)*) => {
+        vec![$(
+            ($label, $event, include_str!(concat!("../../../tests/fixtures/", $file)), typed::<$ty> as fn(&EventName, &str) -> usize),
+        )*]
+    };
+}
+
+fn decode(c: &mut Criterion) {
+    let cases = cases! {
+        "legacy_messages_upsert" => legacy::MessagesUpsert, "messages.upsert", "legacy/messages.upsert.json";
+        "legacy_messages_upsert_image" => legacy::MessagesUpsert, "messages.upsert", "legacy/variants/messages.upsert.group-image.json";
+        "legacy_messages_update" => legacy::MessagesUpdate, "messages.update", "legacy/messages.update.json";
+        "legacy_presence_update" => legacy::PresenceUpdate, "presence.update", "legacy/presence.update.json";
+        "legacy_contacts_upsert" => legacy::ContactsUpsert, "contacts.upsert", "legacy/contacts.upsert.json";
+        "legacy_groups_upsert" => legacy::GroupsUpsert, "groups.upsert", "legacy/groups.upsert.json";
+        "legacy_call_upsert" => legacy::CallUpsert, "call.upsert", "legacy/call.upsert.json";
+        "v2_messages_upsert" => v2::MessagesUpsert, "messages.upsert", "v2/messages.upsert.json";
+        "v2_batch_progress" => v2::BatchEvent, "message.batch.progress", "v2/message.batch.progress.json";
+        "v2_call_ready" => v2::CallEvent, "call.ready", "v2/call.ready.json";
+    };
+    let mut group = c.benchmark_group("decode");
+    for (label, event, text, f) in cases {
+        // Frames arrive compact on the wire.
+        let compact = serde_json::from_str::<serde_json::Value>(text).unwrap().to_string();
+        let name = EventName::parse(event);
+        group.throughput(Throughput::Bytes(compact.len() as u64));
+        group.bench_with_input(BenchmarkId::new("typed", label), &compact, |b, t| {
+            b.iter(|| f(&name, black_box(t)))
+        });
+        group.bench_with_input(BenchmarkId::new("value", label), &compact, |b, t| {
+            b.iter(|| serde_json::from_str::<serde_json::Value>(black_box(t)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);
