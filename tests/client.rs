@@ -678,18 +678,68 @@ async fn more_than_a_hundred_subscriptions_all_connect() {
     // awc's connector allows 100 connections by default; WebSockets hold theirs forever.
     const N: usize = 150;
     let names: Vec<String> = (0..N).map(|i| format!("i{i}")).collect();
-    let s = start_sim(SimConfig { instances: names.clone(), ..Default::default() });
+    let s = start_sim(SimConfig {
+        instances: names.clone(),
+        ..Default::default()
+    });
     let mut builder = Supervisor::builder().config(fast_config());
     for n in &names {
-        builder = builder.source(Source::new(s.endpoint(), Token::new(s.sim.mint_token(n, None))).unwrap());
+        builder = builder
+            .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token(n, None))).unwrap());
     }
     let rec = Recorder::default();
-    let sup = builder.handler::<legacy::MessagesUpsert>(rec.clone().start().recipient()).start().unwrap();
-    until("every subscription", || names.iter().all(|n| s.sim.is_subscribed(n, "messages.upsert"))).await;
+    let sup = builder
+        .handler::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+        .start()
+        .unwrap();
+    until("every subscription", || {
+        names
+            .iter()
+            .all(|n| s.sim.is_subscribed(n, "messages.upsert"))
+    })
+    .await;
     for n in &names {
         s.sim.emit(n, "messages.upsert", &json!({"keyId": n}));
     }
     assert_eq!(rec.wait_events(N).await.len(), N);
     let status = sup.send(GetStatus).await.unwrap();
-    assert!(status.iter().all(|x| x.state == SubscriptionState::Connected && x.generation == 1));
+    assert!(status
+        .iter()
+        .all(|x| x.state == SubscriptionState::Connected && x.generation == 1));
+}
+
+#[actix_rt::test]
+async fn pipelined_delivery_keeps_order_and_shutdown_still_waits_for_handlers() {
+    let s = start_sim(SimConfig::default());
+    let mut config = fast_config();
+    config.delivery = eventsock::client::Delivery::Pipelined;
+    let (sup, rec) = supervise(&s, config);
+    subscribed(&s, "messages.upsert").await;
+    for i in 0..2000 {
+        s.sim.emit(
+            INSTANCE,
+            "messages.upsert",
+            &json!({"keyId": format!("K{i}")}),
+        );
+    }
+    rec.wait_events(2000).await;
+    let keys: Vec<String> = rec
+        .events()
+        .iter()
+        .map(|(_, j)| j["keyId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, (0..2000).map(|i| format!("K{i}")).collect::<Vec<_>>());
+    for i in 0..500 {
+        s.sim.emit(
+            INSTANCE,
+            "messages.upsert",
+            &json!({"keyId": format!("L{i}")}),
+        );
+    }
+    let status = sup.send(Shutdown).await.unwrap();
+    assert_eq!(
+        status[0].frames,
+        rec.events().len() as u64,
+        "every frame read was handled before the reply"
+    );
 }

@@ -16,6 +16,22 @@ pub enum Overflow {
     DropNewest,
 }
 
+/// How the dispatcher hands events to handler actors. Both keep order per handler and bound
+/// memory (the handler's mailbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Each event is handled by every handler before the next is delivered. Every failed
+    /// delivery (a handler that stopped or panicked) is counted.
+    #[default]
+    Confirmed,
+    /// While more frames wait, events go straight into the handlers' mailboxes without waiting
+    /// for each to be handled (the last frame waiting is always confirmed, so a drained queue
+    /// still means everything was handled). Faster under load (see docs/benchmarks.md), but
+    /// events already in a handler's mailbox when it panics are lost to that handler: its failure
+    /// is counted and logged once it is noticed, not each event it had queued.
+    Pipelined,
+}
+
 /// What the supervisor does when a subscription restarts more often than its [`Intensity`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GiveUp {
@@ -54,6 +70,8 @@ pub struct ClientConfig {
     pub queue_capacity: usize,
     /// What to do when that queue is full.
     pub overflow: Overflow,
+    /// How events reach handler actors.
+    pub delivery: Delivery,
     /// TLS settings for `wss://`; by default the Mozilla root certificates (webpki-roots).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -72,6 +90,7 @@ impl Default for ClientConfig {
             give_up: GiveUp::default(),
             queue_capacity: 1024,
             overflow: Overflow::default(),
+            delivery: Delivery::default(),
             tls: None,
         }
     }
@@ -91,6 +110,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("give_up", &self.give_up)
             .field("queue_capacity", &self.queue_capacity)
             .field("overflow", &self.overflow)
+            .field("delivery", &self.delivery)
             .field("tls", &self.tls.as_ref().map(|_| "custom"))
             .finish()
     }

@@ -271,6 +271,10 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     let mut closing_deadline: Option<tokio::time::Instant> = None;
     let mut partial: Option<(bool, BytesMut)> = None;
     let mut seq = 0u64;
+    // One timer, re-armed only when a deadline is set: building a fresh one (and reading the
+    // clock) on every frame showed up in profiles.
+    let deadline = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(deadline);
 
     end.cause = loop {
         let pong_wait = pong_deadline.or(closing_deadline);
@@ -279,17 +283,21 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             _ = &mut close, if closing_deadline.is_none() => {
                 tracing::debug!("closing with 1000");
                 let _ = sink.send(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal)))).await;
-                closing_deadline = Some(tokio::time::Instant::now() + cfg.close_timeout);
+                let at = tokio::time::Instant::now() + cfg.close_timeout;
+                closing_deadline = Some(at);
+                deadline.as_mut().reset(at);
                 pong_deadline = None;
             }
-            _ = tokio::time::sleep_until(pong_wait.unwrap_or_else(tokio::time::Instant::now)), if pong_wait.is_some() => {
+            _ = &mut deadline, if pong_wait.is_some() => {
                 break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Dead(cfg.pong_timeout) };
             }
             _ = ping.tick(), if closing_deadline.is_none() && pong_deadline.is_none() => {
                 if sink.send(WsMessage::Ping(Bytes::new())).await.is_err() {
                     break Cause::Eof;
                 }
-                pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
+                let at = tokio::time::Instant::now() + cfg.pong_timeout;
+                pong_deadline = Some(at);
+                deadline.as_mut().reset(at);
             }
             frame = stream.next() => {
                 let heard = SystemTime::now();
@@ -339,13 +347,17 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                 };
                 let item = Inbound { body, generation: p.generation, seq, received_at: heard };
                 match cfg.overflow {
-                    Overflow::Wait => {
-                        if p.queue.send(item).await.is_err() {
-                            break Cause::Shutdown;
+                    Overflow::Wait => match p.queue.try_send(item) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => break Cause::Shutdown,
+                        Err(mpsc::error::TrySendError::Full(item)) => {
+                            if p.queue.send(item).await.is_err() {
+                                break Cause::Shutdown;
+                            }
+                            // Time spent waiting for handlers is not the link's silence.
+                            end.last_heard = Some(SystemTime::now());
                         }
-                        // Time spent waiting for handlers is not the link's silence.
-                        end.last_heard = Some(SystemTime::now());
-                    }
+                    },
                     Overflow::DropNewest => {
                         if let Err(mpsc::error::TrySendError::Full(dropped)) = p.queue.try_send(item) {
                             Counters::bump(&p.counters.dropped);

@@ -1,8 +1,8 @@
 //! Supervised event connections: a [`Supervisor`] that opens one WebSocket per subscribed event,
 //! restarts it when it ends, and delivers typed events to the handler actors registered for them.
 //!
-//! The path of a frame, by name: a [`ConnectionActor`](crate::connection) reads it from the
-//! socket and queues it for its subscription; the subscription's [`Dispatcher`](crate::route)
+//! The path of a frame, by name: a `ConnectionActor` (`src/connection.rs`) reads it from the
+//! socket and queues it for its subscription; the subscription's `Dispatcher` (`src/route.rs`)
 //! parses it ([`Frame::parse`](eventsock_core::Frame::parse)), decodes it once per registered
 //! payload type, and sends [`Event<T>`](eventsock_core::Event) to each handler; frames that do not
 //! fit go to the [`Undelivered`](eventsock_core::Undelivered) handlers. The [`Supervisor`] hears
@@ -54,7 +54,7 @@ mod status;
 mod supervisor;
 mod tls;
 
-pub use config::{ClientConfig, GiveUp, Overflow};
+pub use config::{ClientConfig, Delivery, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lifecycle::{Lifecycle, LifecycleKind};
 pub use rest::{MessageKey, RestClient, RestError, SendText};

@@ -10,7 +10,8 @@ use crate::status::Counters;
 use actix::{MailboxError, Recipient};
 use bytestring::ByteString;
 use eventsock_core::{
-    DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload, RawEvent, Undelivered,
+    Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload, RawEvent,
+    Undelivered,
 };
 use futures_util::future::{join_all, LocalBoxFuture};
 use std::any::Any;
@@ -35,6 +36,15 @@ pub(crate) enum Body {
 
 type Delivery = LocalBoxFuture<'static, Result<(), MailboxError>>;
 
+/// The deliveries of one frame: those that completed at once are only counted; those that must
+/// wait (a full mailbox, or the dispatcher asked to wait) are kept to be awaited.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    pending: Vec<Delivery>,
+    done: usize,
+    failed: usize,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Handler lists are only pushed to and pruned; a panic elsewhere cannot leave them torn.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -43,12 +53,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Handlers of one kind on one subscription.
 pub(crate) trait Route: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
-    /// Decodes the frame for this route's handlers and starts a delivery to each.
+    /// Decodes the frame for this route's handlers and starts a delivery to each; `wait`: each
+    /// delivery completes once handled, else once in the handler's mailbox (see [`Handlers::send`]).
     fn dispatch(
         &self,
         frame: &Frame<'_>,
         meta: &EventMeta,
-        out: &mut Vec<Delivery>,
+        wait: bool,
+        out: &mut Deliveries,
     ) -> Result<(), DecodeError>;
     /// Drops handlers that have stopped; returns how many are left.
     fn prune(&self) -> usize;
@@ -75,11 +87,20 @@ where
 
     /// Starts a delivery to each handler. `shared` builds the part all handlers share (a
     /// decoded payload, a JSON value) once, and only if there is a handler; it may fail.
+    ///
+    /// With `wait`, each delivery completes when the handler has handled the message. Without,
+    /// the message is put in the handler's mailbox if there is room (`try_send`: no response
+    /// channel, no round trip), and only a full mailbox makes the delivery wait. Either way each
+    /// handler's mailbox is FIFO and nothing overtakes a waiting delivery (the dispatcher awaits
+    /// every delivery of a frame before the next frame), so order holds and the mailbox bound
+    /// holds. The dispatcher waits for the last frame it has, so when its queue is empty every
+    /// message has been handled.
     fn send<S, E>(
         &self,
         shared: impl FnOnce() -> Result<S, E>,
         message: impl Fn(&S) -> M,
-        out: &mut Vec<Delivery>,
+        wait: bool,
+        out: &mut Deliveries,
     ) -> Result<(), E> {
         let list = lock(&self.list);
         if list.is_empty() {
@@ -87,7 +108,16 @@ where
         }
         let shared = shared()?;
         for h in list.iter() {
-            out.push(Box::pin(h.send(message(&shared))));
+            let m = message(&shared);
+            if wait {
+                out.pending.push(Box::pin(h.send(m)));
+                continue;
+            }
+            match h.try_send(m) {
+                Ok(()) => out.done += 1,
+                Err(actix::prelude::SendError::Full(m)) => out.pending.push(Box::pin(h.send(m))),
+                Err(actix::prelude::SendError::Closed(_)) => out.failed += 1,
+            }
         }
         Ok(())
     }
@@ -117,7 +147,8 @@ impl<T: Payload> Route for TypedRoute<T> {
         &self,
         frame: &Frame<'_>,
         meta: &EventMeta,
-        out: &mut Vec<Delivery>,
+        wait: bool,
+        out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
         self.0.send(
             || frame.decode::<T>(&meta.event).map(Arc::new),
@@ -125,6 +156,7 @@ impl<T: Payload> Route for TypedRoute<T> {
                 meta: meta.clone(),
                 payload: payload.clone(),
             },
+            wait,
             out,
         )
     }
@@ -152,14 +184,16 @@ impl Route for RawRoute {
         &self,
         frame: &Frame<'_>,
         meta: &EventMeta,
-        out: &mut Vec<Delivery>,
+        wait: bool,
+        out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
         self.0.send(
-            || Ok(Arc::new(frame.to_value())),
+            || frame.value(&meta.event).map(Arc::new),
             |data| RawEvent {
                 meta: meta.clone(),
                 data: data.clone(),
             },
+            wait,
             out,
         )
     }
@@ -171,9 +205,17 @@ impl Route for RawRoute {
 
 /// The routes of one subscription. Shared by the supervisor (which adds handlers, also while
 /// running) and the dispatcher (which reads a snapshot per frame).
-#[derive(Default)]
 pub(crate) struct RouteTable {
-    routes: RwLock<Vec<Arc<dyn Route>>>,
+    /// Replaced whole when a route is added (rare), so a frame's snapshot is one refcount.
+    routes: RwLock<Arc<[Arc<dyn Route>]>>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            routes: RwLock::new(Arc::from(Vec::new())),
+        }
+    }
 }
 
 impl RouteTable {
@@ -184,11 +226,13 @@ impl RouteTable {
             return r.clone();
         }
         let r: Arc<dyn Route> = Arc::new(make());
-        routes.push(r.clone());
+        let mut grown = routes.to_vec();
+        grown.push(r.clone());
+        *routes = Arc::from(grown);
         r
     }
 
-    fn snapshot(&self) -> Vec<Arc<dyn Route>> {
+    fn snapshot(&self) -> Arc<[Arc<dyn Route>]> {
         self.routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -218,6 +262,10 @@ pub(crate) type UndeliveredHandlers = Arc<Mutex<Vec<Recipient<Undelivered>>>>;
 /// What a dispatcher needs to deliver one subscription's frames.
 pub(crate) struct Dispatcher {
     pub(crate) event: EventName,
+    /// The endpoint: legacy frames are bare by protocol, so they skip the envelope check.
+    pub(crate) channel: Channel,
+    /// [`Delivery::Pipelined`](crate::Delivery): wait for handlers only on the last frame queued.
+    pub(crate) pipelined: bool,
     pub(crate) instance: Arc<str>,
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) undelivered: UndeliveredHandlers,
@@ -229,7 +277,10 @@ impl Dispatcher {
     /// empty: frames already read are always handled, also at shutdown.
     pub(crate) async fn run(self, mut queue: mpsc::Receiver<Inbound>) {
         while let Some(item) = queue.recv().await {
-            self.deliver(item).await;
+            // Pipelined: wait for the handlers only when this is the last frame there is (see
+            // `Handlers::send`); under load, frames go straight into the handlers' mailboxes.
+            let wait = !self.pipelined || queue.is_empty();
+            self.deliver(item, wait).await;
         }
     }
 
@@ -253,7 +304,7 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, item: Inbound) {
+    async fn deliver(&self, item: Inbound, wait: bool) {
         let text = match &item.body {
             Body::Text(t) => t.clone(),
             Body::Binary(len) => {
@@ -261,33 +312,60 @@ impl Dispatcher {
                 return self.report(meta, FrameProblem::Binary { len: *len }).await;
             }
         };
-        let frame = match Frame::parse(&self.event, &text) {
-            Ok(f) => f,
-            Err(e) => {
-                let meta = self.meta(None, &item);
-                return self.report(meta, FrameProblem::InvalidJson(e)).await;
+        // Legacy frames are bare payloads: the decodes below are the only pass over them.
+        let frame = if self.channel == Channel::Legacy {
+            Frame::bare(&text)
+        } else {
+            match Frame::parse(&self.event, &text) {
+                Ok(f) => f,
+                Err(e) => {
+                    let meta = self.meta(None, &item);
+                    return self.report(meta, FrameProblem::InvalidJson(e)).await;
+                }
             }
         };
         let meta = self.meta(Some(&frame), &item);
-        let mut deliveries = Vec::new();
-        let mut problems = Vec::new();
-        for route in self.routes.snapshot() {
-            if let Err(error) = route.dispatch(&frame, &meta, &mut deliveries) {
-                let data = Arc::new(frame.to_value());
-                problems.push(FrameProblem::WrongShape { error, data });
+        let mut deliveries = Deliveries::default();
+        let mut errors = Vec::new();
+        for route in self.routes.snapshot().iter() {
+            if let Err(error) = route.dispatch(&frame, &meta, wait, &mut deliveries) {
+                errors.push(error);
             }
         }
-        for p in problems {
-            self.report(meta.clone(), p).await;
+        if !errors.is_empty() {
+            // A bare frame is checked only by its decodes: when they fail, is it JSON at all?
+            // (If it is not, every decode failed and nothing was delivered.)
+            if !frame.is_checked() {
+                if let Err(e) = Frame::parse(&self.event, &text) {
+                    return self.report(meta, FrameProblem::InvalidJson(e)).await;
+                }
+            }
+            let data = Arc::new(frame.value(&self.event).unwrap_or_default());
+            for error in errors {
+                let data = data.clone();
+                self.report(meta.clone(), FrameProblem::WrongShape { error, data })
+                    .await;
+            }
         }
-        if deliveries.is_empty() {
+        let Deliveries {
+            pending,
+            mut done,
+            mut failed,
+        } = deliveries;
+        if !pending.is_empty() {
+            for result in join_all(pending).await {
+                match result {
+                    Ok(()) => done += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+        if done + failed == 0 {
             Counters::bump(&self.counters.unhandled);
             tracing::debug!(seq = meta.seq, "no live handler took the event");
             return;
         }
-        let results = join_all(deliveries).await;
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        if failed < results.len() {
+        if done > 0 {
             Counters::bump(&self.counters.events);
         }
         if failed > 0 {

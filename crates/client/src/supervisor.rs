@@ -337,6 +337,8 @@ impl Supervisor {
         let s = &mut self.subs[i];
         let dispatcher = Dispatcher {
             event: s.event.clone(),
+            channel: s.channel,
+            pipelined: self.config.delivery == crate::config::Delivery::Pipelined,
             instance: s.source.scope.clone(),
             routes: s.routes.clone(),
             undelivered: self.undelivered.clone(),

@@ -34,14 +34,16 @@ pub struct InstanceInfo {
     pub extra: Extra,
 }
 
-/// One frame, checked as JSON and split from its envelope; the payload is not built yet.
+/// One frame, split from its envelope; the payload is not built yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     enveloped: bool,
+    /// Whether the text is known to be JSON (see [`Frame::bare`]).
+    checked: bool,
     event: Option<&'a str>,
     instance: Option<&'a RawValue>,
     timestamp: Option<&'a RawValue>,
-    data: &'a RawValue,
+    data: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -59,35 +61,57 @@ struct Probe<'a> {
 impl<'a> Frame<'a> {
     /// Checks that `text` is one JSON document and finds its payload: the `data` of a
     /// `{event, instance?, data, timestamp?}` envelope (newer server), or the whole document (legacy
-    /// server, which sends the bare payload). `subscribed` names the event in errors.
+    /// server, which sends the bare payload). `subscribed` names the event in errors. One pass
+    /// over the text.
     pub fn parse(subscribed: &EventName, text: &'a str) -> Result<Frame<'a>, FrameError> {
-        let whole: &'a RawValue =
-            serde_json::from_str(text).map_err(|e| FrameError::new(subscribed, text, &e))?;
         let bare = Frame {
             enveloped: false,
+            checked: true,
             event: None,
             instance: None,
             timestamp: None,
-            data: whole,
+            data: text,
         };
-        if !whole.get().starts_with('{') {
-            return Ok(bare);
+        if !text.trim_start().starts_with('{') {
+            return serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map(|_| bare)
+                .map_err(|e| FrameError::new(subscribed, text, &e));
         }
-        // An envelope is an object with a string `event` and a `data` member. No legacy payload
-        // has both (legacy `connection.update` has `instance`, but neither `event` nor `data`).
-        let Ok(probe) = serde_json::from_str::<Probe<'a>>(whole.get()) else {
-            return Ok(bare);
-        };
+        // Reading the envelope's members checks the whole document on the way. An envelope is
+        // an object with a string `event` and a `data` member; no legacy payload has both (legacy
+        // `connection.update` has `instance`, but neither `event` nor `data`).
+        let probe = serde_json::from_str::<Probe<'a>>(text)
+            .map_err(|e| FrameError::new(subscribed, text, &e))?;
         match (probe.event, probe.data) {
             (Some(event), Some(data)) if event.get().starts_with('"') => Ok(Frame {
                 enveloped: true,
+                checked: true,
                 event: serde_json::from_str::<&'a str>(event.get()).ok(),
                 instance: probe.instance,
                 timestamp: probe.timestamp,
-                data,
+                data: data.get(),
             }),
             _ => Ok(bare),
         }
+    }
+
+    /// A frame of an endpoint that sends only bare payloads (the legacy `/ws/events`), taken as
+    /// it is: no pass over the text here. The first [`Frame::decode`] or [`Frame::value`] checks
+    /// it; when one fails, [`Frame::parse`] tells whether the text is not JSON at all.
+    pub fn bare(text: &'a str) -> Frame<'a> {
+        Frame {
+            enveloped: false,
+            checked: false,
+            event: None,
+            instance: None,
+            timestamp: None,
+            data: text,
+        }
+    }
+
+    /// Whether the text is known to be one JSON document ([`Frame::parse`] made it).
+    pub fn is_checked(&self) -> bool {
+        self.checked
     }
 
     /// Whether the frame came in an envelope.
@@ -125,19 +149,23 @@ impl<'a> Frame<'a> {
 
     /// The payload's JSON text.
     pub fn data(&self) -> &'a str {
-        self.data.get()
+        self.data
     }
 
     /// The payload as a JSON value, for raw handlers and for frames that do not fit their type.
-    pub fn to_value(&self) -> serde_json::Value {
-        // The text was checked when the frame was parsed, so this cannot fail; `Null` keeps the
-        // signature honest rather than panicking if that ever changes.
-        serde_json::from_str(self.data.get()).unwrap_or(serde_json::Value::Null)
+    /// Fails only for a [`Frame::bare`] frame that is not JSON.
+    pub fn value(&self, event: &EventName) -> Result<serde_json::Value, DecodeError> {
+        serde_json::from_str(self.data).map_err(|e| DecodeError {
+            event: event.clone(),
+            type_name: "serde_json::Value",
+            path: String::new(),
+            message: e.to_string(),
+        })
     }
 
     /// Builds the typed payload of the event `event`.
     pub fn decode<T: Payload>(&self, event: &EventName) -> Result<T, DecodeError> {
-        let text = self.data.get();
+        let text = self.data;
         serde_json::from_str(text).map_err(|first| {
             // Decode again, only on failure, to name the field that did not fit.
             let de = &mut serde_json::Deserializer::from_str(text);
@@ -287,6 +315,25 @@ mod tests {
     }
 
     #[test]
+    fn bare_frames_are_checked_by_their_first_decode() {
+        let good = Frame::bare(r#"{"keyId":"A"}"#);
+        assert!(!good.is_checked());
+        assert!(good.decode::<legacy::MessagesUpsert>(&upsert()).is_ok());
+        let broken = Frame::bare(r#"{"keyId":"A""#);
+        assert!(broken.decode::<legacy::MessagesUpsert>(&upsert()).is_err());
+        assert!(broken.value(&upsert()).is_err());
+        // Which `parse` then reports as not JSON, with an excerpt.
+        assert!(Frame::parse(&upsert(), broken.data()).is_err());
+    }
+
+    #[test]
+    fn one_pass_parse_still_rejects_trailing_garbage() {
+        assert!(Frame::parse(&upsert(), r#"{"a":1} x"#).is_err());
+        assert!(Frame::parse(&upsert(), r#"[1] ]"#).is_err());
+        assert!(Frame::parse(&upsert(), "  [1]").is_ok());
+    }
+
+    #[test]
     fn legacy_connection_update_is_not_an_envelope() {
         let text = r#"{"instance":"codechat","state":"open","statusReason":200}"#;
         let f = Frame::parse(&EventKind::ConnectionUpdate.into(), text).unwrap();
@@ -330,6 +377,6 @@ mod tests {
         assert_eq!(err.type_name, "legacy::MessagesUpsert");
         assert_eq!(err.path, "messageTimestamp");
         assert!(err.to_string().contains("at `messageTimestamp`"), "{err}");
-        assert_eq!(f.to_value()["messageTimestamp"], "soon");
+        assert_eq!(f.value(&upsert()).unwrap()["messageTimestamp"], "soon");
     }
 }

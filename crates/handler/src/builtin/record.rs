@@ -213,10 +213,18 @@ impl Replay {
 
     /// Delivers every recorded event, as JSON, to `handler`.
     pub fn raw(mut self, handler: Recipient<RawEvent>) -> Self {
-        self.routes.push(Box::new(move |meta, frame, _| {
+        self.routes.push(Box::new(move |meta, frame, report| {
+            let data = match frame.value(&meta.event) {
+                Ok(v) => Arc::new(v),
+                Err(e) => {
+                    report.decode_errors += 1;
+                    tracing::warn!(error = %e, "recorded event not delivered");
+                    return None;
+                }
+            };
             let sent = handler.send(RawEvent {
                 meta: meta.clone(),
-                data: Arc::new(frame.to_value()),
+                data,
             });
             Some(Box::pin(async move { sent.await.is_ok() }))
         }));
