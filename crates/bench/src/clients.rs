@@ -2,7 +2,7 @@
 
 use crate::server::now_us;
 use actix::prelude::*;
-use eventsock_client::{ClientConfig, Shutdown, Source, Supervisor};
+use eventsock_client::{ClientConfig, Delivery, Shutdown, Source, Supervisor};
 use eventsock_core::{legacy, Endpoint, Event, Token};
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -41,7 +41,11 @@ impl Handler<Event<legacy::MessagesUpsert>> for Counter {
 
     fn handle(&mut self, e: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
         let now = now_us();
-        let sent = e.extra.get("sentAtUs").and_then(|v| v.as_u64()).unwrap_or(now);
+        let sent = e
+            .extra
+            .get("sentAtUs")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(now);
         self.first_sent.get_or_insert(sent);
         if let Some(l) = self.latencies.as_mut() {
             l.push(now.saturating_sub(sent));
@@ -61,11 +65,23 @@ impl Handler<Event<legacy::MessagesUpsert>> for Counter {
 
 /// eventsock end to end: a supervisor, a connection actor, the dispatcher, `handlers` typed
 /// handler actors. Returns the slowest handler's run.
-pub(crate) async fn eventsock(base: &str, total: u64, handlers: usize, latency: bool) -> anyhow::Result<Run> {
+pub(crate) async fn eventsock(
+    base: &str,
+    total: u64,
+    handlers: usize,
+    latency: bool,
+    delivery: Delivery,
+) -> anyhow::Result<Run> {
     let endpoint = Endpoint::parse(base)?;
+    let mut config = ClientConfig::default();
+    config.delivery = delivery;
     let mut builder = Supervisor::builder()
-        .config(ClientConfig::default())
-        .source(Source::with_provider(endpoint, "bench", Token::new("bench")));
+        .config(config)
+        .source(Source::with_provider(
+            endpoint,
+            "bench",
+            Token::new("bench"),
+        ));
     let mut waits = Vec::new();
     for _ in 0..handlers.max(1) {
         let (tx, rx) = oneshot::channel();
@@ -96,7 +112,11 @@ pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let mut count = 0u64;
     let mut first = None;
-    let mut latencies = if latency { Vec::with_capacity(total as usize) } else { Vec::new() };
+    let mut latencies = if latency {
+        Vec::with_capacity(total as usize)
+    } else {
+        Vec::new()
+    };
     while let Some(msg) = ws.next().await {
         let msg = msg?;
         let Ok(text) = msg.to_text() else { continue };
@@ -105,7 +125,11 @@ pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<
         }
         let m: legacy::MessagesUpsert = serde_json::from_str(text)?;
         let now = now_us();
-        let sent = m.extra.get("sentAtUs").and_then(|v| v.as_u64()).unwrap_or(now);
+        let sent = m
+            .extra
+            .get("sentAtUs")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(now);
         first.get_or_insert(sent);
         if latency {
             latencies.push(now.saturating_sub(sent));
@@ -140,7 +164,11 @@ pub(crate) async fn node(url: &str, total: u64) -> anyhow::Result<Run> {
         .arg(total.to_string())
         .output()
         .await?;
-    anyhow::ensure!(out.status.success(), "node client failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "node client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(Run {
         count: v["count"].as_u64().unwrap_or(0),

@@ -11,6 +11,7 @@ mod probes;
 mod server;
 
 use clap::{Parser, Subcommand};
+use eventsock_client::Delivery;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -52,6 +53,14 @@ enum Cmd {
         #[arg(long)]
         base: String,
     },
+    /// One throughput run of one client (for profiling).
+    Throughput {
+        /// eventsock, pipelined, raw or node.
+        #[arg(long, default_value = "eventsock")]
+        client: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
     /// Mutated frames through parsing and decoding; reports panics.
     Fuzz {
         #[arg(long, default_value_t = 1_000_000)]
@@ -82,17 +91,26 @@ impl ServerProc {
             .stdout(Stdio::piped())
             .spawn()?;
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        let first = lines.next().ok_or_else(|| anyhow::anyhow!("the server printed nothing"))??;
+        let first = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the server printed nothing"))??;
         let port = first.rsplit(':').next().unwrap_or_default().parse()?;
         let (tx, reports) = mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send((v["sent"].as_u64().unwrap_or(0), v["us"].as_u64().unwrap_or(0)));
+                    let _ = tx.send((
+                        v["sent"].as_u64().unwrap_or(0),
+                        v["us"].as_u64().unwrap_or(0),
+                    ));
                 }
             }
         });
-        Ok(ServerProc { child, port, reports })
+        Ok(ServerProc {
+            child,
+            port,
+            reports,
+        })
     }
 
     fn base(&self, plan: &str) -> String {
@@ -100,7 +118,10 @@ impl ServerProc {
     }
 
     fn ws_url(&self, plan: &str) -> String {
-        format!("ws://127.0.0.1:{}/{plan}/ws/events?event=messages.upsert&token=bench", self.port)
+        format!(
+            "ws://127.0.0.1:{}/{plan}/ws/events?event=messages.upsert&token=bench",
+            self.port
+        )
     }
 
     /// The generator's rate for the last connection, in events per second.
@@ -143,9 +164,36 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Soak { events } => actix_rt::System::new().block_on(soak(events)),
-        Cmd::All { events, fuzz_cases, skip_decode } => {
-            actix_rt::System::new().block_on(report::all(events, fuzz_cases, skip_decode))
-        }
+        Cmd::Throughput { client, events } => actix_rt::System::new().block_on(async move {
+            let server = ServerProc::start()?;
+            let plan = format!("n={events}/r=0");
+            let run = match client.as_str() {
+                "eventsock" => {
+                    clients::eventsock(&server.base(&plan), events, 1, false, Delivery::Confirmed)
+                        .await?
+                }
+                "pipelined" => {
+                    clients::eventsock(&server.base(&plan), events, 1, false, Delivery::Pipelined)
+                        .await?
+                }
+                "raw" => clients::raw(&server.ws_url(&plan), events, false).await?,
+                "node" => clients::node(&server.ws_url(&plan), events).await?,
+                other => anyhow::bail!("unknown client {other}"),
+            };
+            println!(
+                "{client}: {} events in {:.3} s = {:.0}/s; generator {:.0}/s",
+                run.count,
+                run.elapsed_us as f64 / 1e6,
+                run.per_second(),
+                server.sent_rate()
+            );
+            Ok(())
+        }),
+        Cmd::All {
+            events,
+            fuzz_cases,
+            skip_decode,
+        } => actix_rt::System::new().block_on(report::all(events, fuzz_cases, skip_decode)),
     }
 }
 
@@ -158,26 +206,36 @@ async fn soak(events: u64) -> anyhow::Result<()> {
         // Sample until the run is surely over; the main thread prints what it needs.
         while start.elapsed() < Duration::from_secs(3600) {
             samples.push((start.elapsed().as_secs(), probes::rss()));
-            println!("t={:>4}s rss={:.1} MiB", start.elapsed().as_secs(), probes::rss() as f64 / 1048576.0);
-            std::thread::sleep(Duration::from_secs(5));
+
+            std::thread::sleep(Duration::from_secs(1));
             if SOAK_DONE.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
         }
         samples
     });
-    let run = clients::eventsock(&base, events, 1, false).await?;
+    let run = clients::eventsock(&base, events, 1, false, Delivery::Confirmed).await?;
     SOAK_DONE.store(true, std::sync::atomic::Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
-    println!(
-        "soak: {} events in {:.1} s ({:.0}/s); resident memory min {:.1} MiB, max {:.1} MiB over {} samples",
+    let trace: Vec<String> = samples
+        .iter()
+        .map(|(t, b)| format!("{t}s {:.1}", *b as f64 / 1048576.0))
+        .collect();
+    let text = format!(
+        "soak: {} events in {:.1} s ({:.0}/s); resident memory min {:.1} MiB, max {:.1} MiB over {} samples\nsamples (seconds, MiB): {}",
         run.count,
         run.elapsed_us as f64 / 1e6,
         run.per_second(),
         samples.iter().map(|s| s.1).min().unwrap_or(0) as f64 / 1048576.0,
         samples.iter().map(|s| s.1).max().unwrap_or(0) as f64 / 1048576.0,
-        samples.len()
+        samples.len(),
+        trace.join(", ")
     );
+    println!("{text}");
+    std::fs::write(
+        repo_root().join("docs/soak.txt"),
+        format!("$ cargo run --release -p eventsock-bench -- soak --events {events}\n{text}\n"),
+    )?;
     Ok(())
 }
 

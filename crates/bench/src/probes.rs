@@ -1,6 +1,6 @@
 //! Measurements that need a process of their own (memory) or no network (fuzzing).
 
-use eventsock_client::{GetStatus, Shutdown, Source, Supervisor, SubscriptionState};
+use eventsock_client::{GetStatus, Shutdown, Source, SubscriptionState, Supervisor};
 use eventsock_core::{legacy, v2, Endpoint, EventName, Frame, Token};
 use futures_util::StreamExt;
 use std::panic::AssertUnwindSafe;
@@ -36,7 +36,11 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
             let endpoint = Endpoint::parse(base)?;
             let mut builder = Supervisor::builder();
             for i in 0..k {
-                builder = builder.source(Source::with_provider(endpoint.clone(), format!("i{i}"), Token::new("bench")));
+                builder = builder.source(Source::with_provider(
+                    endpoint.clone(),
+                    format!("i{i}"),
+                    Token::new("bench"),
+                ));
             }
             let sup = builder
                 .handler::<legacy::MessagesUpsert>(Sink.start().recipient())
@@ -44,7 +48,10 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 let status = sup.send(GetStatus).await?;
-                if status.iter().all(|s| s.state == SubscriptionState::Connected) {
+                if status
+                    .iter()
+                    .all(|s| s.state == SubscriptionState::Connected)
+                {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -53,7 +60,9 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
                         *states.entry(format!("{:?}", s.state)).or_insert(0) += 1;
                     }
                     let error = status.iter().find_map(|s| s.last_error.clone());
-                    anyhow::bail!("not all {k} subscriptions connected: {states:?}; an error: {error:?}");
+                    anyhow::bail!(
+                        "not all {k} subscriptions connected: {states:?}; an error: {error:?}"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -63,7 +72,10 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
             let _ = sup.send(Shutdown).await;
         }
         "raw" => {
-            let url = format!("{}/ws/events?event=messages.upsert&token=bench", base.replacen("http", "ws", 1));
+            let url = format!(
+                "{}/ws/events?event=messages.upsert&token=bench",
+                base.replacen("http", "ws", 1)
+            );
             let mut tasks = Vec::with_capacity(k);
             for _ in 0..k {
                 let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
@@ -93,8 +105,23 @@ pub(crate) struct FuzzReport {
 }
 
 const TOKENS: &[&str] = &[
-    "null", "\"", "{", "}", "[", "]", ",", ":", "1e999", "-0", "\"\\u0000\"", "\"\\ud800\"",
-    "18446744073709551616", "true", "\"2025-13-45T99:99:99Z\"", "é", "\u{1F600}",
+    "null",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "1e999",
+    "-0",
+    "\"\\u0000\"",
+    "\"\\ud800\"",
+    "18446744073709551616",
+    "true",
+    "\"2025-13-45T99:99:99Z\"",
+    "é",
+    "\u{1F600}",
 ];
 
 fn mutate(text: &str) -> String {
@@ -136,10 +163,20 @@ fn decode_all(name: &EventName, frame: &Frame<'_>) -> (u64, u64) {
         )*};
     }
     each!(
-        legacy::MessagesUpsert, legacy::MessagesUpdate, legacy::ContactsUpsert,
-        legacy::PresenceUpdate, legacy::GroupsUpsert, legacy::GroupParticipantsUpdate,
-        legacy::CallUpsert, legacy::QrcodeUpdated, legacy::ConnectionUpdate, legacy::ChatsUpdate,
-        v2::MessagesUpsert, v2::BatchEvent, v2::CallEvent, v2::PresenceUpdated
+        legacy::MessagesUpsert,
+        legacy::MessagesUpdate,
+        legacy::ContactsUpsert,
+        legacy::PresenceUpdate,
+        legacy::GroupsUpsert,
+        legacy::GroupParticipantsUpdate,
+        legacy::CallUpsert,
+        legacy::QrcodeUpdated,
+        legacy::ConnectionUpdate,
+        legacy::ChatsUpdate,
+        v2::MessagesUpsert,
+        v2::BatchEvent,
+        v2::CallEvent,
+        v2::PresenceUpdated
     );
     (ok, bad)
 }
@@ -148,7 +185,13 @@ fn decode_all(name: &EventName, frame: &Frame<'_>) -> (u64, u64) {
 /// decoder, catching panics.
 pub(crate) fn fuzz(cases: u64) -> anyhow::Result<FuzzReport> {
     let mut seeds = Vec::new();
-    for dir in ["legacy", "legacy/variants", "legacy/webhook-only", "v2", "v2/variants"] {
+    for dir in [
+        "legacy",
+        "legacy/variants",
+        "legacy/webhook-only",
+        "v2",
+        "v2/variants",
+    ] {
         let path = crate::repo_root().join("tests/fixtures").join(dir);
         for entry in std::fs::read_dir(path)? {
             let p = entry?.path();
@@ -164,16 +207,22 @@ pub(crate) fn fuzz(cases: u64) -> anyhow::Result<FuzzReport> {
     for _ in 0..cases {
         let input = mutate(&seeds[fastrand::usize(..seeds.len())]);
         r.cases += 1;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match Frame::parse(&name, &input) {
-            Err(e) => {
-                let _ = e.to_string();
-                None
-            }
-            Ok(frame) => {
-                let _ = (frame.instance(), frame.timestamp(), frame.event_name(), frame.to_value());
-                Some(decode_all(&name, &frame))
-            }
-        }));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| match Frame::parse(&name, &input) {
+                Err(e) => {
+                    let _ = e.to_string();
+                    None
+                }
+                Ok(frame) => {
+                    let _ = (
+                        frame.instance(),
+                        frame.timestamp(),
+                        frame.event_name(),
+                        frame.value(&name),
+                    );
+                    Some(decode_all(&name, &frame))
+                }
+            }));
         match outcome {
             Err(_) => r.panics += 1,
             Ok(None) => r.not_json += 1,

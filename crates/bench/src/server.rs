@@ -76,6 +76,8 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let mut path = String::new();
+            // The signature is tungstenite's (its error type is an HTTP response).
+            #[allow(clippy::result_large_err)]
             let callback = |req: &Request, resp: Response| {
                 path = req.uri().path().to_owned();
                 Ok(resp)
@@ -86,18 +88,23 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
             let plan = plan(&path);
             let (mut sink, mut stream) = ws.split();
             // Answer pings and notice when the client leaves.
-            let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+            let reader =
+                tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
             if !plan.idle && plan.count > 0 {
                 let template = Template::new();
                 let started = Instant::now();
                 let mut sent = 0u64;
                 if plan.rate == 0 {
                     while sent < plan.count {
-                        if sink.feed(Message::text(template.frame(sent))).await.is_err() {
+                        if sink
+                            .feed(Message::text(template.frame(sent)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         sent += 1;
-                        if sent % 64 == 0 && sink.flush().await.is_err() {
+                        if sent.is_multiple_of(64) && sink.flush().await.is_err() {
                             return;
                         }
                     }
@@ -105,9 +112,14 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
                     let mut tick = tokio::time::interval(Duration::from_millis(1));
                     while sent < plan.count {
                         tick.tick().await;
-                        let due = ((started.elapsed().as_secs_f64() * plan.rate as f64) as u64).min(plan.count);
+                        let due = ((started.elapsed().as_secs_f64() * plan.rate as f64) as u64)
+                            .min(plan.count);
                         while sent < due {
-                            if sink.feed(Message::text(template.frame(sent))).await.is_err() {
+                            if sink
+                                .feed(Message::text(template.frame(sent)))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                             sent += 1;
@@ -118,7 +130,10 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
                     }
                 }
                 let _ = sink.flush().await;
-                println!("{{\"sent\":{sent},\"us\":{}}}", started.elapsed().as_micros());
+                println!(
+                    "{{\"sent\":{sent},\"us\":{}}}",
+                    started.elapsed().as_micros()
+                );
             }
             let _ = reader.await;
         });

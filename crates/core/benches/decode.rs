@@ -1,14 +1,21 @@
-//! Decoding one frame per event type: `Frame::parse` + `decode::<T>` (what the dispatcher does)
+//! Decoding one frame per event type as the dispatcher does (legacy: `Frame::bare` + `decode::<T>`;
+//! newer server: `Frame::parse` + `decode::<T>`)
 //! against a plain `serde_json::Value` parse of the same bytes.
 //!
 //! `cargo bench -p eventsock-core --bench decode`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use eventsock_core::{legacy, v2, EventName, Frame, Payload};
+use eventsock_core::{legacy, v2, Channel, EventName, Frame, Payload};
 use std::hint::black_box;
 
+/// What the dispatcher does: legacy frames are bare by protocol (`Frame::bare`, the decode is the
+/// only pass); newer-server frames get `Frame::parse` to find the envelope.
 fn typed<T: Payload>(name: &EventName, text: &str) -> usize {
-    let frame = Frame::parse(name, text).expect("fixture frames are JSON");
+    let frame = if T::CHANNEL == Channel::Legacy {
+        Frame::bare(text)
+    } else {
+        Frame::parse(name, text).expect("fixture frames are JSON")
+    };
     let payload: T = frame.decode(name).expect("fixture frames fit their type");
     std::mem::size_of_val(&payload)
 }
@@ -37,7 +44,9 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     for (label, event, text, f) in cases {
         // Frames arrive compact on the wire.
-        let compact = serde_json::from_str::<serde_json::Value>(text).unwrap().to_string();
+        let compact = serde_json::from_str::<serde_json::Value>(text)
+            .unwrap()
+            .to_string();
         let name = EventName::parse(event);
         group.throughput(Throughput::Bytes(compact.len() as u64));
         group.bench_with_input(BenchmarkId::new("typed", label), &compact, |b, t| {
