@@ -10,6 +10,7 @@
    connection came (with `--backoff-min 100ms`).
 
 Usage: python3 scripts/measure-tail.py [N]   (after `cargo build --release`)
+       RECONNECT_ROUNDS=0 skips the reconnect part.
 """
 import json, os, re, socket, subprocess, sys, time, urllib.request
 
@@ -101,4 +102,6 @@ def reconnect(rounds):
 
 if __name__ == "__main__":
     throughput(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
-    reconnect(5)
+    rounds = int(os.environ.get("RECONNECT_ROUNDS", "5"))
+    if rounds > 0:
+        reconnect(rounds)
