@@ -58,18 +58,7 @@ async fn main() -> anyhow::Result<()> {
         .handler::<legacy::MessagesUpsert>(bot.clone().recipient())
         .start()?;
 
-    match &target.sim {
-        Some(sim) => {
-            let traffic = actix_rt::spawn(eventsock::sim::generate(
-                sim.sim.clone(),
-                "codechat".into(),
-                40.0,
-            ));
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            traffic.abort();
-        }
-        None => tokio::signal::ctrl_c().await?,
-    }
+    target.run_traffic(40.0, Duration::from_secs(3)).await?;
     supervisor.send(Shutdown).await?;
     let stats = bot.send(GetBotStats).await?;
     println!(

@@ -45,18 +45,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .handler::<legacy::MessagesUpsert>(Bot::build(handler()).start().recipient())
         .start()?;
-    match &target.sim {
-        Some(sim) => {
-            let traffic = actix_rt::spawn(eventsock::sim::generate(
-                sim.sim.clone(),
-                "codechat".into(),
-                10.0,
-            ));
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            traffic.abort();
-        }
-        None => tokio::signal::ctrl_c().await?,
-    }
+    target.run_traffic(10.0, Duration::from_secs(2)).await?;
     supervisor.send(Shutdown).await?;
     let written = recorder.send(FlushRecorder).await?;
     println!("recorded {written} events to {path}\n\nreplay:");

@@ -62,3 +62,25 @@ impl Target {
         }
     }
 }
+
+impl Target {
+    /// With the embedded simulator: `rate` generated events per second on its first instance for
+    /// `duration`. Against a real server: until Ctrl-C.
+    pub async fn run_traffic(
+        &self,
+        rate: f64,
+        duration: std::time::Duration,
+    ) -> std::io::Result<()> {
+        match &self.sim {
+            Some(sim) => {
+                let instance = sim.sim.default_instance().to_owned();
+                let traffic =
+                    actix_rt::spawn(eventsock_sim::generate(sim.sim.clone(), instance, rate));
+                tokio::time::sleep(duration).await;
+                traffic.abort();
+                Ok(())
+            }
+            None => tokio::signal::ctrl_c().await,
+        }
+    }
+}

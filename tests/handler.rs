@@ -329,17 +329,11 @@ async fn an_echo_bot_replies_over_rest_and_the_reply_comes_back_as_send_message(
     );
     assert_eq!(reply["keyFromMe"], true);
     // The reply also came back on messages.upsert: the bot saw it and did not answer itself.
-    let stats = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let stats = bot.send(GetBotStats).await.unwrap();
-            if stats.handled + stats.dead_letters == 2 {
-                return stats;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    let stats = eventually("the bot to see its own reply", || async {
+        let stats = bot.send(GetBotStats).await.unwrap();
+        (stats.handled + stats.dead_letters == 2).then_some(stats)
     })
-    .await
-    .expect("the bot never saw its own reply");
+    .await;
     assert_eq!((stats.handled, stats.dead_letters), (1, 1));
 }
 
@@ -460,17 +454,11 @@ async fn one_dedup_shared_by_two_streams_lets_an_api_sent_message_through_once()
         );
         (a.handled + b.handled, a.dead_letters + b.dead_letters)
     };
-    let counts = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let c = total().await;
-            if c.0 + c.1 == 6 {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+    let counts = eventually("all six frames handled", || async {
+        let c = total().await;
+        (c.0 + c.1 == 6).then_some(c)
     })
-    .await
-    .expect("all six frames handled");
+    .await;
     assert_eq!(
         counts,
         (3, 3),

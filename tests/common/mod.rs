@@ -51,6 +51,25 @@ pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
+/// Asks `probe` until it gives something, or fails the test after the deadline. For state
+/// behind a message (an actor's stats), which a plain `until` cannot await.
+pub async fn eventually<R, F, Fut>(what: &str, mut probe: F) -> R
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<R>>,
+{
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(r) = probe().await {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
 /// What a recorder received.
 #[derive(Debug, Clone)]
 pub enum Record {
