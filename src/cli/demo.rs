@@ -1,7 +1,9 @@
 //! `eventsock demo`: the whole framework in one process, against the built-in simulator.
 
 use actix::prelude::*;
-use eventsock_client::{ClientConfig, Lifecycle, LifecycleKind, Shutdown, Source, Supervisor};
+use eventsock_client::{
+    ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Supervisor,
+};
 use eventsock_core::{legacy, Backoff, Endpoint, Event, Token};
 use eventsock_sim::{Sim, SimConfig};
 use std::collections::BTreeMap;
@@ -70,6 +72,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         _ = super::terminated() => {}
     }
     generator.abort();
+    // Let the events already queued for the sockets arrive before closing (at most a second).
+    let (_, queued) = sim.emitted();
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(1) {
+        let read: u64 = supervisor
+            .send(GetStatus)
+            .await?
+            .iter()
+            .map(|s| s.frames)
+            .sum();
+        if read >= queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = supervisor.send(Shutdown).await?;
     let counts = tally.send(Counts).await?;
     let (emitted, taken) = sim.emitted();
@@ -80,13 +97,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("{}", super::tail::summary(&status));
     let received: u64 = status.iter().map(|s| s.events).sum();
     println!(
-        "the server sent {emitted} events; {taken} reached a socket and {received} were handled."
+        "the server sent {emitted} events: {taken} were queued for a connected socket, and the client handled {received}."
     );
     if emitted > taken {
         println!(
             "{} were sent while no socket was connected and are gone: the server has no replay,\n\
              which is why every reconnect comes with a gap notice (resync over REST).",
             emitted - taken
+        );
+    }
+    if taken > received {
+        println!(
+            "{} were still queued in the server when it dropped the sockets, and died with them,\n\
+             as a crashed server's buffers do; they fall inside the gap notice's span.",
+            taken - received
         );
     }
     println!("receipts and presence seen: {counts:?}");
