@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let supervisor = Supervisor::builder()
         .source(Source::new(target.endpoint.clone(), target.token.clone())?)
         .handler::<legacy::QrcodeUpdated>(
-            Bot::build(qr_terminal(std::io::stdout()))
+            Bot::build(qr_terminal::<legacy::QrcodeUpdated, _>(std::io::stdout()))
                 .start()
                 .recipient(),
         )

@@ -5,5 +5,5 @@ mod qr;
 mod record;
 
 pub use log::{log, log_raw};
-pub use qr::{qr_terminal, render_qr, QrError};
+pub use qr::{qr_terminal, render_qr, QrError, QrPayload};
 pub use record::{FlushRecorder, Recorded, Recorder, Replay, ReplayError, ReplayReport};

@@ -1,7 +1,7 @@
 //! Pairing a phone from the terminal: `qrcode.updated` drawn as a QR code.
 
 use crate::route::Route;
-use eventsock_core::{legacy, Event};
+use eventsock_core::{legacy, v2, Event, Payload};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::QrCode;
 use std::io::Write;
@@ -24,24 +24,57 @@ pub fn render_qr(code: &str) -> Result<String, QrError> {
         .build())
 }
 
-/// Prints each `qrcode.updated` (legacy server) to `out` as a QR code, with the attempt number
-/// and the pairing code when there is one.
-pub fn qr_terminal<W: Write + Send + 'static>(out: W) -> Route<Event<legacy::QrcodeUpdated>> {
+/// A `qrcode.updated` payload, from either server.
+pub trait QrPayload: Payload {
+    /// The text to draw.
+    fn code(&self) -> Option<&str>;
+    /// Which code of this pairing attempt.
+    fn count(&self) -> Option<i64>;
+    /// The code to type on the phone instead, when pairing by number.
+    fn pairing_code(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl QrPayload for legacy::QrcodeUpdated {
+    fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+    fn count(&self) -> Option<i64> {
+        self.count
+    }
+    fn pairing_code(&self) -> Option<&str> {
+        self.pairing_code.as_deref()
+    }
+}
+
+impl QrPayload for v2::QrcodeUpdated {
+    fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+    fn count(&self) -> Option<i64> {
+        self.count
+    }
+}
+
+/// Prints each `qrcode.updated` (`legacy::QrcodeUpdated` or `v2::QrcodeUpdated`) to `out` as a
+/// QR code, with the attempt number and the pairing code when there is one.
+pub fn qr_terminal<T: QrPayload, W: Write + Send + 'static>(out: W) -> Route<Event<T>> {
     let out = Arc::new(Mutex::new(out));
-    Route::from_fn(move |e: Event<legacy::QrcodeUpdated>| {
+    Route::from_fn(move |e: Event<T>| {
         let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
             let instance = e.meta.instance.as_deref().unwrap_or("?");
             writeln!(
                 out,
                 "Scan with WhatsApp on the phone of {instance} (code {}):",
-                e.count.unwrap_or(0)
+                e.payload.count().unwrap_or(0)
             )?;
-            match &e.code {
+            match e.payload.code() {
                 Some(code) => writeln!(out, "{}", render_qr(code)?)?,
                 None => writeln!(out, "(this event carries no QR code)")?,
             }
-            if let Some(pairing) = &e.pairing_code {
+            if let Some(pairing) = e.payload.pairing_code() {
                 writeln!(out, "Or enter the pairing code: {pairing}")?;
             }
             out.flush()?;
@@ -54,6 +87,58 @@ pub fn qr_terminal<W: Write + Send + 'static>(out: W) -> Route<Event<legacy::Qrc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn prints_both_servers_payloads() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        fn event<T: Payload>(json: &str) -> Event<T> {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            let data = v.get("data").cloned().unwrap_or(v);
+            Event {
+                meta: eventsock_core::EventMeta {
+                    event: eventsock_core::EventKind::QrcodeUpdated.into(),
+                    instance: Some("codechat".into()),
+                    instance_info: None,
+                    server_time: None,
+                    received_at: std::time::SystemTime::now(),
+                    seq: 1,
+                    generation: 1,
+                },
+                payload: Arc::new(serde_json::from_value(data).unwrap()),
+            }
+        }
+        let buf = Buf::default();
+        let legacy_route = qr_terminal::<legacy::QrcodeUpdated, _>(buf.clone());
+        let pairing = include_str!(
+            "../../../../tests/fixtures/legacy/variants/qrcode.updated.pairing-code.json"
+        );
+        legacy_route.call(event(pairing)).await.unwrap();
+        let v2_route = qr_terminal::<v2::QrcodeUpdated, _>(buf.clone());
+        v2_route
+            .call(event(include_str!(
+                "../../../../tests/fixtures/v2/qrcode.updated.json"
+            )))
+            .await
+            .unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.matches("Scan with WhatsApp on the phone of codechat (code 1)")
+                .count(),
+            2
+        );
+        assert!(text.contains("Or enter the pairing code: K7QD9WXM"));
+        assert!(text.matches('▀').count() > 100, "two QR codes drawn");
+    }
 
     #[test]
     fn draws_the_fixture_code() {
