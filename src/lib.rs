@@ -8,6 +8,7 @@
 pub use eventsock_client as client;
 pub use eventsock_core as core;
 pub use eventsock_handler as handler;
+pub use eventsock_nats as nats;
 pub use eventsock_sim as sim;
 
 mod target;

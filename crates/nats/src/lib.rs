@@ -1,0 +1,120 @@
+//! Scale out across machines: one process ingests the event stream into NATS JetStream, any
+//! number of workers process it with the same typed handlers.
+//!
+//! The server keeps one socket per (instance, event), so only one process can hold a stream. The
+//! [`Ingest`] actor, registered as a raw handler on that process's supervisor, publishes every
+//! event to a JetStream stream on `eventsock.<instance>.<event>`, with a message id JetStream uses
+//! to drop re-publishes, and waits for each publish to be acknowledged. [`Worker`]s share one
+//! durable pull consumer: each message becomes the same [`Event<T>`](eventsock_core::Event),
+//! goes to the registered [`Route`](eventsock_handler::Route)s, and is acknowledged only after
+//! they succeed; a failure (or a worker that dies) gets it redelivered, and after
+//! `max_deliver` deliveries it is moved to `eventsock-dead.<instance>.<event>`.
+//!
+//! Guarantees and ordering are in `docs/scaling.md`.
+
+mod ingest;
+mod worker;
+
+pub use ingest::{GetIngestStats, Ingest, IngestStats};
+pub use worker::{Worker, WorkerStats};
+
+use std::time::Duration;
+
+/// Where events go in NATS.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StreamConfig {
+    /// The JetStream stream (`EVENTSOCK`).
+    pub stream: String,
+    /// Subject prefix (`eventsock`): events go to `<prefix>.<instance>.<event>`.
+    pub prefix: String,
+    /// Oldest event kept (7 days).
+    pub max_age: Duration,
+    /// Most bytes kept (-1: no limit).
+    pub max_bytes: i64,
+    /// How long JetStream remembers message ids to drop re-publishes (2 minutes).
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            stream: "EVENTSOCK".into(),
+            prefix: "eventsock".into(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: -1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A NATS or JetStream failure. The token of the CodeChat server is never involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// Cannot connect.
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    /// A JetStream call failed.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+/// A subject token: NATS splits subjects on `.` and treats `*`, `>` and spaces specially.
+fn token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if matches!(c, '.' | '*' | '>') || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Creates the event stream and the dead-letter stream when missing.
+async fn ensure_streams(
+    js: &async_nats::jetstream::Context,
+    cfg: &StreamConfig,
+) -> Result<(), NatsError> {
+    use async_nats::jetstream::stream;
+    js.get_or_create_stream(stream::Config {
+        name: cfg.stream.clone(),
+        subjects: vec![format!("{}.>", cfg.prefix)],
+        max_age: cfg.max_age,
+        max_bytes: cfg.max_bytes,
+        duplicate_window: cfg.duplicate_window,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    js.get_or_create_stream(stream::Config {
+        name: format!("{}_DEAD", cfg.stream),
+        subjects: vec![format!("{}-dead.>", cfg.prefix)],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    Ok(())
+}
+
+/// Connects, retrying while the server is down.
+async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| NatsError::Connect(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subject_tokens_are_safe() {
+        assert_eq!(super::token("my.inst *>x"), "my_inst___x");
+        assert_eq!(super::token("codechat"), "codechat");
+    }
+}

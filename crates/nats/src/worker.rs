@@ -1,0 +1,240 @@
+//! [`Worker`]: processes the stream with typed routes, acknowledging only what succeeded.
+
+use crate::{ensure_streams, NatsError, StreamConfig};
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::AckKind;
+use eventsock_core::{Event, EventMeta, EventName, Frame, Payload};
+use eventsock_handler::builtin::Recorded;
+use eventsock_handler::{Flow, Route};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// What a worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Messages handled and acknowledged.
+    pub handled: u64,
+    /// Of those, how many were redeliveries (handled before by a worker that failed or died).
+    pub redelivered: u64,
+    /// Messages whose handling failed and were given back for redelivery.
+    pub failed: u64,
+    /// Messages moved to the dead-letter subject after `max_deliver` deliveries.
+    pub dead: u64,
+    /// Messages no route takes (acknowledged, counted).
+    pub unrouted: u64,
+}
+
+type Call = dyn Fn(&EventMeta, &Frame<'_>) -> Option<LocalBoxFuture<'static, Result<(), String>>>;
+
+/// A worker on the shared durable consumer. Start as many as needed, on any machine.
+pub struct Worker {
+    url: String,
+    cfg: StreamConfig,
+    durable: String,
+    events: Vec<EventName>,
+    ack_wait: Duration,
+    max_deliver: i64,
+    routes: Vec<Box<Call>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("durable", &self.durable)
+            .field("events", &self.events)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker of the NATS server at `url`, on the durable consumer `eventsock-workers`, for
+    /// every event (see [`Worker::events`]). Redelivery after 30 s without an acknowledgement, at
+    /// most 5 deliveries.
+    pub fn new(url: impl Into<String>) -> Worker {
+        Worker {
+            url: url.into(),
+            cfg: StreamConfig::default(),
+            durable: "eventsock-workers".into(),
+            events: Vec::new(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            routes: Vec::new(),
+        }
+    }
+
+    /// Where the events are.
+    pub fn stream(mut self, cfg: StreamConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// The shared consumer's name: workers with the same name share the work.
+    pub fn durable(mut self, name: impl Into<String>) -> Self {
+        self.durable = name.into();
+        self
+    }
+
+    /// Only these events (one consumer filter each is not possible on NATS 2.9, so one event
+    /// per consumer: pass one, or none for all).
+    pub fn events(mut self, events: impl IntoIterator<Item = EventName>) -> Self {
+        self.events = events.into_iter().collect();
+        self
+    }
+
+    /// Redeliver a message not acknowledged within this time (a dead or stuck worker).
+    pub fn ack_wait(mut self, d: Duration) -> Self {
+        self.ack_wait = d;
+        self
+    }
+
+    /// Deliveries before a message is moved to the dead-letter subject.
+    pub fn max_deliver(mut self, n: i64) -> Self {
+        self.max_deliver = n.max(1);
+        self
+    }
+
+    /// Sends the events that fit `T` through `route`; the message is acknowledged only if every
+    /// route that takes it succeeds.
+    pub fn route<T: Payload>(mut self, route: Route<Event<T>>) -> Self {
+        self.routes.push(Box::new(move |meta, frame| {
+            if !T::accepts(&meta.event) {
+                return None;
+            }
+            match frame.decode::<T>(&meta.event) {
+                Ok(payload) => {
+                    let call = route.call(Event {
+                        meta: meta.clone(),
+                        payload: Arc::new(payload),
+                    });
+                    Some(Box::pin(async move {
+                        match call.await {
+                            Ok(Flow::Taken | Flow::Skipped) => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }))
+                }
+                // A payload that does not fit will not fit on a redelivery either.
+                Err(e) => Some(Box::pin(std::future::ready(Err(e.to_string())))),
+            }
+        }));
+        self
+    }
+
+    /// Processes messages until `shutdown` completes. Messages fetched but not yet acknowledged
+    /// when it returns are redelivered to other workers after `ack_wait`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats, NatsError> {
+        let js = async_nats::jetstream::new(crate::connect(&self.url).await?);
+        ensure_streams(&js, &self.cfg).await?;
+        let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+        let stream = js
+            .get_stream(&self.cfg.stream)
+            .await
+            .map_err(|e| jserr(&e))?;
+        let filter_subject = match self.events.as_slice() {
+            [one] => format!("{}.*.{one}", self.cfg.prefix),
+            _ => String::new(),
+        };
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.durable,
+                pull::Config {
+                    durable_name: Some(self.durable.clone()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    max_deliver: self.max_deliver,
+                    filter_subject,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| jserr(&e))?;
+        let mut messages = consumer.messages().await.map_err(|e| jserr(&e))?;
+        let mut stats = WorkerStats::default();
+        tokio::pin!(shutdown);
+        loop {
+            let message = tokio::select! {
+                _ = &mut shutdown => break,
+                m = messages.next() => m,
+            };
+            let message = match message {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "fetching failed; going on");
+                    continue;
+                }
+                Some(Ok(m)) => m,
+            };
+            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+            let outcome = self.handle(&message.payload).await;
+            let ack = match outcome {
+                Ok(taken) => {
+                    stats.handled += 1;
+                    stats.unrouted += u64::from(!taken);
+                    stats.redelivered += u64::from(delivered > 1);
+                    message.ack().await
+                }
+                Err(error) if delivered >= self.max_deliver => {
+                    stats.dead += 1;
+                    let subject = message.subject.as_str().replacen(
+                        &format!("{}.", self.cfg.prefix),
+                        &format!("{}-dead.", self.cfg.prefix),
+                        1,
+                    );
+                    tracing::error!(%subject, %error, delivered, "giving up on a message: moved to the dead-letter subject");
+                    let moved = match js.publish(subject, message.payload.clone()).await {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match moved {
+                        Ok(()) => message.ack_with(AckKind::Term).await,
+                        // Not moved: leave it for a redelivery rather than lose it.
+                        Err(e) => {
+                            tracing::error!(error = %e, "dead-letter publish failed; the message will be redelivered");
+                            message.ack_with(AckKind::Nak(None)).await
+                        }
+                    }
+                }
+                Err(error) => {
+                    stats.failed += 1;
+                    tracing::warn!(%error, delivered, "handling failed; the message will be redelivered");
+                    message.ack_with(AckKind::Nak(None)).await
+                }
+            };
+            if let Err(e) = ack {
+                tracing::warn!(error = %e, "acknowledgement not sent; the message may be redelivered");
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Runs the routes on one message: `Ok(taken)`, or the first error.
+    async fn handle(&self, payload: &[u8]) -> Result<bool, String> {
+        let record: Recorded =
+            serde_json::from_slice(payload).map_err(|e| format!("not an eventsock record: {e}"))?;
+        let text = record.data.to_string();
+        let frame = Frame::parse(&record.event, &text).map_err(|e| e.to_string())?;
+        let meta = EventMeta {
+            event: record.event.clone(),
+            instance: record.instance.as_deref().map(Arc::from),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: record.seq,
+            generation: record.generation,
+        };
+        let calls: Vec<_> = self
+            .routes
+            .iter()
+            .filter_map(|r| r(&meta, &frame))
+            .collect();
+        let taken = !calls.is_empty();
+        for result in futures_util::future::join_all(calls).await {
+            result?;
+        }
+        Ok(taken)
+    }
+}

@@ -1,0 +1,337 @@
+//! The JetStream bridge against a real nats-server with JetStream. Each test starts its own
+//! server (`nats-server -js` on a free loopback port, its own store) and skips, saying why, when
+//! the `nats-server` binary is not installed (`.ci/run` installs Debian's package).
+
+mod common;
+
+use actix::prelude::*;
+use common::*;
+use eventsock::client::{Source, Supervisor};
+use eventsock::core::{legacy, Event, EventKind, Token};
+use eventsock::handler::{HandlerError, Route};
+use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};
+use eventsock::sim::SimConfig;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct NatsServer {
+    child: Child,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> Option<NatsServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let store = tempfile::tempdir().ok()?;
+        let child = Self::spawn(port, &store)?;
+        Some(NatsServer { child, port, store })
+    }
+
+    fn spawn(port: u16, store: &tempfile::TempDir) -> Option<Child> {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(c) => Some(c),
+            Err(e) => {
+                println!(
+                    "skipped: cannot start nats-server ({e}); install Debian's nats-server package"
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn ready(&self) {
+        let port = self.port;
+        eventually("nats-server to listen", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, &self.store).expect("nats-server restarts");
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The simulator, a supervisor and an ingest: `N` events burst into JetStream.
+async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
+    let s = start_sim(SimConfig::default());
+    let ingest = Ingest::start(&nats.url(), StreamConfig::default())
+        .await
+        .unwrap();
+    let sup = Supervisor::builder()
+        .config(fast_config())
+        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
+        .raw_handler(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start()
+        .unwrap();
+    until("the socket", || {
+        s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    let template: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/legacy/messages.upsert.json")).unwrap();
+    assert_eq!(s.sim.burst("codechat", "messages.upsert", &template, n), n);
+    (s, sup, ingest)
+}
+
+type Seen = Arc<Mutex<HashMap<u64, u32>>>;
+
+/// Counts each event (by its `burstSeq`) as it is handled. `stall`: count it as begun, then hold
+/// it forever. `poison`: fail on that `burstSeq`, every time.
+fn counting(seen: Seen, stall: bool, poison: Option<u64>) -> Route<Event<legacy::MessagesUpsert>> {
+    Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+        let seq = e
+            .extra
+            .get("burstSeq")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(u64::MAX);
+        let seen = seen.clone();
+        async move {
+            if poison == Some(seq) {
+                return Err(HandlerError::failed("poisoned"));
+            }
+            *seen.lock().unwrap().entry(seq).or_default() += 1;
+            if stall {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, HandlerError>(())
+        }
+    })
+}
+
+fn spawn_worker(
+    url: &str,
+    seen: Seen,
+    stall: bool,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    actix_rt::task::JoinHandle<WorkerStats>,
+) {
+    spawn_worker_with(Worker::new(url), seen, stall, None)
+}
+
+fn spawn_worker_with(
+    worker: Worker,
+    seen: Seen,
+    stall: bool,
+    poison: Option<u64>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    actix_rt::task::JoinHandle<WorkerStats>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = worker
+        .ack_wait(Duration::from_secs(1))
+        .route::<legacy::MessagesUpsert>(counting(seen, stall, poison));
+    let task = actix_rt::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    (stop, task)
+}
+
+async fn all_seen(seen: &Seen, n: u64) {
+    let seen = seen.clone();
+    eventually(&format!("all {n} events handled"), || {
+        let seen = seen.clone();
+        async move { (seen.lock().unwrap().len() as u64 == n).then_some(()) }
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn three_workers_share_a_stream_with_none_lost_and_none_handled_twice_but_redeliveries() {
+    const N: u64 = 30_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    nats.ready().await;
+    let (_s, _sup, ingest) = ingest(&nats, N).await;
+    eventually("every event published", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
+    })
+    .await;
+    let seen: Seen = Arc::default();
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker(&nats.url(), seen.clone(), false))
+        .collect();
+    all_seen(&seen, N).await;
+    let mut stats = Vec::new();
+    for (stop, task) in workers {
+        let _ = stop.send(());
+        stats.push(task.await.unwrap());
+    }
+    let handled: u64 = stats.iter().map(|s| s.handled).sum();
+    let redelivered: u64 = stats.iter().map(|s| s.redelivered).sum();
+    let extra: u64 = seen
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| u64::from(*c) - 1)
+        .sum();
+    println!("three workers: {stats:?}");
+    assert_eq!(seen.lock().unwrap().len() as u64, N, "none lost");
+    assert_eq!(extra, redelivered, "handled twice only when redelivered");
+    assert_eq!(handled, N + extra);
+    assert!(
+        stats.iter().all(|s| s.handled > 0),
+        "all three took part: {stats:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_worker_killed_mid_stream_has_its_events_redelivered_to_the_others() {
+    const N: u64 = 3_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    nats.ready().await;
+    let (_s, _sup, ingest) = ingest(&nats, N).await;
+    eventually("every event published", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
+    })
+    .await;
+    // A worker that fetches and never finishes, then dies without acknowledging anything.
+    let stalled: Seen = Arc::default();
+    let (_stop, doomed) = spawn_worker(&nats.url(), stalled.clone(), true);
+    let begun = stalled.clone();
+    eventually("the doomed worker to hold an event", || {
+        let begun = begun.clone();
+        async move { (!begun.lock().unwrap().is_empty()).then_some(()) }
+    })
+    .await;
+    doomed.abort();
+    let seen: Seen = Arc::default();
+    let others: Vec<_> = (0..2)
+        .map(|_| spawn_worker(&nats.url(), seen.clone(), false))
+        .collect();
+    all_seen(&seen, N).await;
+    let mut redelivered = 0;
+    for (stop, task) in others {
+        let _ = stop.send(());
+        redelivered += task.await.unwrap().redelivered;
+    }
+    println!("killed worker: {redelivered} of its events redelivered to the others");
+    assert_eq!(
+        stalled.lock().unwrap().len(),
+        1,
+        "it began one event and finished none"
+    );
+    assert!(redelivered > 0, "the dead worker's events came back");
+    assert_eq!(seen.lock().unwrap().len() as u64, N);
+}
+
+#[actix_rt::test]
+async fn a_nats_restart_during_ingest_loses_nothing() {
+    const N: u64 = 3_000;
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    nats.ready().await;
+    let (_s, _sup, ingest) = ingest(&nats, N).await;
+    eventually("ingest under way", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published >= 300).then_some(()) }
+    })
+    .await;
+    nats.restart();
+    nats.ready().await;
+    eventually("every event published after the restart", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
+    })
+    .await;
+    let stats = ingest.send(GetIngestStats).await.unwrap();
+    let seen: Seen = Arc::default();
+    let (stop, task) = spawn_worker(&nats.url(), seen.clone(), false);
+    all_seen(&seen, N).await;
+    let _ = stop.send(());
+    let worker = task.await.unwrap();
+    let twice = seen.lock().unwrap().values().filter(|c| **c > 1).count();
+    println!("NATS restart: ingest {stats:?}, worker {worker:?}, handled twice {twice}");
+    assert_eq!(seen.lock().unwrap().len() as u64, N, "nothing lost");
+    assert_eq!(twice, 0, "re-publishes were dropped by the message id");
+}
+
+#[actix_rt::test]
+async fn an_event_that_always_fails_goes_to_the_dead_letter_subject_after_max_deliver() {
+    const N: u64 = 100;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    nats.ready().await;
+    let (_s, _sup, ingest) = ingest(&nats, N).await;
+    eventually("every event published", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
+    })
+    .await;
+    let seen: Seen = Arc::default();
+    let (stop, task) = spawn_worker_with(
+        Worker::new(nats.url()).max_deliver(3),
+        seen.clone(),
+        false,
+        Some(7),
+    );
+    all_seen(&seen, N - 1).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    eventually("the poisoned event in the dead-letter stream", || {
+        let js = js.clone();
+        async move {
+            let mut stream = js.get_stream("EVENTSOCK_DEAD").await.ok()?;
+            (stream.info().await.ok()?.state.messages == 1).then_some(())
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let stats = task.await.unwrap();
+    println!("dead letter: {stats:?}");
+    assert!(!seen.lock().unwrap().contains_key(&7), "never handled");
+    assert_eq!(
+        (stats.failed, stats.dead),
+        (2, 1),
+        "two failed deliveries, then moved"
+    );
+    assert_eq!(stats.handled, N - 1);
+}
