@@ -22,6 +22,10 @@ enum Command {
     /// A simulator, a supervisor and a few handlers in one process: events flowing, a forced
     /// disconnect and the reconnect, then a summary.
     Demo(cli::demo::DemoArgs),
+    /// Ingest events from a CodeChat server into NATS JetStream, once, for workers anywhere.
+    Bridge(cli::nats::BridgeArgs),
+    /// Process events from NATS JetStream, sharing the work with other workers (logs each).
+    Worker(cli::nats::WorkerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +35,8 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(_) => "info",
         Command::Tail(_) => "warn",
         Command::Demo(_) => "error",
+        Command::Bridge(_) => "warn",
+        Command::Worker(_) => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -44,5 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => system.block_on(cli::sim::run(args)),
         Command::Tail(args) => system.block_on(cli::tail::run(args)),
         Command::Demo(args) => system.block_on(cli::demo::run(args)),
+        Command::Bridge(args) => system.block_on(cli::nats::bridge(args)),
+        Command::Worker(args) => system.block_on(cli::nats::worker(args)),
     }
 }

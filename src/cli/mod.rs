@@ -1,6 +1,7 @@
 //! The subcommands of the `eventsock` binary.
 
 pub(crate) mod demo;
+pub(crate) mod nats;
 pub(crate) mod sim;
 pub(crate) mod tail;
 

@@ -38,7 +38,7 @@ pub(crate) struct TailArgs {
     backoff_max: Duration,
 }
 
-fn protocol(s: &str) -> Result<Protocol, String> {
+pub(crate) fn protocol(s: &str) -> Result<Protocol, String> {
     match s {
         "legacy" => Ok(Protocol::Legacy),
         "v2" => Ok(Protocol::V2),

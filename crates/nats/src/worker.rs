@@ -124,6 +124,25 @@ impl Worker {
         self
     }
 
+    /// Sends every event, as JSON, through `route`, then runs like [`Worker::run`].
+    pub async fn run_raw(
+        mut self,
+        route: Route<eventsock_core::RawEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<WorkerStats, NatsError> {
+        self.routes.push(Box::new(move |meta, frame| {
+            let call = match frame.value(&meta.event) {
+                Ok(v) => route.call(eventsock_core::RawEvent {
+                    meta: meta.clone(),
+                    data: Arc::new(v),
+                }),
+                Err(e) => return Some(Box::pin(std::future::ready(Err(e.to_string())))),
+            };
+            Some(Box::pin(async move { call.await.map(|_| ()).map_err(|e| e.to_string()) }))
+        }));
+        self.run(shutdown).await
+    }
+
     /// Processes messages until `shutdown` completes. Messages fetched but not yet acknowledged
     /// when it returns are redelivered to other workers after `ack_wait`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats, NatsError> {

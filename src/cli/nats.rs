@@ -1,0 +1,73 @@
+//! `eventsock bridge` and `eventsock worker`: ingest once into NATS JetStream, process anywhere.
+
+use anyhow::Context as _;
+use eventsock_client::{Protocol, Shutdown, Source, Supervisor};
+use eventsock_core::{Endpoint, EventName, Token};
+use eventsock_handler::builtin::log_raw;
+use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BridgeArgs {
+    /// The CodeChat server, for example http://localhost:8084.
+    #[arg(long, env = "EVENTSOCK_URL")]
+    url: String,
+    /// The instance token (JWT).
+    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
+    token: String,
+    /// An event to ingest (repeat for several).
+    #[arg(long = "event", required = true)]
+    events: Vec<String>,
+    /// The server's protocol: legacy or v2.
+    #[arg(long, default_value = "legacy", value_parser = super::tail::protocol)]
+    protocol: Protocol,
+    /// The NATS server.
+    #[arg(long, env = "EVENTSOCK_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// The NATS server.
+    #[arg(long, env = "EVENTSOCK_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Only this event (default: every event).
+    #[arg(long)]
+    event: Option<String>,
+    /// The shared consumer: workers with the same name share the work.
+    #[arg(long, default_value = "eventsock-workers")]
+    durable: String,
+}
+
+pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
+    let endpoint = Endpoint::parse(&args.url).context("--url")?;
+    let mut source = Source::new(endpoint, Token::new(args.token)).context("--token")?;
+    if args.protocol == Protocol::V2 {
+        source = source.v2();
+    }
+    eprintln!("eventsock bridge: connecting to NATS at {}", args.nats);
+    let ingest = Ingest::start(&args.nats, StreamConfig::default()).await?;
+    let events: Vec<EventName> = args.events.iter().map(|e| EventName::parse(e)).collect();
+    let supervisor = Supervisor::builder()
+        .source(source)
+        .raw_handler(events, ingest.clone().recipient())
+        .start()?;
+    eprintln!("eventsock bridge: ingesting into the EVENTSOCK stream; Ctrl-C stops");
+    super::terminated().await;
+    let status = supervisor.send(Shutdown).await?;
+    let stats = ingest.send(GetIngestStats).await?;
+    eprint!("{}", super::tail::summary(&status));
+    eprintln!("published {} events ({} publish retries)", stats.published, stats.retries);
+    Ok(())
+}
+
+/// The worker's handler: logs every event (see examples for real handlers).
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let mut worker = Worker::new(args.nats.as_str()).durable(args.durable);
+    if let Some(e) = &args.event {
+        worker = worker.events([EventName::parse(e)]);
+    }
+    eprintln!("eventsock worker: consuming from {}; Ctrl-C stops", args.nats);
+    let stats = worker.run_raw(log_raw(), super::terminated()).await?;
+    eprintln!("{stats:?}");
+    Ok(())
+}
