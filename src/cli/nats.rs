@@ -56,7 +56,10 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     let status = supervisor.send(Shutdown).await?;
     let stats = ingest.send(GetIngestStats).await?;
     eprint!("{}", super::tail::summary(&status));
-    eprintln!("published {} events ({} publish retries)", stats.published, stats.retries);
+    eprintln!(
+        "published {} events ({} publish retries)",
+        stats.published, stats.retries
+    );
     Ok(())
 }
 
@@ -66,7 +69,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if let Some(e) = &args.event {
         worker = worker.events([EventName::parse(e)]);
     }
-    eprintln!("eventsock worker: consuming from {}; Ctrl-C stops", args.nats);
+    eprintln!(
+        "eventsock worker: consuming from {}; Ctrl-C stops",
+        args.nats
+    );
     let stats = worker.run_raw(log_raw(), super::terminated()).await?;
     eprintln!("{stats:?}");
     Ok(())

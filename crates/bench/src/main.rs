@@ -8,6 +8,7 @@
 
 mod clients;
 mod probes;
+mod scaleout;
 mod server;
 
 use clap::{Parser, Subcommand};

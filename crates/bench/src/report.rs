@@ -416,6 +416,35 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
         }
     )?;
 
+    // Scale-out through NATS JetStream.
+    eprintln!("scale-out (NATS)...");
+    writeln!(md, "\n## Scale-out through NATS JetStream\n")?;
+    match crate::scaleout::measure(&server, events / 3).await {
+        Ok((ingest, one, three)) => {
+            writeln!(md, "{} events: the ingest (supervisor + `eventsock_nats::Ingest`, each publish acknowledged before the", events / 3)?;
+            writeln!(md, "next) into a local nats-server with JetStream (file storage), then workers on the shared durable consumer")?;
+            writeln!(md, "(each message acknowledged after its handler). In-process figure from the throughput table above.\n")?;
+            writeln!(md, "| path | events/s | vs in-process |")?;
+            writeln!(md, "| --- | ---: | ---: |")?;
+            writeln!(
+                md,
+                "| in-process (`Delivery::Confirmed`) | {o:.0} | 1.00x |"
+            )?;
+            writeln!(
+                md,
+                "| ingest into JetStream | {ingest:.0} | {:.3}x |",
+                ingest / o
+            )?;
+            writeln!(md, "| JetStream to 1 worker | {one:.0} | {:.3}x |", one / o)?;
+            writeln!(
+                md,
+                "| JetStream to 3 workers (one process) | {three:.0} | {:.3}x |",
+                three / o
+            )?;
+        }
+        Err(e) => writeln!(md, "Skipped: {e} (needs the `nats-server` binary).")?,
+    }
+
     // Decoding.
     if !skip_decode {
         eprintln!("decoding (criterion)...");

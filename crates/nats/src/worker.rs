@@ -138,7 +138,9 @@ impl Worker {
                 }),
                 Err(e) => return Some(Box::pin(std::future::ready(Err(e.to_string())))),
             };
-            Some(Box::pin(async move { call.await.map(|_| ()).map_err(|e| e.to_string()) }))
+            Some(Box::pin(async move {
+                call.await.map(|_| ()).map_err(|e| e.to_string())
+            }))
         }));
         self.run(shutdown).await
     }
