@@ -335,3 +335,51 @@ async fn an_event_that_always_fails_goes_to_the_dead_letter_subject_after_max_de
     );
     assert_eq!(stats.handled, N - 1);
 }
+
+#[actix_rt::test]
+async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
+    const N: u64 = 500;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    nats.ready().await;
+    let (_s, _sup, ingest) = ingest(&nats, N).await;
+    eventually("every event published", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
+    })
+    .await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+        o.lock().unwrap().push(
+            e.extra
+                .get("burstSeq")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(u64::MAX),
+        );
+        async { Ok::<_, HandlerError>(()) }
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(nats.url())
+        .durable("codechat-only")
+        .filter("eventsock.codechat.>")
+        .route::<legacy::MessagesUpsert>(route);
+    let task = actix_rt::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    let seen = order.clone();
+    eventually("all events", || {
+        let seen = seen.clone();
+        async move { (seen.lock().unwrap().len() as u64 == N).then_some(()) }
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    assert_eq!(*order.lock().unwrap(), (0..N).collect::<Vec<_>>());
+}

@@ -35,6 +35,7 @@ pub struct Worker {
     cfg: StreamConfig,
     durable: String,
     events: Vec<EventName>,
+    filter: Option<String>,
     ack_wait: Duration,
     max_deliver: i64,
     routes: Vec<Box<Call>>,
@@ -60,6 +61,7 @@ impl Worker {
             cfg: StreamConfig::default(),
             durable: "eventsock-workers".into(),
             events: Vec::new(),
+            filter: None,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             routes: Vec::new(),
@@ -82,6 +84,14 @@ impl Worker {
     /// per consumer: pass one, or none for all).
     pub fn events(mut self, events: impl IntoIterator<Item = EventName>) -> Self {
         self.events = events.into_iter().collect();
+        self
+    }
+
+    /// Any subject filter for the consumer, for example `eventsock.codechat.>` for one instance:
+    /// one consumer per instance, each with a single worker, keeps each instance (and so each
+    /// chat) in order. Takes precedence over [`Worker::events`].
+    pub fn filter(mut self, subject: impl Into<String>) -> Self {
+        self.filter = Some(subject.into());
         self
     }
 
@@ -155,8 +165,9 @@ impl Worker {
             .get_stream(&self.cfg.stream)
             .await
             .map_err(|e| jserr(&e))?;
-        let filter_subject = match self.events.as_slice() {
-            [one] => format!("{}.*.{one}", self.cfg.prefix),
+        let filter_subject = match (&self.filter, self.events.as_slice()) {
+            (Some(f), _) => f.clone(),
+            (None, [one]) => format!("{}.*.{one}", self.cfg.prefix),
             _ => String::new(),
         };
         let consumer = stream
