@@ -109,6 +109,15 @@ async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Add
     (s, sup, ingest)
 }
 
+/// Waits until the ingest has had `n` publishes acknowledged.
+async fn published(ingest: &Addr<Ingest>, n: u64) {
+    eventually(&format!("{n} events published"), || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == n).then_some(()) }
+    })
+    .await;
+}
+
 type Seen = Arc<Mutex<HashMap<u64, u32>>>;
 
 /// Counts each event (by its `burstSeq`) as it is handled. `stall`: count it as begun, then hold
@@ -186,11 +195,7 @@ async fn three_workers_share_a_stream_with_none_lost_and_none_handled_twice_but_
     };
     nats.ready().await;
     let (_s, _sup, ingest) = ingest(&nats, N).await;
-    eventually("every event published", || {
-        let ingest = ingest.clone();
-        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
-    })
-    .await;
+    published(&ingest, N).await;
     let seen: Seen = Arc::default();
     let workers: Vec<_> = (0..3)
         .map(|_| spawn_worker(&nats.url(), seen.clone(), false))
@@ -227,11 +232,7 @@ async fn a_worker_killed_mid_stream_has_its_events_redelivered_to_the_others() {
     };
     nats.ready().await;
     let (_s, _sup, ingest) = ingest(&nats, N).await;
-    eventually("every event published", || {
-        let ingest = ingest.clone();
-        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
-    })
-    .await;
+    published(&ingest, N).await;
     // A worker that fetches and never finishes, then dies without acknowledging anything.
     let stalled: Seen = Arc::default();
     let (_stop, doomed) = spawn_worker(&nats.url(), stalled.clone(), true);
@@ -302,11 +303,7 @@ async fn an_event_that_always_fails_goes_to_the_dead_letter_subject_after_max_de
     };
     nats.ready().await;
     let (_s, _sup, ingest) = ingest(&nats, N).await;
-    eventually("every event published", || {
-        let ingest = ingest.clone();
-        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
-    })
-    .await;
+    published(&ingest, N).await;
     let seen: Seen = Arc::default();
     let (stop, task) = spawn_worker_with(
         Worker::new(nats.url()).max_deliver(3),
@@ -344,11 +341,7 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
     };
     nats.ready().await;
     let (_s, _sup, ingest) = ingest(&nats, N).await;
-    eventually("every event published", || {
-        let ingest = ingest.clone();
-        async move { (ingest.send(GetIngestStats).await.unwrap().published == N).then_some(()) }
-    })
-    .await;
+    published(&ingest, N).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let o = order.clone();
     let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {

@@ -10,7 +10,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// What a worker did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -249,15 +249,7 @@ impl Worker {
             serde_json::from_slice(payload).map_err(|e| format!("not an eventsock record: {e}"))?;
         let text = record.data.to_string();
         let frame = Frame::parse(&record.event, &text).map_err(|e| e.to_string())?;
-        let meta = EventMeta {
-            event: record.event.clone(),
-            instance: record.instance.as_deref().map(Arc::from),
-            instance_info: None,
-            server_time: None,
-            received_at: SystemTime::now(),
-            seq: record.seq,
-            generation: record.generation,
-        };
+        let meta = record.meta();
         let calls: Vec<_> = self
             .routes
             .iter()

@@ -32,6 +32,22 @@ pub struct Recorded {
     pub data: serde_json::Value,
 }
 
+impl Recorded {
+    /// The metadata a handler sees when this record is delivered again (replayed, or taken from
+    /// a queue): the recorded event, instance, generation and sequence; received now.
+    pub fn meta(&self) -> EventMeta {
+        EventMeta {
+            event: self.event.clone(),
+            instance: self.instance.as_deref().map(Arc::from),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: self.seq,
+            generation: self.generation,
+        }
+    }
+}
+
 /// Records every [`RawEvent`] it is sent to a JSON-lines file. Writes are buffered and
 /// flushed within 200 ms, and when the recorder stops.
 pub struct Recorder {
@@ -259,15 +275,7 @@ impl Replay {
                 report.bad_lines += 1;
                 continue;
             };
-            let meta = EventMeta {
-                event: record.event.clone(),
-                instance: record.instance.as_deref().map(Arc::from),
-                instance_info: None,
-                server_time: None,
-                received_at: SystemTime::now(),
-                seq: record.seq,
-                generation: record.generation,
-            };
+            let meta = record.meta();
             let sends: Vec<_> = self
                 .routes
                 .iter()
