@@ -5,7 +5,48 @@ pub(crate) mod nats;
 pub(crate) mod sim;
 pub(crate) mod tail;
 
+use anyhow::Context as _;
+use eventsock_client::{Protocol, Source};
+use eventsock_core::{Endpoint, EventName, Token};
 use std::time::Duration;
+
+/// The CodeChat server and the events to take from it: shared by `tail` and `bridge`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// The server, for example http://localhost:8084.
+    #[arg(long, env = "EVENTSOCK_URL")]
+    url: String,
+    /// The instance token (JWT).
+    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
+    token: String,
+    /// An event to take (repeat for several).
+    #[arg(long = "event", required = true)]
+    events: Vec<String>,
+    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events).
+    #[arg(long, default_value = "legacy", value_parser = protocol)]
+    protocol: Protocol,
+}
+
+impl ServerArgs {
+    /// The source to subscribe on, and the events.
+    pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
+        let endpoint = Endpoint::parse(&self.url).context("--url")?;
+        let mut source = Source::new(endpoint, Token::new(self.token)).context("--token")?;
+        if self.protocol == Protocol::V2 {
+            source = source.v2();
+        }
+        let events = self.events.iter().map(|e| EventName::parse(e)).collect();
+        Ok((source, events))
+    }
+}
+
+fn protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "legacy" => Ok(Protocol::Legacy),
+        "v2" => Ok(Protocol::V2),
+        other => Err(format!("unknown protocol {other:?}: use legacy or v2")),
+    }
+}
 
 /// Parses `500ms`, `5s`, `1m`...
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {

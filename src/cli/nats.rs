@@ -1,25 +1,14 @@
 //! `eventsock bridge` and `eventsock worker`: ingest once into NATS JetStream, process anywhere.
 
-use anyhow::Context as _;
-use eventsock_client::{Protocol, Shutdown, Source, Supervisor};
-use eventsock_core::{Endpoint, EventName, Token};
+use eventsock_client::{Shutdown, Supervisor};
+use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
 use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BridgeArgs {
-    /// The CodeChat server, for example http://localhost:8084.
-    #[arg(long, env = "EVENTSOCK_URL")]
-    url: String,
-    /// The instance token (JWT).
-    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
-    token: String,
-    /// An event to ingest (repeat for several).
-    #[arg(long = "event", required = true)]
-    events: Vec<String>,
-    /// The server's protocol: legacy or v2.
-    #[arg(long, default_value = "legacy", value_parser = super::tail::protocol)]
-    protocol: Protocol,
+    #[command(flatten)]
+    server: super::ServerArgs,
     /// The NATS server.
     #[arg(long, env = "EVENTSOCK_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
@@ -39,14 +28,9 @@ pub(crate) struct WorkerArgs {
 }
 
 pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
-    let endpoint = Endpoint::parse(&args.url).context("--url")?;
-    let mut source = Source::new(endpoint, Token::new(args.token)).context("--token")?;
-    if args.protocol == Protocol::V2 {
-        source = source.v2();
-    }
+    let (source, events) = args.server.source()?;
     eprintln!("eventsock bridge: connecting to NATS at {}", args.nats);
     let ingest = Ingest::start(&args.nats, StreamConfig::default()).await?;
-    let events: Vec<EventName> = args.events.iter().map(|e| EventName::parse(e)).collect();
     let supervisor = Supervisor::builder()
         .source(source)
         .raw_handler(events, ingest.clone().recipient())

@@ -3,27 +3,16 @@
 use actix::prelude::*;
 use anyhow::Context as _;
 use eventsock_client::{
-    ClientConfig, Lifecycle, LifecycleKind, Protocol, Shutdown, Source, SubscriptionStatus,
-    Supervisor,
+    ClientConfig, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
 };
-use eventsock_core::{Backoff, Endpoint, EventName, RawEvent, Token, Undelivered};
+use eventsock_core::{Backoff, RawEvent, Undelivered};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TailArgs {
-    /// The server, for example http://localhost:8084.
-    #[arg(long, env = "EVENTSOCK_URL")]
-    url: String,
-    /// The instance token (JWT).
-    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
-    token: String,
-    /// An event to subscribe to (repeat for several).
-    #[arg(long = "event", required = true)]
-    events: Vec<String>,
-    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events).
-    #[arg(long, default_value = "legacy", value_parser = protocol)]
-    protocol: Protocol,
+    #[command(flatten)]
+    server: super::ServerArgs,
     /// How often to ping the server.
     #[arg(long, default_value = "15s", value_parser = super::duration)]
     ping_interval: Duration,
@@ -38,14 +27,6 @@ pub(crate) struct TailArgs {
     backoff_max: Duration,
 }
 
-pub(crate) fn protocol(s: &str) -> Result<Protocol, String> {
-    match s {
-        "legacy" => Ok(Protocol::Legacy),
-        "v2" => Ok(Protocol::V2),
-        other => Err(format!("unknown protocol {other:?}: use legacy or v2")),
-    }
-}
-
 pub(crate) async fn run(args: TailArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.backoff_min <= args.backoff_max,
@@ -53,12 +34,7 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<()> {
         args.backoff_min,
         args.backoff_max
     );
-    let endpoint = Endpoint::parse(&args.url).context("--url")?;
-    let mut source = Source::new(endpoint, Token::new(args.token)).context("--token")?;
-    if args.protocol == Protocol::V2 {
-        source = source.v2();
-    }
-    let events: Vec<EventName> = args.events.iter().map(|e| EventName::parse(e)).collect();
+    let (source, events) = args.server.source()?;
     for e in &events {
         if e.kind().is_none() {
             eprintln!("warning: {e:?} is not an event any CodeChat server is known to send; subscribing anyway");
