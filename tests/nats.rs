@@ -52,6 +52,13 @@ impl NatsServer {
         }
     }
 
+    /// Starts one and waits until it listens; `None` (said why) without the binary.
+    async fn started() -> Option<NatsServer> {
+        let server = Self::start()?;
+        server.ready().await;
+        Some(server)
+    }
+
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
@@ -107,6 +114,13 @@ async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Add
         serde_json::from_str(include_str!("fixtures/legacy/messages.upsert.json")).unwrap();
     assert_eq!(s.sim.burst("codechat", "messages.upsert", &template, n), n);
     (s, sup, ingest)
+}
+
+/// [`ingest`], then waits until every event is in JetStream.
+async fn ingested(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
+    let parts = ingest(nats, n).await;
+    published(&parts.2, n).await;
+    parts
 }
 
 /// Waits until the ingest has had `n` publishes acknowledged.
@@ -190,12 +204,10 @@ async fn all_seen(seen: &Seen, n: u64) {
 #[actix_rt::test]
 async fn three_workers_share_a_stream_with_none_lost_and_none_handled_twice_but_redeliveries() {
     const N: u64 = 30_000;
-    let Some(nats) = NatsServer::start() else {
+    let Some(nats) = NatsServer::started().await else {
         return;
     };
-    nats.ready().await;
-    let (_s, _sup, ingest) = ingest(&nats, N).await;
-    published(&ingest, N).await;
+    let (_s, _sup, _ingest) = ingested(&nats, N).await;
     let seen: Seen = Arc::default();
     let workers: Vec<_> = (0..3)
         .map(|_| spawn_worker(&nats.url(), seen.clone(), false))
@@ -227,12 +239,10 @@ async fn three_workers_share_a_stream_with_none_lost_and_none_handled_twice_but_
 #[actix_rt::test]
 async fn a_worker_killed_mid_stream_has_its_events_redelivered_to_the_others() {
     const N: u64 = 3_000;
-    let Some(nats) = NatsServer::start() else {
+    let Some(nats) = NatsServer::started().await else {
         return;
     };
-    nats.ready().await;
-    let (_s, _sup, ingest) = ingest(&nats, N).await;
-    published(&ingest, N).await;
+    let (_s, _sup, _ingest) = ingested(&nats, N).await;
     // A worker that fetches and never finishes, then dies without acknowledging anything.
     let stalled: Seen = Arc::default();
     let (_stop, doomed) = spawn_worker(&nats.url(), stalled.clone(), true);
@@ -266,10 +276,9 @@ async fn a_worker_killed_mid_stream_has_its_events_redelivered_to_the_others() {
 #[actix_rt::test]
 async fn a_nats_restart_during_ingest_loses_nothing() {
     const N: u64 = 3_000;
-    let Some(mut nats) = NatsServer::start() else {
+    let Some(mut nats) = NatsServer::started().await else {
         return;
     };
-    nats.ready().await;
     let (_s, _sup, ingest) = ingest(&nats, N).await;
     eventually("ingest under way", || {
         let ingest = ingest.clone();
@@ -298,12 +307,10 @@ async fn a_nats_restart_during_ingest_loses_nothing() {
 #[actix_rt::test]
 async fn an_event_that_always_fails_goes_to_the_dead_letter_subject_after_max_deliver() {
     const N: u64 = 100;
-    let Some(nats) = NatsServer::start() else {
+    let Some(nats) = NatsServer::started().await else {
         return;
     };
-    nats.ready().await;
-    let (_s, _sup, ingest) = ingest(&nats, N).await;
-    published(&ingest, N).await;
+    let (_s, _sup, _ingest) = ingested(&nats, N).await;
     let seen: Seen = Arc::default();
     let (stop, task) = spawn_worker_with(
         Worker::new(nats.url()).max_deliver(3),
@@ -336,12 +343,10 @@ async fn an_event_that_always_fails_goes_to_the_dead_letter_subject_after_max_de
 #[actix_rt::test]
 async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
     const N: u64 = 500;
-    let Some(nats) = NatsServer::start() else {
+    let Some(nats) = NatsServer::started().await else {
         return;
     };
-    nats.ready().await;
-    let (_s, _sup, ingest) = ingest(&nats, N).await;
-    published(&ingest, N).await;
+    let (_s, _sup, _ingest) = ingested(&nats, N).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let o = order.clone();
     let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
