@@ -4,6 +4,8 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
 /// Programs that live on the event stream of a CodeChat WhatsApp API server.
 #[derive(Debug, Parser)]
@@ -28,7 +30,7 @@ enum Command {
     Worker(cli::nats::WorkerArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // `tail` and `demo` print lifecycle changes themselves; their logs only add what is wrong.
     let default_filter = match cli.command {
@@ -43,14 +45,25 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(colour(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let system = actix_rt::System::new();
-    match cli.command {
-        Command::Sim(args) => system.block_on(cli::sim::run(args)),
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let result = match cli.command {
+        Command::Sim(args) => done(system.block_on(cli::sim::run(args))),
         Command::Tail(args) => system.block_on(cli::tail::run(args)),
-        Command::Demo(args) => system.block_on(cli::demo::run(args)),
-        Command::Bridge(args) => system.block_on(cli::nats::bridge(args)),
-        Command::Worker(args) => system.block_on(cli::nats::worker(args)),
-    }
+        Command::Demo(args) => done(system.block_on(cli::demo::run(args))),
+        Command::Bridge(args) => done(system.block_on(cli::nats::bridge(args))),
+        Command::Worker(args) => done(system.block_on(cli::nats::worker(args))),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("eventsock: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
+fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

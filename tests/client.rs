@@ -581,7 +581,8 @@ async fn close_4001_from_the_server_is_retried_at_the_slowest_pace() {
         next,
         LifecycleKind::Reconnecting {
             attempt: 1,
-            delay: Duration::from_millis(300)
+            delay: Duration::from_millis(300),
+            cause: "closed by the server with 4001: token expired".into(),
         }
     );
 }

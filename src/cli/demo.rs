@@ -4,7 +4,7 @@ use actix::prelude::*;
 use eventsock_client::{
     ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Supervisor,
 };
-use eventsock_core::{legacy, Backoff, Endpoint, Event, Token};
+use eventsock_core::{human, legacy, Backoff, Endpoint, Event, Token};
 use eventsock_sim::{Sim, SimConfig};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -93,7 +93,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = stop_sim.send(());
     let _ = server.await;
 
-    println!("\nsummary after {:.1?}:", started.elapsed());
+    println!("\nsummary after {}:", human::duration(started.elapsed()));
     println!("{}", super::tail::summary(&status));
     let received: u64 = status.iter().map(|s| s.events).sum();
     println!(
@@ -113,7 +113,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             taken - received
         );
     }
-    println!("receipts and presence seen: {counts:?}");
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    println!("receipts and presence seen: {}", counts.join(", "));
     Ok(())
 }
 
@@ -146,11 +147,11 @@ impl Handler<Lifecycle> for Chat {
         let what = match msg.kind {
             LifecycleKind::Connecting { .. } => return,
             LifecycleKind::Gap { from, to } => format!(
-                "gap notice: events from {:?} ago to {:?} ago may be lost",
-                from.elapsed().unwrap_or_default(),
-                to.elapsed().unwrap_or_default()
+                "gap notice: events from {} ago to {} ago may be lost",
+                human::duration(from.elapsed().unwrap_or_default()),
+                human::duration(to.elapsed().unwrap_or_default())
             ),
-            other => format!("{other:?}"),
+            other => other.to_string(),
         };
         println!("  >> {} {}: {what}", msg.instance, msg.event);
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod nats;
+pub(crate) mod output;
 pub(crate) mod sim;
 pub(crate) mod tail;
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 /// The CodeChat server and the events to take from it: shared by `tail` and `bridge`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServerArgs {
-    /// The server, for example http://localhost:8084.
+    /// The server, for example http://localhost:8084 (an event socket's URL such as
+    /// ws://localhost:8084/ws/events also works, and picks the protocol).
     #[arg(long, env = "EVENTSOCK_URL")]
     url: String,
     /// The instance token (JWT).
@@ -22,17 +24,26 @@ pub(crate) struct ServerArgs {
     /// An event to take (repeat for several).
     #[arg(long = "event", required = true)]
     events: Vec<String>,
-    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events).
-    #[arg(long, default_value = "legacy", value_parser = protocol)]
-    protocol: Protocol,
+    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events). By default the
+    /// one the URL's path names, else legacy.
+    #[arg(long)]
+    protocol: Option<Protocol>,
 }
 
 impl ServerArgs {
     /// The source to subscribe on, and the events.
     pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
-        let endpoint = Endpoint::parse(&self.url).context("--url")?;
+        let (endpoint, channel) = Endpoint::split(&self.url).context("--url")?;
+        let protocol = match (self.protocol, channel.map(Protocol::of)) {
+            (Some(given), Some(named)) if given != named => anyhow::bail!(
+                "--url ends in {}, a socket of the {named} server, but --protocol is {given}: drop one of the two",
+                channel.map(|c| c.path()).unwrap_or_default()
+            ),
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => Protocol::Legacy,
+        };
         let mut source = Source::new(endpoint, Token::new(self.token)).context("--token")?;
-        if self.protocol == Protocol::V2 {
+        if protocol == Protocol::V2 {
             source = source.v2();
         }
         let events = self.events.iter().map(|e| EventName::parse(e)).collect();
@@ -40,18 +51,10 @@ impl ServerArgs {
     }
 }
 
-fn protocol(s: &str) -> Result<Protocol, String> {
-    match s {
-        "legacy" => Ok(Protocol::Legacy),
-        "v2" => Ok(Protocol::V2),
-        other => Err(format!("unknown protocol {other:?}: use legacy or v2")),
-    }
-}
-
 /// Parses `500ms`, `5s`, `1m`...
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration such as 500ms or 5s: {e}"))
+        .map_err(|e| format!("\"{s}\" is not a duration such as 500ms or 5s: {e}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

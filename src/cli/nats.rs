@@ -29,8 +29,15 @@ pub(crate) struct WorkerArgs {
 
 pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     let (source, events) = args.server.source()?;
-    eprintln!("eventsock bridge: connecting to NATS at {}", args.nats);
-    let ingest = Ingest::start(&args.nats, StreamConfig::default()).await?;
+    eprintln!("eventsock bridge: connecting to NATS at {}", shown(&args.nats));
+    // NATS may be down: the connection is retried (and said so) until it answers or Ctrl-C.
+    let ingest = tokio::select! {
+        ingest = Ingest::start(&args.nats, StreamConfig::default()) => ingest?,
+        _ = super::terminated() => {
+            eprintln!("eventsock bridge: stopped before NATS answered");
+            return Ok(());
+        }
+    };
     let supervisor = Supervisor::builder()
         .source(source)
         .raw_handler(events, ingest.clone().recipient())
@@ -54,10 +61,21 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         worker = worker.events([EventName::parse(e)]);
     }
     eprintln!(
-        "eventsock worker: consuming from {}; Ctrl-C stops",
-        args.nats
+        "eventsock worker: connecting to NATS at {}; Ctrl-C stops",
+        shown(&args.nats)
     );
     let stats = worker.run_raw(log_raw(), super::terminated()).await?;
-    eprintln!("{stats:?}");
+    eprintln!(
+        "handled {} events ({} redelivered), {} failed, {} dead-lettered, {} with no route",
+        stats.handled, stats.redelivered, stats.failed, stats.dead, stats.unrouted
+    );
     Ok(())
+}
+
+/// A NATS URL without credentials.
+fn shown(url: &str) -> &str {
+    match url.rsplit_once('@') {
+        Some((_, host)) => host,
+        None => url,
+    }
 }

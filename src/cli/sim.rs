@@ -56,8 +56,11 @@ pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
     };
     // The token is printed on purpose: this is a local simulator, and the point is to use it.
     println!(
-        "eventsock sim: a {:?} CodeChat server on http://{addr}",
-        args.protocol
+        "eventsock sim: {} on http://{addr}",
+        match args.protocol {
+            Protocol::Legacy => "the legacy CodeChat server",
+            Protocol::V2 => "the newer CodeChat server (v2)",
+        }
     );
     println!("  instance: {instance}");
     println!("  token:    {token}");

@@ -1,13 +1,16 @@
 //! `eventsock tail`: every event as one JSON line on stdout; lifecycle and errors on stderr.
 
+use super::output::Output;
 use actix::prelude::*;
-use anyhow::Context as _;
 use eventsock_client::{
-    ClientConfig, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
+    ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
 };
-use eventsock_core::{Backoff, RawEvent, Undelivered};
-use std::io::Write;
+use eventsock_core::{human, Backoff, RawEvent, Undelivered};
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TailArgs {
@@ -27,25 +30,22 @@ pub(crate) struct TailArgs {
     backoff_max: Duration,
 }
 
-pub(crate) async fn run(args: TailArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.backoff_min <= args.backoff_max,
-        "--backoff-min ({:?}) is larger than --backoff-max ({:?})",
-        args.backoff_min,
-        args.backoff_max
+        "--backoff-min ({}) is larger than --backoff-max ({})",
+        human::duration(args.backoff_min),
+        human::duration(args.backoff_max)
     );
     let (source, events) = args.server.source()?;
-    for e in &events {
-        if e.kind().is_none() {
-            eprintln!("warning: {e:?} is not an event any CodeChat server is known to send; subscribing anyway");
-        }
-    }
     let mut config = ClientConfig::default();
     config.ping_interval = args.ping_interval;
     config.pong_timeout = args.pong_timeout;
     config.backoff = Backoff::exponential(args.backoff_min, args.backoff_max);
 
-    let printer = Printer::new().start();
+    let output = Output::stdout();
+    let nothing_left = Arc::new(Notify::new());
+    let printer = Printer::new(output.clone(), events.len(), nothing_left.clone()).start();
     let supervisor = Supervisor::builder()
         .config(config)
         .source(source)
@@ -53,50 +53,102 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<()> {
         .lifecycle(printer.clone().recipient())
         .undelivered(printer.clone().recipient())
         .start()?;
-    super::terminated().await;
-    let status = supervisor.send(Shutdown).await.context("shutting down")?;
-    // Everything handled has been printed; flush it before the summary.
-    let _ = printer.send(Flush).await;
-    eprint!("{}", summary(&status));
-    Ok(())
+    let stop = tokio::select! {
+        _ = super::terminated() => Stop::Signal,
+        _ = output.gone() => Stop::ReaderGone,
+        _ = nothing_left.notified() => Stop::NothingLeft,
+    };
+    // Everything read is handled and printed before the summary, within bounds: a reader that
+    // stopped reading must not hold the exit, and a second Ctrl-C ends at once.
+    let drained = async {
+        let status = supervisor.send(Shutdown).await;
+        output.drained().await;
+        status
+    };
+    let status = tokio::select! {
+        status = tokio::time::timeout(SHUTDOWN_GRACE, drained) => match status {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                eprintln!(
+                    "eventsock: output not drained within {} ({} lines unwritten): the reader is not reading",
+                    human::duration(SHUTDOWN_GRACE),
+                    output.pending()
+                );
+                supervisor.send(GetStatus).await.ok()
+            }
+        },
+        _ = super::terminated() => {
+            eprintln!("eventsock: stopped at once");
+            None
+        }
+    };
+    if let Some(status) = &status {
+        eprint!("{}", summary(status));
+    }
+    Ok(match stop {
+        Stop::Signal | Stop::ReaderGone => ExitCode::SUCCESS,
+        Stop::NothingLeft => {
+            eprintln!("eventsock: every subscription gave up; nothing is left to tail");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// How long the shutdown may take to close the sockets and print what was read.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why `tail` stops.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// Standard output's reader is gone.
+    ReaderGone,
+    /// Every subscription gave up.
+    NothingLeft,
 }
 
 /// A table of the subscriptions' final counts.
 pub(crate) fn summary(status: &[SubscriptionStatus]) -> String {
     let mut out = format!(
-        "{:<28} {:>10} {:>10} {:>10} {:>10}\n",
-        "subscription", "frames", "events", "bad", "restarts"
+        "{:<28} {:>10} {:>10} {:>10} {:>10}  {}\n",
+        "subscription", "frames", "events", "bad", "restarts", "state"
     );
     for s in status {
         out += &format!(
-            "{:<28} {:>10} {:>10} {:>10} {:>10}\n",
-            format!("{} {}", s.instance, s.event),
+            "{:<28} {:>10} {:>10} {:>10} {:>10}  {}\n",
+            format!("{} {}", human::escaped(&s.instance), s.event),
             s.frames,
             s.events,
             s.decode_errors,
-            s.restarts
+            s.restarts,
+            s.state
         );
     }
     out
 }
 
-/// Writes events to stdout in arrival order, buffered and flushed within 20 ms; reports
-/// lifecycle and bad frames on stderr.
+/// Writes events to stdout in arrival order, through [`Output`]; reports lifecycle and bad
+/// frames on stderr, with whatever the server sent escaped.
 struct Printer {
-    out: std::io::BufWriter<std::io::Stdout>,
-    flush_scheduled: bool,
+    out: Output,
     /// When the last connection ended, to report how long until the next event.
     disconnected_at: Option<Instant>,
     generation: u64,
+    subscriptions: usize,
+    gave_up: HashSet<String>,
+    nothing_left: Arc<Notify>,
 }
 
 impl Printer {
-    fn new() -> Self {
+    fn new(out: Output, subscriptions: usize, nothing_left: Arc<Notify>) -> Self {
         Printer {
-            out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
-            flush_scheduled: false,
+            out,
             disconnected_at: None,
             generation: 0,
+            subscriptions,
+            gave_up: HashSet::new(),
+            nothing_left,
         }
     }
 }
@@ -106,38 +158,31 @@ impl Actor for Printer {
 }
 
 impl Handler<RawEvent> for Printer {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: RawEvent, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: RawEvent, _: &mut Context<Self>) -> Self::Result {
+        if msg.meta.generation > self.generation {
+            self.generation = msg.meta.generation;
+            if let Some(at) = self.disconnected_at.take() {
+                eprintln!(
+                    "eventsock: first event on connection {} came {} after the disconnect",
+                    msg.meta.generation,
+                    human::duration(at.elapsed())
+                );
+            }
+        }
         let line = serde_json::json!({
             "event": msg.meta.event,
             "instance": msg.meta.instance.as_deref(),
             "data": &*msg.data,
         });
-        if serde_json::to_writer(&mut self.out, &line).is_err()
-            || self.out.write_all(b"\n").is_err()
-        {
-            // stdout is gone (a closed pipe): nothing more can be printed.
-            System::current().stop();
-            return;
-        }
-        if msg.meta.generation > self.generation {
-            self.generation = msg.meta.generation;
-            if let Some(at) = self.disconnected_at.take() {
-                eprintln!(
-                    "eventsock: first event on connection {} came {:?} after the disconnect",
-                    msg.meta.generation,
-                    at.elapsed()
-                );
-            }
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            ctx.run_later(Duration::from_millis(20), |act, _| {
-                act.flush_scheduled = false;
-                let _ = act.out.flush();
-            });
-        }
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        let out = self.out.clone();
+        // Waits (without blocking the runtime) while the output queue is full.
+        Box::pin(async move {
+            out.line(bytes).await;
+        })
     }
 }
 
@@ -145,27 +190,25 @@ impl Handler<Lifecycle> for Printer {
     type Result = ();
 
     fn handle(&mut self, msg: Lifecycle, _: &mut Context<Self>) {
-        let what = match &msg.kind {
-            LifecycleKind::Connecting { attempt } => format!("connecting (attempt {attempt})"),
-            LifecycleKind::Connected { generation } => {
-                format!("connected (connection {generation})")
-            }
-            LifecycleKind::Disconnected { reason, .. } => {
+        match &msg.kind {
+            LifecycleKind::Disconnected { .. } => {
                 self.disconnected_at.get_or_insert_with(Instant::now);
-                format!("disconnected: {reason}")
             }
-            LifecycleKind::Reconnecting { attempt, delay } => {
-                format!("reconnecting in {delay:?} (attempt {attempt})")
+            LifecycleKind::GaveUp { .. } => {
+                self.gave_up
+                    .insert(format!("{} {}", msg.instance, msg.event));
+                if self.gave_up.len() >= self.subscriptions {
+                    self.nothing_left.notify_one();
+                }
             }
-            LifecycleKind::Gap { from, to } => format!(
-                "events between {} and {} may be lost (no replay): resync over REST",
-                humantime::format_rfc3339_millis(*from),
-                humantime::format_rfc3339_millis(*to)
-            ),
-            LifecycleKind::GaveUp { reason } => format!("gave up: {reason}"),
-            other => format!("{other:?}"),
-        };
-        eprintln!("eventsock: {} {}: {what}", msg.instance, msg.event);
+            _ => {}
+        }
+        eprintln!(
+            "eventsock: {} {}: {}",
+            human::escaped(&msg.instance),
+            msg.event,
+            msg.kind
+        );
     }
 }
 
@@ -175,19 +218,9 @@ impl Handler<Undelivered> for Printer {
     fn handle(&mut self, msg: Undelivered, _: &mut Context<Self>) {
         eprintln!(
             "eventsock: {} frame {} skipped: {}",
-            msg.meta.event, msg.meta.seq, msg.error
+            human::escaped(msg.meta.event.as_str()),
+            msg.meta.seq,
+            msg.error
         );
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for Printer {
-    type Result = ();
-
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
-        let _ = self.out.flush();
     }
 }

@@ -12,7 +12,10 @@
 //!
 //! The actor never sends data frames: the newer server closes with 1008 a client that does.
 
-use crate::config::{ClientConfig, Overflow};
+use crate::codec::LimitedCodec;
+use crate::config::ClientConfig;
+use crate::handshake::Heads;
+use crate::queue::{Offer, Queue};
 use crate::route::{Body, Inbound};
 use crate::source::Source;
 use crate::status::Counters;
@@ -20,15 +23,22 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
     WrapFuture,
 };
+use actix_codec::Framed;
 use actix_http::ws::Item;
+use actix_http::Version;
 use awc::error::WsClientError;
 use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
+use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
 use eventsock_core::{Channel, EventName};
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tracing::Instrument;
 
 /// Why a connection ended.
@@ -48,14 +58,20 @@ pub(crate) enum Cause {
     Closed { code: Option<u16>, reason: String },
     /// Nothing heard within `pong_timeout` after a ping: a half-open link.
     Dead(Duration),
+    /// A write (pong, ping, close) could not go out within `write_timeout`: the server does not
+    /// read.
+    Stalled(Duration),
     /// The stream ended without a close frame.
     Eof,
     /// A WebSocket protocol error (bad frame, oversized frame...).
     Protocol(String),
+    /// The subscription's dispatcher is gone: nothing can take frames any more.
+    DispatcherGone,
 }
 
 impl Cause {
-    /// A refusal of the token: retried no faster than the maximum backoff.
+    /// A refusal of the token: retried no faster than the maximum backoff, unless the token
+    /// provider has a new token to try.
     pub(crate) fn is_auth(&self) -> bool {
         matches!(
             self,
@@ -78,20 +94,43 @@ impl Cause {
 
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use eventsock_core::human::{duration, escaped};
         match self {
             Cause::Shutdown => f.write_str("shut down"),
-            Cause::Token(e) => write!(f, "the token provider failed: {e}"),
-            Cause::Refused(401) => f.write_str("handshake refused: 401 Unauthorized (bad, expired or unknown token, or unknown event)"),
-            Cause::Refused(403) => f.write_str("handshake refused: 403 Forbidden (token revoked or out of scope)"),
+            Cause::Token(e) => write!(f, "the token provider failed: {}", escaped(e)),
+            Cause::Refused(401) => f.write_str("handshake refused: 401 Unauthorized"),
+            Cause::Refused(403) => {
+                f.write_str("handshake refused: 403 Forbidden (token revoked or out of scope)")
+            }
+            Cause::Refused(404) => {
+                f.write_str("handshake refused: 404 Not Found (no such socket path or instance)")
+            }
+            Cause::Refused(429) => f.write_str("handshake refused: 429 Too Many Requests"),
             Cause::Refused(s) => write!(f, "handshake refused with HTTP {s}"),
-            Cause::ConnectFailed(e) => write!(f, "cannot connect: {e}"),
+            Cause::ConnectFailed(e) => write!(f, "cannot connect: {}", escaped(e)),
             Cause::ConnectTimeout => f.write_str("the handshake timed out"),
-            Cause::Closed { code: Some(c), reason } if reason.is_empty() => write!(f, "closed by the server with {c}"),
-            Cause::Closed { code: Some(c), reason } => write!(f, "closed by the server with {c}: {reason}"),
+            Cause::Closed {
+                code: Some(c),
+                reason,
+            } if reason.is_empty() => write!(f, "closed by the server with {c}"),
+            Cause::Closed {
+                code: Some(c),
+                reason,
+            } => write!(f, "closed by the server with {c}: {}", escaped(reason)),
             Cause::Closed { code: None, .. } => f.write_str("closed by the server"),
-            Cause::Dead(t) => write!(f, "no answer to a ping within {t:?}: the link is dead"),
+            Cause::Dead(t) => write!(
+                f,
+                "no answer to a ping within {}: the link is dead",
+                duration(*t)
+            ),
+            Cause::Stalled(t) => write!(
+                f,
+                "the server stopped reading: a write waited more than {}",
+                duration(*t)
+            ),
             Cause::Eof => f.write_str("the connection ended without a close frame"),
-            Cause::Protocol(e) => write!(f, "protocol error: {e}"),
+            Cause::Protocol(e) => write!(f, "protocol error: {}", escaped(e)),
+            Cause::DispatcherGone => f.write_str("the subscription's dispatcher stopped"),
         }
     }
 }
@@ -104,6 +143,10 @@ pub(crate) struct End {
     pub(crate) up_since: Option<Instant>,
     /// The last time anything was heard from the server.
     pub(crate) last_heard: Option<SystemTime>,
+    /// After an auth refusal: the token provider will give a new token next time.
+    pub(crate) renewed: bool,
+    /// A refusal's `Retry-After`, when it had one.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// Told to the supervisor when the handshake succeeds.
@@ -138,7 +181,9 @@ pub(crate) struct ConnectionParams {
     pub(crate) generation: u64,
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) client: awc::Client,
-    pub(crate) queue: mpsc::Sender<Inbound>,
+    /// What refused handshakes answered (for `Retry-After`).
+    pub(crate) heads: Heads,
+    pub(crate) queue: Queue,
     pub(crate) counters: Arc<Counters>,
     pub(crate) up: Recipient<ConnUp>,
     pub(crate) down: Recipient<ConnDown>,
@@ -214,6 +259,8 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         cause: Cause::Shutdown,
         up_since: None,
         last_heard: None,
+        renewed: false,
+        retry_after: None,
     };
     let token = tokio::select! {
         t = p.source.tokens.token() => t,
@@ -233,22 +280,41 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         .ws(url.expose())
         .max_frame_size(p.config.max_frame_size);
     let connect = tokio::time::timeout(p.config.connect_timeout, request.connect());
-    let framed = tokio::select! {
-        r = connect => match r {
-            Err(_) => { end.cause = Cause::ConnectTimeout; return end; }
-            Ok(Err(WsClientError::InvalidResponseStatus(s))) => {
-                end.cause = Cause::Refused(s.as_u16());
-                return end;
+    let connected = tokio::select! {
+        r = connect => r,
+        _ = &mut close => {
+            p.heads.forget(url.expose());
+            return end;
+        }
+    };
+    let refused_head = p.heads.forget(url.expose());
+    let (response, framed) = match connected {
+        Err(_) => {
+            end.cause = Cause::ConnectTimeout;
+            return end;
+        }
+        Ok(Err(WsClientError::InvalidResponseStatus(s))) => {
+            end.cause = Cause::Refused(s.as_u16());
+            end.retry_after = refused_head.and_then(|h| h.retry_after);
+            if end.cause.is_auth() {
+                end.renewed = p.source.tokens.refused(&token);
             }
-            Ok(Err(e)) => {
-                end.cause = Cause::ConnectFailed(redact(e.to_string(), token.expose()));
-                return end;
-            }
-            Ok(Ok((_, framed))) => framed,
-        },
-        _ = &mut close => return end,
+            return end;
+        }
+        Ok(Err(e)) => {
+            end.cause = Cause::ConnectFailed(redact(e.to_string(), token.expose()));
+            return end;
+        }
+        Ok(Ok(parts)) => parts,
     };
     drop(url);
+    if response.version() != Version::HTTP_11 {
+        end.cause = Cause::Protocol(format!(
+            "the server switched to WebSocket over {}; only HTTP/1.1 can carry an upgrade",
+            http_version(response.version())
+        ));
+        return end;
+    }
     end.up_since = Some(Instant::now());
     end.last_heard = Some(SystemTime::now());
     p.up.do_send(ConnUp {
@@ -258,8 +324,15 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     });
     tracing::debug!("connected");
 
-    let (mut sink, mut stream) = framed.split();
     let cfg = &p.config;
+    // The frame size is checked on each frame's header, before its payload is buffered.
+    let framed = framed.into_map_codec(|codec| LimitedCodec::new(codec, cfg.max_frame_size));
+    let (sink, mut stream) = framed.split();
+    // Writes go through the outbox to their own future: nothing below ever waits on a write.
+    let outbox = Rc::new(Outbox::default());
+    let writer = write_all(sink, outbox.clone(), cfg.write_timeout);
+    tokio::pin!(writer);
+    let mut writer_done = false;
     let mut ping = tokio::time::interval_at(
         tokio::time::Instant::now() + cfg.ping_interval,
         cfg.ping_interval,
@@ -271,6 +344,9 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     let mut closing_deadline: Option<tokio::time::Instant> = None;
     let mut partial: Option<(bool, BytesMut)> = None;
     let mut seq = 0u64;
+    // A frame waiting for room in the subscription's queue (frames or bytes): while it waits,
+    // the socket is not read, so TCP pushes back on the server.
+    let mut waiting: Option<LocalBoxFuture<'static, bool>> = None;
     // One timer, re-armed only when a deadline is set: building a fresh one (and reading the
     // clock) on every frame showed up in profiles.
     let deadline = tokio::time::sleep(Duration::ZERO);
@@ -282,7 +358,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             biased;
             _ = &mut close, if closing_deadline.is_none() => {
                 tracing::debug!("closing with 1000");
-                let _ = sink.send(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal)))).await;
+                outbox.close(Some(CloseReason::from(CloseCode::Normal)));
                 let at = tokio::time::Instant::now() + cfg.close_timeout;
                 closing_deadline = Some(at);
                 deadline.as_mut().reset(at);
@@ -291,15 +367,31 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             _ = &mut deadline, if pong_wait.is_some() => {
                 break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Dead(cfg.pong_timeout) };
             }
-            _ = ping.tick(), if closing_deadline.is_none() && pong_deadline.is_none() => {
-                if sink.send(WsMessage::Ping(Bytes::new())).await.is_err() {
-                    break Cause::Eof;
+            written = &mut writer, if !writer_done => {
+                writer_done = true;
+                match written {
+                    // Our close frame is out; wait for the server's.
+                    Ok(()) => {}
+                    Err(_) if closing_deadline.is_some() => break Cause::Shutdown,
+                    Err(WriteFail::Stalled) => break Cause::Stalled(cfg.write_timeout),
+                    Err(WriteFail::Failed(e)) => break Cause::Protocol(format!("cannot write: {e}")),
                 }
+            }
+            _ = ping.tick(), if closing_deadline.is_none() && pong_deadline.is_none() && waiting.is_none() => {
+                outbox.ping();
                 let at = tokio::time::Instant::now() + cfg.pong_timeout;
                 pong_deadline = Some(at);
                 deadline.as_mut().reset(at);
             }
-            frame = stream.next() => {
+            queued = async { match waiting.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if waiting.is_some() => {
+                waiting = None;
+                if !queued {
+                    break Cause::DispatcherGone;
+                }
+                // Time spent waiting for handlers is not the link's silence.
+                end.last_heard = Some(SystemTime::now());
+            }
+            frame = stream.next(), if waiting.is_none() => {
                 let heard = SystemTime::now();
                 end.last_heard = Some(heard);
                 pong_deadline = None;
@@ -316,9 +408,9 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                         Err(e) => break Cause::Protocol(e),
                     },
                     Frame::Ping(b) => {
-                        if sink.send(WsMessage::Pong(b)).await.is_err() {
-                            break Cause::Eof;
-                        }
+                        // Only the latest pong waits: a peer that pings and never reads costs
+                        // one pong of memory, and is found out by `write_timeout`.
+                        outbox.pong(b);
                         None
                     }
                     Frame::Pong(_) => None,
@@ -327,7 +419,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                             break Cause::Shutdown;
                         }
                         // Echo the close, as the protocol asks, before ending.
-                        let _ = sink.send(WsMessage::Close(reason.clone())).await;
+                        outbox.close(reason.clone());
                         break Cause::Closed {
                             code: reason.as_ref().map(|r| u16::from(r.code)),
                             reason: reason.and_then(|r| r.description).unwrap_or_default(),
@@ -337,39 +429,136 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                 let Some((text, bytes)) = body else { continue };
                 seq += 1;
                 Counters::bump(&p.counters.frames);
+                let size = bytes.len();
                 let body = if text {
                     match bytestring::ByteString::try_from(bytes) {
                         Ok(s) => Body::Text(s),
                         Err(_) => break Cause::Protocol("a text frame is not UTF-8".into()),
                     }
                 } else {
-                    Body::Binary(bytes.len())
+                    Body::Binary(size)
                 };
-                let item = Inbound { body, generation: p.generation, seq, received_at: heard };
-                match cfg.overflow {
-                    Overflow::Wait => match p.queue.try_send(item) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Closed(_)) => break Cause::Shutdown,
-                        Err(mpsc::error::TrySendError::Full(item)) => {
-                            if p.queue.send(item).await.is_err() {
-                                break Cause::Shutdown;
-                            }
-                            // Time spent waiting for handlers is not the link's silence.
-                            end.last_heard = Some(SystemTime::now());
-                        }
-                    },
-                    Overflow::DropNewest => {
-                        if let Err(mpsc::error::TrySendError::Full(dropped)) = p.queue.try_send(item) {
-                            Counters::bump(&p.counters.dropped);
-                            tracing::warn!(seq = dropped.seq, "queue full: frame dropped");
-                        }
+                let item = Inbound { body, generation: p.generation, seq, received_at: heard, room: None };
+                match p.queue.offer(item, size, cfg.overflow) {
+                    Offer::Queued => {}
+                    Offer::Closed => break Cause::DispatcherGone,
+                    Offer::Dropped(seq) => {
+                        Counters::bump(&p.counters.dropped);
+                        tracing::warn!(seq, size, "queue full: frame dropped");
                     }
+                    Offer::Wait(w) => waiting = Some(w),
                 }
             }
         }
     };
+    if waiting.is_some() {
+        // Read before the shutdown, but the handlers never made room for it in time.
+        Counters::bump(&p.counters.dropped);
+        tracing::warn!(seq, "a frame read before the connection ended was not handled: the handlers did not make room in time");
+    }
+    if !writer_done && outbox.has_close() {
+        // Let the echo of the server's close go out, within bounds.
+        let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut writer).await;
+    }
+    if matches!(end.cause.code(), Some(4001 | 4003)) {
+        end.renewed = p.source.tokens.refused(&token);
+    }
     tracing::debug!(cause = %end.cause, "connection ended");
     end
+}
+
+fn http_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "an unknown HTTP version",
+    }
+}
+
+/// What the connection wants written, coalesced: our close, the latest pong, a ping.
+#[derive(Default)]
+struct Outbox {
+    pending: RefCell<Pending>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    close: Option<Option<CloseReason>>,
+    closed: bool,
+    pong: Option<Bytes>,
+    ping: bool,
+}
+
+impl Outbox {
+    fn close(&self, reason: Option<CloseReason>) {
+        self.pending.borrow_mut().close = Some(reason);
+        self.wake.notify_one();
+    }
+
+    fn has_close(&self) -> bool {
+        self.pending.borrow().close.is_some()
+    }
+
+    fn pong(&self, payload: Bytes) {
+        self.pending.borrow_mut().pong = Some(payload);
+        self.wake.notify_one();
+    }
+
+    fn ping(&self) {
+        self.pending.borrow_mut().ping = true;
+        self.wake.notify_one();
+    }
+
+    /// The next message to write; nothing after a close.
+    fn next(&self) -> Option<WsMessage> {
+        let mut p = self.pending.borrow_mut();
+        if p.closed {
+            return None;
+        }
+        if let Some(reason) = p.close.take() {
+            p.closed = true;
+            return Some(WsMessage::Close(reason));
+        }
+        if let Some(payload) = p.pong.take() {
+            return Some(WsMessage::Pong(payload));
+        }
+        std::mem::take(&mut p.ping).then(|| WsMessage::Ping(Bytes::new()))
+    }
+}
+
+enum WriteFail {
+    /// A write waited longer than `write_timeout`.
+    Stalled,
+    /// The socket refused the write.
+    Failed(String),
+}
+
+/// Writes what the outbox holds, each write bounded by `limit`. Ends once a close frame is out,
+/// or with the first failure.
+async fn write_all(
+    mut sink: SplitSink<Framed<BoxedSocket, LimitedCodec>, WsMessage>,
+    outbox: Rc<Outbox>,
+    limit: Duration,
+) -> Result<(), WriteFail> {
+    loop {
+        let message = loop {
+            if let Some(m) = outbox.next() {
+                break m;
+            }
+            outbox.wake.notified().await;
+        };
+        let closing = matches!(message, WsMessage::Close(_));
+        match tokio::time::timeout(limit, sink.send(message)).await {
+            Ok(Ok(())) if closing => return Ok(()),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(WriteFail::Failed(e.to_string())),
+            Err(_) => return Err(WriteFail::Stalled),
+        }
+    }
 }
 
 /// Joins a fragmented message; `Ok(Some)` once its last fragment is in.

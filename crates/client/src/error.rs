@@ -27,7 +27,32 @@ pub enum ClientError {
         /// The event.
         event: String,
     },
+    /// A [`ClientConfig`](crate::ClientConfig) setting that cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    /// An event the source's server never serves: its socket would be refused forever.
+    #[error(
+        "the {protocol} CodeChat server does not serve `{}`{}",
+        eventsock_core::human::escaped(event),
+        did_you_mean(suggestions)
+    )]
+    Unserved {
+        /// The event.
+        event: String,
+        /// The source's protocol.
+        protocol: crate::Protocol,
+        /// Served names that look like it.
+        suggestions: Vec<String>,
+    },
     /// The supervisor is shutting down or gone.
     #[error("the supervisor is not running")]
     Stopped,
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        many => format!("; did you mean one of `{}`?", many.join("`, `")),
+    }
 }

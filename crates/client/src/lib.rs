@@ -43,10 +43,14 @@
 //! }
 //! ```
 
+mod codec;
 mod config;
 mod connection;
 mod error;
+mod handshake;
 mod lifecycle;
+mod queue;
+mod refresh;
 mod rest;
 mod route;
 mod source;
@@ -54,9 +58,10 @@ mod status;
 mod supervisor;
 mod tls;
 
-pub use config::{ClientConfig, Delivery, GiveUp, Overflow};
+pub use config::{ClientConfig, ConfigError, Delivery, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lifecycle::{Lifecycle, LifecycleKind};
+pub use refresh::{RefreshError, RefreshingToken};
 pub use rest::{MessageKey, RestClient, RestError, SendText};
 pub use source::{FnTokenProvider, Protocol, Source, TokenProvider, TokenProviderError};
 pub use status::{SubscriptionState, SubscriptionStatus};

@@ -47,6 +47,8 @@ pub enum LifecycleKind {
         attempt: u32,
         /// Wait before it.
         delay: Duration,
+        /// Why the last attempt or connection failed, in words (never with the token).
+        cause: String,
     },
     /// After a reconnect: events sent in this span may have been lost, since the server does not
     /// replay. Resync over REST (for example `/chat/findMessages`) for this span.
@@ -61,4 +63,36 @@ pub enum LifecycleKind {
         /// Why.
         reason: String,
     },
+}
+
+impl std::fmt::Display for LifecycleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use eventsock_core::human::{duration, escaped};
+        match self {
+            LifecycleKind::Connecting { attempt } => write!(f, "connecting (attempt {attempt})"),
+            LifecycleKind::Connected { generation } => {
+                write!(f, "connected (connection {generation})")
+            }
+            LifecycleKind::Disconnected { reason, .. } => {
+                write!(f, "disconnected: {}", escaped(reason))
+            }
+            LifecycleKind::Reconnecting {
+                attempt,
+                delay,
+                cause,
+            } => write!(
+                f,
+                "{}, retrying in {} (attempt {attempt})",
+                escaped(cause),
+                duration(*delay)
+            ),
+            LifecycleKind::Gap { from, to } => write!(
+                f,
+                "events between {} and {} may be lost (the server does not replay): resync over REST",
+                humantime::format_rfc3339_millis(*from),
+                humantime::format_rfc3339_millis(*to)
+            ),
+            LifecycleKind::GaveUp { reason } => write!(f, "gave up: {}", escaped(reason)),
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! on a timeout, a connection failure or a 5xx, up to [`RestClient::retries`] times. Sends are
 //! never retried: a send that timed out may have gone out, and a second try would send twice.
 
-use crate::source::TokenProvider;
+use crate::source::{Source, TokenProvider};
 use eventsock_core::{Endpoint, Token};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -14,24 +14,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A failed REST call. The token is never part of it.
+/// A failed REST call. The token is never part of it; the server's body is shown escaped and
+/// cut to 200 characters.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RestError {
     /// 401: the token is wrong, expired, or not for this instance.
-    #[error("401 Unauthorized: {body}")]
+    #[error("401 Unauthorized: {}", shown(body))]
     Unauthorized {
         /// The server's error body.
         body: Value,
     },
     /// 404: no such instance (or route).
-    #[error("404 Not Found: {body}")]
+    #[error("404 Not Found: {}", shown(body))]
     NotFound {
         /// The server's error body.
         body: Value,
     },
     /// Another 4xx: the request was refused (bad number, bad body...).
-    #[error("{status} refused: {body}")]
+    #[error("{status} refused: {}", shown(body))]
     Rejected {
         /// The status.
         status: u16,
@@ -39,7 +40,7 @@ pub enum RestError {
         body: Value,
     },
     /// A 5xx.
-    #[error("server error {status}: {body}")]
+    #[error("server error {status}: {}", shown(body))]
     Server {
         /// The status.
         status: u16,
@@ -47,17 +48,31 @@ pub enum RestError {
         body: Value,
     },
     /// No answer in time.
-    #[error("no answer within {0:?}")]
+    #[error("no answer within {}", eventsock_core::human::duration(*.0))]
     Timeout(Duration),
     /// No connection.
-    #[error("cannot reach the server: {0}")]
+    #[error("cannot reach the server: {}", eventsock_core::human::escaped(.0))]
     Connect(String),
     /// The answer is not the JSON expected.
-    #[error("unexpected answer: {0}")]
+    #[error("unexpected answer: {}", eventsock_core::human::escaped(.0))]
     Decode(String),
     /// The token provider failed.
-    #[error("no token: {0}")]
+    #[error("no token: {}", eventsock_core::human::escaped(.0))]
     Token(String),
+    /// Nothing was sent: the message names no recipient (for example a chat id that the event
+    /// did not carry).
+    #[error("nothing sent: the recipient is empty")]
+    NoRecipient,
+}
+
+/// A server's body for an error message: JSON (which escapes control characters), at most 200
+/// characters.
+fn shown(body: &Value) -> String {
+    let text = body.to_string();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text,
+    }
 }
 
 impl RestError {
@@ -134,6 +149,12 @@ impl RestClient {
         Self::with_provider(endpoint, instance, token)
     }
 
+    /// A client for a [`Source`]'s instance and server, sharing its token provider (so a
+    /// [`RefreshingToken`](crate::RefreshingToken) serves the sockets and the REST calls alike).
+    pub fn for_source(source: &Source) -> RestClient {
+        Self::with_provider(source.endpoint(), source.instance(), source.tokens())
+    }
+
     /// A client whose token is asked of `tokens` before every call.
     pub fn with_provider(
         endpoint: &Endpoint,
@@ -201,8 +222,13 @@ impl RestClient {
         .await
     }
 
-    /// Sends a text message with options. Never retried.
+    /// Sends a text message with options. Never retried, except after a 401 when the token
+    /// provider has a new token (the server refused the request, so nothing was sent). An empty
+    /// recipient is refused here, with nothing sent.
     pub async fn send(&self, message: SendText) -> Result<Value, RestError> {
+        if message.number.trim().is_empty() {
+            return Err(RestError::NoRecipient);
+        }
         let mut options = serde_json::Map::new();
         if let Some(q) = message.quoted_message_id {
             options.insert("quotedMessageId".into(), q.into());
@@ -251,6 +277,14 @@ impl RestClient {
             .await
     }
 
+    /// The instance's connection state (`GET /instance/connectionState/{instance}`). The legacy
+    /// server checks the token on this route and nothing else, so a 200 also says that the
+    /// server accepts the token for this instance. Retried on transient failures.
+    pub async fn connection_state(&self) -> Result<Value, RestError> {
+        self.call(Method::Get, "instance/connectionState", &Value::Null, true)
+            .await
+    }
+
     /// Finds stored messages whose fields match `filter` (the server's `where`), for example
     /// `{"keyRemoteJid": "5511...@s.whatsapp.net"}`: how a bot resyncs after a gap notice.
     /// Returns the server's answer as JSON. Retried on transient failures.
@@ -272,12 +306,24 @@ impl RestClient {
         idempotent: bool,
     ) -> Result<Value, RestError> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
-            match self.once(method, route, body).await {
+            let token = self
+                .tokens
+                .token()
+                .await
+                .map_err(|e| RestError::Token(e.to_string()))?;
+            let url = self.url(route)?;
+            match request(&self.http(), method, &url, Some(&token), body, self.timeout).await {
+                // A refused token was not used: any call may go again, once, with a new one.
+                Err(RestError::Unauthorized { .. }) if !renewed && self.tokens.refused(&token) => {
+                    renewed = true;
+                    tracing::debug!(route, "token refused; retrying with a new one");
+                }
                 Err(e) if idempotent && e.transient() && attempt < self.retries => {
                     attempt += 1;
                     let wait = Duration::from_millis(200 << attempt.min(6));
-                    tracing::debug!(route, attempt, error = %e, ?wait, "retrying");
+                    tracing::debug!(route, attempt, error = %e, wait = %eventsock_core::human::duration(wait), "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,
@@ -285,45 +331,14 @@ impl RestClient {
         }
     }
 
-    async fn once(&self, method: Method, route: &str, body: &Value) -> Result<Value, RestError> {
-        let token = self
-            .tokens
-            .token()
-            .await
-            .map_err(|e| RestError::Token(e.to_string()))?;
+    fn url(&self, route: &str) -> Result<url::Url, RestError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| RestError::Connect("the endpoint cannot take a path".into()))?
             .pop_if_empty()
             .extend(route.split('/'))
             .push(&self.instance);
-        let http = self.http();
-        let request = match method {
-            Method::Post => http.post(url.as_str()),
-            Method::Put => http.put(url.as_str()),
-            Method::Patch => http.patch(url.as_str()),
-        }
-        .bearer_auth(token.expose())
-        .timeout(self.timeout);
-        let mut response = request.send_json(body).await.map_err(|e| match e {
-            awc::error::SendRequestError::Timeout => RestError::Timeout(self.timeout),
-            other => RestError::Connect(other.to_string().replace(token.expose(), "<redacted>")),
-        })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .body()
-            .limit(64 * 1024 * 1024)
-            .await
-            .map_err(|e| RestError::Decode(e.to_string()))?;
-        let body: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        match status {
-            200..=299 => Ok(body),
-            401 => Err(RestError::Unauthorized { body }),
-            404 => Err(RestError::NotFound { body }),
-            400..=499 => Err(RestError::Rejected { status, body }),
-            _ => Err(RestError::Server { status, body }),
-        }
+        Ok(url)
     }
 
     fn http(&self) -> awc::Client {
@@ -342,8 +357,58 @@ impl RestClient {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Method {
+pub(crate) enum Method {
+    Get,
     Post,
     Put,
     Patch,
+}
+
+/// One HTTP call: JSON in (none for GET), JSON out, errors by status. The token, when given,
+/// goes in `Authorization: Bearer` and never into an error.
+pub(crate) async fn request(
+    http: &awc::Client,
+    method: Method,
+    url: &url::Url,
+    token: Option<&Token>,
+    body: &Value,
+    timeout: Duration,
+) -> Result<Value, RestError> {
+    let mut request = match method {
+        Method::Get => http.get(url.as_str()),
+        Method::Post => http.post(url.as_str()),
+        Method::Put => http.put(url.as_str()),
+        Method::Patch => http.patch(url.as_str()),
+    }
+    .timeout(timeout);
+    if let Some(token) = token {
+        request = request.bearer_auth(token.expose());
+    }
+    let sent = match method {
+        Method::Get => request.send().await,
+        _ => request.send_json(body).await,
+    };
+    let redact = |text: String| match token {
+        Some(t) => text.replace(t.expose(), "<redacted>"),
+        None => text,
+    };
+    let mut response = sent.map_err(|e| match e {
+        awc::error::SendRequestError::Timeout => RestError::Timeout(timeout),
+        other => RestError::Connect(redact(other.to_string())),
+    })?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .body()
+        .limit(64 * 1024 * 1024)
+        .await
+        .map_err(|e| RestError::Decode(e.to_string()))?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    match status {
+        200..=299 => Ok(body),
+        401 => Err(RestError::Unauthorized { body }),
+        404 => Err(RestError::NotFound { body }),
+        400..=499 => Err(RestError::Rejected { status, body }),
+        _ => Err(RestError::Server { status, body }),
+    }
 }

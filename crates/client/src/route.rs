@@ -10,11 +10,12 @@ use crate::status::Counters;
 use actix::{MailboxError, Recipient};
 use bytestring::ByteString;
 use eventsock_core::{
-    Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload, RawEvent,
-    Undelivered,
+    human, Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload,
+    RawEvent, Undelivered,
 };
 use futures_util::future::{join_all, LocalBoxFuture};
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
@@ -26,6 +27,8 @@ pub(crate) struct Inbound {
     pub(crate) generation: u64,
     pub(crate) seq: u64,
     pub(crate) received_at: SystemTime,
+    /// Its share of the queue's byte budget, given back when the dispatcher drops it.
+    pub(crate) room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]
@@ -259,6 +262,18 @@ pub(crate) fn add_raw(table: &RouteTable, handler: Recipient<RawEvent>) {
 /// Who hears about frames that could not be delivered as their type.
 pub(crate) type UndeliveredHandlers = Arc<Mutex<Vec<Recipient<Undelivered>>>>;
 
+/// A frame made ready to deliver, or what is wrong with it.
+enum Prepared {
+    /// Nothing to deliver: report this.
+    Problem(EventMeta, FrameProblem),
+    /// Deliveries started; `problems` (types it did not fit) to report.
+    Ready {
+        meta: EventMeta,
+        deliveries: Deliveries,
+        problems: Vec<FrameProblem>,
+    },
+}
+
 /// What a dispatcher needs to deliver one subscription's frames.
 pub(crate) struct Dispatcher {
     pub(crate) event: EventName,
@@ -312,40 +327,34 @@ impl Dispatcher {
                 return self.report(meta, FrameProblem::Binary { len: *len }).await;
             }
         };
-        // Legacy frames are bare payloads: the decodes below are the only pass over them.
-        let frame = if self.channel == Channel::Legacy {
-            Frame::bare(&text)
-        } else {
-            match Frame::parse(&self.event, &text) {
-                Ok(f) => f,
-                Err(e) => {
-                    let meta = self.meta(None, &item);
-                    return self.report(meta, FrameProblem::InvalidJson(e)).await;
-                }
-            }
+        // Decoding runs code driven by the server's bytes: a panic there (a bug) costs this
+        // frame, reported with its start, never the subscription.
+        let prepared =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.prepare(&text, &item, wait)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    Prepared::Problem(
+                        self.meta(None, &item),
+                        FrameProblem::Panicked {
+                            message: human::escaped(&message).to_string(),
+                            excerpt: human::excerpt(&text, 80),
+                        },
+                    )
+                });
+        let (meta, deliveries, problems) = match prepared {
+            Prepared::Problem(meta, problem) => return self.report(meta, problem).await,
+            Prepared::Ready {
+                meta,
+                deliveries,
+                problems,
+            } => (meta, deliveries, problems),
         };
-        let meta = self.meta(Some(&frame), &item);
-        let mut deliveries = Deliveries::default();
-        let mut errors = Vec::new();
-        for route in self.routes.snapshot().iter() {
-            if let Err(error) = route.dispatch(&frame, &meta, wait, &mut deliveries) {
-                errors.push(error);
-            }
-        }
-        if !errors.is_empty() {
-            // A bare frame is checked only by its decodes: when they fail, is it JSON at all?
-            // (If it is not, every decode failed and nothing was delivered.)
-            if !frame.is_checked() {
-                if let Err(e) = Frame::parse(&self.event, &text) {
-                    return self.report(meta, FrameProblem::InvalidJson(e)).await;
-                }
-            }
-            let data = Arc::new(frame.value(&self.event).unwrap_or_default());
-            for error in errors {
-                let data = data.clone();
-                self.report(meta.clone(), FrameProblem::WrongShape { error, data })
-                    .await;
-            }
+        for problem in problems {
+            self.report(meta.clone(), problem).await;
         }
         let Deliveries {
             pending,
@@ -378,6 +387,52 @@ impl Dispatcher {
                 handlers_left = left,
                 "a handler stopped or panicked; the event did not reach it, and it was removed"
             );
+        }
+    }
+
+    /// Parses and decodes a frame and starts its deliveries: everything up to the awaits.
+    fn prepare(&self, text: &str, item: &Inbound, wait: bool) -> Prepared {
+        // Legacy frames are bare payloads: the decodes below are the only pass over them.
+        let frame = if self.channel == Channel::Legacy {
+            Frame::bare(text)
+        } else {
+            match Frame::parse(&self.event, text) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Prepared::Problem(self.meta(None, item), FrameProblem::InvalidJson(e))
+                }
+            }
+        };
+        let meta = self.meta(Some(&frame), item);
+        let mut deliveries = Deliveries::default();
+        let mut errors = Vec::new();
+        for route in self.routes.snapshot().iter() {
+            if let Err(error) = route.dispatch(&frame, &meta, wait, &mut deliveries) {
+                errors.push(error);
+            }
+        }
+        let mut problems = Vec::new();
+        if !errors.is_empty() {
+            // A bare frame is checked only by its decodes: when they fail, is it JSON at all?
+            // (If it is not, every decode failed and nothing was delivered.)
+            if !frame.is_checked() {
+                if let Err(e) = Frame::parse(&self.event, text) {
+                    return Prepared::Problem(meta, FrameProblem::InvalidJson(e));
+                }
+            }
+            let data = Arc::new(frame.value(&self.event).unwrap_or_default());
+            problems = errors
+                .into_iter()
+                .map(|error| FrameProblem::WrongShape {
+                    error,
+                    data: data.clone(),
+                })
+                .collect();
+        }
+        Prepared::Ready {
+            meta,
+            deliveries,
+            problems,
         }
     }
 

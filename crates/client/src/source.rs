@@ -1,27 +1,46 @@
 //! Where events come from: a server endpoint and a way to get a token for it.
 
 use crate::error::ClientError;
-use eventsock_core::{Endpoint, Token};
-use futures_util::future::BoxFuture;
+use eventsock_core::{Channel, Endpoint, EventName, Token};
+use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
 
 /// The error a [`TokenProvider`] gives back.
 pub type TokenProviderError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Gives the token for each connection attempt.
+/// Gives the token for each connection attempt and each REST call.
 ///
 /// Asked afresh before every attempt, so a rotated token is picked up on the next reconnect
 /// (reconnecting-websocket's "URL as a function"). A fixed [`Token`] is a provider that always
-/// gives itself.
+/// gives itself; [`RefreshingToken`](crate::RefreshingToken) renews a token before it expires.
+/// The future runs on the arbiter that asks, so it need not be `Send`.
 pub trait TokenProvider: Send + Sync + 'static {
     /// The token to use for the next attempt.
-    fn token(&self) -> BoxFuture<'static, Result<Token, TokenProviderError>>;
+    fn token(&self) -> LocalBoxFuture<'static, Result<Token, TokenProviderError>>;
+
+    /// Told when the server refused `token` (a 401 at a handshake or a REST call, a close with
+    /// 4001). Returns whether the next [`token`](TokenProvider::token) will be a new one worth
+    /// trying at once; `false` (the default) makes the retry wait the longest backoff.
+    fn refused(&self, token: &Token) -> bool {
+        let _ = token;
+        false
+    }
 }
 
 impl TokenProvider for Token {
-    fn token(&self) -> BoxFuture<'static, Result<Token, TokenProviderError>> {
+    fn token(&self) -> LocalBoxFuture<'static, Result<Token, TokenProviderError>> {
         let t = self.clone();
         Box::pin(async move { Ok(t) })
+    }
+}
+
+impl<T: TokenProvider + ?Sized> TokenProvider for Arc<T> {
+    fn token(&self) -> LocalBoxFuture<'static, Result<Token, TokenProviderError>> {
+        (**self).token()
+    }
+
+    fn refused(&self, token: &Token) -> bool {
+        (**self).refused(token)
     }
 }
 
@@ -38,9 +57,9 @@ impl<F> std::fmt::Debug for FnTokenProvider<F> {
 impl<F, Fut> TokenProvider for FnTokenProvider<F>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Token, TokenProviderError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<Token, TokenProviderError>> + 'static,
 {
-    fn token(&self) -> BoxFuture<'static, Result<Token, TokenProviderError>> {
+    fn token(&self) -> LocalBoxFuture<'static, Result<Token, TokenProviderError>> {
         Box::pin((self.0)())
     }
 }
@@ -53,6 +72,57 @@ pub enum Protocol {
     Legacy,
     /// The newer server: `/ws/instance/events` and `/ws/global/events`, enveloped frames.
     V2,
+}
+
+impl Protocol {
+    /// The socket endpoints this protocol's server serves.
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            Protocol::Legacy => &[Channel::Legacy],
+            Protocol::V2 => &[Channel::Instance, Channel::Global],
+        }
+    }
+
+    /// The protocol whose server serves `channel`.
+    pub fn of(channel: Channel) -> Protocol {
+        match channel {
+            Channel::Legacy => Protocol::Legacy,
+            Channel::Instance | Channel::Global => Protocol::V2,
+        }
+    }
+
+    /// The endpoint `event` is served on by this protocol's server, if any.
+    pub fn channel_of(self, event: &EventName) -> Option<Channel> {
+        self.channels()
+            .iter()
+            .copied()
+            .find(|c| event.served_on(*c))
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Legacy => "legacy",
+            Protocol::V2 => "v2",
+        })
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    /// `legacy` or `v2`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "legacy" => Ok(Protocol::Legacy),
+            "v2" => Ok(Protocol::V2),
+            other => Err(format!(
+                "unknown protocol \"{}\": use legacy or v2",
+                eventsock_core::human::escaped(other)
+            )),
+        }
+    }
 }
 
 /// One server and one instance (or, for global events, one user) to subscribe on.
@@ -108,5 +178,21 @@ impl Source {
     /// The instance name (or user id) this source subscribes for.
     pub fn instance(&self) -> &str {
         &self.scope
+    }
+
+    /// The server.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The protocol it speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The token provider, to share with a [`RestClient`](crate::RestClient) (see
+    /// [`RestClient::for_source`](crate::RestClient::for_source)).
+    pub fn tokens(&self) -> Arc<dyn TokenProvider> {
+        self.tokens.clone()
     }
 }

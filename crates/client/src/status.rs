@@ -4,6 +4,18 @@ use eventsock_core::EventName;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+impl std::fmt::Display for SubscriptionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubscriptionState::Connecting => "connecting",
+            SubscriptionState::Connected => "connected",
+            SubscriptionState::BackingOff => "waiting to reconnect",
+            SubscriptionState::Failed => "given up",
+            SubscriptionState::Stopped => "stopped",
+        })
+    }
+}
+
 /// The state of one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscriptionState {
@@ -51,6 +63,8 @@ pub struct SubscriptionStatus {
     pub unhandled: u64,
     /// Deliveries that failed because a handler had stopped or panicked.
     pub handler_failures: u64,
+    /// Bytes of frames read and not yet handled (bounded by `ClientConfig::queue_bytes`).
+    pub queued_bytes: u64,
 }
 
 /// Counters shared by a subscription's connection, its dispatcher and the supervisor.

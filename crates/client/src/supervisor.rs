@@ -17,23 +17,31 @@
 //! [`Intensity`]: eventsock_core::Intensity
 
 use crate::config::{ClientConfig, GiveUp};
-use crate::connection::{CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams};
+use crate::connection::{
+    Cause, CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams, End,
+};
 use crate::error::ClientError;
+use crate::handshake::Heads;
 use crate::lifecycle::{Lifecycle, LifecycleKind};
+use crate::queue::Queue;
+use crate::rest::{RestClient, RestError};
 use crate::route::{add_raw, add_typed, Dispatcher, RouteTable, UndeliveredHandlers};
 use crate::source::{Protocol, Source};
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
-use eventsock_core::{Channel, Event, EventName, Payload, RawEvent, RestartLog, Undelivered};
+use eventsock_core::{
+    human, Channel, Event, EventName, Payload, RawEvent, RestartLog, Undelivered,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A handler registration, applied to every source it fits.
 trait Registration: Send {
-    /// The (channel, event) pairs it needs on `source`.
-    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)>;
+    /// The (channel, event) pairs it needs on `source`; an event the source's server never
+    /// serves is an error.
+    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError>;
     /// Adds the handler to a subscription's routes.
     fn attach(&self, routes: &RouteTable);
 }
@@ -41,18 +49,14 @@ trait Registration: Send {
 struct Typed<T: Payload>(Recipient<Event<T>>);
 
 impl<T: Payload> Registration for Typed<T> {
-    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)> {
-        let fits = match source.protocol {
-            Protocol::Legacy => T::CHANNEL == Channel::Legacy,
-            Protocol::V2 => T::CHANNEL != Channel::Legacy,
-        };
-        if !fits {
-            return Vec::new();
+    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError> {
+        if Protocol::of(T::CHANNEL) != source.protocol {
+            return Ok(Vec::new());
         }
-        T::EVENTS
+        Ok(T::EVENTS
             .iter()
             .map(|k| (T::CHANNEL, EventName::from(*k)))
-            .collect()
+            .collect())
     }
 
     fn attach(&self, routes: &RouteTable) {
@@ -66,16 +70,20 @@ struct Raw {
 }
 
 impl Registration for Raw {
-    fn wants(&self, source: &Source) -> Vec<(Channel, EventName)> {
+    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError> {
         self.events
             .iter()
-            .map(|e| {
-                let channel = match source.protocol {
-                    Protocol::Legacy => Channel::Legacy,
-                    Protocol::V2 if e.kind().is_some_and(|k| k.is_global()) => Channel::Global,
-                    Protocol::V2 => Channel::Instance,
-                };
-                (channel, e.clone())
+            .map(|e| match source.protocol.channel_of(e) {
+                Some(channel) => Ok((channel, e.clone())),
+                None => Err(ClientError::Unserved {
+                    event: e.to_string(),
+                    protocol: source.protocol,
+                    suggestions: e
+                        .suggestions(source.protocol.channels())
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                }),
             })
             .collect()
     }
@@ -124,7 +132,7 @@ struct Sub {
     routes: Arc<RouteTable>,
     counters: Arc<Counters>,
     /// The dispatcher's queue; dropped at shutdown so the dispatcher ends once it is drained.
-    queue: Option<mpsc::Sender<Inbound>>,
+    queue: Option<Queue>,
     drained: Option<oneshot::Receiver<()>>,
     conn: Option<Addr<ConnectionActor>>,
     state: SubscriptionState,
@@ -135,14 +143,17 @@ struct Sub {
     restarts: u64,
     restart_log: RestartLog,
     last_error: Option<String>,
-    /// Whether the current run of token refusals was already reported at error level.
+    /// Whether the current run of refusals was already reported at error level.
     auth_reported: bool,
+    /// Why the server refuses the handshake, as found out over REST (see [`Supervisor::probe`]);
+    /// kept until a connection succeeds.
+    diagnosis: Option<String>,
+    /// The scheduled reconnect, and whether a sibling's success may bring it forward.
+    retry: Option<(SpawnHandle, bool)>,
     /// When the previous connection last heard from the server: the start of the next gap.
     last_heard: Option<SystemTime>,
     _held: Held,
 }
-
-use crate::route::Inbound;
 
 /// Builds a [`Supervisor`]: sources, handlers, and who hears about lifecycle and bad frames.
 pub struct SupervisorBuilder {
@@ -212,6 +223,7 @@ impl SupervisorBuilder {
     /// Starts the supervisor on the current arbiter. Fails when no handler fits any source, or
     /// when another supervisor in this process holds one of the subscriptions.
     pub fn start(self) -> Result<Addr<Supervisor>, ClientError> {
+        self.config.validate()?;
         let mut sup = Supervisor {
             config: Arc::new(self.config),
             sources: self.sources,
@@ -220,6 +232,7 @@ impl SupervisorBuilder {
             lifecycle: self.lifecycle,
             undelivered: Arc::new(Mutex::new(self.undelivered)),
             client: None,
+            heads: Heads::default(),
             shutting_down: false,
         };
         for reg in &self.registrations {
@@ -241,6 +254,7 @@ pub struct Supervisor {
     lifecycle: Vec<Recipient<Lifecycle>>,
     undelivered: UndeliveredHandlers,
     client: Option<awc::Client>,
+    heads: Heads,
     shutting_down: bool,
 }
 
@@ -271,7 +285,7 @@ impl Supervisor {
         let mut created = Vec::new();
         let mut targets = Vec::new();
         for source in &self.sources {
-            for (channel, event) in reg.wants(source) {
+            for (channel, event) in reg.wants(source)? {
                 let key = (
                     source.endpoint.to_string(),
                     source.scope.clone(),
@@ -305,6 +319,8 @@ impl Supervisor {
                     restart_log: RestartLog::default(),
                     last_error: None,
                     auth_reported: false,
+                    diagnosis: None,
+                    retry: None,
                     last_heard: None,
                     _held: held,
                 });
@@ -332,7 +348,7 @@ impl Supervisor {
 
     /// Starts the dispatcher of a new subscription.
     fn open(&mut self, i: usize, ctx: &mut Context<Self>) {
-        let (tx, rx) = mpsc::channel(self.config.queue_capacity.max(1));
+        let (tx, rx) = Queue::new(self.config.queue_capacity, self.config.queue_bytes);
         let (done_tx, done_rx) = oneshot::channel();
         let s = &mut self.subs[i];
         let dispatcher = Dispatcher {
@@ -369,6 +385,7 @@ impl Supervisor {
             return;
         };
         s.state = SubscriptionState::Connecting;
+        s.retry = None;
         let params = ConnectionParams {
             sub: i,
             source: s.source.clone(),
@@ -377,6 +394,7 @@ impl Supervisor {
             generation: s.generation + 1,
             config: self.config.clone(),
             client,
+            heads: self.heads.clone(),
             queue,
             counters: s.counters.clone(),
             up: ctx.address().recipient(),
@@ -447,6 +465,7 @@ impl Actor for Supervisor {
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls).limit(0))
             .timeout(self.config.connect_timeout)
+            .wrap(self.heads.clone())
             .finish();
         self.client = Some(client);
         for i in 0..self.subs.len() {
@@ -458,7 +477,7 @@ impl Actor for Supervisor {
 impl Handler<ConnUp> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: ConnUp, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: ConnUp, ctx: &mut Context<Self>) {
         let s = &mut self.subs[msg.sub];
         if s.generation + 1 != msg.generation || self.shutting_down {
             return;
@@ -466,6 +485,7 @@ impl Handler<ConnUp> for Supervisor {
         s.generation = msg.generation;
         s.state = SubscriptionState::Connected;
         s.auth_reported = false;
+        s.diagnosis = None;
         tracing::info!(instance = %s.source.scope, event = %s.event, generation = msg.generation, "connected");
         let gap = s.last_heard.take();
         self.tell(
@@ -476,6 +496,34 @@ impl Handler<ConnUp> for Supervisor {
         );
         if let Some(from) = gap {
             self.tell(msg.sub, LifecycleKind::Gap { from, to: msg.at });
+        }
+        self.wake_siblings(msg.sub, ctx);
+    }
+}
+
+impl Supervisor {
+    /// The server is back: the subscriptions of the same endpoint that wait out a backoff after
+    /// a failed connection try now, instead of one by one as their own timers run out. Those
+    /// waiting after a refusal (a token, a 429) keep their pace.
+    fn wake_siblings(&mut self, up: usize, ctx: &mut Context<Self>) {
+        let endpoint = self.subs[up].source.endpoint.clone();
+        let waiting: Vec<usize> = (0..self.subs.len())
+            .filter(|&j| {
+                j != up
+                    && self.subs[j].source.endpoint == endpoint
+                    && self.subs[j].state == SubscriptionState::BackingOff
+                    && self.subs[j]
+                        .retry
+                        .as_ref()
+                        .is_some_and(|(_, wakeable)| *wakeable)
+            })
+            .collect();
+        for j in waiting {
+            if let Some((handle, _)) = self.subs[j].retry.take() {
+                ctx.cancel_future(handle);
+            }
+            tracing::debug!(instance = %self.subs[j].source.scope, event = %self.subs[j].event, "a sibling reconnected: trying now");
+            self.connect(j, ctx);
         }
     }
 }
@@ -510,48 +558,136 @@ impl Handler<ConnDown> for Supervisor {
                 },
             );
         }
+        if end.cause == Cause::DispatcherGone {
+            return self.give_up(msg.sub, end.cause.to_string(), ctx);
+        }
         let s = &mut self.subs[msg.sub];
-        if end
+        let stable = end
             .up_since
-            .is_some_and(|t| t.elapsed() >= config.stable_after)
-        {
+            .is_some_and(|t| t.elapsed() >= config.stable_after);
+        if stable {
             s.attempts = 0;
         }
         s.attempts = s.attempts.saturating_add(1);
         s.restarts += 1;
-        if !s.restart_log.record(config.intensity, Instant::now()) {
+        // Intensity counts links that came up and dropped before they were stable; attempts
+        // that never connect are retried at the backoff's pace for as long as it takes.
+        if was_up && !stable && !s.restart_log.record(config.intensity, Instant::now()) {
             let reason = format!(
-                "{} restarts within {:?} (last: {})",
+                "{} connections dropped within {} of each other (last: {})",
                 s.restart_log.len(),
-                config.intensity.within,
+                human::duration(config.intensity.within),
                 end.cause
             );
             return self.give_up(msg.sub, reason, ctx);
         }
-        let delay = if end.cause.is_auth() {
-            // Never a tight loop on a refused token: the slowest pace, and one error-level report.
+        let needs_probe = end.cause == Cause::Refused(401)
+            && s.source.protocol == Protocol::Legacy
+            && s.diagnosis.is_none();
+        if needs_probe {
+            // The legacy server answers 401 alike for a bad path, event or token: ask REST
+            // which, then retry.
+            let source = s.source.clone();
+            let sub = msg.sub;
+            let probe = async move { probe(&source).await };
+            ctx.spawn(probe.into_actor(self).map(move |diagnosis, act, ctx| {
+                act.subs[sub].diagnosis = Some(diagnosis);
+                act.retry(sub, end, ctx);
+            }));
+            return;
+        }
+        self.retry(msg.sub, end, ctx);
+    }
+}
+
+/// Finds out over REST whether the legacy server refused a handshake for its token or for its
+/// path or event: the route checks the token and nothing else.
+async fn probe(source: &Source) -> String {
+    let rest = RestClient::for_source(source)
+        .timeout(std::time::Duration::from_secs(5))
+        .retries(0);
+    match rest.connection_state().await {
+        Ok(_) => format!(
+            "the server accepts this token (GET /instance/connectionState answered 200), so it refused the socket's path or event: check the URL's path, that this server serves the event, and the protocol (this is the {} one)",
+            source.protocol
+        ),
+        Err(RestError::Unauthorized { .. }) => format!(
+            "the server refuses this token (REST answered 401 too): it is wrong, expired, or not for instance {}; get the instance's current token",
+            human::escaped(&source.scope)
+        ),
+        Err(RestError::NotFound { .. }) => "the server has no /instance/connectionState route (404): the URL may not point at a CodeChat server, or its path prefix is wrong".into(),
+        Err(e) => format!("could not tell whether the token or the path is wrong (REST probe: {e})"),
+    }
+}
+
+impl Supervisor {
+    /// Why the last connection of `sub` failed, in words, with what the supervisor knows beyond
+    /// the connection (the REST diagnosis of a 401, the other protocol's hint).
+    fn explain(&self, sub: usize, cause: &Cause) -> String {
+        let s = &self.subs[sub];
+        match (cause, s.source.protocol) {
+            (Cause::Refused(401), _) if s.diagnosis.is_some() => {
+                format!("{cause}: {}", s.diagnosis.as_deref().unwrap_or_default())
+            }
+            (Cause::Refused(404), Protocol::Legacy) => format!(
+                "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use --protocol v2 (Source::v2)"
+            ),
+            (Cause::Refused(404), Protocol::V2) => format!(
+                "{cause}; if this is the legacy CodeChat server, use --protocol legacy"
+            ),
+            _ => cause.to_string(),
+        }
+    }
+
+    /// Schedules the next attempt of `sub` after `end`, and says so.
+    fn retry(&mut self, sub: usize, end: End, ctx: &mut Context<Self>) {
+        if self.shutting_down || self.subs[sub].state == SubscriptionState::Failed {
+            return;
+        }
+        let config = self.config.clone();
+        let why = self.explain(sub, &end.cause);
+        let s = &mut self.subs[sub];
+        s.last_error = Some(why.clone());
+        let max = config.backoff.max_delay();
+        let backoff = config.backoff.delay(s.attempts);
+        let refused = end.cause.is_auth() || end.cause == Cause::Refused(401);
+        let (delay, wakeable) = if let Some(after) = end.retry_after {
+            // The server said when: no sooner (and no later than the longest backoff).
+            (after.min(max).max(backoff), false)
+        } else if refused && !end.renewed {
+            // Never a tight loop on a refusal that will not change by itself.
+            (max, false)
+        } else {
+            (backoff, !refused)
+        };
+        let line = format!("{why}; retrying in {}", human::duration(delay));
+        if refused || end.retry_after.is_some() {
             if !s.auth_reported {
                 s.auth_reported = true;
-                tracing::error!(instance = %s.source.scope, event = %s.event, cause = %end.cause,
-                    "the server refused the token; retrying every {:?} with a fresh token", config.backoff.max_delay());
+                tracing::error!(instance = %s.source.scope, event = %s.event, "{line}");
             } else {
-                tracing::debug!(instance = %s.source.scope, event = %s.event, cause = %end.cause, "token still refused");
+                tracing::debug!(instance = %s.source.scope, event = %s.event, "{line}");
             }
-            config.backoff.max_delay()
+        } else if end.up_since.is_some() || s.attempts == 1 {
+            tracing::warn!(instance = %s.source.scope, event = %s.event, "{line}");
         } else {
-            let delay = config.backoff.delay(s.attempts);
-            if was_up || s.attempts == 1 {
-                tracing::warn!(instance = %s.source.scope, event = %s.event, cause = %end.cause, ?delay, "disconnected; reconnecting");
-            } else {
-                tracing::debug!(instance = %s.source.scope, event = %s.event, cause = %end.cause, attempt = s.attempts, ?delay, "attempt failed");
-            }
-            delay
-        };
+            tracing::debug!(instance = %s.source.scope, event = %s.event, attempt = s.attempts, "{line}");
+        }
         s.state = SubscriptionState::BackingOff;
         let attempt = s.attempts;
-        self.tell(msg.sub, LifecycleKind::Reconnecting { attempt, delay });
-        let sub = msg.sub;
-        ctx.run_later(delay, move |act, ctx| act.connect(sub, ctx));
+        self.tell(
+            sub,
+            LifecycleKind::Reconnecting {
+                attempt,
+                delay,
+                cause: why,
+            },
+        );
+        let handle = ctx.run_later(delay, move |act, ctx| {
+            act.subs[sub].retry = None;
+            act.connect(sub, ctx);
+        });
+        self.subs[sub].retry = Some((handle, wakeable));
     }
 }
 
@@ -587,6 +723,7 @@ impl Supervisor {
                 dropped: Counters::get(&s.counters.dropped),
                 unhandled: Counters::get(&s.counters.unhandled),
                 handler_failures: Counters::get(&s.counters.handler_failures),
+                queued_bytes: s.queue.as_ref().map_or(0, Queue::bytes_held),
             })
             .collect()
     }

@@ -81,6 +81,11 @@ impl Backoff {
 }
 
 /// OTP-style restart intensity: more than `max_restarts` within `within` and the child is given up.
+///
+/// The supervisor counts the restarts of connections that came up and then dropped before they
+/// were stable (a link that connects and drops at once, forever). Attempts that never connect (a
+/// server that is down, a refused token) are not counted: they are retried at the backoff's pace
+/// for as long as it takes, since a service must come back by itself when the server does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intensity {
     /// Restarts allowed within the window.
@@ -90,12 +95,13 @@ pub struct Intensity {
 }
 
 impl Default for Intensity {
-    /// 100 restarts within 10 minutes: generous, since backoff already spaces them out; it
-    /// catches a link that connects and drops at once, forever.
+    /// 10 restarts within 5 minutes. With the default [`Backoff`] (0.5 s doubling to 30 s) a
+    /// link that connects and drops at once makes its 11th restart after about 3 minutes at the
+    /// latest, so this does trigger; a link that drops now and then never comes close.
     fn default() -> Self {
         Intensity {
-            max_restarts: 100,
-            within: Duration::from_secs(600),
+            max_restarts: 10,
+            within: Duration::from_secs(300),
         }
     }
 }
@@ -164,6 +170,35 @@ mod tests {
         assert_eq!(
             Backoff::Fixed(Duration::from_secs(5)).delay(7),
             Duration::from_secs(5)
+        );
+    }
+
+    /// When a link that connects and drops at once is given up with the defaults, if ever.
+    fn give_up_time(unit: f64) -> Option<Duration> {
+        let (backoff, intensity) = (Backoff::default(), Intensity::default());
+        let t0 = Instant::now();
+        let mut at = Duration::ZERO;
+        let mut log = RestartLog::default();
+        for attempt in 1..=1000 {
+            if !log.record(intensity, t0 + at) {
+                return Some(at);
+            }
+            // The next connection comes up after the backoff and drops 10 ms later.
+            at += backoff.delay_with(attempt, unit) + Duration::from_millis(10);
+        }
+        None
+    }
+
+    #[test]
+    fn default_intensity_catches_a_connect_drop_loop() {
+        // Longest delays (no jitter) and shortest (full jitter): both give up within the window.
+        let slowest = give_up_time(0.0).expect("the defaults never give up");
+        let fastest = give_up_time(1.0).expect("the defaults never give up");
+        assert!(slowest <= Duration::from_secs(200), "{slowest:?}");
+        assert!(fastest <= slowest, "{fastest:?} vs {slowest:?}");
+        assert!(
+            slowest >= Duration::from_secs(60),
+            "gives up too eagerly: {slowest:?}"
         );
     }
 

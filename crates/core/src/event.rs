@@ -94,6 +94,15 @@ pub enum FrameProblem {
         /// The frame's data.
         data: Arc<serde_json::Value>,
     },
+    /// Decoding or delivering the frame panicked (a bug, in eventsock or in a payload type); the
+    /// stream went on.
+    #[error("decoding the frame panicked ({message}); the frame began: {excerpt}")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+        /// The start of the frame, escaped.
+        excerpt: String,
+    },
     /// A binary frame; the servers send only text.
     #[error("a binary frame of {len} bytes was skipped: the server sends only text frames")]
     Binary {

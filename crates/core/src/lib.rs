@@ -29,6 +29,7 @@
 mod backoff;
 mod event;
 mod frame;
+pub mod human;
 pub mod legacy;
 mod name;
 mod payload;

@@ -295,6 +295,49 @@ impl EventName {
     }
 }
 
+impl EventName {
+    /// Whether the endpoint `channel` accepts this name at the handshake. An unknown name is
+    /// accepted only where the server takes an open family: `call.*` on `/ws/instance/events`.
+    pub fn served_on(&self, channel: Channel) -> bool {
+        match self {
+            EventName::Known(k) => k.served_on(channel),
+            EventName::Other(s) => channel == Channel::Instance && s.starts_with("call."),
+        }
+    }
+
+    /// Up to three known names served on one of `channels` that look like this one (a typo, or
+    /// the other server generation's spelling), closest first: for "did you mean".
+    pub fn suggestions(&self, channels: &[Channel]) -> Vec<&'static str> {
+        let name = self.as_str();
+        let mut close: Vec<(usize, &'static str)> = EventKind::ALL
+            .iter()
+            .filter(|k| channels.iter().any(|c| k.served_on(*c)))
+            .map(|k| (edit_distance(name, k.as_str()), k.as_str()))
+            .filter(|(d, known)| *d > 0 && *d <= (known.len() / 4).max(2))
+            .collect();
+        close.sort();
+        close.into_iter().take(3).map(|(_, k)| k).collect()
+    }
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 impl FromStr for EventName {
     type Err = std::convert::Infallible;
 
@@ -378,5 +421,28 @@ mod tests {
         assert!(EventKind::ChatsUpdate.served_on(Channel::Legacy));
         assert!(!EventKind::ChatsUpdate.served_on(Channel::Instance));
         assert!(EventKind::CallReady.served_on(Channel::Instance));
+        assert!(EventName::parse("call.screen_share.started").served_on(Channel::Instance));
+        assert!(!EventName::parse("call.screen_share.started").served_on(Channel::Legacy));
+        assert!(!EventName::parse("message.upsert").served_on(Channel::Legacy));
+    }
+
+    #[test]
+    fn suggestions_for_typos_and_the_other_generation() {
+        let legacy = [Channel::Legacy];
+        let v2 = [Channel::Instance, Channel::Global];
+        assert_eq!(
+            EventName::parse("message.upsert").suggestions(&legacy),
+            ["messages.upsert"]
+        );
+        assert_eq!(
+            EventName::parse("chats.update").suggestions(&v2)[0],
+            "chats.updated"
+        );
+        assert_eq!(
+            EventName::parse("group-participants.update").suggestions(&v2)[0],
+            "groups.participants.update"
+        );
+        assert!(EventName::parse("zzz").suggestions(&legacy).is_empty());
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

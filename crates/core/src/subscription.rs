@@ -26,20 +26,46 @@ pub enum EndpointError {
         /// What the URL parser said.
         reason: String,
     },
+    /// No `scheme://`, as in `localhost:8084`.
+    #[error("{input:?} has no scheme: write http://{input} (or https://{input} behind TLS)")]
+    NoScheme {
+        /// The input, with any query removed.
+        input: String,
+    },
     /// A scheme other than http, https, ws or wss.
     #[error("unsupported scheme {0:?}: use http, https, ws or wss")]
     Scheme(String),
+    /// The URL carries a token in its query. The token is not repeated here.
+    #[error("the URL carries a token in its query: give the server's URL alone and the token separately (--token or EVENTSOCK_TOKEN); the URL is not shown, to keep the token out of logs")]
+    TokenInUrl,
     /// A query or fragment, which would clash with the subscription's own.
-    #[error("the endpoint must not have a query or a fragment; pass the token separately")]
+    #[error("the URL must not have a query or a fragment: give events with --event and the token separately")]
     Query,
 }
 
 impl Endpoint {
-    /// Parses a base URL.
+    /// Parses a server URL: the base (`http://localhost:8084`, `wss://api.example.com/wa`), or
+    /// an event socket's URL as the protocol's docs write it (`ws://localhost:8084/ws/events`),
+    /// whose channel path is dropped. [`Endpoint::split`] also tells which channel it named.
     pub fn parse(input: &str) -> Result<Endpoint, EndpointError> {
-        let mut url = Url::parse(input.trim()).map_err(|e| EndpointError::Invalid {
-            // Never echo a query: it may hold a token.
-            input: input.split('?').next().unwrap_or_default().to_owned(),
+        Endpoint::split(input).map(|(endpoint, _)| endpoint)
+    }
+
+    /// Parses a server URL as [`Endpoint::parse`] does, and gives the channel whose path ended
+    /// it, if any: `/ws/events` is the legacy server, `/ws/instance/events` the newer one.
+    pub fn split(input: &str) -> Result<(Endpoint, Option<Channel>), EndpointError> {
+        let input = input.trim();
+        // Never echo a query: it may hold a token.
+        let shown = input.split('?').next().unwrap_or_default().to_owned();
+        let query = input.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        if url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "token") {
+            return Err(EndpointError::TokenInUrl);
+        }
+        if !shown.contains("://") {
+            return Err(EndpointError::NoScheme { input: shown });
+        }
+        let mut url = Url::parse(input).map_err(|e| EndpointError::Invalid {
+            input: shown,
             reason: e.to_string(),
         })?;
         if url.query().is_some() || url.fragment().is_some() {
@@ -52,9 +78,15 @@ impl Endpoint {
         };
         // Switching between these special schemes is always accepted by `url`.
         let _ = url.set_scheme(scheme);
-        let trimmed = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&trimmed);
-        Ok(Endpoint { ws: url })
+        let mut path = url.path().trim_end_matches('/').to_owned();
+        let channel = [Channel::Legacy, Channel::Instance, Channel::Global]
+            .into_iter()
+            .find(|c| path.ends_with(c.path()));
+        if let Some(c) = channel {
+            path.truncate(path.len() - c.path().len());
+        }
+        url.set_path(&path);
+        Ok((Endpoint { ws: url }, channel))
     }
 
     /// The URL to subscribe to `event` on `channel`, with the token.
@@ -195,10 +227,53 @@ mod tests {
         );
         assert_eq!(
             Endpoint::parse("http://h/?token=x").unwrap_err(),
+            EndpointError::TokenInUrl
+        );
+        assert_eq!(
+            Endpoint::parse("http://h/?event=x").unwrap_err(),
             EndpointError::Query
         );
         let bad = Endpoint::parse("not a url?token=secret").unwrap_err();
         assert!(!bad.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn urls_as_the_protocol_docs_write_them() {
+        // CodeChat's README gives the socket's URL; it means the server plus that channel.
+        let (e, c) = Endpoint::split("ws://localhost:8084/ws/events").unwrap();
+        assert_eq!(
+            (e.to_string().as_str(), c),
+            ("ws://localhost:8084/", Some(Channel::Legacy))
+        );
+        let url = e.subscription(
+            Channel::Legacy,
+            &EventKind::MessagesUpsert.into(),
+            &Token::new("t"),
+        );
+        assert!(
+            url.expose()
+                .starts_with("ws://localhost:8084/ws/events?event="),
+            "{url}"
+        );
+        let (e, c) = Endpoint::split("https://api.example.com/wa/ws/instance/events/").unwrap();
+        assert_eq!(
+            (e.to_string().as_str(), c),
+            ("wss://api.example.com/wa", Some(Channel::Instance))
+        );
+        assert_eq!(Endpoint::split("http://h:1").unwrap().1, None);
+
+        let no_scheme = Endpoint::parse("localhost:8084").unwrap_err();
+        assert_eq!(
+            no_scheme.to_string(),
+            "\"localhost:8084\" has no scheme: write http://localhost:8084 (or https://localhost:8084 behind TLS)"
+        );
+        let with_token =
+            Endpoint::parse("ws://h:8084/ws/events?event=messages.upsert&token=eyJs3cret")
+                .unwrap_err();
+        assert_eq!(with_token, EndpointError::TokenInUrl);
+        assert!(!with_token.to_string().contains("s3cret"));
+        let no_scheme_token = Endpoint::parse("h:8084/ws/events?token=eyJs3cret").unwrap_err();
+        assert!(!no_scheme_token.to_string().contains("s3cret"));
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub mod opt_time {
                 .map_err(|e| de::Error::custom(format!("{t:?} is not an ISO-8601 date: {e}"))),
             Raw::Number(n) => {
                 // Seconds until the year 33658, milliseconds after: WhatsApp uses both.
-                let t = if n.abs() < 1_000_000_000_000 {
+                let t = if n.unsigned_abs() < 1_000_000_000_000 {
                     Utc.timestamp_opt(n, 0).single()
                 } else {
                     Utc.timestamp_millis_opt(n).single()
@@ -221,5 +221,8 @@ mod tests {
             .unwrap();
         assert_eq!(offset.to_rfc3339(), "2025-05-15T12:00:00+00:00");
         assert!(probe(r#"{"t":"yesterday"}"#).is_err());
+        // Extremes are refused, never a panic (`abs` of i64::MIN overflowed here once).
+        assert!(probe(&format!(r#"{{"t":{}}}"#, i64::MIN)).is_err());
+        assert!(probe(&format!(r#"{{"t":{}}}"#, i64::MAX)).is_err());
     }
 }

@@ -101,17 +101,79 @@ async fn ensure_streams(
     Ok(())
 }
 
-/// Connects, retrying while the server is down.
+/// `url` without any user or password in it, for messages.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_owned(),
+        },
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => host.to_owned(),
+            None => url.to_owned(),
+        },
+    }
+}
+
+/// Connects, retrying while the server is down and saying so: where NATS was looked for, why it
+/// failed, and when the next try is. Later losses of the connection are logged as they happen
+/// (async-nats reconnects by itself).
 async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(url)
-        .await
-        .map_err(|e| NatsError::Connect(e.to_string()))
+    let at = shown(url);
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut failures = 0u32;
+    loop {
+        let events_at = at.clone();
+        let options = async_nats::ConnectOptions::new().event_callback(move |event| {
+            let at = events_at.clone();
+            async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("lost the connection to NATS at {at}; reconnecting")
+                    }
+                    async_nats::Event::Connected => tracing::info!("connected to NATS at {at}"),
+                    other => tracing::debug!("NATS at {at}: {other}"),
+                }
+            }
+        });
+        match options.connect(url).await {
+            Ok(client) => {
+                if failures > 0 {
+                    tracing::warn!("connected to NATS at {at} after {failures} failed attempts");
+                }
+                return Ok(client);
+            }
+            Err(e) => {
+                failures += 1;
+                let next = eventsock_core::human::duration(wait);
+                // Said on the first failure and then every tenth, so a long outage stays visible
+                // without flooding the log.
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(
+                        "NATS at {at} is unreachable ({e}); retrying every {next} until it answers"
+                    );
+                } else {
+                    tracing::debug!("NATS at {at} is unreachable ({e}); next try in {next}");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_never_shown() {
+        assert_eq!(
+            super::shown("nats://u:p@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(super::shown("127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(super::shown("tok@host:1"), "host:1");
+    }
+
     #[test]
     fn subject_tokens_are_safe() {
         assert_eq!(super::token("my.inst *>x"), "my_inst___x");

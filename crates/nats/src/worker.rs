@@ -158,35 +158,44 @@ impl Worker {
     /// Processes messages until `shutdown` completes. Messages fetched but not yet acknowledged
     /// when it returns are redelivered to other workers after `ack_wait`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats, NatsError> {
-        let js = async_nats::jetstream::new(crate::connect(&self.url).await?);
-        ensure_streams(&js, &self.cfg).await?;
-        let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
-        let stream = js
-            .get_stream(&self.cfg.stream)
-            .await
-            .map_err(|e| jserr(&e))?;
-        let filter_subject = match (&self.filter, self.events.as_slice()) {
-            (Some(f), _) => f.clone(),
-            (None, [one]) => format!("{}.*.{one}", self.cfg.prefix),
-            _ => String::new(),
-        };
-        let consumer = stream
-            .get_or_create_consumer(
-                &self.durable,
-                pull::Config {
-                    durable_name: Some(self.durable.clone()),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: self.ack_wait,
-                    max_deliver: self.max_deliver,
-                    filter_subject,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| jserr(&e))?;
-        let mut messages = consumer.messages().await.map_err(|e| jserr(&e))?;
-        let mut stats = WorkerStats::default();
         tokio::pin!(shutdown);
+        // Setting up waits for NATS, as long as it takes: shutdown must still work meanwhile.
+        let setup = async {
+            let js = async_nats::jetstream::new(crate::connect(&self.url).await?);
+            ensure_streams(&js, &self.cfg).await?;
+            let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+            let stream = js
+                .get_stream(&self.cfg.stream)
+                .await
+                .map_err(|e| jserr(&e))?;
+            let filter_subject = match (&self.filter, self.events.as_slice()) {
+                (Some(f), _) => f.clone(),
+                (None, [one]) => format!("{}.*.{one}", self.cfg.prefix),
+                _ => String::new(),
+            };
+            let consumer = stream
+                .get_or_create_consumer(
+                    &self.durable,
+                    pull::Config {
+                        durable_name: Some(self.durable.clone()),
+                        ack_policy: AckPolicy::Explicit,
+                        ack_wait: self.ack_wait,
+                        max_deliver: self.max_deliver,
+                        filter_subject,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| jserr(&e))?;
+            let messages = consumer.messages().await.map_err(|e| jserr(&e))?;
+            tracing::info!(durable = %self.durable, "consuming from NATS at {}", crate::shown(&self.url));
+            Ok::<_, NatsError>((js, messages))
+        };
+        let (js, mut messages) = tokio::select! {
+            messages = setup => messages?,
+            _ = &mut shutdown => return Ok(WorkerStats::default()),
+        };
+        let mut stats = WorkerStats::default();
         loop {
             let message = tokio::select! {
                 _ = &mut shutdown => break,
