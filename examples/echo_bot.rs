@@ -28,9 +28,17 @@ async fn main() -> anyhow::Result<()> {
         .endpoint(move |e| {
             let rest = rest.clone();
             async move {
-                let chat = e.chat().unwrap_or_default().to_owned();
-                println!("<- {:?} in {chat}: {:?}", e.push_name, e.text());
-                rest.reply(&chat, "pong", e.message_id().unwrap_or_default())
+                // Old-style group ids reach bots with no chat id at all: nothing to answer to.
+                let Some(chat) = e.chat() else {
+                    println!("<- !ping in a chat the server did not name; not answered");
+                    return Ok(());
+                };
+                println!(
+                    "<- {} in {chat}: {}",
+                    e.push_name.as_deref().unwrap_or("someone"),
+                    e.text().unwrap_or_default()
+                );
+                rest.reply(chat, "pong", e.message_id().unwrap_or_default())
                     .await?;
                 Ok::<_, eventsock::client::RestError>(())
             }
@@ -39,9 +47,9 @@ async fn main() -> anyhow::Result<()> {
     let (seen, replied) = tokio::sync::mpsc::unbounded_channel();
     let sent = Route::from_fn(move |e: Event<legacy::SendMessage>| {
         println!(
-            "-> sent to {}: {:?}",
-            e.chat().unwrap_or_default(),
-            e.text()
+            "-> sent to {}: {}",
+            e.chat().unwrap_or("an unnamed chat"),
+            e.text().unwrap_or_default()
         );
         let _ = seen.send(());
         async { Ok::<_, std::convert::Infallible>(()) }

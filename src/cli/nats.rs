@@ -29,7 +29,10 @@ pub(crate) struct WorkerArgs {
 
 pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     let (source, events) = args.server.source()?;
-    eprintln!("eventsock bridge: connecting to NATS at {}", shown(&args.nats));
+    eprintln!(
+        "eventsock bridge: connecting to NATS at {}",
+        shown(&args.nats)
+    );
     // NATS may be down: the connection is retried (and said so) until it answers or Ctrl-C.
     let ingest = tokio::select! {
         ingest = Ingest::start(&args.nats, StreamConfig::default()) => ingest?,

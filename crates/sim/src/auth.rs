@@ -45,6 +45,8 @@ fn token_id() -> String {
         .collect()
 }
 
+/// An instance token's claims; without `ttl`, `exp == iat`, as jsonwebtoken writes for
+/// CodeChat's `expiresIn: 0`.
 pub(crate) fn instance_claims(instance: &str, ttl: Option<Duration>) -> SimClaims {
     let iat = now_secs();
     SimClaims {
@@ -53,7 +55,7 @@ pub(crate) fn instance_claims(instance: &str, ttl: Option<Duration>) -> SimClaim
         token_id: Some(token_id()),
         user_id: None,
         iat,
-        exp: ttl.map(|t| iat + t.as_secs().max(1)),
+        exp: Some(ttl.map_or(iat, |t| iat + t.as_secs().max(1))),
         sub: Some("g-t".into()),
     }
 }
@@ -90,12 +92,12 @@ pub(crate) enum Refusal {
     Expired,
 }
 
-pub(crate) fn verify(secret: &str, token: &str) -> Result<SimClaims, Refusal> {
+/// Checks the signature, and `exp` when `check_expiry` (the server's expiry setting is not 0).
+pub(crate) fn verify(secret: &str, token: &str, check_expiry: bool) -> Result<SimClaims, Refusal> {
     let mut v = Validation::new(Algorithm::HS256);
-    // Legacy tokens have no `exp` when AUTHENTICATION_JWT_EXPIRES_IN is 0; when present it is checked.
     v.required_spec_claims.clear();
     v.leeway = 0;
-    v.validate_exp = true;
+    v.validate_exp = check_expiry;
     jsonwebtoken::decode::<SimClaims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
         .map(|d| d.claims)
         .map_err(|e| match e.kind() {
@@ -111,12 +113,17 @@ mod tests {
     #[test]
     fn sign_and_verify() {
         let claims = instance_claims("codechat", None);
+        assert_eq!(claims.exp, Some(claims.iat), "expiry off: exp == iat");
         let token = sign("s", &claims);
-        assert_eq!(verify("s", &token), Ok(claims));
-        assert_eq!(verify("other", &token), Err(Refusal::Invalid));
-        assert_eq!(verify("s", "not-a-jwt"), Err(Refusal::Invalid));
+        assert_eq!(verify("s", &token, false), Ok(claims));
+        assert_eq!(verify("other", &token, false), Err(Refusal::Invalid));
+        assert_eq!(verify("s", "not-a-jwt", false), Err(Refusal::Invalid));
         let mut old = instance_claims("codechat", Some(Duration::from_secs(1)));
         old.exp = Some(old.iat - 10);
-        assert_eq!(verify("s", &sign("s", &old)), Err(Refusal::Expired));
+        assert_eq!(verify("s", &sign("s", &old), true), Err(Refusal::Expired));
+        assert!(
+            verify("s", &sign("s", &old), false).is_ok(),
+            "expiry off: never checked"
+        );
     }
 }

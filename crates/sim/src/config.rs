@@ -41,6 +41,11 @@ pub struct SimConfig {
     pub pong_timeout: Duration,
     /// V2: frames queued per socket before the client counts as slow and is closed with 4008 (256).
     pub send_buffer: usize,
+    /// `AUTHENTICATION_JWT_EXPIRES_IN`. `None` is CodeChat's shipped `0`: tokens carry
+    /// `exp == iat` and expiry is never checked. `Some(ttl)`: tokens expire after `ttl` (the real
+    /// server turns any other value into one hour) and an expired token is refused on every new
+    /// socket and REST call (and, on the newer server, its sockets close with 4001 at `exp`).
+    pub jwt_expires_in: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -52,6 +57,7 @@ impl Default for SimConfig {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(60),
             send_buffer: 256,
+            jwt_expires_in: None,
         }
     }
 }
@@ -65,6 +71,7 @@ impl std::fmt::Debug for SimConfig {
             .field("ping_interval", &self.ping_interval)
             .field("pong_timeout", &self.pong_timeout)
             .field("send_buffer", &self.send_buffer)
+            .field("jwt_expires_in", &self.jwt_expires_in)
             .finish()
     }
 }

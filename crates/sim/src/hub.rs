@@ -70,6 +70,7 @@ struct Inner {
     client_closes: Mutex<Vec<Option<u16>>>,
     emitted: AtomicU64,
     delivered: AtomicU64,
+    refreshes: AtomicU64,
     /// The latest `messages.upsert` payloads per instance, for `findMessages`.
     history: Mutex<HashMap<String, std::collections::VecDeque<serde_json::Value>>>,
 }
@@ -107,6 +108,7 @@ impl Sim {
                 config,
                 state: Mutex::default(),
                 next_socket: AtomicU64::new(1),
+                refreshes: AtomicU64::new(0),
                 next_message: AtomicI64::new(1),
                 half_open: AtomicBool::new(false),
                 accepted: AtomicU64::new(0),
@@ -149,9 +151,12 @@ impl Sim {
         Some(i as i64 + 1)
     }
 
-    /// Mints an instance token, valid for `ttl` (or forever). On the newer server it becomes the
-    /// instance's one valid token, so tokens minted before it are refused with 403 from then on.
+    /// Mints an instance token with an `exp` of `ttl` from now, or, without `ttl`, as the server
+    /// would ([`SimConfig::jwt_expires_in`]). `exp` is checked only when the server's expiry is on.
+    /// The token becomes the instance's stored token (`Auth.token`): the one a refresh must name,
+    /// and on the newer server the only valid one, so earlier tokens get 403 from then on.
     pub fn mint_token(&self, instance: &str, ttl: Option<Duration>) -> String {
+        let ttl = ttl.or(self.inner.config.jwt_expires_in);
         let token = auth::sign(
             &self.inner.config.secret,
             &auth::instance_claims(instance, ttl),
@@ -167,8 +172,31 @@ impl Sim {
         auth::sign(&self.inner.config.secret, &auth::user_claims(user_id, ttl))
     }
 
+    /// Checks a token as the server's guards do: the signature, and `exp` when expiry is on.
     pub(crate) fn verify(&self, token: &str) -> Result<SimClaims, auth::Refusal> {
-        auth::verify(&self.inner.config.secret, token)
+        let check_expiry = self.inner.config.jwt_expires_in.is_some();
+        auth::verify(&self.inner.config.secret, token, check_expiry)
+    }
+
+    /// `PUT /instance/refreshToken`: the old token's signature is checked (its expiry never),
+    /// and its `tokenId` must be the stored token's. Then a new token is minted and stored.
+    pub(crate) fn refresh_token(&self, old: &str) -> Option<(String, i64)> {
+        let claims = auth::verify(&self.inner.config.secret, old, false).ok()?;
+        let instance = claims.instance_name?;
+        let id = self.instance_id(&instance)?;
+        let stored = self.lock().current_tokens.get(&instance).cloned()?;
+        let stored = auth::verify(&self.inner.config.secret, &stored, false).ok()?;
+        if stored.token_id != claims.token_id {
+            return None;
+        }
+        let token = self.mint_token(&instance, None);
+        self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        Some((token, id))
+    }
+
+    /// Tokens refreshed through `PUT /instance/refreshToken` so far.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_current_token(&self, instance: &str, token: &str) -> bool {

@@ -136,6 +136,14 @@ async fn serve(
                 "/chat/findMessages/{instance}",
                 web::post().to(rest::find_messages),
             )
+            .route(
+                "/instance/refreshToken/{instance}",
+                web::put().to(rest::refresh_token),
+            )
+            .route(
+                "/instance/connectionState/{instance}",
+                web::get().to(rest::connection_state),
+            )
             .default_service(web::to(ws::any_path))
     })
     .workers(1)

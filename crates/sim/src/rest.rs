@@ -298,3 +298,49 @@ pub(crate) async fn find_messages(
         .collect();
     HttpResponse::Ok().json(json!({"messages": {"total": records.len(), "records": records}}))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RefreshToken {
+    old_token: Option<String>,
+}
+
+/// `PUT /instance/refreshToken/{instance}`, with no guard, as on the real server: the instance in
+/// the path is not checked; `oldToken` must be signed by this server (expired or not) and be the
+/// stored token. Answers 201 with the new `Auth` row; 400 `Invalid "oldToken"` otherwise.
+pub(crate) async fn refresh_token(body: web::Bytes, sim: web::Data<Sim>) -> HttpResponse {
+    let old = serde_json::from_slice::<RefreshToken>(&body)
+        .ok()
+        .and_then(|b| b.old_token)
+        .filter(|t| !t.is_empty());
+    let Some(old) = old else {
+        return error(&sim, StatusCode::BAD_REQUEST, "oldToken is required");
+    };
+    let Some((token, instance_id)) = sim.refresh_token(&old) else {
+        return error(&sim, StatusCode::BAD_REQUEST, "Invalid \"oldToken\"");
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    HttpResponse::Created().json(json!({
+        "id": instance_id,
+        "token": token,
+        "createdAt": now,
+        "updatedAt": now,
+        "instanceId": instance_id,
+    }))
+}
+
+/// `GET /instance/connectionState/{instance}`: the JWT guard only (the real server's instance
+/// guard skips this route), so a 200 says the token is accepted for this instance.
+pub(crate) async fn connection_state(
+    req: HttpRequest,
+    path: web::Path<String>,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let instance = path.into_inner();
+    match authorize(&req, &sim, &instance) {
+        Err((StatusCode::UNAUTHORIZED, message)) => error(&sim, StatusCode::UNAUTHORIZED, message),
+        Err(_) => HttpResponse::Ok().json(json!({"state": "close", "statusReason": 400})),
+        Ok(()) => HttpResponse::Ok()
+            .json(json!({"instance": {"instanceName": instance, "state": "open"}})),
+    }
+}

@@ -59,9 +59,13 @@ pub(crate) async fn any_path(
 }
 
 fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel) -> HttpResponse {
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
+    // The first of repeated parameters counts, as `URLSearchParams.get` takes it.
+    let mut query: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        query
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
+    }
     let legacy = sim.config().protocol == Protocol::Legacy;
     let bad_request = if legacy {
         StatusCode::UNAUTHORIZED
@@ -124,7 +128,7 @@ fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim, channel: Channel)
     };
     let queues = sim.register((scope.clone(), event.clone()));
     tracing::debug!(scope, event, id = queues.id, "socket open");
-    let expires_in = (!legacy)
+    let expires_in = (!legacy && sim.config().jwt_expires_in.is_some())
         .then_some(())
         .and(claims.exp)
         .map(|exp| Duration::from_secs(exp.saturating_sub(crate::auth::now_secs())));
@@ -149,7 +153,9 @@ async fn serve_socket(
     expires_in: Option<Duration>,
 ) {
     let v2 = sim.config().protocol == Protocol::V2;
-    let mut stream = stream.max_frame_size(64 * 1024);
+    // The legacy server's `ws` takes frames up to 100 MiB (its `maxPayload`) and ignores them;
+    // a larger one closes the socket with 1009. The newer server reads none.
+    let mut stream = stream.max_frame_size(if v2 { 64 * 1024 } else { 100 * 1024 * 1024 });
     let mut ping = tokio::time::interval(sim.config().ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await; // the first tick is immediate
@@ -205,6 +211,9 @@ async fn serve_socket(
                 }
                 // The legacy server ignores whatever a client sends.
                 Some(Ok(_)) => {}
+                Some(Err(actix_ws::ProtocolError::Overflow)) if !v2 => {
+                    break Some(close_reason(1009, "Max payload size exceeded".into()));
+                }
                 Some(Err(e)) => {
                     tracing::debug!(id = q.id, error = %e, "protocol error from client");
                     break None;

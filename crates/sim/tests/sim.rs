@@ -102,10 +102,15 @@ async fn until_subscribed(sim: &Sim, scope: &str, event: &str) {
 
 #[actix_rt::test]
 async fn legacy_refuses_bad_handshakes_with_401() {
-    let s = start(SimConfig::default());
+    // Expiry on, so that an expired token is refused (with CodeChat's default it never is).
+    let expiring = SimConfig {
+        jwt_expires_in: Some(Duration::from_secs(3600)),
+        ..SimConfig::default()
+    };
+    let s = start(expiring.clone());
     let good = s.sim.mint_token("codechat", None);
     let expired = {
-        let other = Sim::new(SimConfig::default());
+        let other = Sim::new(expiring);
         let t = other.mint_token("codechat", Some(Duration::from_secs(1)));
         // Wait on the clock itself, not a guess: the token's exp is in whole seconds.
         let exp = t.clone();
@@ -406,7 +411,10 @@ async fn v2_frames_are_enveloped_and_clients_must_not_send() {
 
 #[actix_rt::test]
 async fn v2_closes_with_4001_at_expiry_and_4003_on_revoke() {
-    let s = start(v2());
+    let s = start(SimConfig {
+        jwt_expires_in: Some(Duration::from_secs(3600)),
+        ..v2()
+    });
     let short = s.sim.mint_token("codechat", Some(Duration::from_secs(1)));
     let mut ws = connect(&s.url("/ws/instance/events", "messages.upsert", &short))
         .await
