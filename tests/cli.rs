@@ -198,7 +198,7 @@ fn sim_prints_a_ready_url_and_token_and_demo_runs_to_its_summary() {
         .unwrap();
     assert!(demo.wait().unwrap().success());
     assert!(
-        text.contains("Connected { generation: 2 }"),
+        text.contains("connected (connection 2)"),
         "the demo reconnects:\n{text}"
     );
     assert!(text.contains("gap notice"), "{text}");

@@ -36,6 +36,11 @@ pub fn fast_config() -> ClientConfig {
     let mut c = ClientConfig::default();
     c.backoff = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(100));
     c.stable_after = Duration::from_secs(60);
+    // Tests drop connections on purpose, many times; the default intensity has its own test.
+    c.intensity = eventsock::core::Intensity {
+        max_restarts: 1000,
+        within: Duration::from_secs(60),
+    };
     c
 }
 

@@ -30,7 +30,7 @@ use awc::error::WsClientError;
 use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
 use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
-use eventsock_core::{Channel, EventName};
+use eventsock_core::{Channel, EventName, Token};
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -147,6 +147,8 @@ pub(crate) struct End {
     pub(crate) renewed: bool,
     /// A refusal's `Retry-After`, when it had one.
     pub(crate) retry_after: Option<Duration>,
+    /// The token a refused handshake carried, to find out over REST whether it is the cause.
+    pub(crate) refused_token: Option<Token>,
 }
 
 /// Told to the supervisor when the handshake succeeds.
@@ -261,6 +263,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         last_heard: None,
         renewed: false,
         retry_after: None,
+        refused_token: None,
     };
     let token = tokio::select! {
         t = p.source.tokens.token() => t,
@@ -298,6 +301,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             end.retry_after = refused_head.and_then(|h| h.retry_after);
             if end.cause.is_auth() {
                 end.renewed = p.source.tokens.refused(&token);
+                end.refused_token = Some(token);
             }
             return end;
         }

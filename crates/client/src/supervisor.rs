@@ -30,7 +30,7 @@ use crate::source::{Protocol, Source};
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
 use eventsock_core::{
-    human, Channel, Event, EventName, Payload, RawEvent, RestartLog, Undelivered,
+    human, Channel, Event, EventName, Payload, RawEvent, RestartLog, Token, Undelivered,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -581,15 +581,18 @@ impl Handler<ConnDown> for Supervisor {
             );
             return self.give_up(msg.sub, reason, ctx);
         }
-        let needs_probe = end.cause == Cause::Refused(401)
-            && s.source.protocol == Protocol::Legacy
-            && s.diagnosis.is_none();
-        if needs_probe {
+        let refused_token = end
+            .refused_token
+            .clone()
+            .filter(|_| end.cause == Cause::Refused(401));
+        if let (Some(token), Protocol::Legacy, None) =
+            (refused_token, s.source.protocol, &s.diagnosis)
+        {
             // The legacy server answers 401 alike for a bad path, event or token: ask REST
-            // which, then retry.
+            // about the token the handshake carried, then retry.
             let source = s.source.clone();
             let sub = msg.sub;
-            let probe = async move { probe(&source).await };
+            let probe = async move { probe(&source, token).await };
             ctx.spawn(probe.into_actor(self).map(move |diagnosis, act, ctx| {
                 act.subs[sub].diagnosis = Some(diagnosis);
                 act.retry(sub, end, ctx);
@@ -602,8 +605,8 @@ impl Handler<ConnDown> for Supervisor {
 
 /// Finds out over REST whether the legacy server refused a handshake for its token or for its
 /// path or event: the route checks the token and nothing else.
-async fn probe(source: &Source) -> String {
-    let rest = RestClient::for_source(source)
+async fn probe(source: &Source, token: Token) -> String {
+    let rest = RestClient::new(&source.endpoint, source.scope.clone(), token)
         .timeout(std::time::Duration::from_secs(5))
         .retries(0);
     match rest.connection_state().await {
