@@ -17,17 +17,6 @@ use std::time::Duration;
 
 const INSTANCE: &str = "codechat";
 
-fn connected(k: &LifecycleKind, generation: u64) -> bool {
-    matches!(k, LifecycleKind::Connected { generation: g } if *g == generation)
-}
-
-async fn subscribed(s: &TestServer, event: &str) {
-    until(&format!("{event} to be subscribed"), || {
-        s.sim.is_subscribed(INSTANCE, event)
-    })
-    .await;
-}
-
 /// A supervisor with one recorder for `legacy::MessagesUpsert`, lifecycle and undelivered.
 fn supervise(s: &TestServer, config: ClientConfig) -> (Addr<Supervisor>, Recorder) {
     let token = Token::new(s.sim.mint_token(INSTANCE, None));

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod hostile;
+
 use actix::prelude::*;
 use eventsock::client::{ClientConfig, Lifecycle, LifecycleKind};
 use eventsock::core::{Backoff, Endpoint, Event, EventMeta, Payload, RawEvent, Undelivered};
@@ -219,4 +221,17 @@ impl Handler<Undelivered> for Recorder {
     fn handle(&mut self, msg: Undelivered, _: &mut Context<Self>) {
         self.push(Record::Undelivered(msg));
     }
+}
+
+/// Whether `k` is connection number `generation` coming up.
+pub fn connected(k: &LifecycleKind, generation: u64) -> bool {
+    matches!(k, LifecycleKind::Connected { generation: g } if *g == generation)
+}
+
+/// Waits until the simulator routes `event` of `codechat` to a socket.
+pub async fn subscribed(s: &TestServer, event: &str) {
+    until(&format!("{event} to be subscribed"), || {
+        s.sim.is_subscribed("codechat", event)
+    })
+    .await;
 }
