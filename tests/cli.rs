@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::hostile;
 use common::*;
 use eventsock::sim::SimConfig;
 use serde_json::{json, Value};
@@ -203,4 +204,335 @@ fn sim_prints_a_ready_url_and_token_and_demo_runs_to_its_summary() {
     );
     assert!(text.contains("gap notice"), "{text}");
     assert!(text.contains("summary after"), "{text}");
+}
+
+/// `eventsock` run as a child, its stderr collected line by line for the test to wait on.
+struct Running {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    fn start(args: &[&str], stdout: Stdio) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args(args)
+            .env_remove("EVENTSOCK_URL")
+            .env_remove("EVENTSOCK_TOKEN")
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut pipe = pipe;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    async fn wait_stderr(&self, what: &str) {
+        until(&format!("{what:?} on stderr"), || {
+            self.stderr().contains(what)
+        })
+        .await;
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits for the exit (or fails after the deadline); the exit status and how long it took.
+    async fn exit(&mut self) -> (std::process::ExitStatus, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let status = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            let _ = self.child.kill();
+            panic!("eventsock did not exit; stderr:\n{}", self.stderr())
+        });
+        // Let the stderr thread take the last bytes.
+        until("stderr to close", || {
+            std::sync::Arc::strong_count(&self.stderr) == 1
+        })
+        .await;
+        (status, started.elapsed())
+    }
+}
+
+fn tail_args<'a>(url: &'a str, token: &'a str) -> Vec<&'a str> {
+    vec![
+        "tail",
+        "--url",
+        url,
+        "--token",
+        token,
+        "--event",
+        "messages.upsert",
+        "--backoff-min",
+        "10ms",
+        "--backoff-max",
+        "200ms",
+    ]
+}
+
+#[actix_rt::test]
+async fn tail_exits_0_at_once_when_its_reader_goes_away() {
+    // `eventsock tail | head -n 1`: after the first line the reader is gone; no more events come.
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let url = s.url();
+    let mut tail = Running::start(&tail_args(&url, &token), Stdio::piped());
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &json!({"keyId": "1"}));
+    let stdout = tail.child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(line.contains(r#""keyId":"1""#), "{line}");
+    // The reader (and with it the pipe) is gone now.
+    let (status, took) = tail.exit().await;
+    println!(
+        "tail exited {} ms after its reader went away",
+        took.as_millis()
+    );
+    assert!(status.success(), "{status}: {}", tail.stderr());
+}
+
+#[actix_rt::test]
+async fn tail_obeys_sigint_while_its_reader_does_not_read() {
+    // A paused pager: stdout is a pipe nobody reads. The events fill it, then tail's queue.
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let url = s.url();
+    let mut tail = Running::start(&tail_args(&url, &token), Stdio::piped());
+    subscribed(&s, "messages.upsert").await;
+    let text = "x".repeat(1000);
+    s.sim.burst(
+        "codechat",
+        "messages.upsert",
+        &json!({"keyId": "k", "content": {"text": text}}),
+        20_000,
+    );
+    let stdout = tail.child.stdout.take().unwrap();
+    // A pipe holds 64 KiB; whole lines of 1 KiB stop fitting a little before.
+    until("the pipe to fill", || {
+        rustix::io::ioctl_fionread(&stdout).unwrap_or(0) >= 48 * 1024
+    })
+    .await;
+    tail.signal("-INT");
+    let (status, took) = tail.exit().await;
+    println!(
+        "tail exited {} ms after SIGINT with its reader stalled",
+        took.as_millis()
+    );
+    assert!(status.success(), "{status}: {}", tail.stderr());
+    assert!(
+        tail.stderr().contains("subscription"),
+        "the summary: {}",
+        tail.stderr()
+    );
+    drop(stdout);
+}
+
+#[actix_rt::test]
+async fn tail_obeys_sigint_against_a_server_that_never_reads() {
+    let server = hostile::serve(|mut s, r, stats| {
+        if !hostile::upgrade(&mut s, &r) {
+            return;
+        }
+        hostile::flood(&mut s, &hostile::frame(9, &[7; 125]), stats);
+    });
+    let token = eventsock::sim::Sim::new(SimConfig::default()).mint_token("codechat", None);
+    let url = server.url();
+    let mut tail = Running::start(&tail_args(&url, &token), Stdio::null());
+    // 16 MiB of pings: our pongs have filled every buffer between us.
+    until("16 MiB of pings", || server.written() > 16 * 1024 * 1024).await;
+    tail.signal("-INT");
+    let (status, took) = tail.exit().await;
+    println!(
+        "tail exited {} ms after SIGINT with a server that never reads",
+        took.as_millis()
+    );
+    assert!(status.success(), "{status}: {}", tail.stderr());
+}
+
+#[actix_rt::test]
+async fn tail_exits_1_with_a_summary_when_every_subscription_gave_up() {
+    // Upgrades, then drops the connection at once, forever.
+    let server = hostile::serve(|mut s, r, _| {
+        hostile::upgrade(&mut s, &r);
+    });
+    let token = eventsock::sim::Sim::new(SimConfig::default()).mint_token("codechat", None);
+    let url = server.url();
+    let mut args = tail_args(&url, &token);
+    args.extend(["--max-restarts", "2", "--restart-window", "1m"]);
+    let mut tail = Running::start(&args, Stdio::null());
+    let (status, _) = tail.exit().await;
+    let stderr = tail.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gave up: 3 connections dropped within 1m"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("given up"), "the summary's state: {stderr}");
+    assert!(stderr.contains("every subscription gave up"), "{stderr}");
+}
+
+#[actix_rt::test]
+async fn tail_escapes_what_the_server_says_and_prints_no_colour_off_a_terminal() {
+    let server = hostile::serve(|mut s, r, stats| {
+        if hostile::upgrade(&mut s, &r) {
+            let reason = "bye\n2026 eventsock: connected\x1b]0;pwned\x07\x1b[2J";
+            hostile::send(&mut s, &hostile::close_frame(4000, reason), stats);
+            hostile::hold(stats);
+        }
+    });
+    let token = eventsock::sim::Sim::new(SimConfig::default()).mint_token("codechat", None);
+    let url = server.url();
+    let mut tail = Running::start(&tail_args(&url, &token), Stdio::null());
+    tail.wait_stderr("closed by the server with 4000").await;
+    tail.signal("-TERM");
+    tail.exit().await;
+    let stderr = tail.stderr();
+    assert!(
+        stderr.contains(r"closed by the server with 4000: bye\n2026 eventsock: connected\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escape sequence at all: {stderr:?}"
+    );
+    assert!(!stderr.contains('\x07'));
+}
+
+#[actix_rt::test]
+async fn tail_takes_the_url_as_codechat_writes_it_and_says_what_is_wrong_with_others() {
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    // CodeChat's README gives the socket's URL.
+    let url = format!("{}/ws/events", s.url().replace("http://", "ws://"));
+    let mut tail = Running::start(&tail_args(&url, &token), Stdio::piped());
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &json!({"keyId": "1"}));
+    let stdout = tail.child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(line.contains(r#""keyId":"1""#), "{line}");
+    tail.signal("-TERM");
+    tail.exit().await;
+
+    let refused = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?} was accepted");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let e = refused(&tail_args("localhost:8084", &token));
+    assert!(
+        e.contains("has no scheme: write http://localhost:8084"),
+        "{e}"
+    );
+    let with_token = format!("ws://127.0.0.1:1/ws/events?event=messages.upsert&token={token}");
+    let e = refused(&tail_args(&with_token, &token));
+    assert!(e.contains("the URL carries a token in its query"), "{e}");
+    assert!(!e.contains(&token), "the token is never echoed: {e}");
+    let e = refused(&[
+        "tail",
+        "--url",
+        &s.url(),
+        "--token",
+        &token,
+        "--event",
+        "message.upsert",
+    ]);
+    assert!(
+        e.contains("does not serve `message.upsert`; did you mean `messages.upsert`?"),
+        "{e}"
+    );
+    let e = refused(&[
+        "tail",
+        "--url",
+        &url,
+        "--protocol",
+        "v2",
+        "--token",
+        &token,
+        "--event",
+        "messages.upsert",
+    ]);
+    assert!(e.contains("but --protocol is v2"), "{e}");
+}
+
+#[actix_rt::test]
+async fn bridge_says_where_nats_is_unreachable_and_that_it_retries() {
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    // A port with nothing behind it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nats = format!("nats://127.0.0.1:{port}");
+    let url = s.url();
+    let mut bridge = Running::start(
+        &[
+            "bridge",
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--event",
+            "messages.upsert",
+            "--nats",
+            &nats,
+        ],
+        Stdio::null(),
+    );
+    bridge
+        .wait_stderr(&format!("NATS at {nats} is unreachable"))
+        .await;
+    bridge.wait_stderr("retrying every").await;
+    bridge.signal("-TERM");
+    let (status, _) = bridge.exit().await;
+    assert!(status.success(), "{}", bridge.stderr());
 }

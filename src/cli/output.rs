@@ -19,6 +19,8 @@ pub(crate) struct Output {
 
 #[derive(Default)]
 struct Gone {
+    /// Lines written so far.
+    written: std::sync::atomic::AtomicU64,
     flag: std::sync::atomic::AtomicBool,
     notify: Notify,
 }
@@ -50,6 +52,9 @@ impl Output {
                     if out.write_all(&line).is_err() {
                         break;
                     }
+                    writer_gone
+                        .written
+                        .fetch_add(1, std::sync::atomic::Ordering::Release);
                     // Flush once the queue is empty: batches under load, prompt when idle.
                     if rx.is_empty() && out.flush().is_err() {
                         break;
@@ -82,6 +87,20 @@ impl Output {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Resolves once lines wait and none has been written for `patience`: the reader is not
+    /// reading (a paused pager).
+    pub(crate) async fn stalled(&self, patience: std::time::Duration) {
+        let mut last = self.gone.written.load(std::sync::atomic::Ordering::Acquire);
+        loop {
+            tokio::time::sleep(patience).await;
+            let now = self.gone.written.load(std::sync::atomic::Ordering::Acquire);
+            if now == last && self.pending() > 0 {
+                return;
+            }
+            last = now;
         }
     }
 

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use eventsock_client::{
     ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
 };
-use eventsock_core::{human, Backoff, RawEvent, Undelivered};
+use eventsock_core::{human, Backoff, Intensity, RawEvent, Undelivered};
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +28,12 @@ pub(crate) struct TailArgs {
     /// Largest reconnect delay (also the pace of retries after a refused token).
     #[arg(long, default_value = "30s", value_parser = super::duration)]
     backoff_max: Duration,
+    /// Give a subscription up after this many connections that came up and dropped at once...
+    #[arg(long, default_value_t = 10)]
+    max_restarts: u32,
+    /// ...within this window. Attempts that never connect (server down) never count.
+    #[arg(long, default_value = "5m", value_parser = super::duration)]
+    restart_window: Duration,
 }
 
 pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,10 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     config.ping_interval = args.ping_interval;
     config.pong_timeout = args.pong_timeout;
     config.backoff = Backoff::exponential(args.backoff_min, args.backoff_max);
+    config.intensity = Intensity {
+        max_restarts: args.max_restarts,
+        within: args.restart_window,
+    };
 
     let output = Output::stdout();
     let nothing_left = Arc::new(Notify::new());
@@ -71,13 +81,19 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             Ok(Err(_)) => None,
             Err(_) => {
                 eprintln!(
-                    "eventsock: output not drained within {} ({} lines unwritten): the reader is not reading",
-                    human::duration(SHUTDOWN_GRACE),
-                    output.pending()
+                    "eventsock: not everything was handled within {}",
+                    human::duration(SHUTDOWN_GRACE)
                 );
                 supervisor.send(GetStatus).await.ok()
             }
         },
+        _ = output.stalled(Duration::from_secs(1)) => {
+            eprintln!(
+                "eventsock: {} lines not printed: standard output's reader is not reading",
+                output.pending()
+            );
+            supervisor.send(GetStatus).await.ok()
+        }
         _ = super::terminated() => {
             eprintln!("eventsock: stopped at once");
             None

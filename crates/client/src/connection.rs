@@ -460,7 +460,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         Counters::bump(&p.counters.dropped);
         tracing::warn!(seq, "a frame read before the connection ended was not handled: the handlers did not make room in time");
     }
-    if !writer_done && outbox.has_close() {
+    if !writer_done && matches!(end.cause, Cause::Closed { .. }) && outbox.has_close() {
         // Let the echo of the server's close go out, within bounds.
         let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut writer).await;
     }
