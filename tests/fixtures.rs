@@ -206,3 +206,140 @@ fn every_event_that_carries_data_has_exactly_one_payload_type() {
         1
     );
 }
+
+/// Values that break naive codecs: integer extremes (the `abs` of `i64::MIN` overflowed once),
+/// huge and odd numbers, wrong types, odd text.
+const EXTREMES: &[&str] = &[
+    "-9223372036854775808",
+    "9223372036854775807",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-1",
+    "0",
+    "1e308",
+    "-1e308",
+    "-0.0",
+    "0.5",
+    "\"-9223372036854775808\"",
+    "\"99999999999999999999999\"",
+    "\"\"",
+    "\"2025-13-45T99:99:99Z\"",
+    "\"+275760-09-13T00:00:00.000Z\"",
+    "\"\\u0000\\u001b[2J\"",
+    "\"\u{1F600}\"",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]",
+];
+
+/// Replaces one value somewhere in `v` (chosen by `rng`) with an extreme.
+fn replace_one(v: &mut Value, rng: &mut fastrand::Rng) {
+    let extreme = |rng: &mut fastrand::Rng| -> Value {
+        serde_json::from_str(EXTREMES[rng.usize(..EXTREMES.len())]).unwrap_or(Value::Null)
+    };
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let key = m.keys().nth(rng.usize(..m.len())).cloned().unwrap();
+            let child = m.get_mut(&key).unwrap();
+            if rng.u8(..3) == 0 {
+                *child = extreme(rng);
+            } else {
+                replace_one(child, rng);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let i = rng.usize(..a.len());
+            replace_one(&mut a[i], rng);
+        }
+        other => *other = extreme(rng),
+    }
+}
+
+/// Byte-level damage: a flipped byte, a cut, a splice of an extreme, a truncation.
+fn damage(text: &str, rng: &mut fastrand::Rng) -> String {
+    let mut b = text.as_bytes().to_vec();
+    for _ in 0..rng.usize(1..=3) {
+        if b.is_empty() {
+            b.extend_from_slice(b"{}");
+        }
+        let at = rng.usize(..b.len());
+        match rng.u8(..4) {
+            0 => b[at] = rng.u8(..),
+            1 => {
+                let end = (at + rng.usize(..16)).min(b.len());
+                b.drain(at..end);
+            }
+            2 => {
+                let t = EXTREMES[rng.usize(..EXTREMES.len())].as_bytes();
+                b.splice(at..at, t.iter().copied());
+            }
+            _ => b.truncate(at),
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// Every fixture, mutated many ways (extreme values in typed fields, byte damage, envelopes with
+/// odd timestamps), through `Frame::parse`, the envelope accessors and every payload type that
+/// claims the event: each case decodes or is refused with an error, and none panics. Runs with
+/// the test profile's overflow checks on, so an arithmetic overflow is a failure here.
+#[test]
+fn mutated_fixtures_decode_or_are_refused_and_never_panic() {
+    const CASES: usize = 20_000;
+    assert!(cfg!(debug_assertions), "run with overflow checks on");
+    let mut seeds = Vec::new();
+    for (dir, protocol) in [("legacy", Channel::Legacy), ("v2", Channel::Instance)] {
+        for path in json_files(&fixtures_root().join(dir)) {
+            let kind = event_of(&path);
+            let channel = if kind.is_global() {
+                Channel::Global
+            } else {
+                protocol
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            seeds.push((channel, EventName::from(kind), text));
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(0x5eed_2026);
+    let (mut decoded, mut refused) = (0usize, 0usize);
+    for case in 0..CASES {
+        let (channel, name, text) = &seeds[rng.usize(..seeds.len())];
+        let input = match rng.u8(..3) {
+            0 => damage(text, &mut rng),
+            _ => {
+                let mut v: Value = serde_json::from_str(text).unwrap();
+                for _ in 0..rng.usize(1..=3) {
+                    replace_one(&mut v, &mut rng);
+                }
+                v.to_string()
+            }
+        };
+        let outcome = std::panic::catch_unwind(|| {
+            let Ok(frame) = Frame::parse(name, &input) else {
+                return (0, 1);
+            };
+            let _ = (frame.instance(), frame.timestamp(), frame.event_name());
+            let _ = frame.value(name).map_err(|e| e.to_string());
+            decode_all(*channel, name, &frame)
+                .into_iter()
+                .fold((0, 0), |(ok, bad), (_, r)| match r {
+                    Ok(_) => (ok + 1, bad),
+                    Err(_) => (ok, bad + 1),
+                })
+        });
+        match outcome {
+            Ok((ok, bad)) => {
+                decoded += ok;
+                refused += bad;
+            }
+            Err(_) => panic!("case {case} ({name} on {channel:?}) panicked on: {input}"),
+        }
+    }
+    println!("{CASES} mutated frames: {decoded} decodes, {refused} refusals, 0 panics");
+    assert!(
+        decoded > 0 && refused > 0,
+        "the mutations exercise both outcomes"
+    );
+}

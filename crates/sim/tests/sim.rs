@@ -490,3 +490,83 @@ async fn v2_closes_a_slow_client_with_4008() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn legacy_takes_the_first_event_parameter_and_ignores_large_client_frames() {
+    let s = start(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    // URLSearchParams.get gives the first of repeated parameters.
+    let url = format!(
+        "ws://{}/ws/events?event=messages.upsert&event=send.message&token={token}",
+        s.addr
+    );
+    let mut ws = connect(&url).await.unwrap();
+    until_subscribed(&s.sim, "codechat", "messages.upsert").await;
+    assert!(!s.sim.is_subscribed("codechat", "send.message"));
+    // A 1 MiB frame from the client: the legacy server reads and ignores it.
+    ws.send(Message::Text("x".repeat(1024 * 1024).into()))
+        .await
+        .unwrap();
+    s.sim
+        .emit("codechat", "messages.upsert", &json!({"keyId": "after"}));
+    assert_eq!(next_json(&mut ws).await, json!({"keyId": "after"}));
+}
+
+#[actix_rt::test]
+async fn legacy_refusals_have_no_body_and_close_the_connection() {
+    use std::io::{Read, Write};
+    let s = start(SimConfig::default());
+    let addr = s.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.write_all(
+            b"GET /ws/events?event=messages.upsert&token=nope HTTP/1.1\r\nHost: x\r\n\
+              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+        let mut answer = String::new();
+        // The server closes: read_to_string ends.
+        tcp.read_to_string(&mut answer).unwrap();
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\n"), "no body: {answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_refresh_route_answers_as_the_real_server_does() {
+    let s = start(SimConfig::default());
+    let old = s.sim.mint_token("codechat", None);
+    let client = awc::Client::new();
+    let url = s.http("/instance/refreshToken/codechat");
+    let mut ok = client
+        .put(&url)
+        .send_json(&json!({"oldToken": old}))
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 201);
+    let body: Value = ok.json().await.unwrap();
+    assert!(body["token"].as_str().is_some_and(|t| t != old), "{body}");
+    assert_eq!(body["instanceId"], 1);
+    for bad in [
+        json!({"oldToken": old}),
+        json!({"oldToken": "x"}),
+        json!({}),
+    ] {
+        let mut refused = client.put(&url).send_json(&bad).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 400, "{bad}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["status"], 400, "{body}");
+    }
+    assert_eq!(s.sim.refreshes(), 1);
+}
