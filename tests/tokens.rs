@@ -64,7 +64,7 @@ async fn a_refreshing_token_outlives_three_expiries_and_a_restart() {
             .await
             .unwrap_or_else(|e| panic!("send {sent} failed: {e}"));
         sent += 1;
-        if sent % 5 == 0 {
+        if sent.is_multiple_of(5) {
             s.sim.drop_all();
             subscribed(&s, "send.message").await;
         }

@@ -148,7 +148,7 @@ async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
                 let next = eventsock_core::human::duration(wait);
                 // Said on the first failure and then every tenth, so a long outage stays visible
                 // without flooding the log.
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(
                         "NATS at {at} is unreachable ({e}); retrying every {next} until it answers"
                     );
