@@ -26,10 +26,10 @@ impl Handler<Lifecycle> for Watcher {
         let what = match l.kind {
             LifecycleKind::Connecting { .. } => return,
             LifecycleKind::Gap { from, to } => format!(
-                "gap: {:?} during which events may be lost (resync over REST)",
-                to.duration_since(from).unwrap_or_default()
+                "gap: {} during which events may be lost (resync over REST)",
+                eventsock::core::human::duration(to.duration_since(from).unwrap_or_default())
             ),
-            other => format!("{other:?}"),
+            other => other.to_string(),
         };
         println!("  >> {:<9} {:<16} {what}", l.instance, l.event.as_str());
     }
@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
             "{:<10} {:<18} {:>10} {:>8} {:>9}",
             s.instance,
             s.event.as_str(),
-            format!("{:?}", s.state),
+            s.state.to_string(),
             s.events,
             s.restarts
         );

@@ -14,10 +14,16 @@ pub use eventsock_sim as sim;
 mod target;
 pub use target::{Target, TargetError};
 
+/// The README's Rust code, compiled as doctests so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The types most programs need.
 pub mod prelude {
     pub use eventsock_client::{
-        ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Subscribe, Supervisor,
+        ClientConfig, GetStatus, Lifecycle, LifecycleKind, RefreshingToken, RestClient, Shutdown,
+        Source, Subscribe, Supervisor,
     };
     pub use eventsock_core::{
         legacy, v2, Backoff, Channel, Endpoint, Event, EventKind, EventName, Frame, Payload,

@@ -545,15 +545,17 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
     .await
     .unwrap()
     .unwrap();
-    for e in ["messages.upsert", "contacts.upsert", "chats.upsert"] {
-        subscribed(&s, e).await;
-    }
+    rec.wait("the three second connections", |r| {
+        (r.count_lifecycle(|k| connected(k, 2)) >= 3).then_some(())
+    })
+    .await;
     println!(
         "all three back {} ms after the server was (their backoff: 60 s)",
         back.elapsed().as_millis()
     );
     let statuses = sup.send(GetStatus).await.unwrap();
-    assert!(statuses.iter().all(|st| st.generation >= 1));
+    let reconnected = statuses.iter().filter(|st| st.generation == 2).count();
+    assert_eq!(reconnected, 3, "{statuses:?}");
 }
 
 #[actix_rt::test]

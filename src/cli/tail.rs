@@ -192,7 +192,9 @@ impl Handler<RawEvent> for Printer {
             "instance": msg.meta.instance.as_deref(),
             "data": &*msg.data,
         });
-        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        // The server's text stays the same JSON value, with what a terminal would obey escaped.
+        let json = serde_json::to_string(&line).unwrap_or_default();
+        let mut bytes = human::json_safe(&json).into_owned().into_bytes();
         bytes.push(b'\n');
         let out = self.out.clone();
         // Waits (without blocking the runtime) while the output queue is full.

@@ -450,7 +450,12 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                         Counters::bump(&p.counters.dropped);
                         tracing::warn!(seq, size, "queue full: frame dropped");
                     }
-                    Offer::Wait(w) => waiting = Some(w),
+                    Offer::Wait(w) => {
+                        waiting = Some(w);
+                        // Time spent waiting for handlers is not the link's silence: no pong
+                        // is awaited (and no ping sent) until the frame is queued.
+                        pong_deadline = None;
+                    }
                 }
             }
         }

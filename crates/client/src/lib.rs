@@ -24,7 +24,8 @@
 //! impl Handler<Event<legacy::MessagesUpsert>> for Printer {
 //!     type Result = ();
 //!     fn handle(&mut self, msg: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
-//!         println!("{:?} says {:?}", msg.push_name, msg.text());
+//!         let who = msg.push_name.as_deref().unwrap_or("someone");
+//!         println!("{who} says {}", msg.text().unwrap_or_default());
 //!     }
 //! }
 //!

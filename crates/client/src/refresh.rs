@@ -266,12 +266,20 @@ impl TokenProvider for RefreshingToken {
         Box::pin(self.clone().get())
     }
 
+    /// A newer token is there already, or the refused one is expired or close to it (within a
+    /// minute, or the renewal margin, for clocks that disagree): renew it and say so. A token
+    /// refused long before its expiry (a wrong path, a revoked token) is not renewed: a new one
+    /// would be refused alike, and each renewal rotates the instance's token.
     fn refused(&self, token: &Token) -> bool {
-        if *token == self.current() {
+        if *token != self.current() {
+            return true;
+        }
+        let margin = self.inner.ahead.map_or(60, |d| d.as_secs().max(60) as i64);
+        let expiring = lifetime(token).is_some_and(|(_, exp)| now_secs() >= exp - margin);
+        if expiring {
             self.inner.stale.store(true, Ordering::Release);
         }
-        // Either a newer token is already there, or the next call renews this one.
-        true
+        expiring
     }
 }
 

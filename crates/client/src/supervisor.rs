@@ -585,11 +585,10 @@ impl Handler<ConnDown> for Supervisor {
             .refused_token
             .clone()
             .filter(|_| end.cause == Cause::Refused(401));
-        if let (Some(token), Protocol::Legacy, None) =
-            (refused_token, s.source.protocol, &s.diagnosis)
-        {
-            // The legacy server answers 401 alike for a bad path, event or token: ask REST
-            // about the token the handshake carried, then retry.
+        if let (Some(token), None) = (refused_token, &s.diagnosis) {
+            // The legacy server answers 401 alike for a bad path, event or token (and a v2
+            // client pointed at it sees the same): ask REST about the token the handshake
+            // carried, then retry.
             let source = s.source.clone();
             let sub = msg.sub;
             let probe = async move { probe(&source, token).await };
@@ -653,7 +652,7 @@ impl Supervisor {
         s.last_error = Some(why.clone());
         let max = config.backoff.max_delay();
         let backoff = config.backoff.delay(s.attempts);
-        let refused = end.cause.is_auth() || end.cause == Cause::Refused(401);
+        let refused = end.cause.is_auth();
         let (delay, wakeable) = if let Some(after) = end.retry_after {
             // The server said when: no sooner (and no later than the longest backoff).
             (after.min(max).max(backoff), false)

@@ -266,7 +266,7 @@ fn excerpt(text: &str, line: usize, column: usize) -> String {
 /// A frame that is valid JSON but does not fit the payload type of its event. The frame's data
 /// is still delivered as JSON beside this error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a `{event}` frame does not fit {type_name}{}: {message}", if path.is_empty() || path == "." { String::new() } else { format!(" at `{path}`") })]
+#[error("a `{event}` frame does not fit {type_name}{}: {}", if path.is_empty() || path == "." { String::new() } else { format!(" at `{}`", crate::human::escaped(path)) }, crate::human::escaped(message))]
 #[non_exhaustive]
 pub struct DecodeError {
     /// The event.

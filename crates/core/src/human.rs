@@ -18,8 +18,8 @@ pub fn escaped(text: &str) -> Escaped<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(&'a str);
 
-/// Whether `c` changes how a terminal shows the text around it.
-fn is_unsafe(c: char) -> bool {
+/// Whether `c` changes how a terminal shows the text around it: what [`escaped`] escapes.
+pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         // Bidirectional embeddings, overrides and isolates (the "Trojan Source" characters),
         // zero-width and line/paragraph separators.
@@ -51,6 +51,28 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
         Some((i, _)) => format!("{}…", escaped(&text[..i])),
         None => escaped(text).to_string(),
     }
+}
+
+/// A serialized JSON document with every character [`is_unsafe`] finds written as a `\uXXXX`
+/// escape: the same JSON value, safe to print. (serde_json escapes only the C0 controls; C1
+/// controls such as U+009B, a CSI, and bidirectional overrides stay raw.) Such characters can
+/// only stand inside JSON strings, where the escape means the same character.
+pub fn json_safe(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.contains(is_unsafe) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `d` as a person reads it: `850ms`, `4.2s`, `30s`, `2m 30s`, `1h 5m`.
@@ -108,6 +130,21 @@ mod tests {
         assert!(!shown.chars().any(is_unsafe));
         assert_eq!(escaped("Olá, tudo bem?").to_string(), "Olá, tudo bem?");
         assert_eq!(escaped("\u{9b}31m").to_string(), "\\u{9b}31m");
+    }
+
+    #[test]
+    fn json_stays_the_same_value_and_turns_safe() {
+        let value = serde_json::json!({"text": "a\u{9b}31mb\u{202e}c\u{1b}"});
+        let json = serde_json::to_string(&value).unwrap();
+        assert!(json.contains('\u{9b}'), "serde_json leaves C1 raw");
+        let safe = json_safe(&json);
+        assert!(!safe.contains(is_unsafe), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+        assert!(matches!(
+            json_safe("{\"a\":1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!
 //! # #[actix::main] async fn main() {
 //! let hello = Route::from_fn(|e: Event<legacy::MessagesUpsert>| async move {
-//!     println!("{:?} wrote {:?}", e.push_name, e.text());
+//!     let who = e.push_name.as_deref().unwrap_or("someone");
+//!     println!("{who} wrote {}", e.text().unwrap_or_default());
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
 //! let bot = Bot::build(hello).start();
@@ -37,7 +38,7 @@
 //!     .incoming()
 //!     .command("!ping")
 //!     .endpoint(|e: Event<legacy::MessagesUpsert>| async move {
-//!         println!("ping from {:?}", e.key_remote_jid);
+//!         println!("ping from {}", e.key_remote_jid.as_deref().unwrap_or("?"));
 //!         Ok::<_, std::convert::Infallible>(())
 //!     });
 //! ```
@@ -62,7 +63,7 @@
 //!     Pipeline::new().command("!help").to_route(say("try !ping")),
 //! ]);
 //! let bot = Bot::build(commands)
-//!     .on_dead_letter(|m: Msg| println!("nobody took {:?}", m.text()))
+//!     .on_dead_letter(|m: Msg| println!("nobody took {}", m.text().unwrap_or_default()))
 //!     .start();
 //! # let _ = bot; }
 //! ```

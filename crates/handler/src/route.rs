@@ -28,7 +28,7 @@ pub enum HandlerError {
     #[error("the handler panicked: {0}")]
     Panicked(String),
     /// The handler took longer than its timeout.
-    #[error("the handler took longer than {0:?}")]
+    #[error("the handler took longer than {}", eventsock_core::human::duration(*.0))]
     Timeout(Duration),
     /// The handler actor has stopped (or panicked); a restarting route starts a new one.
     #[error("the handler actor has stopped")]

@@ -111,7 +111,7 @@ impl Handler<RawEvent> for Ingest {
                     }
                     Err(error) => {
                         counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%subject, %error, ?wait, "publish failed; holding the event and retrying");
+                        tracing::warn!(%subject, %error, wait = %eventsock_core::human::duration(wait), "publish failed; holding the event and retrying");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(2));
                     }

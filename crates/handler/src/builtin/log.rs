@@ -1,19 +1,17 @@
 //! Logging every event.
 
 use crate::route::{Flow, Route};
-use eventsock_core::{Event, Payload, RawEvent};
+use eventsock_core::{human, Event, Payload, RawEvent};
 
 /// Logs every event at info level: name, instance, connection and sequence, and the payload
-/// (`Debug`, cut to 200 characters).
+/// (as JSON, escaped, cut to 200 characters).
 pub fn log<T: Payload>() -> Route<Event<T>> {
     Route::new(|e: Event<T>| {
-        let mut shown = format!("{:?}", e.payload);
-        if let Some((at, _)) = shown.char_indices().nth(200) {
-            shown.truncate(at);
-            shown.push('…');
-        }
-        tracing::info!(event = %e.meta.event, instance = ?e.meta.instance, generation = e.meta.generation,
-            seq = e.meta.seq, payload = %shown, "event");
+        let json = serde_json::to_string(&*e.payload).unwrap_or_default();
+        tracing::info!(event = %human::escaped(e.meta.event.as_str()),
+            instance = %human::escaped(e.meta.instance.as_deref().unwrap_or("?")),
+            generation = e.meta.generation, seq = e.meta.seq,
+            payload = %human::excerpt(&json, 200), "event");
         async { Ok(Flow::Taken) }
     })
 }
@@ -21,12 +19,10 @@ pub fn log<T: Payload>() -> Route<Event<T>> {
 /// Logs every raw event at info level, with its JSON cut to 200 characters.
 pub fn log_raw() -> Route<RawEvent> {
     Route::new(|e: RawEvent| {
-        let mut shown = e.data.to_string();
-        if let Some((at, _)) = shown.char_indices().nth(200) {
-            shown.truncate(at);
-            shown.push('…');
-        }
-        tracing::info!(event = %e.meta.event, instance = ?e.meta.instance, seq = e.meta.seq, data = %shown, "event");
+        let json = e.data.to_string();
+        tracing::info!(event = %human::escaped(e.meta.event.as_str()),
+            instance = %human::escaped(e.meta.instance.as_deref().unwrap_or("?")),
+            seq = e.meta.seq, data = %human::excerpt(&json, 200), "event");
         async { Ok(Flow::Taken) }
     })
 }
