@@ -158,13 +158,6 @@ impl ClientConfig {
                 )));
             }
         }
-        if self.queue_bytes > u32::MAX as usize {
-            return Err(ConfigError(format!(
-                "queue_bytes is {}: at most {} (4 GiB)",
-                self.queue_bytes,
-                u32::MAX
-            )));
-        }
         if self.intensity.max_restarts == 0 || self.intensity.within.is_zero() {
             return Err(ConfigError(
                 "intensity allows no restart: give max_restarts and within above zero".into(),

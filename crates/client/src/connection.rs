@@ -23,16 +23,13 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
     WrapFuture,
 };
-use actix_codec::Framed;
 use actix_http::ws::Item;
 use actix_http::Version;
 use awc::error::WsClientError;
 use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
-use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
 use eventsock_core::{Channel, EventName, Token};
 use futures_util::future::LocalBoxFuture;
-use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -332,10 +329,17 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     // The frame size is checked on each frame's header, before its payload is buffered.
     let framed = framed.into_map_codec(|codec| LimitedCodec::new(codec, cfg.max_frame_size));
     let (sink, mut stream) = framed.split();
-    // Writes go through the outbox to their own future: nothing below ever waits on a write.
+    // Writes go through the outbox to a task of their own: nothing below ever waits on a write.
     let outbox = Rc::new(Outbox::default());
-    let writer = write_all(sink, outbox.clone(), cfg.write_timeout);
-    tokio::pin!(writer);
+    let (written_tx, mut written) = oneshot::channel();
+    let writer = actix_rt::spawn({
+        let (outbox, limit) = (outbox.clone(), cfg.write_timeout);
+        async move {
+            let _ = written_tx.send(write_all(sink, outbox, limit).await);
+        }
+    });
+    // Ends the writer (and closes the socket's writing half) however this function returns.
+    let _writer = AbortOnDrop(writer);
     let mut writer_done = false;
     let mut ping = tokio::time::interval_at(
         tokio::time::Instant::now() + cfg.ping_interval,
@@ -371,9 +375,9 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             _ = &mut deadline, if pong_wait.is_some() => {
                 break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Dead(cfg.pong_timeout) };
             }
-            written = &mut writer, if !writer_done => {
+            written = &mut written, if !writer_done => {
                 writer_done = true;
-                match written {
+                match written.unwrap_or(Err(WriteFail::Failed("the writer stopped".into()))) {
                     // Our close frame is out; wait for the server's.
                     Ok(()) => {}
                     Err(_) if closing_deadline.is_some() => break Cause::Shutdown,
@@ -398,12 +402,16 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             frame = stream.next(), if waiting.is_none() => {
                 let heard = SystemTime::now();
                 end.last_heard = Some(heard);
-                pong_deadline = None;
                 let frame = match frame {
                     None => break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Eof },
                     Some(Err(e)) => break Cause::Protocol(e.to_string()),
                     Some(Ok(f)) => f,
                 };
+                // Anything but a ping answers ours: a peer that only pings may not be reading
+                // at all (and its pings are answered with one coalesced pong at a time).
+                if !matches!(frame, Frame::Ping(_)) {
+                    pong_deadline = None;
+                }
                 let body = match frame {
                     Frame::Text(b) => Some((true, b)),
                     Frame::Binary(b) => Some((false, b)),
@@ -467,7 +475,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     }
     if !writer_done && matches!(end.cause, Cause::Closed { .. }) && outbox.has_close() {
         // Let the echo of the server's close go out, within bounds.
-        let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut writer).await;
+        let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut written).await;
     }
     if matches!(end.cause.code(), Some(4001 | 4003)) {
         end.renewed = p.source.tokens.refused(&token);
@@ -539,6 +547,15 @@ impl Outbox {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum WriteFail {
     /// A write waited longer than `write_timeout`.
     Stalled,
@@ -548,11 +565,11 @@ enum WriteFail {
 
 /// Writes what the outbox holds, each write bounded by `limit`. Ends once a close frame is out,
 /// or with the first failure.
-async fn write_all(
-    mut sink: SplitSink<Framed<BoxedSocket, LimitedCodec>, WsMessage>,
-    outbox: Rc<Outbox>,
-    limit: Duration,
-) -> Result<(), WriteFail> {
+async fn write_all<S>(mut sink: S, outbox: Rc<Outbox>, limit: Duration) -> Result<(), WriteFail>
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+    S::Error: std::fmt::Display,
+{
     loop {
         let message = loop {
             if let Some(m) = outbox.next() {
@@ -598,4 +615,107 @@ fn assemble(
     let text = *text;
     let (_, buf) = partial.take().unwrap_or_default();
     Ok(Some((text, buf.freeze())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    /// A socket whose peer never reads: never ready for a write.
+    struct Full;
+
+    impl futures_util::Sink<WsMessage> for Full {
+        type Error = std::io::Error;
+        fn poll_ready(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: WsMessage) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn poll_close(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+    }
+
+    /// A socket that takes everything, and remembers it.
+    struct Recording(Rc<RefCell<Vec<WsMessage>>>);
+
+    impl futures_util::Sink<WsMessage> for Recording {
+        type Error = std::io::Error;
+        fn poll_ready(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, m: WsMessage) -> Result<(), Self::Error> {
+            self.0.borrow_mut().push(m);
+            Ok(())
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_ends_in_stalled() {
+        let outbox = Rc::new(Outbox::default());
+        outbox.pong(Bytes::from_static(b"1"));
+        let ended = write_all(Full, outbox, Duration::from_millis(50)).await;
+        assert!(matches!(ended, Err(WriteFail::Stalled)));
+    }
+
+    #[tokio::test]
+    async fn pongs_are_coalesced_and_a_close_ends_the_writer() {
+        let outbox = Rc::new(Outbox::default());
+        for n in [b"1", b"2", b"3"] {
+            outbox.pong(Bytes::from_static(n));
+        }
+        outbox.ping();
+        outbox.close(None);
+        let sent = Rc::new(RefCell::new(Vec::new()));
+        let ended = write_all(
+            Recording(sent.clone()),
+            outbox.clone(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(ended.is_ok());
+        let sent = std::mem::take(&mut *sent.borrow_mut());
+        // The close goes first and nothing follows it.
+        assert_eq!(sent, vec![WsMessage::Close(None)]);
+
+        let outbox = Rc::new(Outbox::default());
+        for n in [b"1", b"2", b"3"] {
+            outbox.pong(Bytes::from_static(n));
+        }
+        assert_eq!(
+            outbox.next(),
+            Some(WsMessage::Pong(Bytes::from_static(b"3")))
+        );
+        assert_eq!(outbox.next(), None, "one pong for three pings");
+    }
 }

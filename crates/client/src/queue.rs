@@ -3,16 +3,77 @@
 use crate::config::Overflow;
 use crate::route::Inbound;
 use futures_util::future::LocalBoxFuture;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, Notify};
 
-/// The sending side, held by the subscription's connections. Each queued frame holds permits
-/// for its size from the byte budget; the dispatcher releases them when it drops the frame.
+/// The sending side, held by the subscription's connections. Each queued frame holds [`Room`]
+/// for its size in the byte budget, given back when the dispatcher drops the frame.
 #[derive(Clone)]
 pub(crate) struct Queue {
     frames: mpsc::Sender<Inbound>,
-    bytes: Arc<Semaphore>,
-    limit: u32,
+    budget: Arc<Budget>,
+}
+
+/// Bytes held by queued frames. Cheaper than a semaphore on the hot path: taking and giving
+/// back room are one atomic operation each; only a connection that waits for room registers.
+struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+    /// Set while a connection waits for room, so that giving back knows to wake it.
+    waiting: AtomicBool,
+    freed: Notify,
+}
+
+impl Budget {
+    /// Takes `n` bytes if they fit; a frame larger than the whole budget fits an empty queue.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                (used == 0 || used + n <= self.limit).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        // SeqCst here and in `take`: either the waiter sees the room, or this sees the waiter.
+        self.used.fetch_sub(n, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) {
+            self.freed.notify_waiters();
+        }
+    }
+
+    async fn take(&self, n: usize) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            self.waiting.store(true, Ordering::SeqCst);
+            if self.try_take(n) {
+                self.waiting.store(false, Ordering::SeqCst);
+                return;
+            }
+            freed.await;
+        }
+    }
+}
+
+/// A queued frame's share of the byte budget; given back when dropped.
+pub(crate) struct Room {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
+    }
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Room({} bytes)", self.bytes)
+    }
 }
 
 /// What became of a frame offered to the queue.
@@ -31,50 +92,79 @@ impl Queue {
     /// A queue of at most `capacity` frames and `bytes` bytes, and its receiving side.
     pub(crate) fn new(capacity: usize, bytes: usize) -> (Queue, mpsc::Receiver<Inbound>) {
         let (frames, rx) = mpsc::channel(capacity.max(1));
-        let limit = u32::try_from(bytes).unwrap_or(u32::MAX).max(1);
-        let queue = Queue {
-            frames,
-            bytes: Arc::new(Semaphore::new(limit as usize)),
-            limit,
-        };
-        (queue, rx)
+        let budget = Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit: bytes.max(1),
+            waiting: AtomicBool::new(false),
+            freed: Notify::new(),
+        });
+        (Queue { frames, budget }, rx)
     }
 
     /// Bytes held by frames in the queue (and in the dispatcher's hands).
     pub(crate) fn bytes_held(&self) -> u64 {
-        u64::from(self.limit) - self.bytes.available_permits() as u64
+        self.budget.used.load(Ordering::Acquire) as u64
     }
 
     /// Queues `item`, of `size` bytes, if there is room; otherwise drops it or gives a future
-    /// that waits for room, by `overflow`. A frame larger than the whole byte budget needs the
-    /// whole budget: it passes alone.
+    /// that waits for room, by `overflow`. A frame larger than the whole byte budget passes
+    /// alone, when the queue holds nothing else.
     pub(crate) fn offer(&self, mut item: Inbound, size: usize, overflow: Overflow) -> Offer {
-        let need = u32::try_from(size).unwrap_or(u32::MAX).min(self.limit);
-        match self.bytes.clone().try_acquire_many_owned(need) {
-            Ok(room) => item.room = Some(room),
-            Err(TryAcquireError::Closed) => return Offer::Closed,
-            Err(TryAcquireError::NoPermits) => return self.no_room(item, need, overflow),
+        if !self.budget.try_take(size) {
+            return self.no_room(item, size, overflow);
         }
+        item.room = Some(Room {
+            budget: self.budget.clone(),
+            bytes: size,
+        });
         match self.frames.try_send(item) {
             Ok(()) => Offer::Queued,
             Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
-            Err(mpsc::error::TrySendError::Full(item)) => self.no_room(item, need, overflow),
+            Err(mpsc::error::TrySendError::Full(item)) => self.no_room(item, size, overflow),
         }
     }
 
-    fn no_room(&self, mut item: Inbound, need: u32, overflow: Overflow) -> Offer {
+    fn no_room(&self, mut item: Inbound, size: usize, overflow: Overflow) -> Offer {
         if overflow == Overflow::DropNewest {
             return Offer::Dropped(item.seq);
         }
-        let (frames, bytes) = (self.frames.clone(), self.bytes.clone());
+        let (frames, budget) = (self.frames.clone(), self.budget.clone());
         Offer::Wait(Box::pin(async move {
             if item.room.is_none() {
-                match bytes.acquire_many_owned(need).await {
-                    Ok(room) => item.room = Some(room),
-                    Err(_) => return false,
+                if frames.is_closed() {
+                    return false;
                 }
+                budget.take(size).await;
+                item.room = Some(Room {
+                    budget: budget.clone(),
+                    bytes: size,
+                });
             }
             frames.send(item).await.is_ok()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_holds_and_gives_back() {
+        let b = Budget {
+            used: AtomicUsize::new(0),
+            limit: 10,
+            waiting: AtomicBool::new(false),
+            freed: Notify::new(),
+        };
+        assert!(b.try_take(25), "alone, a frame over the budget passes");
+        assert!(!b.try_take(1));
+        b.give(25);
+        assert!(b.try_take(6));
+        assert!(b.try_take(4));
+        assert!(!b.try_take(1));
+        b.give(4);
+        assert!(b.try_take(3));
+        assert_eq!(b.used.load(Ordering::Acquire), 9);
     }
 }

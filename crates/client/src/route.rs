@@ -28,7 +28,7 @@ pub(crate) struct Inbound {
     pub(crate) seq: u64,
     pub(crate) received_at: SystemTime,
     /// Its share of the queue's byte budget, given back when the dispatcher drops it.
-    pub(crate) room: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub(crate) room: Option<crate::queue::Room>,
 }
 
 #[derive(Debug)]
