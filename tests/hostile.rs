@@ -526,9 +526,10 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
         .lifecycle(addr.clone().recipient())
         .start()
         .unwrap();
-    for e in ["messages.upsert", "contacts.upsert", "chats.upsert"] {
-        subscribed(&s, e).await;
-    }
+    rec.wait("three first connections", |r| {
+        (r.count_lifecycle(|k| connected(k, 1)) >= 3).then_some(())
+    })
+    .await;
     proxy.down();
     rec.wait("three waits of a minute", |r| {
         (retry_delays(r).len() >= 3).then_some(())
