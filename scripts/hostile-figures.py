@@ -246,7 +246,7 @@ def too_many_requests(binary, seconds=15):
     proc.send_signal(signal.SIGTERM)
     exit_within(proc, 30)
     server.close()
-    return f"{server.connections} attempts in {seconds} s"
+    return f"{server.connections} handshake(s) in {seconds} s"
 
 
 def close_reason(binary):

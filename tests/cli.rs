@@ -243,6 +243,25 @@ impl Running {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Reads the first line of stdout, then lets stdout go (its reader is gone).
+    async fn first_line(&mut self) -> String {
+        let stdout = self.child.stdout.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits for the exit, says how long it took after `what`, and checks it was a success.
+    async fn exits_cleanly_after(&mut self, what: &str) {
+        let (status, took) = self.exit().await;
+        println!("eventsock exited {} ms after {what}", took.as_millis());
+        assert!(status.success(), "{status}: {}", self.stderr());
+    }
+
     async fn wait_stderr(&self, what: &str) {
         until(&format!("{what:?} on stderr"), || {
             self.stderr().contains(what)
@@ -300,43 +319,32 @@ fn tail_args<'a>(url: &'a str, token: &'a str) -> Vec<&'a str> {
     ]
 }
 
-#[actix_rt::test]
-async fn tail_exits_0_at_once_when_its_reader_goes_away() {
-    // `eventsock tail | head -n 1`: after the first line the reader is gone; no more events come.
+/// A simulator and `eventsock tail` subscribed to its `messages.upsert`, stdout piped.
+async fn tail_of_a_sim() -> (TestServer, Running) {
     let s = start_sim(SimConfig::default());
     let token = s.sim.mint_token("codechat", None);
     let url = s.url();
-    let mut tail = Running::start(&tail_args(&url, &token), Stdio::piped());
+    let tail = Running::start(&tail_args(&url, &token), Stdio::piped());
     subscribed(&s, "messages.upsert").await;
+    (s, tail)
+}
+
+#[actix_rt::test]
+async fn tail_exits_0_at_once_when_its_reader_goes_away() {
+    // `eventsock tail | head -n 1`: after the first line the reader is gone; no more events come.
+    let (s, mut tail) = tail_of_a_sim().await;
     s.sim
         .emit("codechat", "messages.upsert", &json!({"keyId": "1"}));
-    let stdout = tail.child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = tail.first_line().await;
     assert!(line.contains(r#""keyId":"1""#), "{line}");
     // The reader (and with it the pipe) is gone now.
-    let (status, took) = tail.exit().await;
-    println!(
-        "tail exited {} ms after its reader went away",
-        took.as_millis()
-    );
-    assert!(status.success(), "{status}: {}", tail.stderr());
+    tail.exits_cleanly_after("its reader went away").await;
 }
 
 #[actix_rt::test]
 async fn tail_obeys_sigint_while_its_reader_does_not_read() {
     // A paused pager: stdout is a pipe nobody reads. The events fill it, then tail's queue.
-    let s = start_sim(SimConfig::default());
-    let token = s.sim.mint_token("codechat", None);
-    let url = s.url();
-    let mut tail = Running::start(&tail_args(&url, &token), Stdio::piped());
-    subscribed(&s, "messages.upsert").await;
+    let (s, mut tail) = tail_of_a_sim().await;
     let text = "x".repeat(1000);
     s.sim.burst(
         "codechat",
@@ -351,12 +359,8 @@ async fn tail_obeys_sigint_while_its_reader_does_not_read() {
     })
     .await;
     tail.signal("-INT");
-    let (status, took) = tail.exit().await;
-    println!(
-        "tail exited {} ms after SIGINT with its reader stalled",
-        took.as_millis()
-    );
-    assert!(status.success(), "{status}: {}", tail.stderr());
+    tail.exits_cleanly_after("SIGINT with its reader stalled")
+        .await;
     assert!(
         tail.stderr().contains("subscription"),
         "the summary: {}",
@@ -379,12 +383,8 @@ async fn tail_obeys_sigint_against_a_server_that_never_reads() {
     // 16 MiB of pings: our pongs have filled every buffer between us.
     until("16 MiB of pings", || server.written() > 16 * 1024 * 1024).await;
     tail.signal("-INT");
-    let (status, took) = tail.exit().await;
-    println!(
-        "tail exited {} ms after SIGINT with a server that never reads",
-        took.as_millis()
-    );
-    assert!(status.success(), "{status}: {}", tail.stderr());
+    tail.exits_cleanly_after("SIGINT with a server that never reads")
+        .await;
 }
 
 #[actix_rt::test]
@@ -446,14 +446,7 @@ async fn tail_takes_the_url_as_codechat_writes_it_and_says_what_is_wrong_with_ot
     subscribed(&s, "messages.upsert").await;
     s.sim
         .emit("codechat", "messages.upsert", &json!({"keyId": "1"}));
-    let stdout = tail.child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = tail.first_line().await;
     assert!(line.contains(r#""keyId":"1""#), "{line}");
     tail.signal("-TERM");
     tail.exit().await;
@@ -533,6 +526,5 @@ async fn bridge_says_where_nats_is_unreachable_and_that_it_retries() {
         .await;
     bridge.wait_stderr("retrying every").await;
     bridge.signal("-TERM");
-    let (status, _) = bridge.exit().await;
-    assert!(status.success(), "{}", bridge.stderr());
+    bridge.exits_cleanly_after("SIGTERM").await;
 }

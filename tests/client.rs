@@ -17,20 +17,10 @@ use std::time::Duration;
 
 const INSTANCE: &str = "codechat";
 
-/// A supervisor with one recorder for `legacy::MessagesUpsert`, lifecycle and undelivered.
+/// A supervisor of the simulator's `codechat` with one recorder (see [`supervise_with`]).
 fn supervise(s: &TestServer, config: ClientConfig) -> (Addr<Supervisor>, Recorder) {
     let token = Token::new(s.sim.mint_token(INSTANCE, None));
-    let rec = Recorder::default();
-    let addr = rec.clone().start();
-    let sup = Supervisor::builder()
-        .config(config)
-        .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
-        .lifecycle(addr.clone().recipient())
-        .undelivered(addr.recipient())
-        .start()
-        .unwrap();
-    (sup, rec)
+    supervise_with(Source::new(s.endpoint(), token).unwrap(), config)
 }
 
 #[actix_rt::test]
@@ -96,13 +86,7 @@ async fn reconnects_after_abrupt_drops_many_times_with_a_gap_notice_each_time() 
 async fn a_refused_token_is_retried_at_the_slowest_pace_with_a_fresh_token_each_time() {
     let s = start_sim(SimConfig::default());
     let good = Token::new(s.sim.mint_token(INSTANCE, None));
-    let bad = Token::new(
-        eventsock::sim::Sim::new(SimConfig {
-            secret: "rotated-away".into(),
-            ..Default::default()
-        })
-        .mint_token(INSTANCE, None),
-    );
+    let bad = foreign_token();
     // The first three attempts get a token the server refuses; then the rotated one.
     let calls = Arc::new(AtomicUsize::new(0));
     let provider = {

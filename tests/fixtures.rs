@@ -129,9 +129,10 @@ fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-#[test]
-fn every_fixture_decodes_and_re_encodes_without_loss() {
-    let mut checked = 0;
+/// Every fixture: its file, the endpoint of its folder (legacy or the newer instance one), its
+/// event, and the endpoint that serves that event.
+fn each_fixture() -> Vec<(PathBuf, Channel, EventKind, Channel)> {
+    let mut out = Vec::new();
     for (dir, protocol) in [("legacy", Channel::Legacy), ("v2", Channel::Instance)] {
         for path in json_files(&fixtures_root().join(dir)) {
             let kind = event_of(&path);
@@ -140,44 +141,53 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
             } else {
                 protocol
             };
-            let name = EventName::from(kind);
-            let text = std::fs::read_to_string(&path).unwrap();
-            let frame =
-                Frame::parse(&name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            // Legacy socket frames are bare; webhook bodies and every v2 frame are enveloped.
-            let webhook = path.components().any(|c| c.as_os_str() == "webhook-only");
-            let refresh = kind == EventKind::RefreshToken; // `{event:"new.jwt",auth}`, no data
-            assert_eq!(
-                frame.is_enveloped(),
-                protocol != Channel::Legacy || (webhook && !refresh),
-                "{}",
-                path.display()
-            );
-            if frame.is_enveloped() && !webhook {
-                assert_eq!(frame.event_name(), Some(name.clone()), "{}", path.display());
-            }
-            let attempts = decode_all(channel, &name, &frame);
-            assert_eq!(
-                attempts.len(),
-                1,
-                "{}: claimed by {attempts:?}",
-                path.display()
-            );
-            let (ty, decoded) = attempts.into_iter().next().unwrap();
-            let encoded = decoded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let original: Value = serde_json::from_str(frame.data()).unwrap();
-            assert_eq!(
-                without_nulls(encoded),
-                without_nulls(original),
-                "{} did not survive a round trip through {ty}",
-                path.display()
-            );
-            println!(
-                "ok {:<60} {ty}",
-                path.strip_prefix(fixtures_root()).unwrap().display()
-            );
-            checked += 1;
+            out.push((path, protocol, kind, channel));
         }
+    }
+    out
+}
+
+#[test]
+fn every_fixture_decodes_and_re_encodes_without_loss() {
+    let mut checked = 0;
+    for (path, protocol, kind, channel) in each_fixture() {
+        let name = EventName::from(kind);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let frame =
+            Frame::parse(&name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Legacy socket frames are bare; webhook bodies and every v2 frame are enveloped.
+        let webhook = path.components().any(|c| c.as_os_str() == "webhook-only");
+        let refresh = kind == EventKind::RefreshToken; // `{event:"new.jwt",auth}`, no data
+        assert_eq!(
+            frame.is_enveloped(),
+            protocol != Channel::Legacy || (webhook && !refresh),
+            "{}",
+            path.display()
+        );
+        if frame.is_enveloped() && !webhook {
+            assert_eq!(frame.event_name(), Some(name.clone()), "{}", path.display());
+        }
+        let attempts = decode_all(channel, &name, &frame);
+        assert_eq!(
+            attempts.len(),
+            1,
+            "{}: claimed by {attempts:?}",
+            path.display()
+        );
+        let (ty, decoded) = attempts.into_iter().next().unwrap();
+        let encoded = decoded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let original: Value = serde_json::from_str(frame.data()).unwrap();
+        assert_eq!(
+            without_nulls(encoded),
+            without_nulls(original),
+            "{} did not survive a round trip through {ty}",
+            path.display()
+        );
+        println!(
+            "ok {:<60} {ty}",
+            path.strip_prefix(fixtures_root()).unwrap().display()
+        );
+        checked += 1;
     }
     // 13 legacy frames + 13 variants + 11 webhook bodies; 48 v2 frames + 6 variants.
     assert_eq!(checked, 91, "fixture count changed");
@@ -293,19 +303,13 @@ fn mutated_fixtures_decode_or_are_refused_and_never_panic() {
         overflow_checked,
         "run with overflow checks on ([profile.test])"
     );
-    let mut seeds = Vec::new();
-    for (dir, protocol) in [("legacy", Channel::Legacy), ("v2", Channel::Instance)] {
-        for path in json_files(&fixtures_root().join(dir)) {
-            let kind = event_of(&path);
-            let channel = if kind.is_global() {
-                Channel::Global
-            } else {
-                protocol
-            };
+    let seeds: Vec<_> = each_fixture()
+        .into_iter()
+        .map(|(path, _, kind, channel)| {
             let text = std::fs::read_to_string(&path).unwrap();
-            seeds.push((channel, EventName::from(kind), text));
-        }
-    }
+            (channel, EventName::from(kind), text)
+        })
+        .collect();
     let mut rng = fastrand::Rng::with_seed(0x5eed_2026);
     let (mut decoded, mut refused) = (0usize, 0usize);
     for case in 0..CASES {

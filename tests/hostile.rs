@@ -31,20 +31,6 @@ fn hostile_source(h: &hostile::Hostile) -> Source {
     Source::new(Endpoint::parse(&h.url()).unwrap(), any_token()).unwrap()
 }
 
-fn supervise_with(source: Source, config: ClientConfig) -> (Addr<Supervisor>, Recorder) {
-    let rec = Recorder::default();
-    let addr = rec.clone().start();
-    let sup = Supervisor::builder()
-        .config(config)
-        .source(source)
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
-        .lifecycle(addr.clone().recipient())
-        .undelivered(addr.recipient())
-        .start()
-        .unwrap();
-    (sup, rec)
-}
-
 fn disconnected_because(rec: &Recorder) -> Option<String> {
     rec.lifecycle().into_iter().find_map(|k| match k {
         LifecycleKind::Disconnected { reason, .. } => Some(reason),
@@ -366,13 +352,7 @@ async fn a_101_over_http_1_0_is_refused() {
 async fn a_401_says_whether_the_token_or_the_path_is_wrong() {
     let s = start_sim(SimConfig::default());
     let good = Token::new(s.sim.mint_token(INSTANCE, None));
-    let bad = Token::new(
-        eventsock::sim::Sim::new(SimConfig {
-            secret: "another server".into(),
-            ..SimConfig::default()
-        })
-        .mint_token(INSTANCE, None),
-    );
+    let bad = foreign_token();
     let first_retry = |endpoint: Endpoint, token: Token| async move {
         let (sup, rec) = supervise_with(Source::new(endpoint, token).unwrap(), fast_config());
         let cause = rec

@@ -235,3 +235,33 @@ pub async fn subscribed(s: &TestServer, event: &str) {
     })
     .await;
 }
+
+/// A well-formed token for `codechat` signed by another server: refused by the simulator.
+pub fn foreign_token() -> eventsock::core::Token {
+    eventsock::core::Token::new(
+        eventsock::sim::Sim::new(SimConfig {
+            secret: "another server".into(),
+            ..SimConfig::default()
+        })
+        .mint_token("codechat", None),
+    )
+}
+
+/// A supervisor of `source` with one recorder for `legacy::MessagesUpsert`, lifecycle and
+/// undelivered frames.
+pub fn supervise_with(
+    source: eventsock::client::Source,
+    config: ClientConfig,
+) -> (Addr<eventsock::client::Supervisor>, Recorder) {
+    let rec = Recorder::default();
+    let addr = rec.clone().start();
+    let sup = eventsock::client::Supervisor::builder()
+        .config(config)
+        .source(source)
+        .handler::<eventsock::core::legacy::MessagesUpsert>(addr.clone().recipient())
+        .lifecycle(addr.clone().recipient())
+        .undelivered(addr.recipient())
+        .start()
+        .unwrap();
+    (sup, rec)
+}
