@@ -1,7 +1,9 @@
 //! Any bytes as a frame of any event, on any endpoint: `Frame::parse`, the envelope accessors
 //! and the payload types of the event must answer with a value or an error, never a panic.
 //!
-//! `cargo fuzz run decode` (from this folder's parent); seeds: `tests/fixtures`.
+//! From the repository's root: `cargo fuzz run decode --fuzz-dir fuzz` (on a stable toolchain,
+//! with `RUSTC_BOOTSTRAP=1`, since cargo fuzz passes `-Z` flags). Good seeds: the files of
+//! `tests/fixtures`, each behind one byte that picks the event.
 
 #![no_main]
 
