@@ -5,7 +5,6 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::process::ExitCode;
 
 /// Programs that live on the event stream of a CodeChat WhatsApp API server.
 #[derive(Debug, Parser)]
@@ -30,7 +29,7 @@ enum Command {
     Worker(cli::nats::WorkerArgs),
 }
 
-fn main() -> ExitCode {
+fn main() {
     let cli = Cli::parse();
     // `tail` and `demo` print lifecycle changes themselves; their logs only add what is wrong.
     let default_filter = match cli.command {
@@ -46,10 +45,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .with_ansi(colour(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(cli::output::Logs)
         .init();
     let system = actix_rt::System::new();
-    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
         Command::Sim(args) => done(system.block_on(cli::sim::run(args))),
         Command::Tail(args) => system.block_on(cli::tail::run(args)),
@@ -57,10 +56,16 @@ fn main() -> ExitCode {
         Command::Bridge(args) => done(system.block_on(cli::nats::bridge(args))),
         Command::Worker(args) => done(system.block_on(cli::nats::worker(args))),
     };
-    result.unwrap_or_else(|e| {
-        eprintln!("eventsock: {e:#}");
-        ExitCode::FAILURE
-    })
+    let code = result.unwrap_or_else(|e| {
+        cli::output::say_line(format_args!("eventsock: {e:#}"));
+        1
+    });
+    cli::output::stderr().flush_within(std::time::Duration::from_secs(1));
+    // Exit now: dropping the runtime would wait for whatever still blocks (a DNS lookup that
+    // hangs, a write to a reader that stopped), with Ctrl-C no longer handled. Standard output
+    // is not flushed here: Rust's is line-buffered, and `tail` writes its own (and may be
+    // stopped by a reader that does not read).
+    std::process::exit(code)
 }
 
 /// Colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org).

@@ -46,7 +46,13 @@ impl ServerArgs {
         if protocol == Protocol::V2 {
             source = source.v2();
         }
-        let events = self.events.iter().map(|e| EventName::parse(e)).collect();
+        // One subscription per event: `--event x --event x` is one.
+        let mut events: Vec<EventName> = Vec::new();
+        for e in self.events.iter().map(|e| EventName::parse(e)) {
+            if !events.contains(&e) {
+                events.push(e);
+            }
+        }
         Ok((source, events))
     }
 }

@@ -1,13 +1,12 @@
 //! `eventsock tail`: every event as one JSON line on stdout; lifecycle and errors on stderr.
 
-use super::output::Output;
+use super::output::{say, Output};
 use actix::prelude::*;
 use eventsock_client::{
     ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
 };
 use eventsock_core::{human, Backoff, Intensity, RawEvent, Undelivered};
 use std::collections::HashSet;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -36,7 +35,8 @@ pub(crate) struct TailArgs {
     restart_window: Duration,
 }
 
-pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
+/// Tails until Ctrl-C, SIGTERM, a reader gone, or nothing left; the exit status.
+pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(
         args.backoff_min <= args.backoff_max,
         "--backoff-min ({}) is larger than --backoff-max ({})",
@@ -80,7 +80,7 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             Ok(Ok(status)) => Some(status),
             Ok(Err(_)) => None,
             Err(_) => {
-                eprintln!(
+                say!(
                     "eventsock: not everything was handled within {}",
                     human::duration(SHUTDOWN_GRACE)
                 );
@@ -88,25 +88,25 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             }
         },
         _ = output.stalled(Duration::from_secs(1)) => {
-            eprintln!(
+            say!(
                 "eventsock: {} lines not printed: standard output's reader is not reading",
                 output.pending()
             );
             supervisor.send(GetStatus).await.ok()
         }
         _ = super::terminated() => {
-            eprintln!("eventsock: stopped at once");
+            say!("eventsock: stopped at once");
             None
         }
     };
     if let Some(status) = &status {
-        eprint!("{}", summary(status));
+        say!("{}", summary(status).trim_end());
     }
     Ok(match stop {
-        Stop::Signal | Stop::ReaderGone => ExitCode::SUCCESS,
+        Stop::Signal | Stop::ReaderGone => 0,
         Stop::NothingLeft => {
-            eprintln!("eventsock: every subscription gave up; nothing is left to tail");
-            ExitCode::FAILURE
+            say!("eventsock: every subscription gave up; nothing is left to tail");
+            1
         }
     })
 }
@@ -180,7 +180,7 @@ impl Handler<RawEvent> for Printer {
         if msg.meta.generation > self.generation {
             self.generation = msg.meta.generation;
             if let Some(at) = self.disconnected_at.take() {
-                eprintln!(
+                say!(
                     "eventsock: first event on connection {} came {} after the disconnect",
                     msg.meta.generation,
                     human::duration(at.elapsed())
@@ -221,7 +221,7 @@ impl Handler<Lifecycle> for Printer {
             }
             _ => {}
         }
-        eprintln!(
+        say!(
             "eventsock: {} {}: {}",
             human::escaped(&msg.instance),
             msg.event,
@@ -234,7 +234,7 @@ impl Handler<Undelivered> for Printer {
     type Result = ();
 
     fn handle(&mut self, msg: Undelivered, _: &mut Context<Self>) {
-        eprintln!(
+        say!(
             "eventsock: {} frame {} skipped: {}",
             human::escaped(msg.meta.event.as_str()),
             msg.meta.seq,

@@ -600,6 +600,9 @@ fn assemble(
         Item::Last(b) => (None, b, true),
     };
     if let Some(text) = first_text {
+        if partial.is_some() {
+            return Err("a fragmented message began before the previous one ended".into());
+        }
         *partial = Some((text, BytesMut::new()));
     }
     let Some((text, buf)) = partial.as_mut() else {

@@ -195,8 +195,17 @@ impl RefreshingToken {
     }
 
     /// Renews the token now: `PUT /instance/refreshToken/{instance}` with the current token,
-    /// then keeps (and, with [`persist`](RefreshingToken::persist), writes) the new one.
+    /// then keeps (and, with [`persist`](RefreshingToken::persist), writes) the new one. The
+    /// exchange runs as a task of its own, so a caller that gives up waiting (a shutdown, a
+    /// timeout) cannot lose a token the server has already rotated.
     pub async fn refresh(&self) -> Result<Token, RefreshError> {
+        let this = self.clone();
+        actix_rt::spawn(async move { this.exchange().await })
+            .await
+            .unwrap_or_else(|_| Err(RefreshError::Token("the refresh task stopped".into())))
+    }
+
+    async fn exchange(&self) -> Result<Token, RefreshError> {
         let old = self.current();
         let _one_at_a_time = self.inner.gate.lock().await;
         let current = self.current();
@@ -213,22 +222,29 @@ impl RefreshingToken {
             .connector(awc::Connector::new().rustls_0_23(crate::tls::default_tls()))
             .finish();
         let body = json!({"oldToken": old.expose()});
-        let answer = request(&http, Method::Put, &url, None, &body, self.inner.timeout).await?;
+        let answer = request(&http, Method::Put, &url, None, &body, self.inner.timeout)
+            .await
+            // The old token is in the request body: keep it out of an error that echoes it.
+            .map_err(|e| e.scrubbed(old.expose()))?;
         let token = answer
             .get("token")
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
             .map(Token::new)
             .ok_or(RefreshError::NoToken)?;
-        if let Some(path) = &self.inner.file {
-            write_atomically(path, &token)?;
-        }
+        // The server has rotated the token: keep the new one before anything else can fail.
         *self
             .inner
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = token.clone();
         self.inner.stale.store(false, Ordering::Release);
+        if let Some(path) = &self.inner.file {
+            if let Err(e) = write_atomically(path, &token) {
+                tracing::error!(instance = %self.inner.instance, error = %e,
+                    "the new token is in use but not saved: a restart would start from the old file");
+            }
+        }
         match lifetime(&token) {
             Some((_, exp)) => tracing::info!(
                 instance = %self.inner.instance,

@@ -76,6 +76,39 @@ fn shown(body: &Value) -> String {
 }
 
 impl RestError {
+    /// The same error with every occurrence of `secret` replaced by `<redacted>`: for errors of
+    /// calls that carry a secret in their body, which a server may echo.
+    pub(crate) fn scrubbed(self, secret: &str) -> RestError {
+        if secret.is_empty() {
+            return self;
+        }
+        let text = |s: String| s.replace(secret, "<redacted>");
+        let body = |v: Value| {
+            let shown = v.to_string();
+            if shown.contains(secret) {
+                serde_json::from_str(&text(shown)).unwrap_or(Value::Null)
+            } else {
+                v
+            }
+        };
+        match self {
+            RestError::Unauthorized { body: b } => RestError::Unauthorized { body: body(b) },
+            RestError::NotFound { body: b } => RestError::NotFound { body: body(b) },
+            RestError::Rejected { status, body: b } => RestError::Rejected {
+                status,
+                body: body(b),
+            },
+            RestError::Server { status, body: b } => RestError::Server {
+                status,
+                body: body(b),
+            },
+            RestError::Connect(e) => RestError::Connect(text(e)),
+            RestError::Decode(e) => RestError::Decode(text(e)),
+            RestError::Token(e) => RestError::Token(text(e)),
+            other => other,
+        }
+    }
+
     /// Worth another try for an idempotent call.
     fn transient(&self) -> bool {
         matches!(

@@ -24,7 +24,7 @@ use crate::error::ClientError;
 use crate::handshake::Heads;
 use crate::lifecycle::{Lifecycle, LifecycleKind};
 use crate::queue::Queue;
-use crate::rest::{RestClient, RestError};
+use crate::rest::{Method, RestError};
 use crate::route::{add_raw, add_typed, Dispatcher, RouteTable, UndeliveredHandlers};
 use crate::source::{Protocol, Source};
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
@@ -32,6 +32,7 @@ use actix::prelude::*;
 use eventsock_core::{
     human, Channel, Event, EventName, Payload, RawEvent, RestartLog, Token, Undelivered,
 };
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -464,7 +465,8 @@ impl Actor for Supervisor {
         // 101st subscription would wait forever for a pool slot.
         let client = awc::Client::builder()
             .connector(awc::Connector::new().rustls_0_23(tls).limit(0))
-            .timeout(self.config.connect_timeout)
+            // The connections bound their handshakes themselves (`connect_timeout`).
+            .disable_timeout()
             .wrap(self.heads.clone())
             .finish();
         self.client = Some(client);
@@ -585,13 +587,16 @@ impl Handler<ConnDown> for Supervisor {
             .refused_token
             .clone()
             .filter(|_| end.cause == Cause::Refused(401));
-        if let (Some(token), None) = (refused_token, &s.diagnosis) {
+        let client = self.client.clone();
+        if let (Some(token), None, false, Some(client)) =
+            (refused_token, &s.diagnosis, end.renewed, client)
+        {
             // The legacy server answers 401 alike for a bad path, event or token (and a v2
             // client pointed at it sees the same): ask REST about the token the handshake
             // carried, then retry.
             let source = s.source.clone();
             let sub = msg.sub;
-            let probe = async move { probe(&source, token).await };
+            let probe = async move { probe(&client, &source, token).await };
             ctx.spawn(probe.into_actor(self).map(move |diagnosis, act, ctx| {
                 act.subs[sub].diagnosis = Some(diagnosis);
                 act.retry(sub, end, ctx);
@@ -604,11 +609,22 @@ impl Handler<ConnDown> for Supervisor {
 
 /// Finds out over REST whether the legacy server refused a handshake for its token or for its
 /// path or event: the route checks the token and nothing else.
-async fn probe(source: &Source, token: Token) -> String {
-    let rest = RestClient::new(&source.endpoint, source.scope.clone(), token)
-        .timeout(std::time::Duration::from_secs(5))
-        .retries(0);
-    match rest.connection_state().await {
+async fn probe(client: &awc::Client, source: &Source, token: Token) -> String {
+    let mut url = source.endpoint.rest_base();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty()
+            .extend(["instance", "connectionState", &source.scope]);
+    }
+    let timeout = std::time::Duration::from_secs(5);
+    let answer = crate::rest::request(
+        client,
+        Method::Get,
+        &url,
+        Some(&token),
+        &Value::Null,
+        timeout,
+    );
+    match answer.await {
         Ok(_) => format!(
             "the server accepts this token (GET /instance/connectionState answered 200), so it refused the socket's path or event: check the URL's path, that this server serves the event, and the protocol (this is the {} one)",
             source.protocol
@@ -660,7 +676,17 @@ impl Supervisor {
             // Never a tight loop on a refusal that will not change by itself.
             (max, false)
         } else {
-            (backoff, !refused)
+            // Only a failure of the link itself is over once a sibling gets through: a
+            // refusal (404, 429, 5xx) or a close is the server's answer, and keeps its pace.
+            let link_failed = matches!(
+                end.cause,
+                Cause::ConnectFailed(_)
+                    | Cause::ConnectTimeout
+                    | Cause::Eof
+                    | Cause::Dead(_)
+                    | Cause::Stalled(_)
+            );
+            (backoff, link_failed)
         };
         let line = format!("{why}; retrying in {}", human::duration(delay));
         if refused || end.retry_after.is_some() {
