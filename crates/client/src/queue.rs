@@ -20,7 +20,8 @@ pub(crate) struct Queue {
 struct Budget {
     used: AtomicUsize,
     limit: usize,
-    /// Set while a connection waits for room, so that giving back knows to wake it.
+    /// Set while a connection waits for room, so that giving back knows to wake it. One flag is
+    /// enough: a subscription has one connection at a time, so at most one waiter.
     waiting: AtomicBool,
     freed: Notify,
 }
