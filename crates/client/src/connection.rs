@@ -477,7 +477,8 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         // Let the echo of the server's close go out, within bounds.
         let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut written).await;
     }
-    if matches!(end.cause.code(), Some(4001 | 4003)) {
+    // A close with 4001 or 4003: the same rule as a refused handshake.
+    if end.cause.is_auth() {
         end.renewed = p.source.tokens.refused(&token);
     }
     tracing::debug!(cause = %end.cause, "connection ended");

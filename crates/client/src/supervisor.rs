@@ -643,14 +643,12 @@ impl Supervisor {
     /// the connection (the REST diagnosis of a 401, the other protocol's hint).
     fn explain(&self, sub: usize, cause: &Cause) -> String {
         let s = &self.subs[sub];
-        match (cause, s.source.protocol) {
-            (Cause::Refused(401), _) if s.diagnosis.is_some() => {
-                format!("{cause}: {}", s.diagnosis.as_deref().unwrap_or_default())
-            }
-            (Cause::Refused(404), Protocol::Legacy) => format!(
+        match (cause, s.source.protocol, &s.diagnosis) {
+            (Cause::Refused(401), _, Some(diagnosis)) => format!("{cause}: {diagnosis}"),
+            (Cause::Refused(404), Protocol::Legacy, _) => format!(
                 "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use --protocol v2 (Source::v2)"
             ),
-            (Cause::Refused(404), Protocol::V2) => format!(
+            (Cause::Refused(404), Protocol::V2, _) => format!(
                 "{cause}; if this is the legacy CodeChat server, use --protocol legacy"
             ),
             _ => cause.to_string(),
