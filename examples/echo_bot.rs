@@ -8,9 +8,12 @@
 //! With the simulator, the example plays the user too: it sends one `!ping`, prints the reply as
 //! it comes back on `send.message`, and exits. Against a real server it runs until Ctrl-C.
 
-use eventsock::client::{RestClient, Shutdown, Source, Supervisor};
+use eventsock::client::{Shutdown, Supervisor};
+use eventsock::core::MessageLike;
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event};
-use eventsock::handler::{Bot, MessageLike, Pipeline, Route};
+use eventsock::handler::{Bot, Pipeline, Route};
+use eventsock::rest::RestClient;
 use eventsock::sim::SimConfig;
 use eventsock::Target;
 use std::time::Duration;
@@ -40,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
                 );
                 rest.reply(chat, "pong", e.message_id().unwrap_or_default())
                     .await?;
-                Ok::<_, eventsock::client::RestError>(())
+                Ok::<_, eventsock::rest::RestError>(())
             }
         });
     // What we sent comes back on send.message.

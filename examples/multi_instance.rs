@@ -7,7 +7,8 @@
 //! ```
 
 use actix::prelude::*;
-use eventsock::client::{GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Supervisor};
+use eventsock::client::{GetStatus, Lifecycle, LifecycleKind, Shutdown, Supervisor};
+use eventsock::core::Source;
 use eventsock::core::{legacy, Endpoint, Event, Token};
 use eventsock::handler::{Bot, Route};
 use eventsock::sim::{Embedded, SimConfig};

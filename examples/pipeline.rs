@@ -6,9 +6,11 @@
 //! cargo run --example pipeline -- --url http://HOST:8084 --token JWT
 //! ```
 
-use eventsock::client::{Shutdown, Source, Supervisor};
+use eventsock::client::{Shutdown, Supervisor};
+use eventsock::core::MessageLike;
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event};
-use eventsock::handler::{Bot, Dedup, GetBotStats, MessageLike, Pipeline, Route};
+use eventsock::handler::{Bot, Dedup, GetBotStats, Pipeline, Route};
 use eventsock::sim::SimConfig;
 use eventsock::Target;
 use std::convert::Infallible;

@@ -8,7 +8,8 @@
 //!
 //! Against a real server, call `GET /instance/connect/{instance}` first so it starts pairing.
 
-use eventsock::client::{Shutdown, Source, Supervisor};
+use eventsock::client::{Shutdown, Supervisor};
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event};
 use eventsock::handler::{builtin::qr_terminal, Bot, Route};
 use eventsock::sim::SimConfig;

@@ -8,7 +8,8 @@
 //! The recording goes to `eventsock-recording.jsonl` (or the path in `RECORDING`).
 
 use actix::prelude::*;
-use eventsock::client::{Shutdown, Source, Supervisor};
+use eventsock::client::{Shutdown, Supervisor};
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event, EventKind};
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
 use eventsock::handler::{Bot, Route};

@@ -1,17 +1,56 @@
 //! eventsock: build programs that live on the event stream of a CodeChat WhatsApp API server.
 //!
-//! This facade re-exports the workspace's crates: [`core`] (the typed event model), [`client`]
-//! (supervised connections delivering typed events to handler actors, and the REST client),
-//! [`handler`] (pipelines, bots, built-ins) and [`sim`] (a simulator of the server, for tests,
-//! examples and demos).
+//! A bot is a [`Router`](handler::Router) of handlers and one call to run it:
+//!
+//! ```no_run
+//! use eventsock::prelude::*;
+//!
+//! fn main() {
+//!     Router::new()
+//!         .on(|msg: Message, cx: Ctx| async move {
+//!             if !msg.is_from_me() && msg.text() == Some("!ping") {
+//!                 cx.reply("pong").await?;
+//!             }
+//!             Ok(())
+//!         })
+//!         .run()
+//! }
+//! ```
+//!
+//! [`Run::run`] reads the server from `--url`/`--token` (or `EVENTSOCK_URL`/`EVENTSOCK_TOKEN`),
+//! runs until Ctrl-C or SIGTERM and drains what was read. With no URL it uses the built-in
+//! simulator when the `sim` feature is on, and says so.
+//!
+//! This facade re-exports the workspace's crates: [`core`] (the typed event model, sources,
+//! tokens), [`rest`] (the REST client, usable without sockets), [`client`] (the supervisor:
+//! supervised connections delivering to a router), [`handler`] (the router, pipelines, bots,
+//! built-ins), and with their features [`sim`] (a simulator of the server) and [`nats`]
+//! (scale-out on JetStream).
+//!
+//! # Features
+//! - `sim`: the embedded simulator (actix-web's server): `run` with no URL, examples, tests.
+//! - `nats`: [`nats`], ingest into JetStream and workers.
+//! - `qr`: pair a phone from the terminal (`handler::builtin::qr_terminal`).
+//! - `metrics`: Prometheus metrics and health checks served by the runtime ([`Settings::metrics`]).
+//! - `cli`: the `eventsock` command (all of the above). `full`: everything.
 
 pub use eventsock_client as client;
 pub use eventsock_core as core;
 pub use eventsock_handler as handler;
+#[cfg(feature = "nats")]
 pub use eventsock_nats as nats;
+pub use eventsock_rest as rest;
+#[cfg(feature = "sim")]
 pub use eventsock_sim as sim;
 
+#[cfg(feature = "metrics")]
+mod metrics;
+mod run;
+#[cfg(feature = "sim")]
 mod target;
+
+pub use run::{Run, RunError, Running, Settings};
+#[cfg(feature = "sim")]
 pub use target::{Target, TargetError};
 
 /// The README's Rust code, compiled as doctests so that it cannot rot.
@@ -19,14 +58,22 @@ pub use target::{Target, TargetError};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// The types most programs need.
+/// A message received or sent on the legacy server (`messages.upsert`): what most bots handle.
+pub type Message = eventsock_core::Event<eventsock_core::legacy::MessagesUpsert>;
+
+/// Everything a bot needs, in one import: `use eventsock::prelude::*;`.
 pub mod prelude {
+    pub use crate::{Message, Run, Running, Settings};
     pub use eventsock_client::{
-        ClientConfig, GetStatus, Lifecycle, LifecycleKind, RefreshingToken, RestClient, Shutdown,
-        Source, Subscribe, Supervisor,
+        ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Subscribe, SubscriptionState,
+        SubscriptionStatus, Supervisor,
     };
     pub use eventsock_core::{
-        legacy, v2, Backoff, Channel, Endpoint, Event, EventKind, EventName, Frame, Payload,
-        RawEvent, Token, Undelivered,
+        legacy, v2, Channel, Endpoint, Event, EventKind, EventName, MessageLike, Payload, Protocol,
+        RawEvent, Source, Token, TokenProvider, Undelivered,
     };
+    pub use eventsock_handler::{
+        Bot, BoxError, Ctx, Dedup, Flow, HandlerError, Pipeline, Route, Router,
+    };
+    pub use eventsock_rest::{RefreshingToken, RestClient, RestError};
 }

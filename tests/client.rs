@@ -5,11 +5,13 @@ mod common;
 use actix::prelude::*;
 use common::*;
 use eventsock::client::{
-    ClientConfig, ClientError, FnTokenProvider, GetStatus, GiveUp, LifecycleKind, Shutdown, Source,
-    Subscribe, SubscriptionState, Supervisor, TokenProviderError,
+    ClientConfig, ClientError, GetStatus, GiveUp, LifecycleKind, Shutdown, Subscribe,
+    SubscriptionState, Supervisor,
 };
+use eventsock::core::Protocol;
 use eventsock::core::{legacy, v2, Event, EventKind, FrameProblem, Intensity, Token};
-use eventsock::sim::{Protocol, SimConfig};
+use eventsock::core::{FnTokenProvider, Source, TokenProviderError};
+use eventsock::sim::SimConfig;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

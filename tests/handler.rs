@@ -4,12 +4,13 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{RestClient, Source, Supervisor};
+use eventsock::client::Supervisor;
+use eventsock::core::MessageLike;
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event, Token};
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
-use eventsock::handler::{
-    restarting, Bot, Dedup, GetBotStats, HandlerError, MessageLike, Pipeline, Route,
-};
+use eventsock::handler::{restarting, Bot, Dedup, GetBotStats, HandlerError, Pipeline, Route};
+use eventsock::rest::RestClient;
 use eventsock::sim::SimConfig;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -298,7 +299,7 @@ async fn an_echo_bot_replies_over_rest_and_the_reply_comes_back_as_send_message(
                 let chat = e.chat().unwrap_or_default().to_owned();
                 rest.reply(&chat, "pong", e.message_id().unwrap_or_default())
                     .await?;
-                Ok::<_, eventsock::client::RestError>(())
+                Ok::<_, eventsock::rest::RestError>(())
             }
         });
     let bot = Bot::build(echo).start();

@@ -9,8 +9,9 @@ use actix::prelude::*;
 use common::hostile::{self, Request, Stats};
 use common::*;
 use eventsock::client::{
-    ClientConfig, ClientError, GetStatus, LifecycleKind, Shutdown, Source, Subscribe, Supervisor,
+    ClientConfig, ClientError, GetStatus, LifecycleKind, Shutdown, Subscribe, Supervisor,
 };
+use eventsock::core::Source;
 use eventsock::core::{legacy, Backoff, Channel, Endpoint, Event, EventKind, FrameProblem, Token};
 use eventsock::sim::SimConfig;
 use serde_json::json;
@@ -244,7 +245,7 @@ async fn a_panic_while_decoding_costs_one_frame_and_the_stream_goes_on() {
 async fn a_v2_date_of_i64_min_is_a_bad_frame_not_a_dead_subscription() {
     // `n.abs()` on i64::MIN panicked here (with overflow checks) and killed the dispatcher.
     let s = start_sim(SimConfig {
-        protocol: eventsock::sim::Protocol::V2,
+        protocol: eventsock::core::Protocol::V2,
         ..SimConfig::default()
     });
     let rec = Recorder::default();
@@ -394,7 +395,7 @@ async fn a_401_says_whether_the_token_or_the_path_is_wrong() {
 
     // The newer server answers 404 to the legacy path.
     let v2 = start_sim(SimConfig {
-        protocol: eventsock::sim::Protocol::V2,
+        protocol: eventsock::core::Protocol::V2,
         ..SimConfig::default()
     });
     let token = Token::new(v2.sim.mint_token(INSTANCE, None));
@@ -541,9 +542,9 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
 async fn a_message_with_no_recipient_is_never_sent() {
     let s = start_sim(SimConfig::default());
     let token = Token::new(s.sim.mint_token(INSTANCE, None));
-    let rest = eventsock::client::RestClient::new(&s.endpoint(), INSTANCE, token);
+    let rest = eventsock::rest::RestClient::new(&s.endpoint(), INSTANCE, token);
     let err = rest.send_text("", "pong").await.unwrap_err();
-    assert!(matches!(err, eventsock::client::RestError::NoRecipient));
+    assert!(matches!(err, eventsock::rest::RestError::NoRecipient));
     assert!(
         s.sim.history(INSTANCE).is_empty(),
         "nothing reached the server"

@@ -6,7 +6,8 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{Source, Supervisor};
+use eventsock::client::Supervisor;
+use eventsock::core::Source;
 use eventsock::core::{legacy, Event, EventKind, Token};
 use eventsock::handler::{HandlerError, Route};
 use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};

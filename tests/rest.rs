@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use eventsock::client::{MessageKey, RestClient, RestError};
 use eventsock::core::{Endpoint, Token};
+use eventsock::rest::{MessageKey, RestClient, RestError};
 use eventsock::sim::SimConfig;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};

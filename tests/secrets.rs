@@ -4,10 +4,9 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{
-    FnTokenProvider, GetStatus, LifecycleKind, Source, Supervisor, TokenProviderError,
-};
+use eventsock::client::{GetStatus, LifecycleKind, Supervisor};
 use eventsock::core::{legacy, Token};
+use eventsock::core::{FnTokenProvider, Source, TokenProviderError};
 use eventsock::sim::SimConfig;
 use serde_json::json;
 use std::io::Write;

@@ -4,7 +4,8 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{Source, Supervisor};
+use eventsock::client::Supervisor;
+use eventsock::core::Source;
 use eventsock::core::{legacy, Endpoint, Token};
 use eventsock::sim::{run_tls, Sim, SimConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};

@@ -5,11 +5,12 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::client::{
-    GetStatus, LifecycleKind, RefreshingToken, RestClient, Source, Supervisor,
-};
+use eventsock::client::{GetStatus, LifecycleKind, Supervisor};
+use eventsock::core::Protocol;
+use eventsock::core::Source;
 use eventsock::core::{legacy, v2, Backoff, Token};
-use eventsock::sim::{Protocol, SimConfig};
+use eventsock::rest::{RefreshingToken, RestClient};
+use eventsock::sim::SimConfig;
 use std::time::Duration;
 
 const INSTANCE: &str = "codechat";

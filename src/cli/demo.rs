@@ -1,9 +1,8 @@
 //! `eventsock demo`: the whole framework in one process, against the built-in simulator.
 
 use actix::prelude::*;
-use eventsock_client::{
-    ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Source, Supervisor,
-};
+use eventsock_client::{ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Supervisor};
+use eventsock_core::Source;
 use eventsock_core::{human, legacy, Backoff, Endpoint, Event, Token};
 use eventsock_sim::{Sim, SimConfig};
 use std::collections::BTreeMap;

@@ -6,9 +6,7 @@ pub(crate) mod output;
 pub(crate) mod sim;
 pub(crate) mod tail;
 
-use anyhow::Context as _;
-use eventsock_client::{Protocol, Source};
-use eventsock_core::{Endpoint, EventName, Token};
+use eventsock_core::{EventName, Protocol, Source, SourceError, Token};
 use std::time::Duration;
 
 /// The CodeChat server and the events to take from it: shared by `tail` and `bridge`.
@@ -33,19 +31,14 @@ pub(crate) struct ServerArgs {
 impl ServerArgs {
     /// The source to subscribe on, and the events.
     pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
-        let (endpoint, channel) = Endpoint::split(&self.url).context("--url")?;
-        let protocol = match (self.protocol, channel.map(Protocol::of)) {
-            (Some(given), Some(named)) if given != named => anyhow::bail!(
-                "--url ends in {}, a socket of the {named} server, but --protocol is {given}: drop one of the two",
-                channel.map(|c| c.path()).unwrap_or_default()
-            ),
-            (Some(p), _) | (None, Some(p)) => p,
-            (None, None) => Protocol::Legacy,
-        };
-        let mut source = Source::new(endpoint, Token::new(self.token)).context("--token")?;
-        if protocol == Protocol::V2 {
-            source = source.v2();
-        }
+        let source = Source::from_url(&self.url, Token::new(self.token), self.protocol)
+            .map_err(|e| match e {
+                SourceError::Url(_) => anyhow::anyhow!("--url: {e}"),
+                SourceError::ProtocolMismatch { path, named, given } => anyhow::anyhow!(
+                    "--url ends in {path}, a socket of the {named} server, but --protocol is {given}: drop one of the two"
+                ),
+                _ => anyhow::anyhow!("--token: {e}"),
+            })?;
         // One subscription per event: `--event x --event x` is one.
         let mut events: Vec<EventName> = Vec::new();
         for e in self.events.iter().map(|e| EventName::parse(e)) {

@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 
-use eventsock_sim::{Protocol, Sim, SimConfig};
+use eventsock_core::Protocol;
+use eventsock_sim::{Sim, SimConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SimArgs {

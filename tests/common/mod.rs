@@ -250,7 +250,7 @@ pub fn foreign_token() -> eventsock::core::Token {
 /// A supervisor of `source` with one recorder for `legacy::MessagesUpsert`, lifecycle and
 /// undelivered frames.
 pub fn supervise_with(
-    source: eventsock::client::Source,
+    source: eventsock::core::Source,
     config: ClientConfig,
 ) -> (Addr<eventsock::client::Supervisor>, Recorder) {
     let rec = Recorder::default();

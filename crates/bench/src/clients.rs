@@ -2,7 +2,8 @@
 
 use crate::server::now_us;
 use actix::prelude::*;
-use eventsock_client::{ClientConfig, Delivery, Shutdown, Source, Supervisor};
+use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
+use eventsock_core::Source;
 use eventsock_core::{legacy, Endpoint, Event, Token};
 use futures_util::StreamExt;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Measurements that need a process of their own (memory) or no network (fuzzing).
 
-use eventsock_client::{GetStatus, Shutdown, Source, SubscriptionState, Supervisor};
+use eventsock_client::{GetStatus, Shutdown, SubscriptionState, Supervisor};
+use eventsock_core::Source;
 use eventsock_core::{legacy, v2, Endpoint, EventName, Frame, Token};
 use futures_util::StreamExt;
 use std::panic::AssertUnwindSafe;

@@ -3,7 +3,8 @@
 use crate::clients::{self, Run};
 use crate::{percentile, probes, repo_root, ServerProc};
 use actix::prelude::*;
-use eventsock_client::{ClientConfig, Delivery, Shutdown, Source, Supervisor};
+use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
+use eventsock_core::Source;
 use eventsock_core::{legacy, Backoff, Endpoint, Event, Token};
 use std::fmt::Write as _;
 use std::process::Command;

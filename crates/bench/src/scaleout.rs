@@ -1,7 +1,8 @@
 //! Ingest into NATS JetStream and process on workers, against the in-process figure.
 
 use crate::ServerProc;
-use eventsock_client::{Shutdown, Source, Supervisor};
+use eventsock_client::{Shutdown, Supervisor};
+use eventsock_core::Source;
 use eventsock_core::{Endpoint, EventKind, RawEvent, Token};
 use eventsock_handler::{HandlerError, Route};
 use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};

@@ -14,10 +14,9 @@
 
 use crate::codec::LimitedCodec;
 use crate::config::ClientConfig;
+use crate::dispatch::{Body, Inbound};
 use crate::handshake::Heads;
 use crate::queue::{Offer, Queue};
-use crate::route::{Body, Inbound};
-use crate::source::Source;
 use crate::status::Counters;
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
@@ -28,6 +27,7 @@ use actix_http::Version;
 use awc::error::WsClientError;
 use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
 use bytes::{Bytes, BytesMut};
+use eventsock_core::Source;
 use eventsock_core::{Channel, EventName, Token};
 use futures_util::future::LocalBoxFuture;
 use futures_util::{SinkExt, StreamExt};
@@ -219,7 +219,7 @@ impl Actor for ConnectionActor {
         let (close_tx, close_rx) = oneshot::channel();
         self.close = Some(close_tx);
         // Spans carry the instance and the event, never the token.
-        let span = tracing::info_span!("conn", instance = %p.source.scope, event = %p.event, generation = p.generation);
+        let span = tracing::info_span!("conn", instance = %p.source.instance(), event = %p.event, generation = p.generation);
         let down = p.down.clone();
         let (sub, generation) = (p.sub, p.generation);
         let run = async move { run(&p, close_rx).await }.instrument(span);
@@ -263,7 +263,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         refused_token: None,
     };
     let token = tokio::select! {
-        t = p.source.tokens.token() => t,
+        t = p.source.tokens().token() => t,
         _ = &mut close => return end,
     };
     let token = match token {
@@ -273,7 +273,10 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             return end;
         }
     };
-    let url = p.source.endpoint.subscription(p.channel, &p.event, &token);
+    let url = p
+        .source
+        .endpoint()
+        .subscription(p.channel, &p.event, &token);
     tracing::debug!(url = %url, "connecting");
     let request = p
         .client
@@ -297,7 +300,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             end.cause = Cause::Refused(s.as_u16());
             end.retry_after = refused_head.and_then(|h| h.retry_after);
             if end.cause.is_auth() {
-                end.renewed = p.source.tokens.refused(&token);
+                end.renewed = p.source.tokens().refused(&token);
                 end.refused_token = Some(token);
             }
             return end;
@@ -479,7 +482,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     }
     // A close with 4001 or 4003: the same rule as a refused handshake.
     if end.cause.is_auth() {
-        end.renewed = p.source.tokens.refused(&token);
+        end.renewed = p.source.tokens().refused(&token);
     }
     tracing::debug!(cause = %end.cause, "connection ended");
     end

@@ -1,18 +1,14 @@
 //! Errors of the client crate.
 
-use eventsock_core::TokenError;
-
 /// What can go wrong setting up or changing subscriptions. Connection failures at run time are
 /// not errors here: they are retried, and reported as [`crate::Lifecycle`] messages and status.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The token's claims cannot be read.
+    /// A source cannot be made from the token (its claims cannot be read, or it names no
+    /// instance).
     #[error(transparent)]
-    Token(#[from] TokenError),
-    /// The token names no instance (nor user), and none was given.
-    #[error("the token names no instance; use Source::with_provider to give one")]
-    NoInstance,
+    Source(#[from] eventsock_core::SourceError),
     /// Nothing to subscribe to: no source fits the registered handlers.
     #[error("no subscription: register a handler whose payload fits a source's protocol")]
     NothingToSubscribe,
@@ -40,7 +36,7 @@ pub enum ClientError {
         /// The event.
         event: String,
         /// The source's protocol.
-        protocol: crate::Protocol,
+        protocol: eventsock_core::Protocol,
         /// Served names that look like it.
         suggestions: Vec<String>,
     },

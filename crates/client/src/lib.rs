@@ -47,23 +47,16 @@
 mod codec;
 mod config;
 mod connection;
+mod dispatch;
 mod error;
 mod handshake;
 mod lifecycle;
 mod queue;
-mod refresh;
-mod rest;
-mod route;
-mod source;
 mod status;
 mod supervisor;
-mod tls;
 
 pub use config::{ClientConfig, ConfigError, Delivery, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lifecycle::{Lifecycle, LifecycleKind};
-pub use refresh::{RefreshError, RefreshingToken};
-pub use rest::{MessageKey, RestClient, RestError, SendText};
-pub use source::{FnTokenProvider, Protocol, Source, TokenProvider, TokenProviderError};
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use supervisor::{GetStatus, Shutdown, Subscribe, Supervisor, SupervisorBuilder};

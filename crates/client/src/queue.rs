@@ -1,7 +1,7 @@
 //! A subscription's queue: frames read but not yet handled, bounded in frames and in bytes.
 
 use crate::config::Overflow;
-use crate::route::Inbound;
+use crate::dispatch::Inbound;
 use futures_util::future::LocalBoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

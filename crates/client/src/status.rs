@@ -31,6 +31,17 @@ pub enum SubscriptionState {
     Stopped,
 }
 
+impl SubscriptionState {
+    /// Every state, in the order above.
+    pub const ALL: [SubscriptionState; 5] = [
+        SubscriptionState::Connecting,
+        SubscriptionState::Connected,
+        SubscriptionState::BackingOff,
+        SubscriptionState::Failed,
+        SubscriptionState::Stopped,
+    ];
+}
+
 /// A snapshot of one subscription, from [`GetStatus`](crate::GetStatus).
 #[derive(Debug, Clone)]
 #[non_exhaustive]

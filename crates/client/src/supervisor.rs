@@ -20,79 +20,27 @@ use crate::config::{ClientConfig, GiveUp};
 use crate::connection::{
     Cause, CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams, End,
 };
+use crate::dispatch::Dispatcher;
 use crate::error::ClientError;
 use crate::handshake::Heads;
 use crate::lifecycle::{Lifecycle, LifecycleKind};
 use crate::queue::Queue;
-use crate::rest::{Method, RestError};
-use crate::route::{add_raw, add_typed, Dispatcher, RouteTable, UndeliveredHandlers};
-use crate::source::{Protocol, Source};
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
 use eventsock_core::{
-    human, Channel, Event, EventName, Payload, RawEvent, RestartLog, Token, Undelivered,
+    human, Channel, Event, EventName, Payload, Protocol, RawEvent, RestartLog, Source, Token,
+    Undelivered,
 };
+use eventsock_handler::Router;
+use eventsock_rest::{Method, RestClient, RestError};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 use tokio::sync::oneshot;
 
-/// A handler registration, applied to every source it fits.
-trait Registration: Send {
-    /// The (channel, event) pairs it needs on `source`; an event the source's server never
-    /// serves is an error.
-    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError>;
-    /// Adds the handler to a subscription's routes.
-    fn attach(&self, routes: &RouteTable);
-}
-
-struct Typed<T: Payload>(Recipient<Event<T>>);
-
-impl<T: Payload> Registration for Typed<T> {
-    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError> {
-        if Protocol::of(T::CHANNEL) != source.protocol {
-            return Ok(Vec::new());
-        }
-        Ok(T::EVENTS
-            .iter()
-            .map(|k| (T::CHANNEL, EventName::from(*k)))
-            .collect())
-    }
-
-    fn attach(&self, routes: &RouteTable) {
-        add_typed(routes, self.0.clone());
-    }
-}
-
-struct Raw {
-    events: Vec<EventName>,
-    handler: Recipient<RawEvent>,
-}
-
-impl Registration for Raw {
-    fn wants(&self, source: &Source) -> Result<Vec<(Channel, EventName)>, ClientError> {
-        self.events
-            .iter()
-            .map(|e| match source.protocol.channel_of(e) {
-                Some(channel) => Ok((channel, e.clone())),
-                None => Err(ClientError::Unserved {
-                    event: e.to_string(),
-                    protocol: source.protocol,
-                    suggestions: e
-                        .suggestions(source.protocol.channels())
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect(),
-                }),
-            })
-            .collect()
-    }
-
-    fn attach(&self, routes: &RouteTable) {
-        add_raw(routes, self.handler.clone());
-    }
-}
+/// A registration given to the builder or in [`Subscribe`], applied to the supervisor's router.
+type Registration = Box<dyn FnOnce(Router) -> Router + Send>;
 
 /// The (endpoint, instance, event) triples held by supervisors in this process. The server
 /// keeps one socket per (instance, event): two supervisors opening the same one would silently
@@ -130,7 +78,6 @@ struct Sub {
     source: Source,
     channel: Channel,
     event: EventName,
-    routes: Arc<RouteTable>,
     counters: Arc<Counters>,
     /// The dispatcher's queue; dropped at shutdown so the dispatcher ends once it is drained.
     queue: Option<Queue>,
@@ -160,9 +107,9 @@ struct Sub {
 pub struct SupervisorBuilder {
     config: ClientConfig,
     sources: Vec<Source>,
-    registrations: Vec<Box<dyn Registration>>,
+    router: Option<Router>,
+    registrations: Vec<Registration>,
     lifecycle: Vec<Recipient<Lifecycle>>,
-    undelivered: Vec<Recipient<Undelivered>>,
 }
 
 impl std::fmt::Debug for SupervisorBuilder {
@@ -188,10 +135,20 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Delivers through `router`: every source subscribes the events its handlers need (a
+    /// handler of `legacy::MessagesUpsert` on a legacy source means `messages.upsert` on
+    /// `/ws/events`). Handlers given with [`handler`](Self::handler) and the others are added
+    /// to it. Each source's [`RestClient`] is given to the router (unless it has one for that
+    /// instance), so its handlers' [`Ctx`](eventsock_handler::Ctx) can answer.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = Some(router);
+        self
+    }
+
     /// Delivers every `T` event to `handler`; subscribes `T`'s events on every source whose
     /// protocol has that shape.
     pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
-        self.registrations.push(Box::new(Typed(handler)));
+        self.registrations.push(Box::new(move |r| r.actor(handler)));
         self
     }
 
@@ -201,10 +158,9 @@ impl SupervisorBuilder {
         events: impl IntoIterator<Item = EventName>,
         handler: Recipient<RawEvent>,
     ) -> Self {
-        self.registrations.push(Box::new(Raw {
-            events: events.into_iter().collect(),
-            handler,
-        }));
+        let events: Vec<_> = events.into_iter().collect();
+        self.registrations
+            .push(Box::new(move |r| r.raw(events, handler)));
         self
     }
 
@@ -217,7 +173,8 @@ impl SupervisorBuilder {
     /// Sends every frame that could not be delivered as its type to `handler` (with its data,
     /// when it was valid JSON).
     pub fn undelivered(mut self, handler: Recipient<Undelivered>) -> Self {
-        self.undelivered.push(handler);
+        self.registrations
+            .push(Box::new(move |r| r.undelivered(handler)));
         self
     }
 
@@ -225,20 +182,31 @@ impl SupervisorBuilder {
     /// when another supervisor in this process holds one of the subscriptions.
     pub fn start(self) -> Result<Addr<Supervisor>, ClientError> {
         self.config.validate()?;
+        let mut router = self.router.unwrap_or_default();
+        for reg in self.registrations {
+            router = reg(router);
+        }
+        for source in &self.sources {
+            if !router.has_rest(source.instance()) {
+                let mut rest = RestClient::for_source(source);
+                if let Some(tls) = &self.config.tls {
+                    rest = rest.tls(tls.clone());
+                }
+                router = router.rest(rest);
+            }
+        }
         let mut sup = Supervisor {
             config: Arc::new(self.config),
             sources: self.sources,
             subs: Vec::new(),
             index: HashMap::new(),
             lifecycle: self.lifecycle,
-            undelivered: Arc::new(Mutex::new(self.undelivered)),
+            router,
             client: None,
             heads: Heads::default(),
             shutting_down: false,
         };
-        for reg in &self.registrations {
-            sup.register(reg.as_ref())?;
-        }
+        sup.register()?;
         if sup.subs.is_empty() {
             return Err(ClientError::NothingToSubscribe);
         }
@@ -253,7 +221,7 @@ pub struct Supervisor {
     subs: Vec<Sub>,
     index: HashMap<(String, Arc<str>, Channel, EventName), usize>,
     lifecycle: Vec<Recipient<Lifecycle>>,
-    undelivered: UndeliveredHandlers,
+    router: Router,
     client: Option<awc::Client>,
     heads: Heads,
     shutting_down: bool,
@@ -274,27 +242,38 @@ impl Supervisor {
         SupervisorBuilder {
             config: ClientConfig::default(),
             sources: Vec::new(),
+            router: None,
             registrations: Vec::new(),
             lifecycle: Vec::new(),
-            undelivered: Vec::new(),
         }
     }
 
-    /// Applies a registration: new subscriptions where needed, the handler on each. Returns the
-    /// indexes of the subscriptions it created.
-    fn register(&mut self, reg: &dyn Registration) -> Result<Vec<usize>, ClientError> {
+    /// Opens the subscriptions the router's handlers need that are not open yet. Returns the
+    /// indexes of those it created.
+    fn register(&mut self) -> Result<Vec<usize>, ClientError> {
         let mut created = Vec::new();
-        let mut targets = Vec::new();
         for source in &self.sources {
-            for (channel, event) in reg.wants(source)? {
+            let protocol = source.protocol();
+            let wanted =
+                self.router
+                    .subscriptions(protocol)
+                    .map_err(|e| ClientError::Unserved {
+                        suggestions: e
+                            .suggestions(protocol.channels())
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect(),
+                        event: e.to_string(),
+                        protocol,
+                    })?;
+            for (channel, event) in wanted {
                 let key = (
-                    source.endpoint.to_string(),
-                    source.scope.clone(),
+                    source.endpoint().to_string(),
+                    Arc::<str>::from(source.instance()),
                     channel,
                     event,
                 );
-                if let Some(&i) = self.index.get(&key) {
-                    targets.push(i);
+                if self.index.contains_key(&key) {
                     continue;
                 }
                 let held_key = format!("{}|{}|{}", key.0, key.1, key.3);
@@ -308,7 +287,6 @@ impl Supervisor {
                     source: source.clone(),
                     channel,
                     event: key.3.clone(),
-                    routes: Arc::default(),
                     counters: Arc::default(),
                     queue: None,
                     drained: None,
@@ -327,11 +305,7 @@ impl Supervisor {
                 });
                 self.index.insert(key, i);
                 created.push(i);
-                targets.push(i);
             }
-        }
-        for i in targets {
-            reg.attach(&self.subs[i].routes);
         }
         Ok(created)
     }
@@ -340,7 +314,7 @@ impl Supervisor {
         let s = &self.subs[sub];
         for h in &self.lifecycle {
             h.do_send(Lifecycle {
-                instance: s.source.scope.clone(),
+                instance: Arc::from(s.source.instance()),
                 event: s.event.clone(),
                 kind: kind.clone(),
             });
@@ -356,12 +330,12 @@ impl Supervisor {
             event: s.event.clone(),
             channel: s.channel,
             pipelined: self.config.delivery == crate::config::Delivery::Pipelined,
-            instance: s.source.scope.clone(),
-            routes: s.routes.clone(),
-            undelivered: self.undelivered.clone(),
+            instance: Arc::from(s.source.instance()),
+            router: self.router.clone(),
             counters: s.counters.clone(),
         };
-        let span = tracing::info_span!("dispatch", instance = %s.source.scope, event = %s.event);
+        let span =
+            tracing::info_span!("dispatch", instance = %s.source.instance(), event = %s.event);
         s.queue = Some(tx);
         s.drained = Some(done_rx);
         actix_rt::spawn(tracing::Instrument::instrument(
@@ -409,7 +383,7 @@ impl Supervisor {
     fn give_up(&mut self, i: usize, reason: String, ctx: &mut Context<Self>) {
         let s = &mut self.subs[i];
         s.state = SubscriptionState::Failed;
-        tracing::error!(instance = %s.source.scope, event = %s.event, "{reason}; giving up");
+        tracing::error!(instance = %s.source.instance(), event = %s.event, "{reason}; giving up");
         self.tell(
             i,
             LifecycleKind::GaveUp {
@@ -460,7 +434,7 @@ impl Actor for Supervisor {
             .config
             .tls
             .clone()
-            .unwrap_or_else(crate::tls::default_tls);
+            .unwrap_or_else(eventsock_rest::default_tls);
         // No connection limit: awc's default (100 per scheme) counts every open WebSocket, so the
         // 101st subscription would wait forever for a pool slot.
         let client = awc::Client::builder()
@@ -488,7 +462,7 @@ impl Handler<ConnUp> for Supervisor {
         s.state = SubscriptionState::Connected;
         s.auth_reported = false;
         s.diagnosis = None;
-        tracing::info!(instance = %s.source.scope, event = %s.event, generation = msg.generation, "connected");
+        tracing::info!(instance = %s.source.instance(), event = %s.event, generation = msg.generation, "connected");
         let gap = s.last_heard.take();
         self.tell(
             msg.sub,
@@ -508,11 +482,11 @@ impl Supervisor {
     /// a failed connection try now, instead of one by one as their own timers run out. Those
     /// waiting after a refusal (a token, a 429) keep their pace.
     fn wake_siblings(&mut self, up: usize, ctx: &mut Context<Self>) {
-        let endpoint = self.subs[up].source.endpoint.clone();
+        let endpoint = self.subs[up].source.endpoint().clone();
         let waiting: Vec<usize> = (0..self.subs.len())
             .filter(|&j| {
                 j != up
-                    && self.subs[j].source.endpoint == endpoint
+                    && *self.subs[j].source.endpoint() == endpoint
                     && self.subs[j].state == SubscriptionState::BackingOff
                     && self.subs[j]
                         .retry
@@ -524,7 +498,7 @@ impl Supervisor {
             if let Some((handle, _)) = self.subs[j].retry.take() {
                 ctx.cancel_future(handle);
             }
-            tracing::debug!(instance = %self.subs[j].source.scope, event = %self.subs[j].event, "a sibling reconnected: trying now");
+            tracing::debug!(instance = %self.subs[j].source.instance(), event = %self.subs[j].event, "a sibling reconnected: trying now");
             self.connect(j, ctx);
         }
     }
@@ -610,13 +584,13 @@ impl Handler<ConnDown> for Supervisor {
 /// Finds out over REST whether the legacy server refused a handshake for its token or for its
 /// path or event: the route checks the token and nothing else.
 async fn probe(client: &awc::Client, source: &Source, token: Token) -> String {
-    let mut url = source.endpoint.rest_base();
+    let mut url = source.endpoint().rest_base();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty()
-            .extend(["instance", "connectionState", &source.scope]);
+            .extend(["instance", "connectionState", source.instance()]);
     }
     let timeout = std::time::Duration::from_secs(5);
-    let answer = crate::rest::request(
+    let answer = eventsock_rest::request(
         client,
         Method::Get,
         &url,
@@ -627,11 +601,11 @@ async fn probe(client: &awc::Client, source: &Source, token: Token) -> String {
     match answer.await {
         Ok(_) => format!(
             "the server accepts this token (GET /instance/connectionState answered 200), so it refused the socket's path or event: check the URL's path, that this server serves the event, and the protocol (this is the {} one)",
-            source.protocol
+            source.protocol()
         ),
         Err(RestError::Unauthorized { .. }) => format!(
             "the server refuses this token (REST answered 401 too): it is wrong, expired, or not for instance {}; get the instance's current token",
-            human::escaped(&source.scope)
+            human::escaped(source.instance())
         ),
         Err(RestError::NotFound { .. }) => "the server has no /instance/connectionState route (404): the URL may not point at a CodeChat server, or its path prefix is wrong".into(),
         Err(e) => format!("could not tell whether the token or the path is wrong (REST probe: {e})"),
@@ -643,7 +617,7 @@ impl Supervisor {
     /// the connection (the REST diagnosis of a 401, the other protocol's hint).
     fn explain(&self, sub: usize, cause: &Cause) -> String {
         let s = &self.subs[sub];
-        match (cause, s.source.protocol, &s.diagnosis) {
+        match (cause, s.source.protocol(), &s.diagnosis) {
             (Cause::Refused(401), _, Some(diagnosis)) => format!("{cause}: {diagnosis}"),
             (Cause::Refused(404), Protocol::Legacy, _) => format!(
                 "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use --protocol v2 (Source::v2)"
@@ -690,14 +664,14 @@ impl Supervisor {
         if refused || end.retry_after.is_some() {
             if !s.auth_reported {
                 s.auth_reported = true;
-                tracing::error!(instance = %s.source.scope, event = %s.event, "{line}");
+                tracing::error!(instance = %s.source.instance(), event = %s.event, "{line}");
             } else {
-                tracing::debug!(instance = %s.source.scope, event = %s.event, "{line}");
+                tracing::debug!(instance = %s.source.instance(), event = %s.event, "{line}");
             }
         } else if end.up_since.is_some() || s.attempts == 1 {
-            tracing::warn!(instance = %s.source.scope, event = %s.event, "{line}");
+            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{line}");
         } else {
-            tracing::debug!(instance = %s.source.scope, event = %s.event, attempt = s.attempts, "{line}");
+            tracing::debug!(instance = %s.source.instance(), event = %s.event, attempt = s.attempts, "{line}");
         }
         s.state = SubscriptionState::BackingOff;
         let attempt = s.attempts;
@@ -735,8 +709,8 @@ impl Supervisor {
         self.subs
             .iter()
             .map(|s| SubscriptionStatus {
-                endpoint: s.source.endpoint.to_string(),
-                instance: s.source.scope.clone(),
+                endpoint: s.source.endpoint().to_string(),
+                instance: Arc::from(s.source.instance()),
                 event: s.event.clone(),
                 state: s.state,
                 attempts: s.attempts,
@@ -759,7 +733,7 @@ impl Supervisor {
 /// shares those that are.
 #[derive(Message)]
 #[rtype(result = "Result<(), ClientError>")]
-pub struct Subscribe(Box<dyn Registration>);
+pub struct Subscribe(Registration);
 
 impl std::fmt::Debug for Subscribe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -770,7 +744,7 @@ impl std::fmt::Debug for Subscribe {
 impl Subscribe {
     /// A handler of `T` events.
     pub fn handler<T: Payload>(handler: Recipient<Event<T>>) -> Subscribe {
-        Subscribe(Box::new(Typed(handler)))
+        Subscribe(Box::new(move |r| r.actor(handler)))
     }
 
     /// A raw handler of `events`.
@@ -778,10 +752,8 @@ impl Subscribe {
         events: impl IntoIterator<Item = EventName>,
         handler: Recipient<RawEvent>,
     ) -> Subscribe {
-        Subscribe(Box::new(Raw {
-            events: events.into_iter().collect(),
-            handler,
-        }))
+        let events: Vec<_> = events.into_iter().collect();
+        Subscribe(Box::new(move |r| r.raw(events, handler)))
     }
 }
 
@@ -792,7 +764,8 @@ impl Handler<Subscribe> for Supervisor {
         if self.shutting_down {
             return Err(ClientError::Stopped);
         }
-        for i in self.register(msg.0.as_ref())? {
+        self.router = (msg.0)(self.router.clone());
+        for i in self.register()? {
             self.open(i, ctx);
         }
         Ok(())

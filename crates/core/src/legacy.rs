@@ -176,7 +176,7 @@ macro_rules! message_event {
             }
         }
 
-        payload!($name, Legacy, [$kind]);
+        payload!($name, Legacy, [$kind], message);
     };
 }
 

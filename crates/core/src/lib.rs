@@ -4,7 +4,9 @@
 //! This crate knows every event name ([`EventKind`], [`EventName`]), the shape of every payload
 //! ([`legacy`] for the Node server's bare frames, [`v2`] for the newer server's enveloped ones),
 //! how to read a frame ([`Frame`]), where to connect ([`Endpoint`]), and how long to wait before
-//! reconnecting ([`Backoff`]). The messages handler actors receive are [`Event<T>`],
+//! reconnecting ([`Backoff`]), who to ask for a token ([`Source`], [`TokenProvider`]),
+//! how a message reads whichever server sent it ([`MessageLike`]), and how an event is recorded
+//! ([`Recorded`]). The messages handler actors receive are [`Event<T>`],
 //! [`RawEvent`] and [`Undelivered`].
 //!
 //! The pieces fit like this: a [`Payload`] type names its events and its [`Channel`]; the client
@@ -31,8 +33,11 @@ mod event;
 mod frame;
 pub mod human;
 pub mod legacy;
+mod message;
 mod name;
 mod payload;
+mod record;
+mod source;
 mod subscription;
 mod token;
 pub mod v2;
@@ -41,7 +46,13 @@ pub mod wire;
 pub use backoff::{Backoff, Intensity, RestartLog};
 pub use event::{Event, EventMeta, FrameProblem, RawEvent, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
+pub use message::MessageLike;
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};
+pub use record::Recorded;
+pub use source::{
+    FnTokenProvider, LocalBoxFuture, Protocol, Source, SourceError, TokenProvider,
+    TokenProviderError,
+};
 pub use subscription::{Endpoint, EndpointError, SubscriptionUrl};
 pub use token::{Claims, Token, TokenError};

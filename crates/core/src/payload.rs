@@ -25,6 +25,12 @@ pub trait Payload:
     fn accepts(name: &EventName) -> bool {
         name.kind().is_some_and(|k| Self::EVENTS.contains(&k))
     }
+
+    /// This payload as a chat message, if it is one (`messages.upsert`, `send.message`): what a
+    /// handler's context answers to.
+    fn as_message(&self) -> Option<&dyn crate::MessageLike> {
+        None
+    }
 }
 
 /// Ties a payload type to its channel and event names.
@@ -33,6 +39,15 @@ macro_rules! payload {
         impl $crate::payload::Payload for $ty {
             const CHANNEL: $crate::name::Channel = $crate::name::Channel::$channel;
             const EVENTS: &'static [$crate::name::EventKind] = &[$($crate::name::EventKind::$kind),+];
+        }
+    };
+    ($ty:ty, $channel:ident, [$($kind:ident),+], message) => {
+        impl $crate::payload::Payload for $ty {
+            const CHANNEL: $crate::name::Channel = $crate::name::Channel::$channel;
+            const EVENTS: &'static [$crate::name::EventKind] = &[$($crate::name::EventKind::$kind),+];
+            fn as_message(&self) -> Option<&dyn $crate::MessageLike> {
+                Some(self)
+            }
         }
     };
 }

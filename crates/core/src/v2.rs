@@ -72,7 +72,7 @@ impl Message {
 // A payload that is another type under a different name or channel: a transparent newtype that
 // derefs to it, so handlers read the fields directly.
 macro_rules! newtype_payload {
-    ($(#[$doc:meta])* $name:ident($inner:ty), [$($kind:ident),+]) => {
+    ($(#[$doc:meta])* $name:ident($inner:ty), [$($kind:ident),+] $(, $message:ident)?) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
         #[serde(transparent)]
@@ -91,19 +91,21 @@ macro_rules! newtype_payload {
             }
         }
 
-        payload!($name, Instance, [$($kind),+]);
+        payload!($name, Instance, [$($kind),+] $(, $message)?);
     };
 }
 
 newtype_payload!(
     /// `messages.upsert`: a message received or sent.
     MessagesUpsert(Message),
-    [MessagesUpsert]
+    [MessagesUpsert],
+    message
 );
 newtype_payload!(
     /// `send.message`: a message sent through the REST API.
     SendMessage(Message),
-    [SendMessage]
+    [SendMessage],
+    message
 );
 
 // Most newer-API payloads are flat records of optional fields. One macro writes them so that

@@ -107,13 +107,17 @@
 
 mod bot;
 pub mod builtin;
+mod context;
 mod message;
 mod pipeline;
 mod restart;
 mod route;
+mod router;
 
 pub use bot::{Bot, BotBuilder, BotStats, Failure, GetBotStats};
-pub use message::{Dedup, MessageLike};
+pub use context::Ctx;
+pub use message::Dedup;
 pub use pipeline::{to_actor, Pipeline};
 pub use restart::restarting;
 pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
+pub use router::{Dispatch, HandlerStats, Outcome, Router, Tally};

@@ -3,7 +3,7 @@
 use crate::{ensure_streams, token, NatsError, StreamConfig};
 use actix::prelude::*;
 use eventsock_core::RawEvent;
-use eventsock_handler::builtin::Recorded;
+use eventsock_core::Recorded;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -82,14 +82,7 @@ impl Handler<RawEvent> for Ingest {
             "{:x}-{}-{}-{}-{}",
             self.nonce, instance, e.meta.event, e.meta.generation, e.meta.seq
         );
-        let record = Recorded {
-            event: e.meta.event.clone(),
-            instance: Some(instance),
-            received_at: String::new(),
-            generation: e.meta.generation,
-            seq: e.meta.seq,
-            data: (*e.data).clone(),
-        };
+        let record = Recorded::of(&e);
         let payload = serde_json::to_vec(&record).unwrap_or_default();
         let (js, counters) = (self.js.clone(), self.counters.clone());
         let publish = async move {

@@ -3,13 +3,10 @@
 use crate::{ensure_streams, NatsError, StreamConfig};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::AckKind;
-use eventsock_core::{Event, EventMeta, EventName, Frame, Payload};
-use eventsock_handler::builtin::Recorded;
-use eventsock_handler::{Flow, Route};
-use futures_util::future::LocalBoxFuture;
+use eventsock_core::{Event, EventName, Payload, RawEvent, Recorded};
+use eventsock_handler::{Route, Router};
 use futures_util::StreamExt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What a worker did.
@@ -27,8 +24,6 @@ pub struct WorkerStats {
     pub unrouted: u64,
 }
 
-type Call = dyn Fn(&EventMeta, &Frame<'_>) -> Option<LocalBoxFuture<'static, Result<(), String>>>;
-
 /// A worker on the shared durable consumer. Start as many as needed, on any machine.
 pub struct Worker {
     url: String,
@@ -38,7 +33,7 @@ pub struct Worker {
     filter: Option<String>,
     ack_wait: Duration,
     max_deliver: i64,
-    routes: Vec<Box<Call>>,
+    router: Router,
 }
 
 impl std::fmt::Debug for Worker {
@@ -46,7 +41,7 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("durable", &self.durable)
             .field("events", &self.events)
-            .field("routes", &self.routes.len())
+            .field("router", &self.router)
             .finish_non_exhaustive()
     }
 }
@@ -64,7 +59,7 @@ impl Worker {
             filter: None,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
-            routes: Vec::new(),
+            router: Router::new(),
         }
     }
 
@@ -107,51 +102,27 @@ impl Worker {
         self
     }
 
-    /// Sends the events that fit `T` through `route`; the message is acknowledged only if every
-    /// route that takes it succeeds.
+    /// Handles the events through `router` (the same one a bot runs live with); a message is
+    /// acknowledged only if every handler that takes it succeeds. Give the router a REST client
+    /// ([`Router::rest`]) for its handlers to answer through.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Sends the events that fit `T` through `route` (added to the worker's router).
     pub fn route<T: Payload>(mut self, route: Route<Event<T>>) -> Self {
-        self.routes.push(Box::new(move |meta, frame| {
-            if !T::accepts(&meta.event) {
-                return None;
-            }
-            match frame.decode::<T>(&meta.event) {
-                Ok(payload) => {
-                    let call = route.call(Event {
-                        meta: meta.clone(),
-                        payload: Arc::new(payload),
-                    });
-                    Some(Box::pin(async move {
-                        match call.await {
-                            Ok(Flow::Taken | Flow::Skipped) => Ok(()),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }))
-                }
-                // A payload that does not fit will not fit on a redelivery either.
-                Err(e) => Some(Box::pin(std::future::ready(Err(e.to_string())))),
-            }
-        }));
+        self.router = self.router.route(route);
         self
     }
 
     /// Sends every event, as JSON, through `route`, then runs like [`Worker::run`].
     pub async fn run_raw(
         mut self,
-        route: Route<eventsock_core::RawEvent>,
+        route: Route<RawEvent>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<WorkerStats, NatsError> {
-        self.routes.push(Box::new(move |meta, frame| {
-            let call = match frame.value(&meta.event) {
-                Ok(v) => route.call(eventsock_core::RawEvent {
-                    meta: meta.clone(),
-                    data: Arc::new(v),
-                }),
-                Err(e) => return Some(Box::pin(std::future::ready(Err(e.to_string())))),
-            };
-            Some(Box::pin(async move {
-                call.await.map(|_| ()).map_err(|e| e.to_string())
-            }))
-        }));
+        self.router = self.router.raw_route(None, route);
         self.run(shutdown).await
     }
 
@@ -252,22 +223,29 @@ impl Worker {
         Ok(stats)
     }
 
-    /// Runs the routes on one message: `Ok(taken)`, or the first error.
+    /// Runs the router on one message: `Ok(taken)`, or the first error.
     async fn handle(&self, payload: &[u8]) -> Result<bool, String> {
         let record: Recorded =
             serde_json::from_slice(payload).map_err(|e| format!("not an eventsock record: {e}"))?;
         let text = record.data.to_string();
-        let frame = Frame::parse(&record.event, &text).map_err(|e| e.to_string())?;
         let meta = record.meta();
-        let calls: Vec<_> = self
-            .routes
-            .iter()
-            .filter_map(|r| r(&meta, &frame))
-            .collect();
-        let taken = !calls.is_empty();
-        for result in futures_util::future::join_all(calls).await {
-            result?;
+        let dispatch = self
+            .router
+            .dispatch(&record.event, None, &text, &|_| meta.clone(), true);
+        // A payload that does not fit will not fit on a redelivery either: it fails, and ends
+        // as a dead letter.
+        let problem = dispatch.problems.first().map(ToString::to_string);
+        let tally = dispatch.settle(&self.router).await;
+        if let Some(problem) = problem {
+            return Err(problem);
         }
-        Ok(taken)
+        if let Some(error) = tally.errors.into_iter().next() {
+            return Err(error);
+        }
+        if tally.gone > 0 {
+            self.router.prune();
+            return Err("a handler actor has stopped".into());
+        }
+        Ok(tally.handled > 0)
     }
 }

@@ -1,35 +1,14 @@
 //! What kind of server the simulator plays.
 
+pub use eventsock_core::Protocol;
 use std::time::Duration;
-
-/// Which server the simulator behaves like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protocol {
-    /// The legacy Node server: `/ws/events`, bare frames, 401 for every refused handshake,
-    /// never pings, one socket per (instance, event) with silent replacement.
-    #[default]
-    Legacy,
-    /// The newer server: `/ws/instance/events` and `/ws/global/events`, enveloped frames,
-    /// 400/401/403/404 before the upgrade, server pings, close codes 4001/4003/4008.
-    V2,
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "legacy" => Ok(Protocol::Legacy),
-            "v2" => Ok(Protocol::V2),
-            other => Err(format!("unknown protocol {other:?}: use legacy or v2")),
-        }
-    }
-}
 
 /// Simulator settings. `Default` gives the legacy server with one instance, `codechat`.
 #[derive(Clone)]
 pub struct SimConfig {
-    /// Which server to behave like.
+    /// Which server to behave like: [`Protocol::Legacy`] (`/ws/events`, bare frames, 401 for
+    /// every refused handshake, never pings) or [`Protocol::V2`] (`/ws/instance/events`,
+    /// enveloped frames, 400/401/403/404 before the upgrade, pings, close codes 4001/4003/4008).
     pub protocol: Protocol,
     /// The HS256 secret tokens are signed with (`AUTHENTICATION_JWT_SECRET`).
     pub secret: String,

@@ -2,7 +2,8 @@
 
 use awc::ws::{CloseCode, Frame, Message};
 use awc::BoxedSocket;
-use eventsock_sim::{run, Protocol, Sim, SimConfig};
+use eventsock_core::Protocol;
+use eventsock_sim::{run, Sim, SimConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::net::SocketAddr;

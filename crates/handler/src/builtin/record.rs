@@ -4,49 +4,13 @@
 //! Replaying decodes `data` as the live client would, so a bot can be tested offline and a bug
 //! reproduced from the exact frames that caused it.
 
+use crate::Router;
 use actix::prelude::*;
-use eventsock_core::{Event, EventMeta, EventName, Frame, Payload, RawEvent};
-use futures_util::future::LocalBoxFuture;
-use serde::{Deserialize, Serialize};
+use eventsock_core::{Event, Payload, RawEvent, Recorded};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-/// One recorded event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Recorded {
-    /// The event name.
-    pub event: EventName,
-    /// The instance.
-    pub instance: Option<String>,
-    /// When it was received, RFC 3339.
-    pub received_at: String,
-    /// Its connection.
-    pub generation: u64,
-    /// Its position in that connection.
-    pub seq: u64,
-    /// The payload.
-    pub data: serde_json::Value,
-}
-
-impl Recorded {
-    /// The metadata a handler sees when this record is delivered again (replayed, or taken from
-    /// a queue): the recorded event, instance, generation and sequence; received now.
-    pub fn meta(&self) -> EventMeta {
-        EventMeta {
-            event: self.event.clone(),
-            instance: self.instance.as_deref().map(Arc::from),
-            instance_info: None,
-            server_time: None,
-            received_at: SystemTime::now(),
-            seq: self.seq,
-            generation: self.generation,
-        }
-    }
-}
+use std::time::Duration;
 
 /// Records every [`RawEvent`] it is sent to a JSON-lines file. Writes are buffered and
 /// flushed within 200 ms, and when the recorder stops.
@@ -102,14 +66,7 @@ impl Handler<RawEvent> for Recorder {
     type Result = ();
 
     fn handle(&mut self, e: RawEvent, ctx: &mut Context<Self>) {
-        let line = Recorded {
-            event: e.meta.event.clone(),
-            instance: e.meta.instance.as_deref().map(str::to_owned),
-            received_at: humantime_rfc3339(e.meta.received_at),
-            generation: e.meta.generation,
-            seq: e.meta.seq,
-            data: (*e.data).clone(),
-        };
+        let line = Recorded::of(&e);
         let written = serde_json::to_writer(&mut self.out, &line)
             .map_err(std::io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"));
@@ -142,10 +99,6 @@ impl Handler<FlushRecorder> for Recorder {
     }
 }
 
-fn humantime_rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// A recording that cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -173,23 +126,22 @@ pub struct ReplayReport {
     pub bad_lines: u64,
     /// Events no registered handler takes.
     pub unrouted: u64,
+    /// Deliveries whose handler failed (an error, a panic, a stopped actor).
+    pub failed: u64,
 }
 
-type Deliver =
-    dyn Fn(&EventMeta, &Frame<'_>, &mut ReplayReport) -> Option<LocalBoxFuture<'static, bool>>;
-
-/// Feeds a recording through handlers, in order, as the live client would: each event is
+/// Feeds a recording through a [`Router`], in order, as the live client would: each event is
 /// decoded for every registered type and each handler has handled it before the next.
 pub struct Replay {
     path: PathBuf,
-    routes: Vec<Box<Deliver>>,
+    router: Router,
 }
 
 impl std::fmt::Debug for Replay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replay")
             .field("path", &self.path)
-            .field("handlers", &self.routes.len())
+            .field("router", &self.router)
             .finish()
     }
 }
@@ -199,51 +151,26 @@ impl Replay {
     pub fn open(path: impl AsRef<Path>) -> Replay {
         Replay {
             path: path.as_ref().to_owned(),
-            routes: Vec::new(),
+            router: Router::new(),
         }
+    }
+
+    /// Delivers through `router` (the same one a bot runs live with), and through the handlers
+    /// added here.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
     }
 
     /// Delivers the recorded events that fit `T` to `handler`.
     pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
-        self.routes.push(Box::new(move |meta, frame, report| {
-            if !T::accepts(&meta.event) {
-                return None;
-            }
-            match frame.decode::<T>(&meta.event) {
-                Ok(payload) => {
-                    let sent = handler.send(Event {
-                        meta: meta.clone(),
-                        payload: Arc::new(payload),
-                    });
-                    Some(Box::pin(async move { sent.await.is_ok() }))
-                }
-                Err(e) => {
-                    report.decode_errors += 1;
-                    tracing::warn!(error = %e, "recorded event not delivered");
-                    None
-                }
-            }
-        }));
+        self.router = self.router.actor(handler);
         self
     }
 
     /// Delivers every recorded event, as JSON, to `handler`.
     pub fn raw(mut self, handler: Recipient<RawEvent>) -> Self {
-        self.routes.push(Box::new(move |meta, frame, report| {
-            let data = match frame.value(&meta.event) {
-                Ok(v) => Arc::new(v),
-                Err(e) => {
-                    report.decode_errors += 1;
-                    tracing::warn!(error = %e, "recorded event not delivered");
-                    return None;
-                }
-            };
-            let sent = handler.send(RawEvent {
-                meta: meta.clone(),
-                data,
-            });
-            Some(Box::pin(async move { sent.await.is_ok() }))
-        }));
+        self.router = self.router.raw_all(handler);
         self
     }
 
@@ -269,24 +196,22 @@ impl Replay {
                     continue;
                 }
             };
+            // Recorded data is the payload itself, checked as a whole.
             let text = record.data.to_string();
-            // Recorded data is the payload itself: parse it as a bare frame.
-            let Ok(frame) = Frame::parse(&record.event, &text) else {
-                report.bad_lines += 1;
-                continue;
-            };
             let meta = record.meta();
-            let sends: Vec<_> = self
-                .routes
-                .iter()
-                .filter_map(|r| r(&meta, &frame, &mut report))
-                .collect();
-            if sends.is_empty() {
+            let dispatch =
+                self.router
+                    .dispatch(&record.event, None, &text, &|_| meta.clone(), true);
+            if !dispatch.is_routed() && dispatch.problems.is_empty() {
                 report.unrouted += 1;
             }
-            for ok in futures_util::future::join_all(sends).await {
-                report.delivered += u64::from(ok);
+            for problem in &dispatch.problems {
+                tracing::warn!(line = n + 1, error = %problem, "recorded event not delivered");
             }
+            let tally = dispatch.settle(&self.router).await;
+            report.decode_errors += tally.problems as u64;
+            report.delivered += tally.handled as u64;
+            report.failed += tally.failed as u64;
         }
         Ok(report)
     }

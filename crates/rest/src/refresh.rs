@@ -7,11 +7,10 @@
 //! old one for later refreshes (`400 Invalid "oldToken"`). With the shipped default (`0`) a token
 //! carries `exp == iat` and its expiry is never checked: such a token is never refreshed.
 
-use crate::rest::{request, Method, RestError};
-use crate::source::{TokenProvider, TokenProviderError};
+use crate::client::{request, Method, RestError};
 use eventsock_core::human::duration;
 use eventsock_core::{Endpoint, Token};
-use futures_util::future::LocalBoxFuture;
+use eventsock_core::{LocalBoxFuture, TokenProvider, TokenProviderError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +43,7 @@ pub enum RefreshError {
 /// A [`TokenProvider`] that renews an expiring token over REST ahead of its expiry and when the
 /// server refuses it (a 401, a close with 4001), and keeps the newest in a file if asked, so a
 /// restart does not lose it. Cheap to clone; share one between the sockets and the
-/// [`RestClient`](crate::RestClient) (through [`Source::with_provider`](crate::Source::with_provider)
+/// [`RestClient`](crate::RestClient) (through [`Source::with_provider`](eventsock_core::Source::with_provider)
 /// and [`RestClient::for_source`](crate::RestClient::for_source)).
 #[derive(Clone)]
 pub struct RefreshingToken {

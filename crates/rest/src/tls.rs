@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-/// TLS with the Mozilla roots and the ring provider, named explicitly: rustls' process-wide
-/// default panics when a build enables no provider, or two. Built once.
-pub(crate) fn default_tls() -> Arc<rustls::ClientConfig> {
+/// The TLS settings eventsock uses when none are given: the Mozilla roots and the ring
+/// provider, named explicitly (rustls' process-wide default panics when a build enables no
+/// provider, or two). Built once, shared by every client.
+pub fn default_tls() -> Arc<rustls::ClientConfig> {
     static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     TLS.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();

@@ -1,9 +1,38 @@
 //! Where events come from: a server endpoint and a way to get a token for it.
 
-use crate::error::ClientError;
-use eventsock_core::{Channel, Endpoint, EventName, Token};
-use futures_util::future::LocalBoxFuture;
+use crate::{Channel, Endpoint, EventName, Token, TokenError};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+/// A future that need not be `Send`: what a [`TokenProvider`] gives back (the same type as
+/// `futures::future::LocalBoxFuture`).
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Why a [`Source`] cannot be made from a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The token's claims cannot be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The token names no instance (nor user), and none was given.
+    #[error("the token names no instance; use Source::with_provider to give one")]
+    NoInstance,
+    /// The server URL cannot be used.
+    #[error(transparent)]
+    Url(#[from] crate::EndpointError),
+    /// The URL names a socket of one protocol's server, and another protocol was asked for.
+    #[error("the URL ends in {path}, a socket of the {named} server, but the protocol given is {given}: drop one of the two")]
+    ProtocolMismatch {
+        /// The socket path the URL ends in.
+        path: &'static str,
+        /// The protocol whose server serves that path.
+        named: Protocol,
+        /// The protocol asked for.
+        given: Protocol,
+    },
+}
 
 /// The error a [`TokenProvider`] gives back.
 pub type TokenProviderError = Box<dyn std::error::Error + Send + Sync>;
@@ -12,7 +41,7 @@ pub type TokenProviderError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Asked afresh before every attempt, so a rotated token is picked up on the next reconnect
 /// (reconnecting-websocket's "URL as a function"). A fixed [`Token`] is a provider that always
-/// gives itself; [`RefreshingToken`](crate::RefreshingToken) renews a token before it expires.
+/// gives itself; `RefreshingToken` (crate `eventsock-rest`) renews a token before it expires.
 /// The future runs on the arbiter that asks, so it need not be `Send`.
 pub trait TokenProvider: Send + Sync + 'static {
     /// The token to use for the next attempt.
@@ -57,7 +86,7 @@ impl<F> std::fmt::Debug for FnTokenProvider<F> {
 impl<F, Fut> TokenProvider for FnTokenProvider<F>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Token, TokenProviderError>> + 'static,
+    Fut: Future<Output = Result<Token, TokenProviderError>> + 'static,
 {
     fn token(&self) -> LocalBoxFuture<'static, Result<Token, TokenProviderError>> {
         Box::pin((self.0)())
@@ -119,7 +148,7 @@ impl std::str::FromStr for Protocol {
             "v2" => Ok(Protocol::V2),
             other => Err(format!(
                 "unknown protocol \"{}\": use legacy or v2",
-                eventsock_core::human::escaped(other)
+                crate::human::escaped(other)
             )),
         }
     }
@@ -128,10 +157,10 @@ impl std::str::FromStr for Protocol {
 /// One server and one instance (or, for global events, one user) to subscribe on.
 #[derive(Clone)]
 pub struct Source {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) scope: Arc<str>,
-    pub(crate) protocol: Protocol,
-    pub(crate) tokens: Arc<dyn TokenProvider>,
+    endpoint: Endpoint,
+    scope: Arc<str>,
+    protocol: Protocol,
+    tokens: Arc<dyn TokenProvider>,
 }
 
 impl std::fmt::Debug for Source {
@@ -146,13 +175,42 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     /// A source with a fixed token; the instance (or user) is read from the token's claims.
-    pub fn new(endpoint: Endpoint, token: Token) -> Result<Source, ClientError> {
-        let claims = token.claims().map_err(ClientError::Token)?;
+    pub fn new(endpoint: Endpoint, token: Token) -> Result<Source, SourceError> {
+        let claims = token.claims()?;
         let scope = claims
             .instance_name
             .or(claims.user_id)
-            .ok_or(ClientError::NoInstance)?;
+            .ok_or(SourceError::NoInstance)?;
         Ok(Source::with_provider(endpoint, scope, token))
+    }
+
+    /// A source from a server URL in any form the protocol's docs write it (the base,
+    /// `http://localhost:8084`, or an event socket's URL, `ws://localhost:8084/ws/events`) and
+    /// a fixed token. The protocol is `protocol`, else the one the URL's path names, else
+    /// legacy.
+    pub fn from_url(
+        url: &str,
+        token: Token,
+        protocol: Option<Protocol>,
+    ) -> Result<Source, SourceError> {
+        let (endpoint, channel) = Endpoint::split(url)?;
+        let protocol = match (protocol, channel) {
+            (Some(given), Some(c)) if given != Protocol::of(c) => {
+                return Err(SourceError::ProtocolMismatch {
+                    path: c.path(),
+                    named: Protocol::of(c),
+                    given,
+                })
+            }
+            (Some(p), _) => p,
+            (None, Some(c)) => Protocol::of(c),
+            (None, None) => Protocol::Legacy,
+        };
+        let source = Source::new(endpoint, token)?;
+        Ok(match protocol {
+            Protocol::V2 => source.v2(),
+            Protocol::Legacy => source,
+        })
     }
 
     /// A source for `instance` whose token is asked of `tokens` before every attempt.
@@ -190,8 +248,8 @@ impl Source {
         self.protocol
     }
 
-    /// The token provider, to share with a [`RestClient`](crate::RestClient) (see
-    /// [`RestClient::for_source`](crate::RestClient::for_source)).
+    /// The token provider, to share with a REST client (`RestClient::for_source` in crate
+    /// `eventsock-rest`).
     pub fn tokens(&self) -> Arc<dyn TokenProvider> {
         self.tokens.clone()
     }

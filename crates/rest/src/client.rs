@@ -5,8 +5,7 @@
 //! on a timeout, a connection failure or a 5xx, up to [`RestClient::retries`] times. Sends are
 //! never retried: a send that timed out may have gone out, and a second try would send twice.
 
-use crate::source::{Source, TokenProvider};
-use eventsock_core::{Endpoint, Token};
+use eventsock_core::{Endpoint, Source, Token, TokenProvider};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -63,6 +62,9 @@ pub enum RestError {
     /// did not carry).
     #[error("nothing sent: the recipient is empty")]
     NoRecipient,
+    /// The call cannot be made here (no REST client, no message id); nothing was sent.
+    #[error("nothing sent: {}", eventsock_core::human::escaped(.0))]
+    Unavailable(String),
 }
 
 /// A server's body for an error message: JSON (which escapes control characters), at most 200
@@ -389,17 +391,23 @@ impl RestClient {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Method {
+/// An HTTP method, for [`request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET (sends no body).
     Get,
+    /// POST.
     Post,
+    /// PUT.
     Put,
+    /// PATCH.
     Patch,
 }
 
 /// One HTTP call: JSON in (none for GET), JSON out, errors by status. The token, when given,
-/// goes in `Authorization: Bearer` and never into an error.
-pub(crate) async fn request(
+/// goes in `Authorization: Bearer` and never into an error. For calls [`RestClient`] does not
+/// wrap; the body is read up to 64 MiB.
+pub async fn request(
     http: &awc::Client,
     method: Method,
     url: &url::Url,

@@ -1,0 +1,123 @@
+//! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
+
+use eventsock_core::{EventMeta, MessageLike};
+use eventsock_rest::{MessageKey, RestClient, RestError};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Given to every handler registered with [`Router::on`](crate::Router::on): replies, sends,
+/// reactions and read receipts go to the event's chat, through the REST client of the event's
+/// instance. Cheap to clone.
+///
+/// On an event that is not a message (a connection update, say) there is no chat: the calls
+/// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client (a
+/// replay or a NATS worker given none, see [`Router::rest`](crate::Router::rest)) every call
+/// fails with [`RestError::Unavailable`].
+#[derive(Clone)]
+pub struct Ctx {
+    rest: Option<RestClient>,
+    instance: Option<Arc<str>>,
+    chat: Option<String>,
+    message_id: Option<String>,
+    from_me: bool,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("instance", &self.instance)
+            .field("chat", &self.chat)
+            .field("message_id", &self.message_id)
+            .field("rest", &self.rest.is_some())
+            .finish()
+    }
+}
+
+impl Ctx {
+    /// The context of an event with `meta`, which is `message` when it is one.
+    pub fn new(
+        rest: Option<RestClient>,
+        meta: &EventMeta,
+        message: Option<&dyn MessageLike>,
+    ) -> Ctx {
+        Ctx {
+            rest,
+            instance: meta.instance.clone(),
+            chat: message.and_then(|m| m.chat()).map(str::to_owned),
+            message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
+            from_me: message.is_some_and(|m| m.is_from_me()),
+        }
+    }
+
+    /// The instance the event came from.
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// The chat the event belongs to (see [`MessageLike::chat`]).
+    pub fn chat(&self) -> Option<&str> {
+        self.chat.as_deref()
+    }
+
+    /// The REST client of the event's instance, for calls the context does not wrap.
+    pub fn rest(&self) -> Result<&RestClient, RestError> {
+        self.rest.as_ref().ok_or_else(|| {
+            RestError::Unavailable(
+                "no REST client for this event (replayed or taken from a queue with none): give one with Router::rest".into(),
+            )
+        })
+    }
+
+    fn to_chat(&self) -> Result<(&RestClient, &str), RestError> {
+        let rest = self.rest()?;
+        let chat = self.chat.as_deref().ok_or(RestError::NoRecipient)?;
+        Ok((rest, chat))
+    }
+
+    fn key(&self) -> Result<(&RestClient, MessageKey), RestError> {
+        let (rest, chat) = self.to_chat()?;
+        let id = self.message_id.as_deref().ok_or_else(|| {
+            RestError::Unavailable("the message has no id: nothing to react to or mark".into())
+        })?;
+        Ok((
+            rest,
+            MessageKey {
+                remote_jid: chat.to_owned(),
+                from_me: self.from_me,
+                id: id.to_owned(),
+            },
+        ))
+    }
+
+    /// Answers in the event's chat, quoting the message (not quoting when it has no id).
+    pub async fn reply(&self, text: &str) -> Result<Value, RestError> {
+        let (rest, chat) = self.to_chat()?;
+        match self.message_id.as_deref() {
+            Some(id) => rest.reply(chat, text, id).await,
+            None => rest.send_text(chat, text).await,
+        }
+    }
+
+    /// Sends a message to the event's chat, without quoting.
+    pub async fn send(&self, text: &str) -> Result<Value, RestError> {
+        let (rest, chat) = self.to_chat()?;
+        rest.send_text(chat, text).await
+    }
+
+    /// Sends a message to another chat (a phone number or a JID) of the same instance.
+    pub async fn send_to(&self, chat: &str, text: &str) -> Result<Value, RestError> {
+        self.rest()?.send_text(chat, text).await
+    }
+
+    /// Reacts to the message with an emoji (empty removes the reaction).
+    pub async fn react(&self, emoji: &str) -> Result<Value, RestError> {
+        let (rest, key) = self.key()?;
+        rest.send_reaction(&key, emoji).await
+    }
+
+    /// Marks the message as read.
+    pub async fn mark_read(&self) -> Result<Value, RestError> {
+        let (rest, key) = self.key()?;
+        rest.mark_as_read(&[key]).await
+    }
+}

@@ -1,0 +1,775 @@
+//! [`Router`]: which handlers get which events, and the one place where a frame is decoded and
+//! delivered.
+//!
+//! A router holds "payload type → handlers": closures that get a [`Ctx`] ([`Router::on`]),
+//! [`Route`]s built from pipelines ([`Router::route`]), actors ([`Router::actor`]), and handlers
+//! of raw JSON ([`Router::raw`]). The live supervisor, [`Replay`](crate::builtin::Replay) and
+//! the NATS worker all deliver through a router, so one bot runs live, from a recording, or on
+//! a worker without a change.
+//!
+//! [`Router::dispatch`] takes one frame's text: it reads it once (a bare payload, or an
+//! envelope), decodes it once per registered payload type, and starts a delivery to every
+//! handler of that type; [`Dispatch::settle`] waits for them and says how each did.
+
+use crate::context::Ctx;
+use crate::route::{BoxError, HandlerError, Route};
+use actix::prelude::SendError;
+use actix::Recipient;
+use eventsock_core::{
+    human, Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload,
+    Protocol, RawEvent, Undelivered,
+};
+use eventsock_rest::RestClient;
+use futures_util::future::{join_all, LocalBoxFuture};
+use futures_util::FutureExt;
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Handler lists are only pushed to and pruned; a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How one handler did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled (for an actor: in its mailbox, or handled when the caller waited).
+    Handled,
+    /// The handler returned an error or panicked; it stays registered.
+    Failed(String),
+    /// The handler actor has stopped: it is removed by [`Router::prune`].
+    Gone,
+}
+
+/// What [`Dispatch::settle`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Deliveries handled.
+    pub handled: usize,
+    /// Deliveries whose handler failed.
+    pub failed: usize,
+    /// Deliveries to handlers that have stopped.
+    pub gone: usize,
+    /// The errors of the failed deliveries, in order.
+    pub errors: Vec<String>,
+    /// Problems with the frame itself (not JSON, or not the shape of a registered type).
+    pub problems: usize,
+}
+
+impl Tally {
+    /// Whether any handler took the event (whatever came of it).
+    pub fn delivered(&self) -> bool {
+        self.handled + self.failed + self.gone > 0
+    }
+}
+
+/// Counters of one handler, shared by every delivery to it.
+#[derive(Debug, Default)]
+struct Counters {
+    handled: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How one handler has done so far: [`Router::handlers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// The handler's name: its payload type and its registration number (`legacy::MessagesUpsert#0`).
+    pub name: String,
+    /// Events handled (for an actor: put in its mailbox).
+    pub handled: u64,
+    /// Events whose handling failed (an error, a panic, a stopped actor).
+    pub failed: u64,
+}
+
+type CtxFn<M> = dyn Fn(M, Ctx) -> LocalBoxFuture<'static, Result<(), BoxError>> + Send + Sync;
+
+/// One handler of `M`, as registered.
+enum Sink<M: actix::Message<Result = ()> + Send> {
+    Actor(Recipient<M>),
+    Route(Route<M>),
+    WithCtx(Arc<CtxFn<M>>),
+}
+
+struct Handler<M: actix::Message<Result = ()> + Send> {
+    name: String,
+    sink: Sink<M>,
+    counters: Arc<Counters>,
+}
+
+type Pending = LocalBoxFuture<'static, Outcome>;
+
+/// The deliveries of one frame: those that completed at once, and those to wait for.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    pending: Vec<Pending>,
+    done: Vec<Outcome>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("pending", &self.pending.len())
+            .field("done", &self.done.len())
+            .finish()
+    }
+}
+
+/// Runs a handler's future; a panic in it becomes [`Outcome::Failed`].
+fn guarded<F>(fut: F, counters: Arc<Counters>) -> Pending
+where
+    F: Future<Output = Result<(), String>> + 'static,
+{
+    Box::pin(async move {
+        let outcome = match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(Ok(())) => Outcome::Handled,
+            Ok(Err(e)) => Outcome::Failed(e),
+            Err(panic) => {
+                Outcome::Failed(HandlerError::Panicked(panic_message(&*panic)).to_string())
+            }
+        };
+        count(&counters, &outcome);
+        outcome
+    })
+}
+
+fn count(counters: &Counters, outcome: &Outcome) {
+    let c = match outcome {
+        Outcome::Handled => &counters.handled,
+        Outcome::Failed(_) | Outcome::Gone => &counters.failed,
+    };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The text of a panic's payload, escaped.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    human::escaped(&text).to_string()
+}
+
+impl<M> Handler<M>
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+{
+    /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
+    /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
+    /// full mailbox makes the delivery wait. A closure or route always runs to completion.
+    fn deliver(&self, m: M, ctx: impl FnOnce() -> Ctx, wait: bool, out: &mut Deliveries) {
+        let counters = self.counters.clone();
+        match &self.sink {
+            Sink::Actor(actor) => {
+                let sent = if wait {
+                    actor.send(m)
+                } else {
+                    match actor.try_send(m) {
+                        Ok(()) => {
+                            count(&counters, &Outcome::Handled);
+                            out.done.push(Outcome::Handled);
+                            return;
+                        }
+                        Err(SendError::Full(m)) => actor.send(m),
+                        Err(SendError::Closed(_)) => {
+                            count(&counters, &Outcome::Gone);
+                            out.done.push(Outcome::Gone);
+                            return;
+                        }
+                    }
+                };
+                out.pending.push(Box::pin(async move {
+                    let outcome = match sent.await {
+                        Ok(()) => Outcome::Handled,
+                        Err(_) => Outcome::Gone,
+                    };
+                    count(&counters, &outcome);
+                    outcome
+                }));
+            }
+            Sink::Route(route) => {
+                let call = route.call(m);
+                out.pending.push(guarded(
+                    async move { call.await.map(drop).map_err(|e| e.to_string()) },
+                    counters,
+                ));
+            }
+            Sink::WithCtx(f) => {
+                let call = f(m, ctx());
+                out.pending.push(guarded(
+                    async move {
+                        call.await
+                            .map_err(|e| HandlerError::Failed(Arc::new(e)).to_string())
+                    },
+                    counters,
+                ));
+            }
+        }
+    }
+
+    fn alive(&self) -> bool {
+        match &self.sink {
+            Sink::Actor(a) => a.connected(),
+            Sink::Route(_) | Sink::WithCtx(_) => true,
+        }
+    }
+
+    fn stats(&self) -> HandlerStats {
+        HandlerStats {
+            name: self.name.clone(),
+            handled: self.counters.handled.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one entry of the router needs to deliver a frame: where the handlers' [`Ctx`] gets its
+/// REST client.
+struct Scope<'a> {
+    router: &'a Inner,
+}
+
+impl Scope<'_> {
+    fn ctx(&self, meta: &EventMeta, message: Option<&dyn eventsock_core::MessageLike>) -> Ctx {
+        Ctx::new(
+            self.router.rest_for(meta.instance.as_deref()),
+            meta,
+            message,
+        )
+    }
+}
+
+/// The handlers of one kind of message.
+trait Entry: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    /// The (channel, event) pairs this entry needs a server of `protocol` to send; `Err` names
+    /// an event that server never serves.
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName>;
+    /// Decodes the frame, if this entry takes it, and starts a delivery to each handler.
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        channel: Option<Channel>,
+        scope: &Scope<'_>,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError>;
+    /// Drops handlers that have stopped; returns how many are left.
+    fn prune(&self) -> usize;
+    fn stats(&self, out: &mut Vec<HandlerStats>);
+}
+
+/// The handlers of `Event<T>`.
+struct Typed<T: Payload> {
+    handlers: Mutex<Vec<Handler<Event<T>>>>,
+}
+
+impl<T: Payload> Entry for Typed<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+        if Protocol::of(T::CHANNEL) != protocol {
+            return Ok(Vec::new());
+        }
+        Ok(T::EVENTS
+            .iter()
+            .map(|k| (T::CHANNEL, EventName::from(*k)))
+            .collect())
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        channel: Option<Channel>,
+        scope: &Scope<'_>,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError> {
+        if channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
+            return Ok(());
+        }
+        let handlers = lock(&self.handlers);
+        if handlers.is_empty() {
+            return Ok(());
+        }
+        let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        for h in handlers.iter() {
+            let event = Event {
+                meta: meta.clone(),
+                payload: payload.clone(),
+            };
+            h.deliver(event, || scope.ctx(meta, payload.as_message()), wait, out);
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> usize {
+        let mut handlers = lock(&self.handlers);
+        handlers.retain(Handler::alive);
+        handlers.len()
+    }
+
+    fn stats(&self, out: &mut Vec<HandlerStats>) {
+        out.extend(lock(&self.handlers).iter().map(Handler::stats));
+    }
+}
+
+/// A handler of [`RawEvent`] and the events it takes (`None`: all).
+type RawHandler = (Option<Vec<EventName>>, Handler<RawEvent>);
+
+/// The handlers of [`RawEvent`].
+#[derive(Default)]
+struct Raw {
+    handlers: Mutex<Vec<RawHandler>>,
+}
+
+impl Entry for Raw {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+        let handlers = lock(&self.handlers);
+        let mut subs = Vec::new();
+        for event in handlers.iter().filter_map(|(e, _)| e.as_ref()).flatten() {
+            match protocol.channel_of(event) {
+                Some(channel) => subs.push((channel, event.clone())),
+                None => return Err(event.clone()),
+            }
+        }
+        Ok(subs)
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        _: Option<Channel>,
+        scope: &Scope<'_>,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError> {
+        let handlers = lock(&self.handlers);
+        let mut data = None;
+        for (events, h) in handlers.iter() {
+            if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) {
+                continue;
+            }
+            let data = match &data {
+                Some(d) => d,
+                None => data.insert(Arc::new(frame.value(&meta.event)?)),
+            };
+            let event = RawEvent {
+                meta: meta.clone(),
+                data: data.clone(),
+            };
+            h.deliver(event, || scope.ctx(meta, None), wait, out);
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> usize {
+        let mut handlers = lock(&self.handlers);
+        handlers.retain(|(_, h)| h.alive());
+        handlers.len()
+    }
+
+    fn stats(&self, out: &mut Vec<HandlerStats>) {
+        out.extend(lock(&self.handlers).iter().map(|(_, h)| h.stats()));
+    }
+}
+
+struct Inner {
+    /// Replaced whole when an entry is added (rare), so a frame's snapshot is one refcount.
+    entries: RwLock<Arc<[Arc<dyn Entry>]>>,
+    undelivered: Mutex<Vec<Recipient<Undelivered>>>,
+    rest: RwLock<Vec<RestClient>>,
+    registered: AtomicUsize,
+}
+
+impl Inner {
+    fn snapshot(&self) -> Arc<[Arc<dyn Entry>]> {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The REST client for `instance`: the one registered for it, or the only one there is.
+    fn rest_for(&self, instance: Option<&str>) -> Option<RestClient> {
+        let rest = self.rest.read().unwrap_or_else(PoisonError::into_inner);
+        instance
+            .and_then(|i| rest.iter().find(|r| r.instance() == i))
+            .or(match rest.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            })
+            .cloned()
+    }
+
+    /// The entry of type `E`, created with `make` if there is none yet.
+    fn entry<E: Entry>(&self, make: impl FnOnce() -> E, add: impl FnOnce(&E)) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = entries.iter().find_map(|e| e.as_any().downcast_ref::<E>()) {
+            return add(e);
+        }
+        let e = make();
+        add(&e);
+        let mut grown = entries.to_vec();
+        grown.push(Arc::new(e));
+        *entries = Arc::from(grown);
+    }
+}
+
+/// Which handlers get which events. Cheap to clone: clones share their handlers, so handlers
+/// added to one (also while it runs) are seen by all.
+///
+/// ```
+/// use eventsock_core::{legacy, Event};
+/// use eventsock_handler::{Ctx, Router};
+///
+/// let router = Router::new().on(|msg: Event<legacy::MessagesUpsert>, cx: Ctx| async move {
+///     if msg.text() == Some("!ping") {
+///         cx.reply("pong").await?;
+///     }
+///     Ok(())
+/// });
+/// # let _ = router;
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("handlers", &self.inner.registered.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// A router with no handlers.
+    pub fn new() -> Router {
+        Router {
+            inner: Arc::new(Inner {
+                entries: RwLock::new(Arc::from(Vec::new())),
+                undelivered: Mutex::new(Vec::new()),
+                rest: RwLock::new(Vec::new()),
+                registered: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    fn name<T>(&self) -> String {
+        let n = self.inner.registered.fetch_add(1, Ordering::Relaxed);
+        let full = std::any::type_name::<T>();
+        let short = full.strip_prefix("eventsock_core::").unwrap_or(full);
+        format!("{short}#{n}")
+    }
+
+    fn typed<T: Payload>(self, sink: Sink<Event<T>>) -> Self {
+        let handler = Handler {
+            name: self.name::<T>(),
+            sink,
+            counters: Arc::default(),
+        };
+        self.inner.entry(
+            || Typed::<T> {
+                handlers: Mutex::new(Vec::new()),
+            },
+            |e| lock(&e.handlers).push(handler),
+        );
+        self
+    }
+
+    /// Handles every `T` event with `f`, given the event and a [`Ctx`] to answer it with. An
+    /// error or a panic fails this event only (it is counted, logged, and on the NATS worker
+    /// the event is redelivered). Events of one subscription are handled one after another.
+    pub fn on<T, F, Fut>(self, f: F) -> Self
+    where
+        T: Payload,
+        F: Fn(Event<T>, Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + 'static,
+    {
+        self.typed(Sink::WithCtx(Arc::new(move |e, cx| Box::pin(f(e, cx)))))
+    }
+
+    /// Handles every `T` event with a [`Route`] (a [`Pipeline`](crate::Pipeline)'s end, or a
+    /// branch of them).
+    pub fn route<T: Payload>(self, route: Route<Event<T>>) -> Self {
+        self.typed(Sink::Route(route))
+    }
+
+    /// Sends every `T` event to an actor (a [`Bot`](crate::Bot), or your own).
+    pub fn actor<T: Payload>(self, actor: Recipient<Event<T>>) -> Self {
+        self.typed(Sink::Actor(actor))
+    }
+
+    fn raw_sink(self, events: Option<Vec<EventName>>, sink: Sink<RawEvent>) -> Self {
+        let handler = Handler {
+            name: self.name::<RawEvent>(),
+            sink,
+            counters: Arc::default(),
+        };
+        self.inner
+            .entry(Raw::default, |e| lock(&e.handlers).push((events, handler)));
+        self
+    }
+
+    /// Sends every frame of `events`, as JSON, to an actor, whatever its shape (and subscribes
+    /// them).
+    pub fn raw(
+        self,
+        events: impl IntoIterator<Item = EventName>,
+        actor: Recipient<RawEvent>,
+    ) -> Self {
+        self.raw_sink(Some(events.into_iter().collect()), Sink::Actor(actor))
+    }
+
+    /// Sends every event the others subscribe, as JSON, to an actor (a recorder, a bridge),
+    /// without subscribing anything itself.
+    pub fn raw_all(self, actor: Recipient<RawEvent>) -> Self {
+        self.raw_sink(None, Sink::Actor(actor))
+    }
+
+    /// Handles every frame of `events` (`None`: every event there is), as JSON, with a route.
+    pub fn raw_route(self, events: Option<Vec<EventName>>, route: Route<RawEvent>) -> Self {
+        self.raw_sink(events, Sink::Route(route))
+    }
+
+    /// Sends every frame that could not be delivered as its type to `actor` (with its data,
+    /// when it was valid JSON).
+    pub fn undelivered(self, actor: Recipient<Undelivered>) -> Self {
+        lock(&self.inner.undelivered).push(actor);
+        self
+    }
+
+    /// The REST client a [`Ctx`] answers through, for events of its instance (the one client,
+    /// when there is one, also answers events that name no instance). The runtime and the
+    /// supervisor add one per source; give one yourself for a replay or a NATS worker.
+    pub fn rest(self, client: RestClient) -> Self {
+        let mut rest = self
+            .inner
+            .rest
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        rest.retain(|r| r.instance() != client.instance());
+        rest.push(client);
+        drop(rest);
+        self
+    }
+
+    /// Whether a REST client answers events of `instance`.
+    pub fn has_rest(&self, instance: &str) -> bool {
+        let rest = self
+            .inner
+            .rest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        rest.iter().any(|r| r.instance() == instance)
+    }
+
+    /// The (channel, event) pairs a server of `protocol` must send for these handlers. `Err`
+    /// names an event given to [`Router::raw`] that such a server never serves.
+    pub fn subscriptions(
+        &self,
+        protocol: Protocol,
+    ) -> Result<Vec<(Channel, EventName)>, EventName> {
+        let mut subs = Vec::new();
+        for entry in self.inner.snapshot().iter() {
+            for sub in entry.subscriptions(protocol)? {
+                if !subs.contains(&sub) {
+                    subs.push(sub);
+                }
+            }
+        }
+        Ok(subs)
+    }
+
+    /// How each handler has done so far, in registration order.
+    pub fn handlers(&self) -> Vec<HandlerStats> {
+        let mut out = Vec::new();
+        for entry in self.inner.snapshot().iter() {
+            entry.stats(&mut out);
+        }
+        out.sort_by_key(|s| {
+            s.name
+                .rsplit_once('#')
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+        });
+        out
+    }
+
+    /// Drops handler actors that have stopped; returns how many handlers are left.
+    pub fn prune(&self) -> usize {
+        self.inner.snapshot().iter().map(|e| e.prune()).sum()
+    }
+
+    /// Reads one frame of `event` and starts delivering it: `channel` is the endpoint it came
+    /// from (legacy frames are bare payloads, so they are read only by their decodes; `None`
+    /// for a recorded payload, which is checked as a whole), `meta` builds the event's metadata
+    /// from the frame when it could be read. With `wait`, see [`Handler`]'s delivery rule.
+    ///
+    /// Decoding runs code driven by a server's bytes: a panic there (a bug) costs this frame,
+    /// reported with its start ([`FrameProblem::Panicked`]), never the caller.
+    pub fn dispatch(
+        &self,
+        event: &EventName,
+        channel: Option<Channel>,
+        text: &str,
+        meta: &dyn Fn(Option<&Frame<'_>>) -> EventMeta,
+        wait: bool,
+    ) -> Dispatch {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.prepare(event, channel, text, meta, wait)
+        }))
+        .unwrap_or_else(|panic| Dispatch {
+            meta: meta(None),
+            deliveries: Deliveries::default(),
+            problems: vec![FrameProblem::Panicked {
+                message: panic_message(&*panic),
+                excerpt: human::excerpt(text, 80),
+            }],
+        })
+    }
+
+    fn prepare(
+        &self,
+        event: &EventName,
+        channel: Option<Channel>,
+        text: &str,
+        meta: &dyn Fn(Option<&Frame<'_>>) -> EventMeta,
+        wait: bool,
+    ) -> Dispatch {
+        let problem = |meta: EventMeta, p: FrameProblem| Dispatch {
+            meta,
+            deliveries: Deliveries::default(),
+            problems: vec![p],
+        };
+        // Legacy frames are bare payloads: the decodes below are the only pass over them.
+        let frame = if channel == Some(Channel::Legacy) {
+            Frame::bare(text)
+        } else {
+            match Frame::parse(event, text) {
+                Ok(f) => f,
+                Err(e) => return problem(meta(None), FrameProblem::InvalidJson(e)),
+            }
+        };
+        let meta = meta(Some(&frame));
+        let scope = Scope {
+            router: &self.inner,
+        };
+        let mut deliveries = Deliveries::default();
+        let mut errors = Vec::new();
+        for entry in self.inner.snapshot().iter() {
+            if let Err(e) = entry.dispatch(&frame, &meta, channel, &scope, wait, &mut deliveries) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            return Dispatch {
+                meta,
+                deliveries,
+                problems: Vec::new(),
+            };
+        }
+        // A bare frame is checked only by its decodes: when they fail, is it JSON at all? (If
+        // it is not, every decode failed and nothing was delivered.)
+        if !frame.is_checked() {
+            if let Err(e) = Frame::parse(event, text) {
+                return problem(meta, FrameProblem::InvalidJson(e));
+            }
+        }
+        let data = Arc::new(frame.value(event).unwrap_or_default());
+        let problems = errors
+            .into_iter()
+            .map(|error| FrameProblem::WrongShape {
+                error,
+                data: data.clone(),
+            })
+            .collect();
+        Dispatch {
+            meta,
+            deliveries,
+            problems,
+        }
+    }
+
+    /// Tells the [`Router::undelivered`] handlers about a frame that could not be delivered.
+    pub async fn report(&self, meta: &EventMeta, problem: &FrameProblem) {
+        let handlers: Vec<_> = lock(&self.inner.undelivered).clone();
+        let sends = handlers.iter().map(|h| {
+            h.send(Undelivered {
+                meta: meta.clone(),
+                error: problem.clone(),
+            })
+        });
+        join_all(sends).await;
+    }
+
+    /// Whether anyone hears about undelivered frames.
+    pub fn reports_undelivered(&self) -> bool {
+        !lock(&self.inner.undelivered).is_empty()
+    }
+}
+
+/// One frame, read and on its way to its handlers: [`Router::dispatch`].
+#[derive(Debug)]
+#[must_use = "a dispatch does nothing until it is settled"]
+pub struct Dispatch {
+    /// The event's metadata.
+    pub meta: EventMeta,
+    /// What went wrong with the frame (it may still have reached the handlers of other types).
+    pub problems: Vec<FrameProblem>,
+    deliveries: Deliveries,
+}
+
+impl Dispatch {
+    /// Whether the frame reached any handler.
+    pub fn is_routed(&self) -> bool {
+        !self.deliveries.pending.is_empty() || !self.deliveries.done.is_empty()
+    }
+
+    /// Reports the problems to `router`'s undelivered handlers, then waits for every delivery.
+    pub async fn settle(self, router: &Router) -> Tally {
+        for problem in &self.problems {
+            router.report(&self.meta, problem).await;
+        }
+        let mut tally = Tally {
+            problems: self.problems.len(),
+            ..Tally::default()
+        };
+        let outcomes = self.deliveries.done.into_iter();
+        let pending = if self.deliveries.pending.is_empty() {
+            Vec::new()
+        } else {
+            join_all(self.deliveries.pending).await
+        };
+        for outcome in outcomes.chain(pending) {
+            match outcome {
+                Outcome::Handled => tally.handled += 1,
+                Outcome::Failed(e) => {
+                    tally.failed += 1;
+                    tally.errors.push(e);
+                }
+                Outcome::Gone => tally.gone += 1,
+            }
+        }
+        tally
+    }
+}

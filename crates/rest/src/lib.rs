@@ -1,0 +1,23 @@
+//! The CodeChat WhatsApp API's REST calls, usable without any socket: [`RestClient`] sends,
+//! replies, reacts, marks as read, sets presence and finds messages for one instance;
+//! [`RefreshingToken`] renews a token before it expires and can be shared with the event
+//! sockets (it is a [`TokenProvider`](eventsock_core::TokenProvider)).
+//!
+//! ```no_run
+//! use eventsock_core::{Endpoint, Token};
+//! use eventsock_rest::RestClient;
+//!
+//! # #[actix_rt::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let endpoint = Endpoint::parse("http://localhost:8084")?;
+//! let rest = RestClient::new(&endpoint, "codechat", Token::new(std::env::var("EVENTSOCK_TOKEN")?));
+//! rest.send_text("5511988887777@s.whatsapp.net", "hello").await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod refresh;
+mod tls;
+
+pub use client::{request, MessageKey, Method, RestClient, RestError, SendText};
+pub use refresh::{RefreshError, RefreshingToken};
+pub use tls::default_tls;

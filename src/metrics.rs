@@ -1,0 +1,191 @@
+//! Prometheus metrics and health checks for a running bot: `GET /metrics` (OpenMetrics text),
+//! `GET /healthz` (liveness: the supervisor runs) and `GET /readyz` (readiness: every
+//! subscription is up).
+//!
+//! Values are read at each scrape from the supervisor's status and the router's handler
+//! counters, so nothing is counted twice and nothing is kept in between.
+
+use actix::Addr;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use eventsock_client::{GetStatus, SubscriptionState, SubscriptionStatus, Supervisor};
+use eventsock_handler::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+
+/// The metrics server of a running bot.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Server {
+    pub(crate) async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+#[derive(Clone)]
+struct State {
+    supervisor: Addr<Supervisor>,
+    router: Router,
+}
+
+/// Serves the metrics and health routes on `addr` (port 0: any free port).
+pub(crate) fn serve(
+    addr: SocketAddr,
+    supervisor: Addr<Supervisor>,
+    router: Router,
+) -> std::io::Result<Server> {
+    let state = State { supervisor, router };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .route("/metrics", web::get().to(metrics))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?;
+    let addr = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(Server { addr, handle })
+}
+
+type Labels = Vec<(String, String)>;
+
+/// The status of every subscription, or `None` when the supervisor has stopped.
+async fn status(state: &State) -> Option<Vec<SubscriptionStatus>> {
+    state.supervisor.send(GetStatus).await.ok()
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    let subs = status(&state).await.unwrap_or_default();
+    let mut registry = Registry::with_prefix("eventsock");
+    let counter = |registry: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Counter>::default();
+        registry.register(name, help, f.clone());
+        f
+    };
+    let gauge = |registry: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge>::default();
+        registry.register(name, help, f.clone());
+        f
+    };
+    let frames = counter(&mut registry, "frames", "Frames read from the socket");
+    let events = counter(
+        &mut registry,
+        "events",
+        "Events delivered to at least one handler",
+    );
+    let bad = counter(
+        &mut registry,
+        "bad_frames",
+        "Frames not delivered as their type (not JSON, wrong shape, binary)",
+    );
+    let dropped = counter(
+        &mut registry,
+        "dropped",
+        "Frames dropped by the overflow policy",
+    );
+    let restarts = counter(
+        &mut registry,
+        "restarts",
+        "Connections replaced after they ended",
+    );
+    let up = gauge(
+        &mut registry,
+        "subscription_state",
+        "1 for the state each subscription is in",
+    );
+    let queued = gauge(
+        &mut registry,
+        "queue_bytes",
+        "Bytes of frames read and waiting for the handlers",
+    );
+    let handled = counter(&mut registry, "handler_handled", "Events a handler handled");
+    let failed = counter(
+        &mut registry,
+        "handler_failed",
+        "Events whose handling failed",
+    );
+    for s in &subs {
+        let labels: Labels = vec![
+            ("instance".into(), s.instance.to_string()),
+            ("event".into(), s.event.to_string()),
+        ];
+        frames.get_or_create(&labels).inc_by(s.frames);
+        events.get_or_create(&labels).inc_by(s.events);
+        bad.get_or_create(&labels).inc_by(s.decode_errors);
+        dropped.get_or_create(&labels).inc_by(s.dropped);
+        restarts.get_or_create(&labels).inc_by(s.restarts);
+        queued
+            .get_or_create(&labels)
+            .set(i64::try_from(s.queued_bytes).unwrap_or(i64::MAX));
+        for state in SubscriptionState::ALL {
+            let mut l = labels.clone();
+            l.push(("state".into(), state_name(state).into()));
+            up.get_or_create(&l).set(i64::from(s.state == state));
+        }
+    }
+    for h in state.router.handlers() {
+        let labels: Labels = vec![("handler".into(), h.name)];
+        handled.get_or_create(&labels).inc_by(h.handled);
+        failed.get_or_create(&labels).inc_by(h.failed);
+    }
+    let mut body = String::new();
+    if encode(&mut body, &registry).is_err() {
+        return HttpResponse::InternalServerError().body("cannot encode the metrics");
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(body)
+}
+
+async fn healthz(state: web::Data<State>) -> HttpResponse {
+    match status(&state).await {
+        Some(_) => HttpResponse::Ok().body("ok\n"),
+        None => HttpResponse::ServiceUnavailable().body("the supervisor has stopped\n"),
+    }
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let Some(subs) = status(&state).await else {
+        return HttpResponse::ServiceUnavailable().body("the supervisor has stopped\n");
+    };
+    let waiting: Vec<String> = subs
+        .iter()
+        .filter(|s| s.state != SubscriptionState::Connected)
+        .map(|s| {
+            let why = s
+                .last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            format!("{} {}: {}{why}\n", s.instance, s.event, s.state)
+        })
+        .collect();
+    if waiting.is_empty() && !subs.is_empty() {
+        HttpResponse::Ok().body(format!("ready: {} subscriptions up\n", subs.len()))
+    } else {
+        HttpResponse::ServiceUnavailable().body(waiting.concat())
+    }
+}
+
+/// A state as a label value.
+fn state_name(state: SubscriptionState) -> &'static str {
+    match state {
+        SubscriptionState::Connecting => "connecting",
+        SubscriptionState::Connected => "connected",
+        SubscriptionState::BackingOff => "backing_off",
+        SubscriptionState::Failed => "failed",
+        SubscriptionState::Stopped => "stopped",
+    }
+}

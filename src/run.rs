@@ -1,0 +1,361 @@
+//! One call to run a bot: [`Run::run`] (blocking, for `main`) and [`Run::start`] (async, for
+//! programs with their own runtime, and tests).
+//!
+//! Both build the [`Source`] and its REST client (sharing the token provider) from
+//! [`Settings`], start a [`Supervisor`] on the router, and, when asked, serve metrics and health
+//! checks. [`Running`] is the bot at work: it stops on Ctrl-C, SIGTERM or a future of yours,
+//! and lets the handlers finish what was read (a graceful drain).
+
+use actix::Addr;
+use eventsock_client::{ClientConfig, ClientError, Shutdown, SubscriptionStatus, Supervisor};
+use eventsock_core::{human, Protocol, Source, SourceError, Token};
+use eventsock_handler::Router;
+use futures_util::future::LocalBoxFuture;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where and how a bot runs. [`Settings::from_env`] reads them from the command line and the
+/// environment; build one by hand to run from code.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The server, in any form the protocol's docs write it: `http://localhost:8084`, or an
+    /// event socket's URL such as `ws://localhost:8084/ws/events` (`--url`, `EVENTSOCK_URL`).
+    /// `None`: the built-in simulator, with the `sim` feature.
+    pub url: Option<String>,
+    /// The instance's token (`--token`, `EVENTSOCK_TOKEN`).
+    pub token: Option<Token>,
+    /// The server's protocol (`--protocol legacy|v2`, `EVENTSOCK_PROTOCOL`); by default the one
+    /// the URL's path names, else legacy.
+    pub protocol: Option<Protocol>,
+    /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on this
+    /// address (`--metrics ADDR`, `EVENTSOCK_METRICS`; needs the `metrics` feature).
+    pub metrics: Option<SocketAddr>,
+    /// Connection settings.
+    pub config: ClientConfig,
+}
+
+impl Settings {
+    /// Reads `--url`, `--token`, `--protocol` and `--metrics` (each also as `--name=value`)
+    /// from the command line, else `EVENTSOCK_URL`, `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL` and
+    /// `EVENTSOCK_METRICS`. Other arguments are left to the program.
+    pub fn from_env() -> Result<Settings, RunError> {
+        Settings::from_args(std::env::args().skip(1), |name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::from_env`] on given arguments and variables.
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, RunError> {
+        let args: Vec<String> = args.into_iter().collect();
+        let flag = |name: &str| -> Option<String> {
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                if a == name {
+                    return it.next().cloned();
+                }
+                if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                    return Some(v.to_owned());
+                }
+            }
+            None
+        };
+        let get = |flag_name: &str, var_name: &str| {
+            flag(flag_name).or_else(|| var(var_name).filter(|v| !v.is_empty()))
+        };
+        let protocol = get("--protocol", "EVENTSOCK_PROTOCOL")
+            .map(|p| p.parse::<Protocol>().map_err(RunError::Setting))
+            .transpose()?;
+        let metrics = get("--metrics", "EVENTSOCK_METRICS")
+            .map(|m| {
+                m.parse::<SocketAddr>().map_err(|_| {
+                    RunError::Setting(format!(
+                        "--metrics \"{}\" is not an address such as 127.0.0.1:9000",
+                        human::escaped(&m)
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Settings {
+            url: get("--url", "EVENTSOCK_URL"),
+            token: get("--token", "EVENTSOCK_TOKEN").map(Token::new),
+            protocol,
+            metrics,
+            config: ClientConfig::default(),
+        })
+    }
+}
+
+/// Why a bot could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// No server was given and the simulator is not compiled in.
+    #[error("no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN (with the `sim` feature, no URL runs against the built-in simulator)")]
+    NoServer,
+    /// A server without a token, or a token without a server.
+    #[error("give both --url and --token (or EVENTSOCK_URL and EVENTSOCK_TOKEN), or neither to use the built-in simulator")]
+    Incomplete,
+    /// A setting that cannot be used.
+    #[error("{0}")]
+    Setting(String),
+    /// The URL or the token cannot make a source.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The supervisor refused to start.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The simulator could not start.
+    #[error("cannot start the built-in simulator: {0}")]
+    Sim(std::io::Error),
+    /// The metrics address cannot be served.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs a [`Router`]: what `Router::run` and `Router::start` are.
+pub trait Run {
+    /// Runs the bot from [`Settings::from_env`] until Ctrl-C or SIGTERM, then lets its handlers
+    /// finish what was read. For `fn main`: it starts the runtime itself, prints where it
+    /// listens and every warning to standard error, and on a setting that cannot work prints
+    /// why and exits with status 1. Do not call it inside a running actix or tokio runtime; use
+    /// [`Run::start`] there.
+    fn run(self);
+
+    /// Starts the bot with `settings` on the current actix system.
+    fn start(self, settings: Settings) -> LocalBoxFuture<'static, Result<Running, RunError>>;
+}
+
+impl Run for Router {
+    fn run(self) {
+        init_logs();
+        let system = actix_rt::System::new();
+        let result = system.block_on(async move {
+            let running = self.start(Settings::from_env()?).await?;
+            eprintln!("eventsock: {}", running.describe());
+            running.until(terminated()).await;
+            Ok::<_, RunError>(())
+        });
+        if let Err(e) = result {
+            eprintln!("eventsock: {e}");
+            std::process::exit(1);
+        }
+    }
+
+    fn start(self, settings: Settings) -> LocalBoxFuture<'static, Result<Running, RunError>> {
+        Box::pin(start(self, settings))
+    }
+}
+
+/// The built-in simulator a bot runs against when no server is given.
+#[cfg(feature = "sim")]
+type Sim = eventsock_sim::Embedded;
+#[cfg(not(feature = "sim"))]
+type Sim = std::convert::Infallible;
+
+async fn start(router: Router, settings: Settings) -> Result<Running, RunError> {
+    let (source, sim) = source(&settings)?;
+    let supervisor = Supervisor::builder()
+        .config(settings.config.clone())
+        .source(source.clone())
+        .router(router.clone())
+        .start()?;
+    #[cfg(feature = "metrics")]
+    let metrics = match settings.metrics {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, supervisor.clone(), router.clone())
+                .map_err(|source| RunError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "metrics"))]
+    if let Some(addr) = settings.metrics {
+        return Err(RunError::Metrics {
+            addr,
+            source: std::io::Error::other("built without the `metrics` feature"),
+        });
+    }
+    Ok(Running {
+        supervisor,
+        router,
+        source,
+        sim,
+        #[cfg(feature = "metrics")]
+        metrics,
+    })
+}
+
+/// The source `settings` name, or the built-in simulator's.
+fn source(settings: &Settings) -> Result<(Source, Option<Sim>), RunError> {
+    match (&settings.url, &settings.token) {
+        (Some(url), Some(token)) => Ok((
+            Source::from_url(url, token.clone(), settings.protocol)?,
+            None,
+        )),
+        (None, None) => simulated(settings.protocol),
+        _ => Err(RunError::Incomplete),
+    }
+}
+
+#[cfg(feature = "sim")]
+fn simulated(protocol: Option<Protocol>) -> Result<(Source, Option<Sim>), RunError> {
+    let protocol = protocol.unwrap_or_default();
+    let sim = eventsock_sim::Embedded::start(eventsock_sim::SimConfig {
+        protocol,
+        ..Default::default()
+    })
+    .map_err(RunError::Sim)?;
+    let instance = sim.sim.default_instance().to_owned();
+    let token = Token::new(sim.sim.mint_token(&instance, None));
+    let source = Source::from_url(&sim.url(), token, Some(protocol))?;
+    Ok((source, Some(sim)))
+}
+
+#[cfg(not(feature = "sim"))]
+fn simulated(_: Option<Protocol>) -> Result<(Source, Option<Sim>), RunError> {
+    Err(RunError::NoServer)
+}
+
+/// A bot at work. Dropping it leaves the supervisor running; [`Running::stop`] or
+/// [`Running::until`] end it gracefully.
+pub struct Running {
+    supervisor: Addr<Supervisor>,
+    router: Router,
+    source: Source,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    sim: Option<Sim>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Server>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("source", &self.source)
+            .field("simulated", &self.sim.is_some())
+            .field("metrics", &self.metrics_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// The supervisor, to ask for its status or add handlers.
+    pub fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.supervisor
+    }
+
+    /// The router the bot delivers through.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The server and instance it listens to.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The built-in simulator, when no server was given: emit events into it, read what the bot
+    /// sent.
+    #[cfg(feature = "sim")]
+    pub fn sim(&self) -> Option<&eventsock_sim::Sim> {
+        self.sim.as_ref().map(|s| &s.sim)
+    }
+
+    /// Where metrics and health checks are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "metrics")]
+        return self.metrics.as_ref().map(|m| m.addr);
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
+    /// One line saying where the bot listens.
+    pub fn describe(&self) -> String {
+        let mut line = match &self.sim {
+            Some(_) => format!(
+                "no server given (--url or EVENTSOCK_URL), so running against the built-in simulator at {}, instance {}",
+                self.source.endpoint(),
+                human::escaped(self.source.instance())
+            ),
+            None => format!(
+                "listening to {} ({} protocol), instance {}",
+                self.source.endpoint(),
+                self.source.protocol(),
+                human::escaped(self.source.instance())
+            ),
+        };
+        if let Some(addr) = self.metrics_addr() {
+            line.push_str(&format!(
+                "; metrics on http://{addr}/metrics, health on /healthz and /readyz"
+            ));
+        }
+        line.push_str("; Ctrl-C stops");
+        line
+    }
+
+    /// Runs until `shutdown` completes (or the supervisor stops by itself, having given up),
+    /// then stops gracefully: see [`Running::stop`].
+    pub async fn until(self, shutdown: impl Future<Output = ()>) -> Vec<SubscriptionStatus> {
+        let supervisor = self.supervisor.clone();
+        let stopped = async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            while supervisor.connected() {
+                tick.tick().await;
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopped => {}
+        }
+        self.stop().await
+    }
+
+    /// Closes every connection, lets the handlers finish every event already read, stops the
+    /// metrics server and the simulator. Returns every subscription's final status.
+    pub async fn stop(self) -> Vec<SubscriptionStatus> {
+        let status = self.supervisor.send(Shutdown).await.unwrap_or_default();
+        #[cfg(feature = "metrics")]
+        if let Some(m) = self.metrics {
+            m.stop().await;
+        }
+        // The simulator, if any, stops when dropped here.
+        status
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Logs at `info` and above to standard error (colours only on a terminal, and never with
+/// `NO_COLOR`), unless the program installed a subscriber of its own.
+fn init_logs() {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
