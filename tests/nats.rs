@@ -5,6 +5,7 @@
 mod common;
 
 use actix::prelude::*;
+use common::nats_server::NatsServer;
 use common::*;
 use eventsock::client::Supervisor;
 use eventsock::core::Source;
@@ -13,84 +14,8 @@ use eventsock::handler::{HandlerError, Route};
 use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};
 use eventsock::sim::SimConfig;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct NatsServer {
-    child: Child,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-impl NatsServer {
-    fn start() -> Option<NatsServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let store = tempfile::tempdir().ok()?;
-        let child = Self::spawn(port, &store)?;
-        Some(NatsServer { child, port, store })
-    }
-
-    fn spawn(port: u16, store: &tempfile::TempDir) -> Option<Child> {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        match child {
-            Ok(c) => Some(c),
-            Err(e) => {
-                println!(
-                    "skipped: cannot start nats-server ({e}); install Debian's nats-server package"
-                );
-                None
-            }
-        }
-    }
-
-    /// Starts one and waits until it listens; `None` (said why) without the binary.
-    async fn started() -> Option<NatsServer> {
-        let server = Self::start()?;
-        server.ready().await;
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    async fn ready(&self) {
-        let port = self.port;
-        eventually("nats-server to listen", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.child = Self::spawn(self.port, &self.store).expect("nats-server restarts");
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// The simulator, a supervisor and an ingest: `N` events burst into JetStream.
 async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {

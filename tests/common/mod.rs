@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod hostile;
+pub mod nats_server;
 
 use actix::prelude::*;
 use eventsock::client::{ClientConfig, Lifecycle, LifecycleKind};

@@ -1,21 +1,23 @@
 //! Supervised event connections: a [`Supervisor`] that opens one WebSocket per subscribed event,
-//! restarts it when it ends, and delivers typed events to the handler actors registered for them.
+//! restarts it when it ends, and feeds its frames, in order, to a
+//! [`Router`](eventsock_handler::Router).
 //!
 //! The path of a frame, by name: a `ConnectionActor` (`src/connection.rs`) reads it from the
-//! socket and queues it for its subscription; the subscription's `Dispatcher` (`src/route.rs`)
-//! parses it ([`Frame::parse`](eventsock_core::Frame::parse)), decodes it once per registered
-//! payload type, and sends [`Event<T>`](eventsock_core::Event) to each handler; frames that do not
-//! fit go to the [`Undelivered`](eventsock_core::Undelivered) handlers. The [`Supervisor`] hears
-//! when connections go up or down ([`Lifecycle`]) and decides when to reconnect.
+//! socket and queues it for its subscription (`src/queue.rs`, bounded in frames and bytes); the
+//! subscription's `Dispatcher` (`src/dispatch.rs`) takes it off the queue and hands it to the
+//! router ([`Router::dispatch`](eventsock_handler::Router::dispatch)), which decodes it once per
+//! registered payload type and delivers it; the dispatcher counts the outcome. The
+//! [`Supervisor`] hears when connections go up or down ([`Lifecycle`]) and decides when to
+//! reconnect (`src/policy.rs`).
 //!
-//! Key types: [`Supervisor`] and its [`SupervisorBuilder`]; [`Source`] (a server, an instance and
-//! a [`TokenProvider`]); [`ClientConfig`]; the messages [`GetStatus`], [`Subscribe`] and
-//! [`Shutdown`]; and [`RestClient`], for replies.
+//! Key types: [`Supervisor`] and its [`SupervisorBuilder`]; [`ClientConfig`]; the messages
+//! [`GetStatus`], [`Subscribe`] and [`Shutdown`]. Sources and tokens are in `eventsock-core`,
+//! the REST client in `eventsock-rest`. Most programs start a bot with `eventsock::Run` instead.
 //!
 //! ```no_run
 //! use actix::prelude::*;
-//! use eventsock_client::{Source, Supervisor};
-//! use eventsock_core::{legacy, Endpoint, Event, Token};
+//! use eventsock_client::Supervisor;
+//! use eventsock_core::{legacy, Endpoint, Event, Source, Token};
 //!
 //! struct Printer;
 //! impl Actor for Printer {
@@ -51,6 +53,7 @@ mod dispatch;
 mod error;
 mod handshake;
 mod lifecycle;
+mod policy;
 mod queue;
 mod status;
 mod supervisor;

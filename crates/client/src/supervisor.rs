@@ -24,12 +24,12 @@ use crate::dispatch::Dispatcher;
 use crate::error::ClientError;
 use crate::handshake::Heads;
 use crate::lifecycle::{Lifecycle, LifecycleKind};
+use crate::policy::{self, Loudness, Tries};
 use crate::queue::Queue;
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
 use eventsock_core::{
-    human, Channel, Event, EventName, Payload, Protocol, RawEvent, RestartLog, Source, Token,
-    Undelivered,
+    human, Channel, Event, EventName, Payload, Protocol, RawEvent, Source, Token, Undelivered,
 };
 use eventsock_handler::Router;
 use eventsock_rest::{Method, RestClient, RestError};
@@ -84,12 +84,10 @@ struct Sub {
     drained: Option<oneshot::Receiver<()>>,
     conn: Option<Addr<ConnectionActor>>,
     state: SubscriptionState,
-    /// Failed attempts since the last connection that stayed up.
-    attempts: u32,
+    /// Attempts and restarts, as the reconnect policy counts them.
+    tries: Tries,
     /// Connections made so far.
     generation: u64,
-    restarts: u64,
-    restart_log: RestartLog,
     last_error: Option<String>,
     /// Whether the current run of refusals was already reported at error level.
     auth_reported: bool,
@@ -292,10 +290,8 @@ impl Supervisor {
                     drained: None,
                     conn: None,
                     state: SubscriptionState::BackingOff,
-                    attempts: 0,
+                    tries: Tries::default(),
                     generation: 0,
-                    restarts: 0,
-                    restart_log: RestartLog::default(),
                     last_error: None,
                     auth_reported: false,
                     diagnosis: None,
@@ -375,7 +371,7 @@ impl Supervisor {
             up: ctx.address().recipient(),
             down: ctx.address().recipient(),
         };
-        let attempt = s.attempts + 1;
+        let attempt = s.tries.attempts + 1;
         s.conn = Some(ConnectionActor::new(params).start());
         self.tell(i, LifecycleKind::Connecting { attempt });
     }
@@ -534,29 +530,11 @@ impl Handler<ConnDown> for Supervisor {
                 },
             );
         }
-        if end.cause == Cause::DispatcherGone {
-            return self.give_up(msg.sub, end.cause.to_string(), ctx);
-        }
-        let s = &mut self.subs[msg.sub];
-        let stable = end
-            .up_since
-            .is_some_and(|t| t.elapsed() >= config.stable_after);
-        if stable {
-            s.attempts = 0;
-        }
-        s.attempts = s.attempts.saturating_add(1);
-        s.restarts += 1;
-        // Intensity counts links that came up and dropped before they were stable; attempts
-        // that never connect are retried at the backoff's pace for as long as it takes.
-        if was_up && !stable && !s.restart_log.record(config.intensity, Instant::now()) {
-            let reason = format!(
-                "{} connections dropped within {} of each other (last: {})",
-                s.restart_log.len(),
-                human::duration(config.intensity.within),
-                end.cause
-            );
+        let tries = &mut self.subs[msg.sub].tries;
+        if let Err(reason) = policy::count_end(&config, tries, &end, Instant::now()) {
             return self.give_up(msg.sub, reason, ctx);
         }
+        let s = &mut self.subs[msg.sub];
         let refused_token = end
             .refused_token
             .clone()
@@ -638,43 +616,19 @@ impl Supervisor {
         let why = self.explain(sub, &end.cause);
         let s = &mut self.subs[sub];
         s.last_error = Some(why.clone());
-        let max = config.backoff.max_delay();
-        let backoff = config.backoff.delay(s.attempts);
-        let refused = end.cause.is_auth();
-        let (delay, wakeable) = if let Some(after) = end.retry_after {
-            // The server said when: no sooner (and no later than the longest backoff).
-            (after.min(max).max(backoff), false)
-        } else if refused && !end.renewed {
-            // Never a tight loop on a refusal that will not change by itself.
-            (max, false)
-        } else {
-            // Only a failure of the link itself is over once a sibling gets through: a
-            // refusal (404, 429, 5xx) or a close is the server's answer, and keeps its pace.
-            let link_failed = matches!(
-                end.cause,
-                Cause::ConnectFailed(_)
-                    | Cause::ConnectTimeout
-                    | Cause::Eof
-                    | Cause::Dead(_)
-                    | Cause::Stalled(_)
-            );
-            (backoff, link_failed)
-        };
+        let policy::Retry { delay, wakeable } =
+            policy::retry(&config.backoff, s.tries.attempts, &end);
         let line = format!("{why}; retrying in {}", human::duration(delay));
-        if refused || end.retry_after.is_some() {
-            if !s.auth_reported {
-                s.auth_reported = true;
-                tracing::error!(instance = %s.source.instance(), event = %s.event, "{line}");
-            } else {
-                tracing::debug!(instance = %s.source.instance(), event = %s.event, "{line}");
+        let (instance, event) = (s.source.instance(), &s.event);
+        match policy::loudness(&end, s.tries.attempts, &mut s.auth_reported) {
+            Loudness::Error => tracing::error!(%instance, %event, "{line}"),
+            Loudness::Warn => tracing::warn!(%instance, %event, "{line}"),
+            Loudness::Debug => {
+                tracing::debug!(%instance, %event, attempt = s.tries.attempts, "{line}");
             }
-        } else if end.up_since.is_some() || s.attempts == 1 {
-            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{line}");
-        } else {
-            tracing::debug!(instance = %s.source.instance(), event = %s.event, attempt = s.attempts, "{line}");
         }
         s.state = SubscriptionState::BackingOff;
-        let attempt = s.attempts;
+        let attempt = s.tries.attempts;
         self.tell(
             sub,
             LifecycleKind::Reconnecting {
@@ -713,9 +667,9 @@ impl Supervisor {
                 instance: Arc::from(s.source.instance()),
                 event: s.event.clone(),
                 state: s.state,
-                attempts: s.attempts,
+                attempts: s.tries.attempts,
                 generation: s.generation,
-                restarts: s.restarts,
+                restarts: s.tries.restarts,
                 last_error: s.last_error.clone(),
                 frames: Counters::get(&s.counters.frames),
                 events: Counters::get(&s.counters.events),

@@ -1,12 +1,28 @@
-//! What bot authors write and compose: handler actors, typed pipelines, per-chat ordering,
-//! supervised handlers, and built-ins.
+//! What bot authors write and compose: the [`Router`], typed pipelines, bot actors with
+//! per-chat ordering, supervised handlers, and built-ins.
 //!
-//! # One handler model
+//! # One router
 //!
-//! Everything that handles events is an actix actor that handles
-//! [`Event<T>`](eventsock_core::Event). Write your own for stateful work, or let [`Bot`] run a
-//! [`Route`]: a chain of typed steps ([`Pipeline`]) ending in async closures or other actors.
-//! Both register with the supervisor the same way, `.handler::<T>(addr.recipient())`.
+//! A [`Router`] holds "payload type → handlers", and is the one place where a frame is decoded
+//! (once per registered type) and delivered. Handlers come in three kinds, all registered on
+//! it: async closures given the event and a [`Ctx`] to answer with ([`Router::on`]), [`Route`]s
+//! built from typed steps ([`Pipeline`], [`Router::route`]), and actix actors that handle
+//! [`Event<T>`](eventsock_core::Event) ([`Router::actor`]; [`Bot`] runs a route as one, with
+//! per-chat ordering). The live supervisor (crate `eventsock-client`), [`builtin::Replay`] and
+//! the NATS worker all deliver through a router, so a bot is written once.
+//!
+//! ```
+//! use eventsock_core::{legacy, Event, MessageLike};
+//! use eventsock_handler::{Ctx, Router};
+//!
+//! let bot = Router::new().on(|msg: Event<legacy::MessagesUpsert>, cx: Ctx| async move {
+//!     if !msg.is_from_me() && msg.text() == Some("!ping") {
+//!         cx.reply("pong").await?;
+//!     }
+//!     Ok(())
+//! });
+//! # let _ = bot;
+//! ```
 //!
 //! # Tutorial: an echo bot, step by step
 //!
@@ -25,8 +41,8 @@
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
 //! let bot = Bot::build(hello).start();
-//! // supervisor_builder.handler::<legacy::MessagesUpsert>(bot.recipient())
-//! # let _ = bot; }
+//! let router = eventsock_handler::Router::new().actor(bot.recipient());
+//! # let _ = router; }
 //! ```
 //!
 //! **2. Only commands, never our own messages.** [`Pipeline`] steps read left to right:
@@ -68,9 +84,10 @@
 //! # let _ = bot; }
 //! ```
 //!
-//! **4. Reply.** Capture a `RestClient` (crate `eventsock-client`) in the endpoint and call
-//! `reply` or `send_text`; the server emits the reply on `send.message` and `messages.upsert`
-//! (which is why step 2 keeps only `incoming()` messages). `examples/echo_bot.rs` is this step.
+//! **4. Reply.** A closure registered with [`Router::on`] is given a [`Ctx`]: `cx.reply(text)`
+//! answers in the message's chat, quoting it. The server emits the reply on `send.message` and
+//! `messages.upsert` (which is why step 2 keeps only `incoming()` messages).
+//! `examples/echo_bot.rs` is this step; `eventsock::Run::run` runs it.
 //!
 //! **5. Many chats at once, each in order.** The chat is the key: one chat's messages stay in
 //! order, different chats are handled concurrently, on at most 8 workers, with at most 64
@@ -78,7 +95,8 @@
 //!
 //! ```
 //! # use eventsock_core::{legacy, Event};
-//! # use eventsock_handler::{Bot, MessageLike, Route};
+//! # use eventsock_core::MessageLike;
+//! # use eventsock_handler::{Bot, Route};
 //! # use std::time::Duration;
 //! # #[actix::main] async fn main() {
 //! let slow = Route::from_fn(|m: Event<legacy::MessagesUpsert>| async move {

@@ -1,0 +1,282 @@
+//! One bot, one router: the same echo bot served live (the runtime on its built-in
+//! simulator), from a recording, and by a NATS worker; and the runtime's metrics and health
+//! checks, scraped over real HTTP while it runs.
+
+mod common;
+
+use common::nats_server::NatsServer;
+use common::*;
+use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
+use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker};
+use eventsock::prelude::*;
+use eventsock::sim::Sim;
+use serde_json::Value;
+
+/// The bot under test, written once: answers `!ping` with `pong`, quoting it.
+fn echo_bot() -> Router {
+    Router::new().on(|msg: Message, cx: Ctx| async move {
+        if !msg.is_from_me() && msg.text() == Some("!ping") {
+            cx.reply("pong").await?;
+        }
+        Ok(())
+    })
+}
+
+/// A message from someone else, with `text` and message id `id`.
+fn message(id: &str, text: &str) -> Value {
+    let mut m: Value =
+        serde_json::from_str(include_str!("fixtures/legacy/messages.upsert.json")).unwrap();
+    m["keyId"] = id.into();
+    m["content"]["text"] = text.into();
+    m
+}
+
+/// The replies the simulator was sent that quote message `id`.
+fn replies_to(sim: &Sim, id: &str) -> Vec<Value> {
+    sim.history("codechat")
+        .into_iter()
+        .filter(|m| m["keyFromMe"] == true && m["content"]["contextInfo"]["stanzaId"] == id)
+        .collect()
+}
+
+/// Waits until the simulator was sent `pong` quoting `id`.
+async fn answered(sim: &Sim, id: &str) {
+    until(&format!("the reply to {id}"), || {
+        !replies_to(sim, id).is_empty()
+    })
+    .await;
+    let replies = replies_to(sim, id);
+    assert_eq!(replies.len(), 1, "one reply: {replies:?}");
+    assert_eq!(replies[0]["content"]["text"], "pong");
+    assert_eq!(replies[0]["keyRemoteJid"], "5511988887777@s.whatsapp.net");
+}
+
+#[actix_rt::test]
+async fn the_bot_runs_live_on_the_built_in_simulator() {
+    let running = echo_bot().start(Settings::default()).await.unwrap();
+    assert!(
+        running.describe().contains("built-in simulator"),
+        "{}",
+        running.describe()
+    );
+    let sim = running
+        .sim()
+        .expect("no URL: the built-in simulator")
+        .clone();
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    assert!(sim.emit("codechat", "messages.upsert", &message("LIVE1", "!ping")));
+    answered(&sim, "LIVE1").await;
+    let status = running.stop().await;
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].state, SubscriptionState::Stopped);
+}
+
+#[actix_rt::test]
+async fn the_same_bot_runs_from_a_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recording.jsonl");
+    // Record a live stream: a ping and a message the bot does not answer.
+    let recorder = actix::Actor::start(Recorder::create(&path).unwrap());
+    let running = Router::new()
+        .raw(
+            [EventKind::MessagesUpsert.into()],
+            recorder.clone().recipient(),
+        )
+        .start(Settings::default())
+        .await
+        .unwrap();
+    let sim = running.sim().unwrap().clone();
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    sim.emit("codechat", "messages.upsert", &message("REC1", "!ping"));
+    sim.emit("codechat", "messages.upsert", &message("REC2", "hello"));
+    eventually("two events recorded", || {
+        let recorder = recorder.clone();
+        async move { (recorder.send(FlushRecorder).await.unwrap() == 2).then_some(()) }
+    })
+    .await;
+    assert!(
+        replies_to(&sim, "REC1").is_empty(),
+        "nobody answers while recording"
+    );
+
+    // Replay it through the bot, answering through the simulator's REST API.
+    let rest = RestClient::for_source(running.source());
+    let report = Replay::open(&path)
+        .router(echo_bot().rest(rest))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.records, report.delivered, report.failed), (2, 2, 0));
+    answered(&sim, "REC1").await;
+    assert!(replies_to(&sim, "REC2").is_empty());
+    running.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_same_bot_runs_on_a_nats_worker() {
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    // One process ingests the live stream into JetStream...
+    let ingest = Ingest::start(&nats.url(), StreamConfig::default())
+        .await
+        .unwrap();
+    let running = Router::new()
+        .raw(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start(Settings::default())
+        .await
+        .unwrap();
+    let sim = running.sim().unwrap().clone();
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    sim.emit("codechat", "messages.upsert", &message("NATS1", "!ping"));
+    eventually("the ping published", || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published >= 1).then_some(()) }
+    })
+    .await;
+
+    // ...and a worker runs the bot on it.
+    let rest = RestClient::for_source(running.source());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = actix_rt::spawn(Worker::new(nats.url()).router(echo_bot().rest(rest)).run(
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    answered(&sim, "NATS1").await;
+    let _ = stop.send(());
+    let stats = worker.await.unwrap().unwrap();
+    assert!(stats.handled >= 1, "{stats:?}");
+    assert_eq!(stats.failed, 0);
+    running.stop().await;
+}
+
+/// GETs `path` from the metrics server: (status, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut response = awc::Client::default()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let body = response.body().await.unwrap();
+    (
+        response.status().as_u16(),
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+/// The value of the metric line that starts with `series` (name and labels).
+fn value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[actix_rt::test]
+async fn metrics_and_health_are_served_while_the_bot_runs() {
+    let settings = Settings {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..Settings::default()
+    };
+    let bot = echo_bot().on(|msg: Message, _: Ctx| async move {
+        if msg.text() == Some("!fail") {
+            return Err("asked to fail".into());
+        }
+        Ok(())
+    });
+    let running = bot.start(settings).await.unwrap();
+    let addr = running.metrics_addr().expect("metrics served");
+    let sim = running.sim().unwrap().clone();
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    eventually("ready", || async {
+        (get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+
+    // 3 pings (each answered: the 3 pongs come back on messages.upsert), 1 failure, 1 frame
+    // that is not JSON: 8 frames, 7 events.
+    for id in ["M1", "M2", "M3"] {
+        sim.emit("codechat", "messages.upsert", &message(id, "!ping"));
+    }
+    sim.emit("codechat", "messages.upsert", &message("M4", "!fail"));
+    sim.emit_text("codechat", "messages.upsert", "{not json");
+    let sub = r#"{instance="codechat",event="messages.upsert"}"#;
+    let page = eventually("8 frames counted", || async {
+        let (status, page) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        (value(&page, &format!("eventsock_frames_total{sub}")) == Some(8.0)).then_some(page)
+    })
+    .await;
+    let v = |series: &str| value(&page, series).unwrap_or_else(|| panic!("{series} in\n{page}"));
+    assert_eq!(v(&format!("eventsock_events_total{sub}")), 7.0);
+    assert_eq!(v(&format!("eventsock_bad_frames_total{sub}")), 1.0);
+    assert_eq!(v(&format!("eventsock_dropped_total{sub}")), 0.0);
+    assert_eq!(v(&format!("eventsock_restarts_total{sub}")), 0.0);
+    assert_eq!(v(&format!("eventsock_queue_bytes{sub}")), 0.0);
+    let state = |s: &str| {
+        v(&format!(
+            r#"eventsock_subscription_state{{instance="codechat",event="messages.upsert",state="{s}"}}"#
+        ))
+    };
+    assert_eq!((state("connected"), state("backing_off")), (1.0, 0.0));
+    let handler = |name: &str, n: &str| {
+        v(&format!(
+            r#"eventsock_handler_{name}_total{{handler="{n}"}}"#
+        ))
+    };
+    assert_eq!(handler("handled", "legacy::MessagesUpsert#0"), 7.0);
+    assert_eq!(handler("failed", "legacy::MessagesUpsert#0"), 0.0);
+    assert_eq!(handler("handled", "legacy::MessagesUpsert#1"), 6.0);
+    assert_eq!(handler("failed", "legacy::MessagesUpsert#1"), 1.0);
+    assert!(page.ends_with("# EOF\n"), "{page}");
+
+    assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
+    let (status, body) = get(addr, "/readyz").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ready: 1 subscriptions up\n")
+    );
+    running.stop().await;
+}
+
+#[actix_rt::test]
+async fn readiness_says_what_is_not_up() {
+    // A server that refuses every connection: the subscription never comes up.
+    let sim = start_sim(eventsock::sim::SimConfig::default());
+    let token = sim.sim.mint_token("codechat", None);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let settings = Settings {
+        url: Some(url),
+        token: Some(Token::new(token)),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        config: fast_config(),
+        ..Settings::default()
+    };
+    let running = echo_bot().start(settings).await.unwrap();
+    let addr = running.metrics_addr().unwrap();
+    let body = eventually("not ready, with the reason", || async {
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        body.contains("cannot connect").then_some(body)
+    })
+    .await;
+    assert!(body.starts_with("codechat messages.upsert: "), "{body}");
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    running.stop().await;
+}
