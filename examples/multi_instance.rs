@@ -6,11 +6,8 @@
 //! cargo run --example multi_instance -- --url http://HOST:8084 --token JWT1 --token JWT2
 //! ```
 
-use actix::prelude::*;
-use eventsock::client::{GetStatus, Lifecycle, LifecycleKind, Shutdown, Supervisor};
-use eventsock::core::Source;
-use eventsock::core::{legacy, Endpoint, Event, Token};
-use eventsock::handler::{Bot, Route};
+use actix::{Actor, Context, Handler};
+use eventsock::prelude::*;
 use eventsock::sim::{Embedded, SimConfig};
 use std::time::Duration;
 

@@ -6,13 +6,8 @@
 //! cargo run --example pipeline -- --url http://HOST:8084 --token JWT
 //! ```
 
-use eventsock::client::{Shutdown, Supervisor};
-use eventsock::core::MessageLike;
-use eventsock::core::Source;
-use eventsock::core::{legacy, Event};
-use eventsock::handler::{Bot, Dedup, GetBotStats, Pipeline, Route};
-use eventsock::sim::SimConfig;
-use eventsock::Target;
+use eventsock::handler::GetBotStats;
+use eventsock::prelude::*;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +27,7 @@ fn say(label: &'static str) -> Route<Msg> {
 }
 
 #[actix_rt::main]
-async fn main() -> anyhow::Result<()> {
-    let target = Target::from_args(SimConfig::default())?;
+async fn main() -> Result<(), BoxError> {
     let seen = Arc::new(AtomicU64::new(0));
     let counter = seen.clone();
     let dedup = Dedup::new(Duration::from_secs(60));
@@ -54,14 +48,15 @@ async fn main() -> anyhow::Result<()> {
                 .chat("5511988887777@s.whatsapp.net")
                 .to_route(say("maria").throttle(5, Duration::from_secs(1))),
         ]);
+    // A Bot actor runs the route and keeps the dead letters' count.
     let bot = Bot::build(route).start();
-    let supervisor = Supervisor::builder()
-        .source(Source::new(target.endpoint.clone(), target.token.clone())?)
-        .handler::<legacy::MessagesUpsert>(bot.clone().recipient())
-        .start()?;
+    let running = Router::new()
+        .actor(bot.clone().recipient())
+        .start(Settings::from_env()?)
+        .await?;
 
-    target.run_traffic(40.0, Duration::from_secs(3)).await?;
-    supervisor.send(Shutdown).await?;
+    running.traffic(40.0, Duration::from_secs(3)).await;
+    running.stop().await;
     let stats = bot.send(GetBotStats).await?;
     println!(
         "\n{} messages passed the filters; {} handled by a branch, {} taken by none (dead letters)",

@@ -8,56 +8,41 @@
 //!
 //! Against a real server, call `GET /instance/connect/{instance}` first so it starts pairing.
 
-use eventsock::client::{Shutdown, Supervisor};
-use eventsock::core::Source;
-use eventsock::core::{legacy, Event};
-use eventsock::handler::{builtin::qr_terminal, Bot, Route};
-use eventsock::sim::SimConfig;
-use eventsock::Target;
-use std::time::Duration;
+use eventsock::handler::builtin::qr_terminal;
+use eventsock::prelude::*;
 
 #[actix_rt::main]
-async fn main() -> anyhow::Result<()> {
-    let target = Target::from_args(SimConfig::default())?;
+async fn main() -> Result<(), BoxError> {
     let (paired_tx, mut paired) = tokio::sync::mpsc::unbounded_channel();
-    let state = Route::from_fn(move |e: Event<legacy::ConnectionUpdate>| {
-        println!("connection: {}", e.state.as_deref().unwrap_or("?"));
-        if e.state.as_deref() == Some("open") {
-            let _ = paired_tx.send(());
-        }
-        async { Ok::<_, std::convert::Infallible>(()) }
-    });
-    let supervisor = Supervisor::builder()
-        .source(Source::new(target.endpoint.clone(), target.token.clone())?)
-        .handler::<legacy::QrcodeUpdated>(
-            Bot::build(qr_terminal::<legacy::QrcodeUpdated, _>(std::io::stdout()))
-                .start()
-                .recipient(),
-        )
-        .handler::<legacy::ConnectionUpdate>(Bot::build(state).start().recipient())
-        .start()?;
+    let running = Router::new()
+        .route(qr_terminal::<legacy::QrcodeUpdated, _>(std::io::stdout()))
+        .on(move |e: Event<legacy::ConnectionUpdate>, _: Ctx| {
+            println!("connection: {}", e.state.as_deref().unwrap_or("?"));
+            if e.state.as_deref() == Some("open") {
+                let _ = paired_tx.send(());
+            }
+            async { Ok(()) }
+        })
+        .start(Settings::from_env()?)
+        .await?;
 
-    if let Some(sim) = &target.sim {
+    if let Some(sim) = running.sim() {
         // The simulator plays the server's pairing: a QR code, then the phone connecting.
-        let sim = &sim.sim;
-        while !(sim.is_subscribed("codechat", "qrcode.updated")
-            && sim.is_subscribed("codechat", "connection.update"))
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let subscribed = |event| sim.is_subscribed("codechat", event);
+        while !(subscribed("qrcode.updated") && subscribed("connection.update")) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let qr: serde_json::Value =
             serde_json::from_str(include_str!("../tests/fixtures/legacy/qrcode.updated.json"))?;
         sim.emit("codechat", "qrcode.updated", &qr);
-        sim.emit(
-            "codechat",
-            "connection.update",
-            &serde_json::json!({"instance": "codechat", "state": "open", "statusReason": 200}),
-        );
+        let open =
+            serde_json::json!({"instance": "codechat", "state": "open", "statusReason": 200});
+        sim.emit("codechat", "connection.update", &open);
     }
     tokio::select! {
         _ = paired.recv() => println!("paired."),
         _ = tokio::signal::ctrl_c() => {}
     }
-    supervisor.send(Shutdown).await?;
+    running.stop().await;
     Ok(())
 }

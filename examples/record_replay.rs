@@ -7,54 +7,44 @@
 //! ```
 //! The recording goes to `eventsock-recording.jsonl` (or the path in `RECORDING`).
 
-use actix::prelude::*;
-use eventsock::client::{Shutdown, Supervisor};
-use eventsock::core::Source;
-use eventsock::core::{legacy, Event, EventKind};
+use actix::Actor;
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
-use eventsock::handler::{Bot, Route};
-use eventsock::sim::SimConfig;
-use eventsock::Target;
+use eventsock::prelude::*;
 use std::time::Duration;
 
-/// The handler under test: the same one live and in the replay.
-fn handler() -> Route<Event<legacy::MessagesUpsert>> {
-    Route::from_fn(|e: Event<legacy::MessagesUpsert>| {
+/// The bot under test: the same router live and in the replay.
+fn bot() -> Router {
+    Router::new().on(|e: Message, _: Ctx| {
         println!(
             "  #{:<3} {}: {}",
             e.meta.seq,
             e.push_name.as_deref().unwrap_or("?"),
             e.text().unwrap_or("(media)")
         );
-        async { Ok::<_, std::convert::Infallible>(()) }
+        async { Ok(()) }
     })
 }
 
 #[actix_rt::main]
-async fn main() -> anyhow::Result<()> {
-    let target = Target::from_args(SimConfig::default())?;
+async fn main() -> Result<(), BoxError> {
     let path = std::env::var("RECORDING").unwrap_or_else(|_| "eventsock-recording.jsonl".into());
     let _ = std::fs::remove_file(&path);
     let recorder = Recorder::create(&path)?.start();
 
     println!("live:");
-    let supervisor = Supervisor::builder()
-        .source(Source::new(target.endpoint.clone(), target.token.clone())?)
-        .raw_handler(
+    let running = bot()
+        .raw(
             [EventKind::MessagesUpsert.into()],
             recorder.clone().recipient(),
         )
-        .handler::<legacy::MessagesUpsert>(Bot::build(handler()).start().recipient())
-        .start()?;
-    target.run_traffic(10.0, Duration::from_secs(2)).await?;
-    supervisor.send(Shutdown).await?;
+        .start(Settings::from_env()?)
+        .await?;
+    running.traffic(10.0, Duration::from_secs(2)).await;
+    running.stop().await;
     let written = recorder.send(FlushRecorder).await?;
     println!("recorded {written} events to {path}\n\nreplay:");
 
-    let report = Replay::open(&path)
-        .handler::<legacy::MessagesUpsert>(Bot::build(handler()).start().recipient())
-        .run()
-        .await?;
+    let report = Replay::open(&path).router(bot()).run().await?;
     println!(
         "replayed {} records: {} delivered, {} did not fit, {} bad lines",
         report.records, report.delivered, report.decode_errors, report.bad_lines

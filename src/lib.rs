@@ -46,12 +46,8 @@ pub use eventsock_sim as sim;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod run;
-#[cfg(feature = "sim")]
-mod target;
 
 pub use run::{Run, RunError, Running, Settings};
-#[cfg(feature = "sim")]
-pub use target::{Target, TargetError};
 
 /// The README's Rust code, compiled as doctests so that it cannot rot.
 #[cfg(doctest)]

@@ -275,12 +275,31 @@ impl Running {
         None
     }
 
+    /// With the built-in simulator: `rate` generated events a second (messages, receipts,
+    /// presence) on its instance for `duration`, for examples and demos. Against a real server:
+    /// waits for Ctrl-C or SIGTERM.
+    pub async fn traffic(&self, rate: f64, duration: Duration) {
+        #[cfg(feature = "sim")]
+        if let Some(sim) = &self.sim {
+            let instance = sim.sim.default_instance().to_owned();
+            let traffic = actix_rt::spawn(eventsock_sim::generate(sim.sim.clone(), instance, rate));
+            tokio::time::sleep(duration).await;
+            traffic.abort();
+            return;
+        }
+        let _ = (rate, duration);
+        terminated().await;
+    }
+
     /// One line saying where the bot listens.
     pub fn describe(&self) -> String {
-        let mut line = match &self.sim {
-            Some(_) => format!(
-                "no server given (--url or EVENTSOCK_URL), so running against the built-in simulator at {}, instance {}",
-                self.source.endpoint(),
+        #[cfg(feature = "sim")]
+        let simulated = self.sim.as_ref().map(|s| s.url());
+        #[cfg(not(feature = "sim"))]
+        let simulated: Option<String> = None;
+        let mut line = match simulated {
+            Some(url) => format!(
+                "no server given (--url or EVENTSOCK_URL), so running against the built-in simulator at {url} (control API: POST {url}/control/emit), instance {}",
                 human::escaped(self.source.instance())
             ),
             None => format!(
@@ -347,15 +366,28 @@ pub(crate) async fn terminated() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Logs at `info` and above to standard error (colours only on a terminal, and never with
-/// `NO_COLOR`), unless the program installed a subscriber of its own.
+/// Logs eventsock's `info` and above, other crates' warnings, to standard error (colours only on
+/// a terminal, and never with `NO_COLOR`), unless the program installed a subscriber of its own.
 fn init_logs() {
     use std::io::IsTerminal;
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(Level::WARN)
+        .with_target("eventsock", Level::INFO)
+        .with_target("eventsock_client", Level::INFO)
+        .with_target("eventsock_handler", Level::INFO)
+        .with_target("eventsock_rest", Level::INFO)
+        .with_target("eventsock_sim", Level::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(colour)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .try_init();
 }

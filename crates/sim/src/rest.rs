@@ -103,6 +103,12 @@ pub(crate) async fn send_text(
         format!("{}@s.whatsapp.net", number.trim_start_matches('+'))
     };
     let message = sent_message(&sim, &instance, &jid, &text, &options);
+    tracing::info!(
+        instance = %eventsock_core::human::escaped(&instance),
+        to = %eventsock_core::human::escaped(&jid),
+        "sent: {}",
+        eventsock_core::human::escaped(&text)
+    );
     for event in ["send.message", "messages.upsert"] {
         sim.emit(&instance, event, &message);
     }
