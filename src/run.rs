@@ -95,13 +95,13 @@ pub enum RunError {
     #[error("no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN (with the `sim` feature, no URL runs against the built-in simulator)")]
     NoServer,
     /// A server without a token, or a token without a server.
-    #[error("give both --url and --token (or EVENTSOCK_URL and EVENTSOCK_TOKEN), or neither to use the built-in simulator")]
+    #[error("give both --url and --token (or EVENTSOCK_URL and EVENTSOCK_TOKEN); with neither, a bot built with the `sim` feature runs against the built-in simulator")]
     Incomplete,
     /// A setting that cannot be used.
     #[error("{0}")]
     Setting(String),
     /// The URL or the token cannot make a source.
-    #[error(transparent)]
+    #[error("{setting}: {0}", setting = setting_of(.0))]
     Source(#[from] SourceError),
     /// The supervisor refused to start.
     #[error(transparent)]
@@ -117,6 +117,14 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// The setting a source error is about.
+fn setting_of(e: &SourceError) -> &'static str {
+    match e {
+        SourceError::Url(_) | SourceError::ProtocolMismatch { .. } => "--url",
+        _ => "--token",
+    }
 }
 
 /// Runs a [`Router`]: what `Router::run` and `Router::start` are.

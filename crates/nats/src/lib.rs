@@ -5,9 +5,9 @@
 //! [`Ingest`] actor, registered as a raw handler on that process's supervisor, publishes every
 //! event to a JetStream stream on `eventsock.<instance>.<event>`, with a message id JetStream uses
 //! to drop re-publishes, and waits for each publish to be acknowledged. [`Worker`]s share one
-//! durable pull consumer: each message becomes the same [`Event<T>`](eventsock_core::Event),
-//! goes to the registered [`Route`](eventsock_handler::Route)s, and is acknowledged only after
-//! they succeed; a failure (or a worker that dies) gets it redelivered, and after
+//! durable pull consumer: each message goes through a [`Router`](eventsock_handler::Router),
+//! the same one a bot runs live with, as the same [`Event<T>`](eventsock_core::Event), and is
+//! acknowledged only after every handler that takes it succeeds; a failure (or a worker that dies) gets it redelivered, and after
 //! `max_deliver` deliveries it is moved to `eventsock-dead.<instance>.<event>`.
 //!
 //! Guarantees and ordering are in `docs/scaling.md`.
