@@ -24,12 +24,12 @@
 //! This facade re-exports the workspace's crates: [`core`] (the typed event model, sources,
 //! tokens), [`rest`] (the REST client, usable without sockets), [`client`] (the supervisor:
 //! supervised connections delivering to a router), [`handler`] (the router, pipelines, bots,
-//! built-ins), and with their features [`sim`] (a simulator of the server) and [`nats`]
+//! built-ins), and with their features `sim` (a simulator of the server) and `nats`
 //! (scale-out on JetStream).
 //!
 //! # Features
 //! - `sim`: the embedded simulator (actix-web's server): `run` with no URL, examples, tests.
-//! - `nats`: [`nats`], ingest into JetStream and workers.
+//! - `nats`: the module `nats`, ingest into JetStream and workers.
 //! - `qr`: pair a phone from the terminal (`handler::builtin::qr_terminal`).
 //! - `metrics`: Prometheus metrics and health checks served by the runtime ([`Settings::metrics`]).
 //! - `cli`: the `eventsock` command (all of the above). `full`: everything.

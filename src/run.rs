@@ -399,3 +399,68 @@ fn init_logs() {
         .with(filter)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_and_other_arguments_are_left_alone() {
+        let env = |name: &str| match name {
+            "EVENTSOCK_URL" => Some("http://from-env:8084".into()),
+            "EVENTSOCK_TOKEN" => Some("env-token".into()),
+            "EVENTSOCK_PROTOCOL" => Some("v2".into()),
+            _ => None,
+        };
+        let s = Settings::from_args(
+            args(&[
+                "--verbose",
+                "--url=ws://flag:8084/ws/events",
+                "--metrics",
+                "127.0.0.1:9000",
+            ]),
+            env,
+        )
+        .unwrap();
+        assert_eq!(s.url.as_deref(), Some("ws://flag:8084/ws/events"));
+        assert_eq!(s.token.as_ref().map(Token::expose), Some("env-token"));
+        assert_eq!(s.protocol, Some(Protocol::V2));
+        assert_eq!(s.metrics, Some("127.0.0.1:9000".parse().unwrap()));
+        // An empty variable is no setting.
+        let s = Settings::from_args(args(&[]), |_| Some(String::new())).unwrap();
+        assert_eq!((s.url, s.token.is_some(), s.protocol), (None, false, None));
+    }
+
+    #[test]
+    fn bad_settings_say_which_and_how() {
+        let none = |_: &str| None;
+        let e = Settings::from_args(args(&["--protocol", "v3"]), none).unwrap_err();
+        assert_eq!(e.to_string(), "unknown protocol \"v3\": use legacy or v2");
+        let e = Settings::from_args(args(&["--metrics", "localhost"]), none).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--metrics \"localhost\" is not an address such as 127.0.0.1:9000"
+        );
+        let half = Settings {
+            url: Some("http://localhost:8084".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(source(&half), Err(RunError::Incomplete)));
+        let not_a_jwt = Settings {
+            token: Some(Token::new("abc")),
+            ..half.clone()
+        };
+        let e = source(&not_a_jwt).unwrap_err().to_string();
+        assert!(e.starts_with("--token: "), "{e}");
+        let no_scheme = Settings {
+            url: Some("localhost:8084".into()),
+            ..not_a_jwt
+        };
+        let e = source(&no_scheme).unwrap_err().to_string();
+        assert!(e.starts_with("--url: "), "{e}");
+    }
+}

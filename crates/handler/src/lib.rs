@@ -120,7 +120,7 @@
 //!
 //! # Built-ins
 //! [`builtin::log`], [`builtin::Recorder`] and [`builtin::Replay`] (record a live stream, replay
-//! it offline through the same handlers), [`builtin::qr_terminal`] (pair a phone from the
+//! it offline through the same handlers), `builtin::qr_terminal` (feature `qr`: pair a phone from the
 //! terminal).
 
 mod bot;

@@ -623,7 +623,9 @@ impl Router {
     /// Reads one frame of `event` and starts delivering it: `channel` is the endpoint it came
     /// from (legacy frames are bare payloads, so they are read only by their decodes; `None`
     /// for a recorded payload, which is checked as a whole), `meta` builds the event's metadata
-    /// from the frame when it could be read. With `wait`, see [`Handler`]'s delivery rule.
+    /// from the frame when it could be read. With `wait`, an actor's delivery completes when it has
+    /// handled the event; without, once it is in its mailbox (only a full mailbox waits). A
+    /// closure or a route always runs to completion.
     ///
     /// Decoding runs code driven by a server's bytes: a panic there (a bug) costs this frame,
     /// reported with its start ([`FrameProblem::Panicked`]), never the caller.
