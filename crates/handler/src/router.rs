@@ -135,6 +135,13 @@ where
     })
 }
 
+/// A handler that panicked when called: its delivery has failed already.
+fn failed_at_once(panic: Box<dyn Any + Send>, counters: &Counters, out: &mut Deliveries) {
+    let outcome = Outcome::Failed(HandlerError::Panicked(panic_message(&*panic)).to_string());
+    count(counters, &outcome);
+    out.done.push(outcome);
+}
+
 fn count(counters: &Counters, outcome: &Outcome) {
     let c = match outcome {
         Outcome::Handled => &counters.handled,
@@ -190,23 +197,26 @@ where
                     outcome
                 }));
             }
+            // A closure may panic before it returns its future: that fails this delivery only.
             Sink::Route(route) => {
-                let call = route.call(m);
-                out.pending.push(guarded(
-                    async move { call.await.map(drop).map_err(|e| e.to_string()) },
-                    counters,
-                ));
+                match std::panic::catch_unwind(AssertUnwindSafe(|| route.call(m))) {
+                    Ok(call) => out.pending.push(guarded(
+                        async move { call.await.map(drop).map_err(|e| e.to_string()) },
+                        counters,
+                    )),
+                    Err(panic) => failed_at_once(panic, &counters, out),
+                }
             }
-            Sink::WithCtx(f) => {
-                let call = f(m, ctx());
-                out.pending.push(guarded(
+            Sink::WithCtx(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(m, ctx()))) {
+                Ok(call) => out.pending.push(guarded(
                     async move {
                         call.await
                             .map_err(|e| HandlerError::Failed(Arc::new(e)).to_string())
                     },
                     counters,
-                ));
-            }
+                )),
+                Err(panic) => failed_at_once(panic, &counters, out),
+            },
         }
     }
 
@@ -773,5 +783,144 @@ impl Dispatch {
             }
         }
         tally
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventsock_core::{legacy, EventKind};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::SystemTime;
+
+    fn meta(event: &EventName) -> impl Fn(Option<&Frame<'_>>) -> EventMeta + '_ {
+        move |_| EventMeta {
+            event: event.clone(),
+            instance: Some("codechat".into()),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: 1,
+            generation: 1,
+        }
+    }
+
+    fn settle(router: &Router, event: EventKind, text: &str) -> (Vec<String>, Tally) {
+        let event = EventName::from(event);
+        let dispatch = router.dispatch(&event, Some(Channel::Legacy), text, &meta(&event), true);
+        let problems = dispatch.problems.iter().map(ToString::to_string).collect();
+        let tally = actix_rt::System::new().block_on(dispatch.settle(router));
+        (problems, tally)
+    }
+
+    type Msg = Event<legacy::MessagesUpsert>;
+
+    #[test]
+    fn each_handler_of_a_type_gets_the_event_and_others_do_not() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (seen.clone(), seen.clone());
+        let router = Router::new()
+            .on(move |m: Msg, cx: Ctx| {
+                assert_eq!(
+                    (m.text(), cx.chat()),
+                    (Some("hi"), Some("1@s.whatsapp.net"))
+                );
+                a.fetch_add(1, Ordering::Relaxed);
+                async { Ok(()) }
+            })
+            .on(move |_: Msg, _: Ctx| {
+                b.fetch_add(10, Ordering::Relaxed);
+                async { Ok(()) }
+            })
+            .on(|_: Event<legacy::SendMessage>, _: Ctx| async { Err("not this one".into()) });
+        let text = r#"{"keyId":"A","keyRemoteJid":"1@s.whatsapp.net","content":{"text":"hi"}}"#;
+        let (problems, tally) = settle(&router, EventKind::MessagesUpsert, text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((tally.handled, tally.failed), (2, 0));
+        assert_eq!(seen.load(Ordering::Relaxed), 11);
+        let names: Vec<_> = router
+            .handlers()
+            .into_iter()
+            .map(|h| (h.name, h.handled))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("legacy::MessagesUpsert#0".to_owned(), 1),
+                ("legacy::MessagesUpsert#1".to_owned(), 1),
+                ("legacy::SendMessage#2".to_owned(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_panicking_or_failing_handler_fails_its_delivery_only() {
+        let router = Router::new()
+            .on(
+                |_: Msg, _: Ctx| -> std::future::Ready<Result<(), BoxError>> {
+                    panic!("before the future")
+                },
+            )
+            .on(|_: Msg, _: Ctx| async { panic!("inside the future") })
+            .on(|_: Msg, _: Ctx| async { Err("refused".into()) })
+            .on(|_: Msg, _: Ctx| async { Ok(()) });
+        let (problems, tally) = settle(&router, EventKind::MessagesUpsert, r#"{"keyId":"A"}"#);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((tally.handled, tally.failed, tally.gone), (1, 3, 0));
+        assert_eq!(
+            tally.errors,
+            [
+                "the handler panicked: before the future",
+                "the handler panicked: inside the future",
+                "the handler failed: refused"
+            ]
+        );
+        let failed: Vec<u64> = router.handlers().iter().map(|h| h.failed).collect();
+        assert_eq!(failed, [1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn a_frame_of_the_wrong_shape_is_a_problem_and_still_reaches_raw_handlers() {
+        let raw = Arc::new(AtomicUsize::new(0));
+        let r = raw.clone();
+        let router = Router::new()
+            .on(|_: Msg, _: Ctx| async { Ok(()) })
+            .raw_route(
+                None,
+                Route::from_fn(move |_: RawEvent| {
+                    r.fetch_add(1, Ordering::Relaxed);
+                    async { Ok::<_, BoxError>(()) }
+                }),
+            );
+        let (problems, tally) =
+            settle(&router, EventKind::MessagesUpsert, r#"{"keyFromMe":"yes"}"#);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("keyFromMe"), "{problems:?}");
+        assert_eq!((tally.handled, tally.problems), (1, 1));
+        assert_eq!(raw.load(Ordering::Relaxed), 1);
+        let (problems, tally) = settle(&router, EventKind::MessagesUpsert, "{not json");
+        assert_eq!((problems.len(), tally.delivered()), (1, false));
+    }
+
+    #[test]
+    fn subscriptions_follow_the_protocol() {
+        let router = Router::new().on(|_: Msg, _: Ctx| async { Ok(()) });
+        let legacy = router.subscriptions(Protocol::Legacy).unwrap();
+        assert_eq!(
+            legacy,
+            [(Channel::Legacy, EventName::from(EventKind::MessagesUpsert))]
+        );
+        assert_eq!(router.subscriptions(Protocol::V2).unwrap(), []);
+        let unserved = Router::new().raw_route(
+            Some(vec![EventName::parse("message.upsert")]),
+            Route::from_fn(|_: RawEvent| async { Ok::<_, BoxError>(()) }),
+        );
+        assert_eq!(
+            unserved
+                .subscriptions(Protocol::Legacy)
+                .unwrap_err()
+                .as_str(),
+            "message.upsert"
+        );
     }
 }
