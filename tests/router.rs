@@ -280,3 +280,49 @@ async fn readiness_says_what_is_not_up() {
     assert_eq!(get(addr, "/healthz").await.0, 200);
     running.stop().await;
 }
+
+#[actix_rt::test]
+async fn hostile_clients_of_the_metrics_server_stop_neither_it_nor_the_bot() {
+    use tokio::io::AsyncWriteExt;
+    let settings = Settings {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..Settings::default()
+    };
+    let running = echo_bot().start(settings).await.unwrap();
+    let addr = running.metrics_addr().unwrap();
+    let sim = running.sim().unwrap().clone();
+    let connect = || tokio::net::TcpStream::connect(addr);
+    // Garbage; a request that never ends; a header of 1 MiB; requests never read.
+    let mut garbage = connect().await.unwrap();
+    garbage
+        .write_all(b"\x00\xff NOT HTTP \r\n\r\n")
+        .await
+        .unwrap();
+    let mut endless = connect().await.unwrap();
+    endless
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut huge = connect().await.unwrap();
+    let header = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = huge.write_all(header.as_bytes()).await; // the server may hang up midway
+    let mut unread = connect().await.unwrap();
+    let mut requests = Vec::new();
+    for _ in 0..2000 {
+        requests.extend_from_slice(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    let _ = tokio::time::timeout(DEADLINE, unread.write_all(&requests)).await;
+
+    assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    sim.emit("codechat", "messages.upsert", &message("HOSTILE1", "!ping"));
+    answered(&sim, "HOSTILE1").await;
+    running.stop().await;
+    drop((garbage, endless, huge, unread));
+}
