@@ -34,7 +34,69 @@ async fn sends_text_and_the_message_comes_back() {
         .await
         .unwrap();
     assert_eq!(found["messages"]["total"], 1);
-    assert_eq!(found["messages"]["records"][0], sent);
+    let record = &found["messages"]["records"][0];
+    assert_eq!(
+        (&record["keyId"], &record["content"]),
+        (&sent["keyId"], &sent["content"])
+    );
+}
+
+/// `findMessages` as CodeChat's `fetchMessages` answers: saved rows (`Message` columns, no
+/// `info` or `isGroup`, statuses in `MessageUpdate`), newest first, paged by `offset` and `page`,
+/// filtered on its `where` columns; nothing found for what was emitted while saving was off.
+#[actix_rt::test]
+async fn find_messages_pages_newest_first_like_the_real_server() {
+    let s = start_sim(SimConfig::default());
+    let rest = client(&s, "codechat");
+    let base = 1_747_310_400;
+    for i in 0..120 {
+        let m = json!({"keyId": format!("K{i:03}"), "keyFromMe": i % 2 == 0, "messageTimestamp": base + i,
+                       "keyRemoteJid": "5511988887777@s.whatsapp.net", "content": {"text": format!("m{i}")},
+                       "isGroup": false, "info": {"type": "notify"}});
+        s.sim.emit("codechat", "messages.upsert", &m);
+    }
+    let page = |filter, size, n| rest.find_messages_page(filter, size, n);
+    let first = page(json!({}), 50, 1).await.unwrap();
+    let m = &first["messages"];
+    assert_eq!(
+        (&m["total"], &m["pages"], &m["currentPage"]),
+        (&json!(120), &json!(3), &json!(1))
+    );
+    let ids: Vec<&str> = m["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["keyId"].as_str().unwrap())
+        .collect();
+    assert_eq!((ids.len(), ids[0], ids[49]), (50, "K119", "K070"));
+    let row = &m["records"][0];
+    assert!(
+        row.get("isGroup").is_none() && row.get("info").is_none(),
+        "{row}"
+    );
+    assert_eq!(row["MessageUpdate"], json!([]));
+    assert_eq!(row["messageTimestamp"], base + 119);
+    let last = page(json!({}), 50, 3).await.unwrap();
+    assert_eq!(last["messages"]["records"].as_array().unwrap().len(), 20);
+    assert_eq!(last["messages"]["records"][19]["keyId"], "K000");
+    let mine = page(json!({"keyFromMe": true}), 50, 1).await.unwrap();
+    assert_eq!(mine["messages"]["total"], 60);
+    // The default page is 50.
+    let default = rest.find_messages(json!({})).await.unwrap();
+    assert_eq!(default["messages"]["records"].as_array().unwrap().len(), 50);
+
+    s.sim.set_saving(false);
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &json!({"keyId": "UNSAVED", "messageTimestamp": base + 500}),
+    );
+    let found = rest
+        .find_messages(json!({"keyId": "UNSAVED"}))
+        .await
+        .unwrap();
+    assert_eq!(found["messages"]["total"], 0);
+    assert_eq!(s.sim.find_requests(), 5);
 }
 
 #[actix_rt::test]

@@ -333,6 +333,20 @@ impl RestClient {
         .await
     }
 
+    /// One page of [`find_messages`](Self::find_messages): the server sorts by
+    /// `messageTimestamp`, newest first, and answers `{messages: {total, pages, currentPage,
+    /// records}}` with `page_size` records of page `page` (from 1).
+    pub async fn find_messages_page(
+        &self,
+        filter: Value,
+        page_size: u32,
+        page: u32,
+    ) -> Result<Value, RestError> {
+        let body = json!({"where": filter, "offset": page_size, "page": page});
+        self.call(Method::Post, "chat/findMessages", &body, true)
+            .await
+    }
+
     async fn call(
         &self,
         method: Method,

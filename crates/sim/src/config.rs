@@ -25,6 +25,9 @@ pub struct SimConfig {
     /// server turns any other value into one hour) and an expired token is refused on every new
     /// socket and REST call (and, on the newer server, its sockets close with 4001 at `exp`).
     pub jwt_expires_in: Option<Duration>,
+    /// `DATABASE_SAVE_DATA_NEW_MESSAGE=true`: every `messages.upsert` is saved, and
+    /// `findMessages` finds it (true here; the real server's default is off).
+    pub save_messages: bool,
 }
 
 impl Default for SimConfig {
@@ -37,6 +40,7 @@ impl Default for SimConfig {
             pong_timeout: Duration::from_secs(60),
             send_buffer: 256,
             jwt_expires_in: None,
+            save_messages: true,
         }
     }
 }
@@ -51,6 +55,7 @@ impl std::fmt::Debug for SimConfig {
             .field("pong_timeout", &self.pong_timeout)
             .field("send_buffer", &self.send_buffer)
             .field("jwt_expires_in", &self.jwt_expires_in)
+            .field("save_messages", &self.save_messages)
             .finish()
     }
 }

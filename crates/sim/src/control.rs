@@ -17,7 +17,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/half-open", web::post().to(half_open))
             .route("/token", web::post().to(token))
             .route("/revoke", web::post().to(revoke))
-            .route("/sockets", web::get().to(sockets)),
+            .route("/sockets", web::get().to(sockets))
+            .route("/saving", web::post().to(saving))
+            .route("/find-messages", web::post().to(find_messages)),
     );
 }
 
@@ -114,4 +116,26 @@ async fn revoke(sim: web::Data<Sim>, body: web::Json<Revoke>) -> HttpResponse {
 
 async fn sockets(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.sockets())
+}
+
+/// `{enabled}`: whether `messages.upsert` events are saved for `findMessages` from now on.
+#[derive(Debug, Deserialize)]
+struct Saving {
+    enabled: bool,
+}
+
+async fn saving(sim: web::Data<Sim>, body: web::Json<Saving>) -> HttpResponse {
+    sim.set_saving(body.enabled);
+    HttpResponse::Ok().json(json!({"saving": body.enabled}))
+}
+
+/// `{mode}`: `normal`, `hang` (never answer) or `garbage` (200 with a body that is not JSON).
+#[derive(Debug, Deserialize)]
+struct FindMessages {
+    mode: crate::hub::FindMode,
+}
+
+async fn find_messages(sim: web::Data<Sim>, body: web::Json<FindMessages>) -> HttpResponse {
+    sim.set_find_mode(body.mode);
+    HttpResponse::Ok().json(json!({"mode": body.mode}))
 }

@@ -71,12 +71,32 @@ struct Inner {
     emitted: AtomicU64,
     delivered: AtomicU64,
     refreshes: AtomicU64,
-    /// The latest `messages.upsert` payloads per instance, for `findMessages`.
+    /// The latest `messages.upsert` payloads per instance, as emitted (see [`Sim::history`]).
     history: Mutex<HashMap<String, std::collections::VecDeque<serde_json::Value>>>,
+    /// The messages the server saved, per instance, as `Message` rows (for `findMessages`).
+    stored: Mutex<HashMap<String, std::collections::VecDeque<serde_json::Value>>>,
+    saving: AtomicBool,
+    find_mode: Mutex<FindMode>,
+    find_requests: AtomicU64,
 }
 
-/// How many messages `findMessages` can find per instance.
+/// How many emitted messages [`Sim::history`] keeps per instance.
 const HISTORY: usize = 10_000;
+/// How many saved messages `findMessages` can find per instance (the oldest are forgotten).
+pub const STORED: usize = 50_000;
+
+/// How `POST /chat/findMessages/{instance}` behaves: as the real server, or badly on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindMode {
+    /// As the real server.
+    #[default]
+    Normal,
+    /// Never answers.
+    Hang,
+    /// Answers 200 with a body that is not JSON.
+    Garbage,
+}
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +123,7 @@ pub struct SocketInfo {
 impl Sim {
     /// A simulator with `config`; serve it with [`crate::run`].
     pub fn new(config: SimConfig) -> Sim {
+        let config_saves = config.save_messages;
         Sim {
             inner: Arc::new(Inner {
                 config,
@@ -117,6 +138,10 @@ impl Sim {
                 emitted: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
                 history: Mutex::default(),
+                stored: Mutex::default(),
+                saving: AtomicBool::new(config_saves),
+                find_mode: Mutex::default(),
+                find_requests: AtomicU64::new(0),
             }),
         }
     }
@@ -316,6 +341,10 @@ impl Sim {
 
     /// Sends one event to the socket subscribed to (`scope`, `event`), if any. Returns whether a
     /// socket took it. Like the real server, nothing is kept for a socket that is not there.
+    ///
+    /// A `messages.upsert` is also saved, as the real server saves it with
+    /// `DATABASE_SAVE_DATA_NEW_MESSAGE=true` (see [`Sim::set_saving`]), whether a socket takes it
+    /// or not: `findMessages` finds it.
     pub fn emit(&self, scope: &str, event: &str, data: &serde_json::Value) -> bool {
         if event == "messages.upsert" && data.is_object() {
             let mut history = self.inner.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,8 +353,90 @@ impl Sim {
                 list.pop_front();
             }
             list.push_back(data.clone());
+            drop(history);
+            if self.inner.saving.load(Ordering::Relaxed) {
+                self.save(scope, data);
+            }
         }
         self.emit_text(scope, event, self.frame(scope, event, data))
+    }
+
+    /// Saves a message as the server's `Message` row: the columns `findMessages` selects, and
+    /// no `info` or `isGroup` (which the real rows do not have either).
+    fn save(&self, scope: &str, data: &serde_json::Value) {
+        let id = match data.get("id").and_then(serde_json::Value::as_i64) {
+            Some(id) => id,
+            None => self.next_message_id(),
+        };
+        let field = |k: &str| data.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let timestamp = match data.get("messageTimestamp") {
+            Some(serde_json::Value::String(s)) => {
+                s.parse::<i64>().map(Into::into).unwrap_or_default()
+            }
+            Some(v) => v.clone(),
+            None => crate::auth::now_secs().into(),
+        };
+        let row = serde_json::json!({
+            "id": id,
+            "keyId": field("keyId"),
+            "keyFromMe": data.get("keyFromMe").cloned().unwrap_or(false.into()),
+            "keyRemoteJid": field("keyRemoteJid"),
+            "keyParticipant": field("keyParticipant"),
+            "pushName": field("pushName"),
+            "messageType": field("messageType"),
+            "content": field("content"),
+            "messageTimestamp": timestamp,
+            "instanceId": self.instance_id(scope),
+            "device": field("device"),
+            "MessageUpdate": [],
+        });
+        let mut stored = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner());
+        let list = stored.entry(scope.to_owned()).or_default();
+        if list.len() == STORED {
+            list.pop_front();
+        }
+        list.push_back(row);
+    }
+
+    /// Whether `messages.upsert` events are saved from now on (`DATABASE_SAVE_DATA_NEW_MESSAGE`;
+    /// [`SimConfig::save_messages`](crate::SimConfig::save_messages) at start).
+    pub fn set_saving(&self, on: bool) {
+        self.inner.saving.store(on, Ordering::Relaxed);
+    }
+
+    /// The saved messages of `instance`, oldest first.
+    pub fn stored(&self, instance: &str) -> Vec<serde_json::Value> {
+        let stored = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner());
+        stored
+            .get(instance)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How `findMessages` behaves from now on.
+    pub fn set_find_mode(&self, mode: FindMode) {
+        *self
+            .inner
+            .find_mode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    pub(crate) fn find_mode(&self) -> FindMode {
+        *self
+            .inner
+            .find_mode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `findMessages` requests received so far (authorized or not).
+    pub fn find_requests(&self) -> u64 {
+        self.inner.find_requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_find_request(&self) {
+        self.inner.find_requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The latest messages sent on `messages.upsert` for `instance`, oldest first.

@@ -1,7 +1,7 @@
 //! The REST endpoint bots reply through: send a text message.
 
 use crate::config::Protocol;
-use crate::hub::Sim;
+use crate::hub::{FindMode, Sim};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -282,27 +282,71 @@ pub(crate) async fn update_presence(
 pub(crate) struct FindMessages {
     #[serde(default, rename = "where")]
     filter: serde_json::Map<String, Value>,
+    offset: Option<u64>,
+    page: Option<u64>,
 }
 
-/// `POST /chat/findMessages/{instance}`: the messages the simulator sent on `messages.upsert`
-/// (the most recent 10,000), those whose fields equal every member of `where`.
+/// The `where` members the real server filters on (`fetchMessages` in CodeChat's
+/// whatsapp.service.ts); any other member is ignored there too.
+const FILTERS: [&str; 6] = [
+    "id",
+    "keyId",
+    "keyFromMe",
+    "keyRemoteJid",
+    "device",
+    "messageType",
+];
+
+/// `POST /chat/findMessages/{instance}`, as the real server answers it: the saved messages (see
+/// [`Sim::emit`]) whose columns equal the `where` members it filters on, newest first by
+/// `messageTimestamp`, `offset` per page (50 by default) and `page` from 1, as
+/// `{messages: {total, pages, currentPage, records}}`. With saving off there is nothing to find.
 pub(crate) async fn find_messages(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
+    sim.count_find_request();
     let instance = path.into_inner();
     let query: FindMessages = match guarded(&req, &sim, &instance, &body) {
         Ok(q) => q,
         Err((status, message)) => return error(&sim, status, &message),
     };
-    let records: Vec<Value> = sim
-        .history(&instance)
+    match sim.find_mode() {
+        FindMode::Normal => {}
+        FindMode::Hang => return std::future::pending().await,
+        FindMode::Garbage => {
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .body("<html>502 Bad Gateway</html>")
+        }
+    }
+    let mut records: Vec<Value> = sim
+        .stored(&instance)
         .into_iter()
-        .filter(|m| query.filter.iter().all(|(k, v)| m.get(k) == Some(v)))
+        .filter(|m| {
+            FILTERS
+                .iter()
+                .filter_map(|k| Some((k, query.filter.get(*k)?)))
+                .all(|(k, v)| m.get(*k) == Some(v))
+        })
         .collect();
-    HttpResponse::Ok().json(json!({"messages": {"total": records.len(), "records": records}}))
+    // Newest first; rows saved in the same second, latest saved first.
+    records.reverse();
+    records.sort_by_key(|m| std::cmp::Reverse(m["messageTimestamp"].as_i64().unwrap_or_default()));
+    let offset = query.offset.filter(|o| *o > 0).unwrap_or(50);
+    let page = query.page.filter(|p| *p > 0).unwrap_or(1);
+    let total = records.len() as u64;
+    let skip = usize::try_from(offset.saturating_mul(page - 1)).unwrap_or(usize::MAX);
+    let take = usize::try_from(offset).unwrap_or(usize::MAX);
+    let records: Vec<Value> = records.into_iter().skip(skip).take(take).collect();
+    HttpResponse::Ok().json(json!({"messages": {
+        "total": total,
+        "pages": total.div_ceil(offset),
+        "currentPage": page,
+        "records": records,
+    }}))
 }
 
 #[derive(Debug, Deserialize)]
