@@ -8,7 +8,7 @@
 
 use crate::status::Counters;
 use bytestring::ByteString;
-use eventsock_core::{Channel, EventMeta, EventName, Frame, FrameProblem};
+use eventsock_core::{Channel, EventMeta, EventName, Frame, FrameProblem, Origin};
 use eventsock_handler::Router;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -72,6 +72,7 @@ impl Dispatcher {
             received_at: item.received_at,
             seq: item.seq,
             generation: item.generation,
+            origin: Origin::Live,
         }
     }
 
@@ -90,6 +91,13 @@ impl Dispatcher {
             &|frame| self.meta(frame, &item),
             wait,
         );
+        if dispatch.duplicate {
+            tracing::debug!(
+                seq = dispatch.meta.seq,
+                "a message already delivered (recovered over REST); skipped"
+            );
+            return;
+        }
         for problem in &dispatch.problems {
             Counters::bump(&self.counters.decode_errors);
             tracing::warn!(seq = dispatch.meta.seq, generation = dispatch.meta.generation, error = %problem, "frame not delivered");

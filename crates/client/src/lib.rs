@@ -46,6 +46,7 @@
 //! }
 //! ```
 
+mod backfill;
 mod codec;
 mod config;
 mod connection;
@@ -58,6 +59,7 @@ mod queue;
 mod status;
 mod supervisor;
 
+pub use backfill::Backfill;
 pub use config::{ClientConfig, ConfigError, Delivery, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lifecycle::{Lifecycle, LifecycleKind};

@@ -63,6 +63,23 @@ pub enum LifecycleKind {
         /// Why.
         reason: String,
     },
+    /// Messages of a gap were recovered over REST and delivered (see [`crate::Backfill`]).
+    Recovered {
+        /// Messages delivered (those already delivered live are not counted).
+        delivered: u64,
+        /// The start of the span searched (the gap's start, less the margin for clock skew).
+        from: SystemTime,
+    },
+    /// Recovery over REST is not possible on this server; said once per instance.
+    RecoveryUnavailable {
+        /// Why, and what would make it work.
+        reason: String,
+    },
+    /// One recovery failed (the server was slow or answered garbage); the next gap tries again.
+    RecoveryFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for LifecycleKind {
@@ -93,6 +110,19 @@ impl std::fmt::Display for LifecycleKind {
                 humantime::format_rfc3339_millis(*to)
             ),
             LifecycleKind::GaveUp { reason } => write!(f, "gave up: {}", escaped(reason)),
+            LifecycleKind::Recovered { delivered, from } => write!(
+                f,
+                "recovered {delivered} missed messages over REST (searched from {})",
+                humantime::format_rfc3339_millis(*from)
+            ),
+            LifecycleKind::RecoveryUnavailable { reason } => {
+                write!(f, "missed messages cannot be recovered: {}", escaped(reason))
+            }
+            LifecycleKind::RecoveryFailed { reason } => write!(
+                f,
+                "recovering missed messages failed: {}; the next gap tries again",
+                escaped(reason)
+            ),
         }
     }
 }

@@ -16,6 +16,7 @@
 //!
 //! [`Intensity`]: eventsock_core::Intensity
 
+use crate::backfill::{self, Backfill, Recovered, Recovery};
 use crate::config::{ClientConfig, GiveUp};
 use crate::connection::{
     Cause, CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams, End,
@@ -29,14 +30,15 @@ use crate::queue::Queue;
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
 use eventsock_core::{
-    human, Channel, Event, EventName, Payload, Protocol, RawEvent, Source, Token, Undelivered,
+    human, Channel, Event, EventKind, EventName, Payload, Protocol, RawEvent, Source, Token,
+    Undelivered,
 };
 use eventsock_handler::Router;
 use eventsock_rest::{Method, RestClient, RestError};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// A registration given to the builder or in [`Subscribe`], applied to the supervisor's router.
@@ -108,6 +110,7 @@ pub struct SupervisorBuilder {
     router: Option<Router>,
     registrations: Vec<Registration>,
     lifecycle: Vec<Recipient<Lifecycle>>,
+    backfill: Option<Backfill>,
 }
 
 impl std::fmt::Debug for SupervisorBuilder {
@@ -162,6 +165,13 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Recovers the `messages.upsert` events of every gap over REST, and delivers them through
+    /// the router, oldest first, each once (see [`Backfill`]). Legacy sources only.
+    pub fn backfill(mut self, backfill: Backfill) -> Self {
+        self.backfill = Some(backfill);
+        self
+    }
+
     /// Sends every [`Lifecycle`] change to `handler`.
     pub fn lifecycle(mut self, handler: Recipient<Lifecycle>) -> Self {
         self.lifecycle.push(handler);
@@ -193,7 +203,27 @@ impl SupervisorBuilder {
                 router = router.rest(rest);
             }
         }
+        let recovery = self.backfill.map(|b| Arc::new(Recovery::load(b)));
+        if let Some(r) = &recovery {
+            router = router.gate(r.clone());
+        }
+        let rest = self
+            .sources
+            .iter()
+            .map(|s| {
+                let page = recovery
+                    .as_ref()
+                    .map_or(Duration::from_secs(10), |r| r.settings.page_timeout);
+                let mut rest = RestClient::for_source(s).timeout(page).retries(0);
+                if let Some(tls) = &self.config.tls {
+                    rest = rest.tls(tls.clone());
+                }
+                (s.instance().to_owned(), rest)
+            })
+            .collect();
         let mut sup = Supervisor {
+            recovery,
+            rest,
             config: Arc::new(self.config),
             sources: self.sources,
             subs: Vec::new(),
@@ -220,6 +250,10 @@ pub struct Supervisor {
     index: HashMap<(String, Arc<str>, Channel, EventName), usize>,
     lifecycle: Vec<Recipient<Lifecycle>>,
     router: Router,
+    /// Recovery over REST after gaps, when asked for.
+    recovery: Option<Arc<Recovery>>,
+    /// A REST client per instance, for recovery.
+    rest: HashMap<String, RestClient>,
     client: Option<awc::Client>,
     heads: Heads,
     shutting_down: bool,
@@ -243,6 +277,7 @@ impl Supervisor {
             router: None,
             registrations: Vec::new(),
             lifecycle: Vec::new(),
+            backfill: None,
         }
     }
 
@@ -440,6 +475,17 @@ impl Actor for Supervisor {
             .wrap(self.heads.clone())
             .finish();
         self.client = Some(client);
+        if self
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.settings.checkpoint.is_some())
+        {
+            ctx.run_interval(Duration::from_millis(200), |act, _| {
+                if let Some(r) = &act.recovery {
+                    r.save();
+                }
+            });
+        }
         for i in 0..self.subs.len() {
             self.open(i, ctx);
         }
@@ -469,7 +515,64 @@ impl Handler<ConnUp> for Supervisor {
         if let Some(from) = gap {
             self.tell(msg.sub, LifecycleKind::Gap { from, to: msg.at });
         }
+        self.backfill(msg.sub, gap, msg.generation, ctx);
         self.wake_siblings(msg.sub, ctx);
+    }
+}
+
+impl Supervisor {
+    /// After a gap (or at the first connection, from the checkpoint), recovers the missed
+    /// `messages.upsert` events of a legacy subscription over REST, in a task of its own.
+    fn backfill(
+        &mut self,
+        sub: usize,
+        gap: Option<SystemTime>,
+        generation: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(recovery) = self.recovery.clone() else {
+            return;
+        };
+        let s = &self.subs[sub];
+        if s.channel != Channel::Legacy || s.event.kind() != Some(EventKind::MessagesUpsert) {
+            return;
+        }
+        let instance: Arc<str> = Arc::from(s.source.instance());
+        let start = match gap {
+            Some(from) => Some(backfill::secs(from)),
+            None if generation == 1 => recovery.last(&instance),
+            None => None,
+        };
+        let (Some(start), Some(rest)) = (start, self.rest.get(&*instance).cloned()) else {
+            return;
+        };
+        let margin = i64::try_from(recovery.settings.margin.as_secs()).unwrap_or(i64::MAX);
+        let from = start.saturating_sub(margin);
+        let task = backfill::recover(recovery, rest, self.router.clone(), instance, from);
+        ctx.spawn(
+            task.into_actor(self)
+                .map(move |outcome, act, _| act.recovered(sub, from, outcome)),
+        );
+    }
+
+    /// Says how a recovery ended.
+    fn recovered(&mut self, sub: usize, from: i64, outcome: Recovered) {
+        let s = &self.subs[sub];
+        let (instance, event) = (s.source.instance(), &s.event);
+        let kind = match outcome {
+            Recovered::Delivered(delivered) => LifecycleKind::Recovered {
+                delivered,
+                from: std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(from).unwrap_or(0)),
+            },
+            Recovered::Unavailable(Some(reason)) => LifecycleKind::RecoveryUnavailable { reason },
+            Recovered::Failed(reason) => LifecycleKind::RecoveryFailed { reason },
+            Recovered::Unavailable(None) | Recovered::Merged => return,
+        };
+        match &kind {
+            LifecycleKind::Recovered { .. } => tracing::info!(%instance, %event, "{kind}"),
+            _ => tracing::warn!(%instance, %event, "{kind}"),
+        }
+        self.tell(sub, kind);
     }
 }
 
@@ -744,6 +847,9 @@ impl Handler<Shutdown> for Supervisor {
             }
             .into_actor(self)
             .map(|_, act, ctx| {
+                if let Some(r) = &act.recovery {
+                    r.save();
+                }
                 ctx.stop();
                 act.status()
             }),

@@ -25,6 +25,19 @@ pub struct EventMeta {
     pub seq: u64,
     /// Which connection of the subscription the frame came on, from 1; it grows with each reconnect.
     pub generation: u64,
+    /// Whether the event came live from a socket or was recovered over REST after a gap.
+    pub origin: Origin,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Origin {
+    /// Read from a socket as the server sent it (or replayed from a recording of that).
+    #[default]
+    Live,
+    /// Recovered over REST (`findMessages`) after a gap in which no socket listened. `seq`
+    /// counts the recovered events of one recovery, from 1; `generation` is 0.
+    Recovered,
 }
 
 /// A typed event, as delivered to handlers of `T`.

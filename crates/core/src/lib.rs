@@ -44,7 +44,7 @@ pub mod v2;
 pub mod wire;
 
 pub use backoff::{Backoff, Intensity, RestartLog};
-pub use event::{Event, EventMeta, FrameProblem, RawEvent, Undelivered};
+pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use message::MessageLike;
 pub use name::{Channel, EventKind, EventName, UnknownEvent};

@@ -1,7 +1,7 @@
 //! The recorded-event format: one JSON line per event, shared by record/replay and the NATS
 //! bridge (`{"event", "instance", "receivedAt", "generation", "seq", "data"}`).
 
-use crate::{EventMeta, EventName, RawEvent};
+use crate::{EventMeta, EventName, Origin, RawEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,6 +22,9 @@ pub struct Recorded {
     pub seq: u64,
     /// The payload.
     pub data: serde_json::Value,
+    /// Whether it was recovered over REST after a gap (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfilled: bool,
 }
 
 impl Recorded {
@@ -36,6 +39,11 @@ impl Recorded {
             received_at: SystemTime::now(),
             seq: self.seq,
             generation: self.generation,
+            origin: if self.backfilled {
+                Origin::Recovered
+            } else {
+                Origin::Live
+            },
         }
     }
 }
@@ -51,6 +59,7 @@ impl Recorded {
             generation: e.meta.generation,
             seq: e.meta.seq,
             data: (*e.data).clone(),
+            backfilled: e.meta.origin == Origin::Recovered,
         }
     }
 }

@@ -138,4 +138,4 @@ pub use message::Dedup;
 pub use pipeline::{to_actor, Pipeline};
 pub use restart::restarting;
 pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
-pub use router::{Dispatch, HandlerStats, Outcome, Router, Tally};
+pub use router::{Dispatch, Gate, HandlerStats, Outcome, Router, Tally};

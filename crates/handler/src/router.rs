@@ -396,9 +396,39 @@ impl Entry for Raw {
     }
 }
 
+/// Decides, before any handler sees it, whether a `messages.upsert` message is delivered: how
+/// recovery over REST keeps each message exactly once across live delivery and recovery (the
+/// client's `Backfill`). Consulted for bare payloads (the legacy server's frames, recorded or
+/// recovered ones).
+pub trait Gate: Send + Sync + 'static {
+    /// Whether message `id` (sent at `timestamp`, seconds since the epoch, when known) of
+    /// `meta.instance` is to be delivered: `false` for one delivered before.
+    fn admit(&self, meta: &EventMeta, id: &str, timestamp: Option<i64>) -> bool;
+}
+
+/// The fields of a message the [`Gate`] needs, read without building the payload.
+#[derive(serde::Deserialize)]
+struct MessageKey<'a> {
+    #[serde(rename = "keyId", borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "messageTimestamp")]
+    timestamp: Option<serde_json::Value>,
+}
+
+impl MessageKey<'_> {
+    fn seconds(&self) -> Option<i64> {
+        match self.timestamp.as_ref()? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
 struct Inner {
     /// Replaced whole when an entry is added (rare), so a frame's snapshot is one refcount.
     entries: RwLock<Arc<[Arc<dyn Entry>]>>,
+    gate: RwLock<Option<Arc<dyn Gate>>>,
     undelivered: Mutex<Vec<Recipient<Undelivered>>>,
     rest: RwLock<Vec<RestClient>>,
     registered: AtomicUsize,
@@ -478,6 +508,7 @@ impl Router {
         Router {
             inner: Arc::new(Inner {
                 entries: RwLock::new(Arc::from(Vec::new())),
+                gate: RwLock::new(None),
                 undelivered: Mutex::new(Vec::new()),
                 rest: RwLock::new(Vec::new()),
                 registered: AtomicUsize::new(0),
@@ -584,6 +615,16 @@ impl Router {
         self
     }
 
+    /// Lets `gate` decide which `messages.upsert` messages are delivered (see [`Gate`]).
+    pub fn gate(self, gate: Arc<dyn Gate>) -> Self {
+        *self
+            .inner
+            .gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(gate);
+        self
+    }
+
     /// Whether a REST client answers events of `instance`.
     pub fn has_rest(&self, instance: &str) -> bool {
         let rest = self
@@ -657,6 +698,7 @@ impl Router {
                 message: panic_message(&*panic),
                 excerpt: human::excerpt(text, 80),
             }],
+            duplicate: false,
         })
     }
 
@@ -672,6 +714,7 @@ impl Router {
             meta,
             deliveries: Deliveries::default(),
             problems: vec![p],
+            duplicate: false,
         };
         // Legacy frames are bare payloads: the decodes below are the only pass over them.
         let frame = if channel == Some(Channel::Legacy) {
@@ -683,6 +726,14 @@ impl Router {
             }
         };
         let meta = meta(Some(&frame));
+        if !self.admitted(event, channel, text, &meta) {
+            return Dispatch {
+                meta,
+                deliveries: Deliveries::default(),
+                problems: Vec::new(),
+                duplicate: true,
+            };
+        }
         let scope = Scope {
             router: &self.inner,
         };
@@ -698,6 +749,7 @@ impl Router {
                 meta,
                 deliveries,
                 problems: Vec::new(),
+                duplicate: false,
             };
         }
         // A bare frame is checked only by its decodes: when they fail, is it JSON at all? (If
@@ -719,6 +771,38 @@ impl Router {
             meta,
             deliveries,
             problems,
+            duplicate: false,
+        }
+    }
+
+    /// Asks the gate, if there is one, whether a bare `messages.upsert` payload is delivered.
+    fn admitted(
+        &self,
+        event: &EventName,
+        channel: Option<Channel>,
+        text: &str,
+        meta: &EventMeta,
+    ) -> bool {
+        if !matches!(channel, None | Some(Channel::Legacy))
+            || event.kind() != Some(eventsock_core::EventKind::MessagesUpsert)
+        {
+            return true;
+        }
+        let gate = self
+            .inner
+            .gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(gate) = gate else {
+            return true;
+        };
+        match serde_json::from_str::<MessageKey<'_>>(text) {
+            Ok(key) if key.id.as_deref().is_some_and(|id| !id.is_empty()) => {
+                gate.admit(meta, key.id.as_deref().unwrap_or_default(), key.seconds())
+            }
+            // No id to tell duplicates by (or not JSON: the decodes report it).
+            _ => true,
         }
     }
 
@@ -748,6 +832,8 @@ pub struct Dispatch {
     pub meta: EventMeta,
     /// What went wrong with the frame (it may still have reached the handlers of other types).
     pub problems: Vec<FrameProblem>,
+    /// The [`Gate`] held it back: a message delivered before.
+    pub duplicate: bool,
     deliveries: Deliveries,
 }
 
@@ -789,7 +875,7 @@ impl Dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventsock_core::{legacy, EventKind};
+    use eventsock_core::{legacy, EventKind, Origin};
     use std::sync::atomic::AtomicUsize;
     use std::time::SystemTime;
 
@@ -802,6 +888,7 @@ mod tests {
             received_at: SystemTime::now(),
             seq: 1,
             generation: 1,
+            origin: Origin::Live,
         }
     }
 

@@ -113,6 +113,7 @@ mod tests {
                     received_at: std::time::SystemTime::now(),
                     seq: 1,
                     generation: 1,
+                    origin: eventsock_core::Origin::Live,
                 },
                 payload: Arc::new(serde_json::from_value(data).unwrap()),
             }

@@ -1,0 +1,526 @@
+//! Recovering what a gap lost: after every reconnect (and at start-up, from a checkpoint), the
+//! `messages.upsert` events of the gap are fetched over REST (`POST /chat/findMessages`) and
+//! delivered through the router, oldest first, each once.
+//!
+//! The server never replays, but it keeps messages when it runs with
+//! `DATABASE_SAVE_DATA_NEW_MESSAGE=true`. Its `findMessages` has no time filter: it sorts by
+//! `messageTimestamp`, newest first, and pages. So a recovery pages from the newest until it
+//! reaches messages older than the gap's start (less a margin for clock skew), then delivers
+//! what it found oldest first. A bounded window of the message ids delivered so far, live or
+//! recovered, is the [`Gate`] of the router: a message is delivered once, whichever way it came
+//! first. The window and the last delivered message of each instance are the checkpoint, written
+//! atomically to a file when one is given, so a process killed and started again recovers what
+//! arrived while it was down.
+//!
+//! Recovery never blocks live delivery: it runs as a task of its own, each page bounded in
+//! time, the whole bounded in pages and time. A server that cannot recover (no route, a token
+//! refused, messages not saved) is reported once per instance.
+
+use eventsock_core::{human, EventKind, EventMeta, EventName, Origin};
+use eventsock_handler::{Gate, Router};
+use eventsock_rest::{RestClient, RestError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Settings of the recovery of missed messages over REST: give them to
+/// [`SupervisorBuilder::backfill`](crate::SupervisorBuilder::backfill). Legacy sources only
+/// (the newer server's REST API differs).
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) margin: Duration,
+    pub(crate) page_size: u32,
+    pub(crate) max_pages: u32,
+    pub(crate) page_timeout: Duration,
+    pub(crate) time_limit: Duration,
+    pub(crate) window: usize,
+}
+
+impl Default for Backfill {
+    fn default() -> Self {
+        Backfill::new()
+    }
+}
+
+impl Backfill {
+    /// Recovery after every gap, with no checkpoint file: pages of 50, at most 200 pages (10,000
+    /// messages), 10 s per page and 60 s in all, a margin of 60 s for clock skew, and the ids of
+    /// the last 10,000 messages remembered to deliver each once.
+    pub fn new() -> Backfill {
+        Backfill {
+            checkpoint: None,
+            margin: Duration::from_secs(60),
+            page_size: 50,
+            max_pages: 200,
+            page_timeout: Duration::from_secs(10),
+            time_limit: Duration::from_secs(60),
+            window: 10_000,
+        }
+    }
+
+    /// Keeps the checkpoint in `path` (written atomically, at most every 200 ms and at
+    /// shutdown), and recovers from it at start-up.
+    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
+        self
+    }
+
+    /// Searches this much before a gap's start, for clocks that disagree (60 s).
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// How many message ids are remembered to deliver each message once (10,000; at least 1).
+    pub fn window(mut self, ids: usize) -> Self {
+        self.window = ids.max(1);
+        self
+    }
+
+    /// Messages per page (50, the server's default; at least 1) and the most pages one recovery
+    /// reads (200).
+    pub fn pages(mut self, page_size: u32, max_pages: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self.max_pages = max_pages.max(1);
+        self
+    }
+
+    /// How long one page (10 s) and one whole recovery (60 s) may take.
+    pub fn time_limits(mut self, page: Duration, recovery: Duration) -> Self {
+        self.page_timeout = page;
+        self.time_limit = recovery;
+        self
+    }
+}
+
+/// The last message delivered for an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Mark {
+    /// Its `messageTimestamp`, in seconds.
+    timestamp: i64,
+    /// Its `keyId`.
+    id: String,
+}
+
+/// The checkpoint file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The last delivered message of each instance.
+    instances: HashMap<String, Mark>,
+    /// The ids delivered most recently, oldest first, as (instance, id).
+    recent: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    marks: HashMap<String, Mark>,
+    seen: HashSet<(String, String)>,
+    order: VecDeque<(String, String)>,
+    /// Instances already told that recovery is unavailable.
+    unavailable: HashSet<String>,
+    /// Instances with a recovery under way, and the earliest start asked for meanwhile.
+    running: HashMap<String, Option<i64>>,
+}
+
+/// The shared state of recovery: the gate of the router, and the checkpoint.
+#[derive(Debug)]
+pub(crate) struct Recovery {
+    pub(crate) settings: Backfill,
+    state: Mutex<State>,
+    dirty: AtomicBool,
+}
+
+impl Recovery {
+    /// Recovery with `settings`, from the checkpoint file if there is one. A file that cannot
+    /// be read is reported and recovery starts afresh.
+    pub(crate) fn load(settings: Backfill) -> Recovery {
+        let mut state = State::default();
+        if let Some(path) = &settings.checkpoint {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                    Ok(c) => {
+                        state.marks = c.instances;
+                        for key in c.recent.into_iter().rev().take(settings.window).rev() {
+                            if state.seen.insert(key.clone()) {
+                                state.order.push_back(key);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        "the checkpoint is not one eventsock wrote ({e}); starting without it"
+                    ),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    "cannot read the checkpoint ({e}); starting without it"
+                ),
+            }
+        }
+        Recovery {
+            settings,
+            state: Mutex::new(state),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The timestamp of the last message delivered for `instance`, from the checkpoint.
+    pub(crate) fn last(&self, instance: &str) -> Option<i64> {
+        self.lock().marks.get(instance).map(|m| m.timestamp)
+    }
+
+    /// Claims the recovery of `instance` from `from`: `false` when one is under way (it runs
+    /// again afterwards, from the earliest start asked for).
+    fn claim(&self, instance: &str, from: i64) -> bool {
+        let mut state = self.lock();
+        match state.running.get_mut(instance) {
+            Some(pending) => {
+                *pending = Some(pending.map_or(from, |p| p.min(from)));
+                false
+            }
+            None => {
+                state.running.insert(instance.to_owned(), None);
+                true
+            }
+        }
+    }
+
+    /// Ends the recovery of `instance`; gives the start of the next one, if one was asked for.
+    fn release(&self, instance: &str) -> Option<i64> {
+        let mut state = self.lock();
+        let pending = state.running.remove(instance).flatten();
+        if pending.is_some() {
+            state.running.insert(instance.to_owned(), None);
+        }
+        pending
+    }
+
+    /// Whether `instance` was already told that recovery is unavailable (and marks it told).
+    fn told_unavailable(&self, instance: &str) -> bool {
+        !self.lock().unavailable.insert(instance.to_owned())
+    }
+
+    /// Writes the checkpoint if anything changed since the last write.
+    pub(crate) fn save(&self) {
+        let Some(path) = &self.settings.checkpoint else {
+            return;
+        };
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let checkpoint = {
+            let state = self.lock();
+            Checkpoint {
+                instances: state.marks.clone(),
+                recent: state.order.iter().cloned().collect(),
+            }
+        };
+        if let Err(e) = write_atomically(path, &checkpoint) {
+            self.dirty.store(true, Ordering::Release);
+            tracing::error!(path = %path.display(), "cannot write the checkpoint: {e}");
+        }
+    }
+}
+
+/// Writes `value` as JSON to a file beside `path`, then renames it over `path`: a reader (or a
+/// process started after a crash) sees the old checkpoint or the new one, never half of one.
+fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Gate for Recovery {
+    fn admit(&self, meta: &EventMeta, id: &str, timestamp: Option<i64>) -> bool {
+        let instance = meta.instance.as_deref().unwrap_or_default();
+        let key = (instance.to_owned(), id.to_owned());
+        let mut state = self.lock();
+        if !state.seen.insert(key.clone()) {
+            return false;
+        }
+        state.order.push_back(key);
+        while state.order.len() > self.settings.window {
+            if let Some(old) = state.order.pop_front() {
+                state.seen.remove(&old);
+            }
+        }
+        let timestamp = timestamp.unwrap_or_else(now_secs);
+        let newer = state
+            .marks
+            .get(instance)
+            .is_none_or(|m| m.timestamp <= timestamp);
+        if newer {
+            state.marks.insert(
+                instance.to_owned(),
+                Mark {
+                    timestamp,
+                    id: id.to_owned(),
+                },
+            );
+        }
+        drop(state);
+        self.dirty.store(true, Ordering::Release);
+        true
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Seconds since the epoch of `t`.
+pub(crate) fn secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How one recovery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recovered {
+    /// Delivered this many messages (not counting those already delivered).
+    Delivered(u64),
+    /// Not possible on this server: said once per instance (`None` when already said).
+    Unavailable(Option<String>),
+    /// This recovery failed; the next gap tries again.
+    Failed(String),
+    /// Another recovery of the instance is under way: it will cover this one too.
+    Merged,
+}
+
+/// What went wrong with a page.
+enum Failure {
+    Unavailable(String),
+    Failed(String),
+}
+
+/// The `messageTimestamp` of a record, in seconds (numbers and numeric strings).
+fn timestamp(record: &Value) -> Option<i64> {
+    match record.get("messageTimestamp")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Pages `findMessages` from the newest until older than `from`: the records at or after it,
+/// oldest first.
+async fn fetch(rest: &RestClient, from: i64, settings: &Backfill) -> Result<Vec<Value>, Failure> {
+    let mut found = Vec::new();
+    for page in 1..=settings.max_pages {
+        let call = rest.find_messages_page(json!({}), settings.page_size, page);
+        // The client's own timeout is the page's (see `SupervisorBuilder::start`); this one only
+        // guards against a client built otherwise.
+        let guard = settings.page_timeout + Duration::from_secs(1);
+        let answer = match tokio::time::timeout(guard, call).await {
+            Err(_) => {
+                return Err(Failure::Failed(format!(
+                    "findMessages did not answer within {}",
+                    human::duration(settings.page_timeout)
+                )))
+            }
+            Ok(Err(RestError::NotFound { .. })) => {
+                return Err(Failure::Unavailable(
+                    "the server has no findMessages route (404)".into(),
+                ))
+            }
+            Ok(Err(RestError::Unauthorized { .. })) => {
+                return Err(Failure::Unavailable(
+                    "the server refuses this token for findMessages (401)".into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(Failure::Failed(format!("findMessages: {e}"))),
+            Ok(Ok(answer)) => answer,
+        };
+        let Some(records) = answer["messages"]["records"].as_array() else {
+            return Err(Failure::Failed(format!(
+                "findMessages answered something that is not a page of messages: {}",
+                human::excerpt(&answer.to_string(), 80)
+            )));
+        };
+        let mut older = false;
+        for record in records {
+            match timestamp(record) {
+                Some(t) if t < from => older = true,
+                _ => found.push(record.clone()),
+            }
+        }
+        if older || records.len() < settings.page_size as usize {
+            break;
+        }
+        if page == settings.max_pages {
+            tracing::warn!(
+                pages = page,
+                "recovery stopped after its last page; older missed messages are not recovered"
+            );
+        }
+    }
+    // Oldest first; the server gives equal timestamps newest saved first.
+    found.reverse();
+    found.sort_by_key(|r| timestamp(r).unwrap_or(i64::MIN));
+    Ok(found)
+}
+
+/// Recovers the messages of `instance` from `from` (seconds) and delivers them through
+/// `router`; runs again, when asked meanwhile, for a later gap.
+pub(crate) async fn recover(
+    recovery: Arc<Recovery>,
+    rest: RestClient,
+    router: Router,
+    instance: Arc<str>,
+    from: i64,
+) -> Recovered {
+    if !recovery.claim(&instance, from) {
+        return Recovered::Merged;
+    }
+    let mut from = from;
+    let mut result;
+    loop {
+        let settings = &recovery.settings;
+        let attempt = tokio::time::timeout(
+            settings.time_limit,
+            recover_once(&recovery, &rest, &router, &instance, from),
+        )
+        .await;
+        result = attempt.unwrap_or_else(|_| {
+            Recovered::Failed(format!(
+                "it took longer than {}",
+                human::duration(settings.time_limit)
+            ))
+        });
+        match recovery.release(&instance) {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    recovery.save();
+    result
+}
+
+async fn recover_once(
+    recovery: &Recovery,
+    rest: &RestClient,
+    router: &Router,
+    instance: &Arc<str>,
+    from: i64,
+) -> Recovered {
+    let unavailable = |reason: String| {
+        Recovered::Unavailable((!recovery.told_unavailable(instance)).then_some(reason))
+    };
+    let records = match fetch(rest, from, &recovery.settings).await {
+        Ok(r) => r,
+        Err(Failure::Unavailable(reason)) => return unavailable(reason),
+        Err(Failure::Failed(reason)) => return Recovered::Failed(reason),
+    };
+    let event = EventName::from(EventKind::MessagesUpsert);
+    let mut delivered = 0;
+    for (n, record) in records.iter().enumerate() {
+        let text = record.to_string();
+        let meta = EventMeta {
+            event: event.clone(),
+            instance: Some(instance.clone()),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: n as u64 + 1,
+            generation: 0,
+            origin: Origin::Recovered,
+        };
+        let dispatch = router.dispatch(&event, None, &text, &|_| meta.clone(), true);
+        if dispatch.duplicate {
+            continue;
+        }
+        let tally = dispatch.settle(router).await;
+        delivered += u64::from(tally.delivered());
+    }
+    if records.is_empty() {
+        // Nothing found: is nothing missed, or does the server keep nothing? Ask for the last
+        // message this client delivered: a server that saves messages has it.
+        let last = recovery.lock().marks.get(&**instance).map(|m| m.id.clone());
+        if let Some(id) = last {
+            let call = rest.find_messages(json!({ "keyId": id }));
+            if let Ok(Ok(answer)) = tokio::time::timeout(recovery.settings.page_timeout, call).await
+            {
+                if answer["messages"]["total"].as_u64() == Some(0) {
+                    return unavailable("the server keeps no messages (findMessages does not find one this client received): start it with DATABASE_SAVE_DATA_NEW_MESSAGE=true".into());
+                }
+            }
+        }
+    }
+    Recovered::Delivered(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(instance: &str) -> EventMeta {
+        EventMeta {
+            event: EventKind::MessagesUpsert.into(),
+            instance: Some(instance.into()),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: 1,
+            generation: 1,
+            origin: Origin::Live,
+        }
+    }
+
+    #[test]
+    fn the_gate_admits_each_message_once_within_its_window() {
+        let r = Recovery::load(Backfill::new().window(2));
+        assert!(r.admit(&meta("a"), "1", Some(10)));
+        assert!(!r.admit(&meta("a"), "1", Some(10)));
+        assert!(r.admit(&meta("b"), "1", Some(5)), "another instance's id");
+        assert!(r.admit(&meta("a"), "2", Some(9)));
+        // The window holds 2: "a/1" was forgotten.
+        assert!(r.admit(&meta("a"), "1", Some(10)));
+        // The mark is the newest delivered, not the last.
+        assert_eq!(r.last("a"), Some(10));
+    }
+
+    #[test]
+    fn the_checkpoint_survives_a_restart_and_a_bad_file_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("eventsock-backfill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("checkpoint.json");
+        let r = Recovery::load(Backfill::new().checkpoint(&path));
+        assert!(r.admit(&meta("a"), "X", Some(42)));
+        r.save();
+        let again = Recovery::load(Backfill::new().checkpoint(&path));
+        assert_eq!(again.last("a"), Some(42));
+        assert!(
+            !again.admit(&meta("a"), "X", Some(42)),
+            "remembered across the restart"
+        );
+        std::fs::write(&path, b"{garbage").unwrap();
+        let fresh = Recovery::load(Backfill::new().checkpoint(&path));
+        assert_eq!(fresh.last("a"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_recovery_waits_for_the_first_and_takes_the_earliest_start() {
+        let r = Recovery::load(Backfill::new());
+        assert!(r.claim("a", 100));
+        assert!(!r.claim("a", 90));
+        assert!(!r.claim("a", 95));
+        assert_eq!(r.release("a"), Some(90));
+        assert_eq!(r.release("a"), None);
+        assert!(r.claim("a", 1));
+    }
+}

@@ -1,0 +1,246 @@
+//! Recovering missed messages over REST after a gap, against the simulator's `findMessages`
+//! (which answers as CodeChat's does): exactly once, oldest first, never in the way of live
+//! delivery, and honest about servers that cannot recover.
+
+mod common;
+
+use actix::Actor;
+use common::*;
+use eventsock::client::{Backfill, LifecycleKind, Supervisor};
+use eventsock::core::{legacy, Backoff, Origin, Source, Token};
+use eventsock::sim::{FindMode, SimConfig};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn message(id: &str, timestamp: i64) -> Value {
+    json!({"keyId": id, "keyFromMe": false, "keyRemoteJid": "5511988887777@s.whatsapp.net",
+           "pushName": "Maria", "messageType": "conversation", "content": {"text": id},
+           "messageTimestamp": timestamp, "device": "ios", "isGroup": false})
+}
+
+/// A supervisor recording `messages.upsert` and lifecycle, with `backfill`, reconnecting after
+/// `reconnect` (so that a test can emit while nobody listens).
+fn supervise(
+    s: &TestServer,
+    backfill: Backfill,
+    reconnect: Duration,
+) -> (actix::Addr<Supervisor>, Recorder) {
+    let mut config = fast_config();
+    config.backoff = Backoff::Fixed(reconnect);
+    let rec = Recorder::default();
+    let addr = rec.clone().start();
+    let token = Token::new(s.sim.mint_token("codechat", None));
+    let sup = Supervisor::builder()
+        .config(config)
+        .source(Source::new(s.endpoint(), token).unwrap())
+        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
+        .lifecycle(addr.recipient())
+        .backfill(backfill)
+        .start()
+        .unwrap();
+    (sup, rec)
+}
+
+/// The key ids of the events received, with their origin, in order.
+fn received(rec: &Recorder) -> Vec<(String, Origin)> {
+    rec.events()
+        .into_iter()
+        .map(|(meta, json)| (json["keyId"].as_str().unwrap().to_owned(), meta.origin))
+        .collect()
+}
+
+/// Drops the connection and waits until nobody listens.
+async fn drop_link(s: &TestServer) {
+    s.sim.drop_all();
+    until("the socket to be gone", || {
+        !s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_gap_of_500_messages_is_recovered_oldest_first_each_once() {
+    let s = start_sim(SimConfig::default());
+    // Messages up to 10 minutes old count: the live ones are searched again, and must not be
+    // delivered twice.
+    let backfill = Backfill::new().margin(Duration::from_secs(600));
+    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(1500));
+    subscribed(&s, "messages.upsert").await;
+    let now = now_secs();
+    for i in 0..20 {
+        assert!(s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("L{i:02}"), now)
+        ));
+    }
+    rec.wait_events(20).await;
+
+    drop_link(&s).await;
+    for i in 0..500 {
+        let emitted = s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("G{i:03}"), now - 500 + i),
+        );
+        assert!(!emitted, "nobody listens during the gap");
+    }
+    let recovered = rec
+        .wait_lifecycle("the recovery", |k| {
+            matches!(k, LifecycleKind::Recovered { .. })
+        })
+        .await;
+    assert!(
+        matches!(recovered, LifecycleKind::Recovered { delivered: 500, .. }),
+        "{recovered:?}"
+    );
+    let got = received(&rec);
+    assert_eq!(got.len(), 520, "each once");
+    let live: Vec<_> = (0..20)
+        .map(|i| (format!("L{i:02}"), Origin::Live))
+        .collect();
+    let gap: Vec<_> = (0..500)
+        .map(|i| (format!("G{i:03}"), Origin::Recovered))
+        .collect();
+    assert_eq!(got[..20], live[..]);
+    assert_eq!(got[20..], gap[..], "oldest first");
+    // Live delivery goes on after the recovery, and a recovered message sent again live is
+    // not delivered twice.
+    s.sim
+        .emit("codechat", "messages.upsert", &message("G499", now));
+    s.sim
+        .emit("codechat", "messages.upsert", &message("AFTER", now));
+    rec.wait_events(521).await;
+    assert_eq!(received(&rec)[520], ("AFTER".to_owned(), Origin::Live));
+}
+
+#[actix_rt::test]
+async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
+    let s = start_sim(SimConfig {
+        save_messages: false,
+        ..SimConfig::default()
+    });
+    let (_sup, rec) = supervise(&s, Backfill::new(), Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &message("L0", now_secs()));
+    rec.wait_events(1).await;
+    for generation in 2..=4 {
+        drop_link(&s).await;
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("LOST{generation}"), now_secs()),
+        );
+        rec.wait_lifecycle("the reconnect", |k| connected(k, generation))
+            .await;
+        // Each recovery ends (said or not) before the next drop.
+        until("the recovery to end", || {
+            s.sim.find_requests() >= 2 * (generation - 1)
+        })
+        .await;
+    }
+    let unavailable = rec
+        .wait_lifecycle("recovery reported unavailable", |k| {
+            matches!(k, LifecycleKind::RecoveryUnavailable { .. })
+        })
+        .await;
+    assert!(
+        unavailable
+            .to_string()
+            .contains("DATABASE_SAVE_DATA_NEW_MESSAGE=true"),
+        "{unavailable}"
+    );
+    assert_eq!(
+        rec.count_lifecycle(|k| matches!(k, LifecycleKind::RecoveryUnavailable { .. })),
+        1
+    );
+    // Three gaps: one page and one probe each.
+    assert_eq!(s.sim.find_requests(), 6);
+    assert_eq!(received(&rec).len(), 1);
+}
+
+#[actix_rt::test]
+async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delivery() {
+    let s = start_sim(SimConfig::default());
+    let backfill = Backfill::new().time_limits(Duration::from_millis(500), Duration::from_secs(5));
+    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+
+    s.sim.set_find_mode(FindMode::Hang);
+    drop_link(&s).await;
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &message("MISSED1", now_secs()),
+    );
+    rec.wait_lifecycle("the reconnect", |k| connected(k, 2))
+        .await;
+    subscribed(&s, "messages.upsert").await;
+    // The recovery hangs; live messages flow.
+    s.sim
+        .emit("codechat", "messages.upsert", &message("LIVE1", now_secs()));
+    rec.wait("LIVE1", |r| {
+        received(r)
+            .iter()
+            .any(|(id, _)| id == "LIVE1")
+            .then_some(())
+    })
+    .await;
+    let failed = rec
+        .wait_lifecycle("the recovery to fail", |k| {
+            matches!(k, LifecycleKind::RecoveryFailed { .. })
+        })
+        .await;
+    assert!(
+        failed.to_string().contains("no answer within 500ms"),
+        "{failed}"
+    );
+
+    s.sim.set_find_mode(FindMode::Garbage);
+    drop_link(&s).await;
+    rec.wait_lifecycle("the reconnect", |k| connected(k, 3))
+        .await;
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &message("LIVE2", now_secs()));
+    rec.wait("LIVE2", |r| {
+        received(r)
+            .iter()
+            .any(|(id, _)| id == "LIVE2")
+            .then_some(())
+    })
+    .await;
+    rec.wait("a second failed recovery", |r| {
+        (r.count_lifecycle(|k| matches!(k, LifecycleKind::RecoveryFailed { .. })) == 2)
+            .then_some(())
+    })
+    .await;
+
+    // A server that behaves again: the next gap recovers what this one missed too.
+    s.sim.set_find_mode(FindMode::Normal);
+    drop_link(&s).await;
+    rec.wait_lifecycle("the reconnect", |k| connected(k, 4))
+        .await;
+    rec.wait("MISSED1 recovered", |r| {
+        received(r)
+            .iter()
+            .any(|(id, _)| id == "MISSED1")
+            .then_some(())
+    })
+    .await;
+    let got = received(&rec);
+    let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids.iter().filter(|id| **id == "LIVE1").count(),
+        1,
+        "{ids:?}"
+    );
+}
