@@ -528,3 +528,90 @@ async fn bridge_says_where_nats_is_unreachable_and_that_it_retries() {
     bridge.signal("-TERM");
     bridge.exits_cleanly_after("SIGTERM").await;
 }
+
+/// Every stdout line of `child`, parsed, as it comes.
+fn json_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    rx
+}
+
+async fn next_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("a line within the deadline")
+        .expect("stdout open")
+}
+
+#[actix_rt::test]
+async fn tail_killed_and_started_again_with_its_checkpoint_prints_what_it_missed_once() {
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let url = s.url();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint.json");
+    let mut args = tail_args(&url, &token);
+    args.extend(["--backfill", "--checkpoint", checkpoint.to_str().unwrap()]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let message = |id: &str| json!({"keyId": id, "keyRemoteJid": "5511988887777@s.whatsapp.net", "messageTimestamp": now});
+
+    let mut first = Running::start(&args, Stdio::piped());
+    let mut lines = json_lines(&mut first.child);
+    subscribed(&s, "messages.upsert").await;
+    for i in 0..5 {
+        s.sim
+            .emit("codechat", "messages.upsert", &message(&format!("L{i}")));
+    }
+    for i in 0..5 {
+        let line = next_line(&mut lines).await;
+        assert_eq!(line["data"]["keyId"], format!("L{i}"));
+        assert!(line.get("backfilled").is_none(), "{line}");
+    }
+    until("the checkpoint to hold L4", || {
+        std::fs::read_to_string(&checkpoint).is_ok_and(|c| c.contains("\"L4\""))
+    })
+    .await;
+    first.signal("-KILL");
+    let (status, _) = first.exit().await;
+    assert!(!status.success(), "killed: {status}");
+    until("the socket to close", || {
+        !s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+
+    // While nobody listens: 50 messages, lost to the socket, kept by the server.
+    for i in 0..50 {
+        assert!(!s
+            .sim
+            .emit("codechat", "messages.upsert", &message(&format!("M{i:02}"))));
+    }
+    let mut second = Running::start(&args, Stdio::piped());
+    let mut lines = json_lines(&mut second.child);
+    for i in 0..50 {
+        let line = next_line(&mut lines).await;
+        assert_eq!(
+            line["data"]["keyId"],
+            format!("M{i:02}"),
+            "oldest first, each once: {line}"
+        );
+        assert_eq!(line["backfilled"], true);
+    }
+    second.wait_stderr("recovered 50 missed messages").await;
+    // Nothing else came before a live message: L0..L4 were not printed again.
+    subscribed(&s, "messages.upsert").await;
+    s.sim.emit("codechat", "messages.upsert", &message("LIVE"));
+    let line = next_line(&mut lines).await;
+    assert_eq!(line["data"]["keyId"], "LIVE");
+    assert!(line.get("backfilled").is_none(), "{line}");
+    second.signal("-TERM");
+    second.exits_cleanly_after("SIGTERM").await;
+}

@@ -3,9 +3,10 @@
 use super::output::{say, Output};
 use actix::prelude::*;
 use eventsock_client::{
-    ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus, Supervisor,
+    Backfill, ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, SubscriptionStatus,
+    Supervisor,
 };
-use eventsock_core::{human, Backoff, Intensity, RawEvent, Undelivered};
+use eventsock_core::{human, Backoff, Intensity, Origin, RawEvent, Undelivered};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,16 @@ pub(crate) struct TailArgs {
     /// ...within this window. Attempts that never connect (server down) never count.
     #[arg(long, default_value = "5m", value_parser = super::duration)]
     restart_window: Duration,
+    /// After every gap (and at start-up, from --checkpoint), recover the missed messages.upsert
+    /// events over REST (POST /chat/findMessages; the server must save messages,
+    /// DATABASE_SAVE_DATA_NEW_MESSAGE=true) and print them like live ones, oldest first, with
+    /// "backfilled": true.
+    #[arg(long)]
+    backfill: bool,
+    /// Keep the last delivered message and the recent message ids in FILE (written atomically),
+    /// so that tail started again recovers what arrived while it was down. Needs --backfill.
+    #[arg(long, value_name = "FILE", requires = "backfill")]
+    checkpoint: Option<std::path::PathBuf>,
 }
 
 /// Tails until Ctrl-C, SIGTERM, a reader gone, or nothing left; the exit status.
@@ -56,7 +67,15 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
     let output = Output::stdout();
     let nothing_left = Arc::new(Notify::new());
     let printer = Printer::new(output.clone(), events.len(), nothing_left.clone()).start();
-    let supervisor = Supervisor::builder()
+    let mut builder = Supervisor::builder();
+    if args.backfill {
+        let mut backfill = Backfill::new();
+        if let Some(path) = args.checkpoint {
+            backfill = backfill.checkpoint(path);
+        }
+        builder = builder.backfill(backfill);
+    }
+    let supervisor = builder
         .config(config)
         .source(source)
         .raw_handler(events, printer.clone().recipient())
@@ -187,11 +206,14 @@ impl Handler<RawEvent> for Printer {
                 );
             }
         }
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "event": msg.meta.event,
             "instance": msg.meta.instance.as_deref(),
             "data": &*msg.data,
         });
+        if msg.meta.origin == Origin::Recovered {
+            line["backfilled"] = true.into();
+        }
         // The server's text stays the same JSON value, with what a terminal would obey escaped.
         let json = serde_json::to_string(&line).unwrap_or_default();
         let mut bytes = human::json_safe(&json).into_owned().into_bytes();
