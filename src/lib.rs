@@ -61,12 +61,12 @@ pub type Message = eventsock_core::Event<eventsock_core::legacy::MessagesUpsert>
 pub mod prelude {
     pub use crate::{Message, Run, Running, Settings};
     pub use eventsock_client::{
-        ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Subscribe, SubscriptionState,
-        SubscriptionStatus, Supervisor,
+        Backfill, ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Subscribe,
+        SubscriptionState, SubscriptionStatus, Supervisor,
     };
     pub use eventsock_core::{
-        legacy, v2, Channel, Endpoint, Event, EventKind, EventName, MessageLike, Payload, Protocol,
-        RawEvent, Source, Token, TokenProvider, Undelivered,
+        legacy, v2, Channel, Endpoint, Event, EventKind, EventName, MessageLike, Origin, Payload,
+        Protocol, RawEvent, Source, Token, TokenProvider, Undelivered,
     };
     pub use eventsock_handler::{
         Bot, BoxError, Ctx, Dedup, Flow, HandlerError, Pipeline, Route, Router,

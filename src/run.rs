@@ -7,7 +7,9 @@
 //! and lets the handlers finish what was read (a graceful drain).
 
 use actix::Addr;
-use eventsock_client::{ClientConfig, ClientError, Shutdown, SubscriptionStatus, Supervisor};
+use eventsock_client::{
+    Backfill, ClientConfig, ClientError, Shutdown, SubscriptionStatus, Supervisor,
+};
 use eventsock_core::{human, Protocol, Source, SourceError, Token};
 use eventsock_handler::Router;
 use futures_util::future::LocalBoxFuture;
@@ -31,14 +33,19 @@ pub struct Settings {
     /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on this
     /// address (`--metrics ADDR`, `EVENTSOCK_METRICS`; needs the `metrics` feature).
     pub metrics: Option<SocketAddr>,
+    /// Recover the `messages.upsert` events of every gap over REST (`--backfill`,
+    /// `EVENTSOCK_BACKFILL=1`), keeping the checkpoint in a file (`--checkpoint FILE`,
+    /// `EVENTSOCK_CHECKPOINT`; implies `--backfill`).
+    pub backfill: Option<Backfill>,
     /// Connection settings.
     pub config: ClientConfig,
 }
 
 impl Settings {
-    /// Reads `--url`, `--token`, `--protocol` and `--metrics` (each also as `--name=value`)
-    /// from the command line, else `EVENTSOCK_URL`, `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL` and
-    /// `EVENTSOCK_METRICS`. Other arguments are left to the program.
+    /// Reads `--url`, `--token`, `--protocol`, `--metrics`, `--checkpoint` (each also as
+    /// `--name=value`) and `--backfill` from the command line, else `EVENTSOCK_URL`,
+    /// `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL`, `EVENTSOCK_METRICS`, `EVENTSOCK_CHECKPOINT` and
+    /// `EVENTSOCK_BACKFILL`. Other arguments are left to the program.
     pub fn from_env() -> Result<Settings, RunError> {
         Settings::from_args(std::env::args().skip(1), |name| std::env::var(name).ok())
     }
@@ -77,7 +84,16 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let checkpoint = get("--checkpoint", "EVENTSOCK_CHECKPOINT");
+        let backfill = args.iter().any(|a| a == "--backfill")
+            || var("EVENTSOCK_BACKFILL").is_some_and(|v| !v.is_empty() && v != "0")
+            || checkpoint.is_some();
+        let backfill = backfill.then(|| match checkpoint {
+            Some(path) => Backfill::new().checkpoint(path),
+            None => Backfill::new(),
+        });
         Ok(Settings {
+            backfill,
             url: get("--url", "EVENTSOCK_URL"),
             token: get("--token", "EVENTSOCK_TOKEN").map(Token::new),
             protocol,
@@ -169,7 +185,11 @@ type Sim = std::convert::Infallible;
 
 async fn start(router: Router, settings: Settings) -> Result<Running, RunError> {
     let (source, sim) = source(&settings)?;
-    let supervisor = Supervisor::builder()
+    let mut builder = Supervisor::builder();
+    if let Some(backfill) = settings.backfill.clone() {
+        builder = builder.backfill(backfill);
+    }
+    let supervisor = builder
         .config(settings.config.clone())
         .source(source.clone())
         .router(router.clone())
@@ -430,6 +450,12 @@ mod tests {
         assert_eq!(s.token.as_ref().map(Token::expose), Some("env-token"));
         assert_eq!(s.protocol, Some(Protocol::V2));
         assert_eq!(s.metrics, Some("127.0.0.1:9000".parse().unwrap()));
+        assert!(s.backfill.is_none());
+        let s = Settings::from_args(args(&["--checkpoint", "cp.json"]), |_| None).unwrap();
+        assert!(
+            format!("{:?}", s.backfill).contains("cp.json"),
+            "a checkpoint implies --backfill"
+        );
         // An empty variable is no setting.
         let s = Settings::from_args(args(&[]), |_| Some(String::new())).unwrap();
         assert_eq!((s.url, s.token.is_some(), s.protocol), (None, false, None));
