@@ -65,8 +65,8 @@ pub mod prelude {
         SubscriptionState, SubscriptionStatus, Supervisor,
     };
     pub use eventsock_core::{
-        legacy, v2, Channel, Endpoint, Event, EventKind, EventName, MessageLike, Origin, Payload,
-        Protocol, RawEvent, Source, Token, TokenProvider, Undelivered,
+        legacy, v2, Channel, CheckpointStore, Endpoint, Event, EventKind, EventName, MessageLike,
+        Origin, Payload, Protocol, RawEvent, Source, Token, TokenProvider, Undelivered,
     };
     pub use eventsock_handler::{
         Bot, BoxError, Ctx, Dedup, Flow, HandlerError, Pipeline, Route, Router,

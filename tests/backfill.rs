@@ -244,3 +244,71 @@ async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delive
         "{ids:?}"
     );
 }
+
+#[actix_rt::test]
+async fn the_checkpoint_in_a_nats_kv_bucket_recovers_across_a_restart() {
+    use common::nats_server::NatsServer;
+    use eventsock::nats::KvCheckpoint;
+    use eventsock::prelude::CheckpointStore;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let url = nats.url();
+    let open = || KvCheckpoint::open(&url, "eventsock-checkpoints", "codechat");
+    let s = start_sim(SimConfig::default());
+    let backfill = |store: KvCheckpoint| Backfill::new().store(std::sync::Arc::new(store));
+    let (first, rec) = supervise(
+        &s,
+        backfill(open().await.unwrap()),
+        Duration::from_millis(50),
+    );
+    subscribed(&s, "messages.upsert").await;
+    let now = now_secs();
+    for i in 0..5 {
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("L{i}"), now),
+        );
+    }
+    rec.wait_events(5).await;
+    eventually("the checkpoint to hold L4 in the bucket", || async {
+        let saved = open().await.unwrap().load().unwrap()?;
+        String::from_utf8(saved)
+            .unwrap()
+            .contains("\"L4\"")
+            .then_some(())
+    })
+    .await;
+    first.send(eventsock::client::Shutdown).await.unwrap();
+    until("the socket to close", || {
+        !s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+
+    for i in 0..20 {
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("M{i:02}"), now),
+        );
+    }
+    // Another process: it knows only the bucket.
+    let (_second, rec) = supervise(
+        &s,
+        backfill(open().await.unwrap()),
+        Duration::from_millis(50),
+    );
+    rec.wait_lifecycle("the recovery", |k| {
+        matches!(k, LifecycleKind::Recovered { .. })
+    })
+    .await;
+    let expected: Vec<_> = (0..20)
+        .map(|i| (format!("M{i:02}"), Origin::Recovered))
+        .collect();
+    assert_eq!(
+        received(&rec),
+        expected,
+        "what it missed, oldest first, and not L0..L4 again"
+    );
+}

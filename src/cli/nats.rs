@@ -1,9 +1,9 @@
 //! `eventsock bridge` and `eventsock worker`: ingest once into NATS JetStream, process anywhere.
 
-use eventsock_client::{Shutdown, Supervisor};
+use eventsock_client::{Backfill, Shutdown, Supervisor};
 use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
-use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};
+use eventsock_nats::{GetIngestStats, Ingest, KvCheckpoint, StreamConfig, Worker};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BridgeArgs {
@@ -12,6 +12,11 @@ pub(crate) struct BridgeArgs {
     /// The NATS server.
     #[arg(long, env = "EVENTSOCK_NATS", default_value = "nats://127.0.0.1:4222")]
     nats: String,
+    /// After every gap (and at start-up), recover the missed messages.upsert events over REST
+    /// and ingest them too, keeping the checkpoint in the NATS KV bucket eventsock-checkpoints
+    /// (one key per instance), so a bridge started again anywhere goes on from there.
+    #[arg(long)]
+    backfill: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +46,13 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let supervisor = Supervisor::builder()
+    let mut builder = Supervisor::builder();
+    if args.backfill {
+        let store =
+            KvCheckpoint::open(&args.nats, "eventsock-checkpoints", source.instance()).await?;
+        builder = builder.backfill(Backfill::new().store(std::sync::Arc::new(store)));
+    }
+    let supervisor = builder
         .source(source)
         .raw_handler(events, ingest.clone().recipient())
         .start()?;

@@ -16,7 +16,7 @@
 //! time, the whole bounded in pages and time. A server that cannot recover (no route, a token
 //! refused, messages not saved) is reported once per instance.
 
-use eventsock_core::{human, EventKind, EventMeta, EventName, Origin};
+use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin};
 use eventsock_handler::{Gate, Router};
 use eventsock_rest::{RestClient, RestError};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// (the newer server's REST API differs).
 #[derive(Debug, Clone)]
 pub struct Backfill {
-    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) store: Option<Arc<dyn CheckpointStore>>,
     pub(crate) margin: Duration,
     pub(crate) page_size: u32,
     pub(crate) max_pages: u32,
@@ -53,7 +53,7 @@ impl Backfill {
     /// the last 10,000 messages remembered to deliver each once.
     pub fn new() -> Backfill {
         Backfill {
-            checkpoint: None,
+            store: None,
             margin: Duration::from_secs(60),
             page_size: 50,
             max_pages: 200,
@@ -63,10 +63,16 @@ impl Backfill {
         }
     }
 
-    /// Keeps the checkpoint in `path` (written atomically, at most every 200 ms and at
-    /// shutdown), and recovers from it at start-up.
-    pub fn checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
-        self.checkpoint = Some(path.into());
+    /// Keeps the checkpoint in the file at `path` (written atomically, at most every 200 ms and
+    /// at shutdown), and recovers from it at start-up.
+    pub fn checkpoint(self, path: impl Into<PathBuf>) -> Self {
+        self.store(Arc::new(FileCheckpoint(path.into())))
+    }
+
+    /// Keeps the checkpoint in `store` (a NATS KV bucket with `eventsock_nats::KvCheckpoint`,
+    /// or your own), and recovers from it at start-up.
+    pub fn store(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -140,9 +146,9 @@ impl Recovery {
     /// be read is reported and recovery starts afresh.
     pub(crate) fn load(settings: Backfill) -> Recovery {
         let mut state = State::default();
-        if let Some(path) = &settings.checkpoint {
-            match std::fs::read(path) {
-                Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+        if let Some(store) = &settings.store {
+            match store.load() {
+                Ok(Some(bytes)) => match serde_json::from_slice::<Checkpoint>(&bytes) {
                     Ok(c) => {
                         state.marks = c.instances;
                         for key in c.recent.into_iter().rev().take(settings.window).rev() {
@@ -152,13 +158,13 @@ impl Recovery {
                         }
                     }
                     Err(e) => tracing::warn!(
-                        path = %path.display(),
+                        ?store,
                         "the checkpoint is not one eventsock wrote ({e}); starting without it"
                     ),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(None) => {}
                 Err(e) => tracing::warn!(
-                    path = %path.display(),
+                    ?store,
                     "cannot read the checkpoint ({e}); starting without it"
                 ),
             }
@@ -212,7 +218,7 @@ impl Recovery {
 
     /// Writes the checkpoint if anything changed since the last write.
     pub(crate) fn save(&self) {
-        let Some(path) = &self.settings.checkpoint else {
+        let Some(store) = &self.settings.store else {
             return;
         };
         if !self.dirty.swap(false, Ordering::AcqRel) {
@@ -225,20 +231,41 @@ impl Recovery {
                 recent: state.order.iter().cloned().collect(),
             }
         };
-        if let Err(e) = write_atomically(path, &checkpoint) {
+        let saved = serde_json::to_vec(&checkpoint)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| store.save(bytes));
+        if let Err(e) = saved {
             self.dirty.store(true, Ordering::Release);
-            tracing::error!(path = %path.display(), "cannot write the checkpoint: {e}");
+            tracing::error!(?store, "cannot save the checkpoint: {e}");
         }
     }
 }
 
-/// Writes `value` as JSON to a file beside `path`, then renames it over `path`: a reader (or a
+/// A checkpoint in a file, replaced atomically.
+#[derive(Debug)]
+struct FileCheckpoint(PathBuf);
+
+impl CheckpointStore for FileCheckpoint {
+    fn load(&self) -> Result<Option<Vec<u8>>, String> {
+        match std::fs::read(&self.0) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.0.display())),
+        }
+    }
+
+    fn save(&self, checkpoint: Vec<u8>) -> Result<(), String> {
+        write_atomically(&self.0, &checkpoint).map_err(|e| format!("{}: {e}", self.0.display()))
+    }
+}
+
+/// Writes `bytes` to a file beside `path`, then renames it over `path`: a reader (or a
 /// process started after a crash) sees the old checkpoint or the new one, never half of one.
-fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
 

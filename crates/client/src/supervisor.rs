@@ -478,7 +478,7 @@ impl Actor for Supervisor {
         if self
             .recovery
             .as_ref()
-            .is_some_and(|r| r.settings.checkpoint.is_some())
+            .is_some_and(|r| r.settings.store.is_some())
         {
             ctx.run_interval(Duration::from_millis(200), |act, _| {
                 if let Some(r) = &act.recovery {

@@ -29,6 +29,7 @@
 //! ```
 
 mod backoff;
+mod checkpoint;
 mod event;
 mod frame;
 pub mod human;
@@ -44,6 +45,7 @@ pub mod v2;
 pub mod wire;
 
 pub use backoff::{Backoff, Intensity, RestartLog};
+pub use checkpoint::CheckpointStore;
 pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use message::MessageLike;

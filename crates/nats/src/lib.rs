@@ -12,9 +12,11 @@
 //!
 //! Guarantees and ordering are in `docs/scaling.md`.
 
+mod checkpoint;
 mod ingest;
 mod worker;
 
+pub use checkpoint::KvCheckpoint;
 pub use ingest::{GetIngestStats, Ingest, IngestStats};
 pub use worker::{Worker, WorkerStats};
 
