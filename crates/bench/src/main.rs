@@ -4,8 +4,10 @@
 //! cargo run --release -p eventsock-bench -- all          # everything; writes docs/benchmarks.md
 //! cargo run --release -p eventsock-bench -- soak         # 10 million events, resident memory sampled
 //! cargo run --release -p eventsock-bench -- fuzz --cases 1000000
+//! cargo run --release -p eventsock-bench -- backfill --messages 10000
 //! ```
 
+mod backfill;
 mod clients;
 mod probes;
 mod scaleout;
@@ -66,6 +68,15 @@ enum Cmd {
     Fuzz {
         #[arg(long, default_value_t = 1_000_000)]
         cases: u64,
+    },
+    /// Recovering a gap over REST: stored messages recovered and delivered, against paging by hand.
+    Backfill {
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        page: u32,
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
     },
     /// Many events through the whole stack, resident memory sampled every second.
     Soak {
@@ -165,6 +176,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Soak { events } => actix_rt::System::new().block_on(soak(events)),
+        Cmd::Backfill {
+            messages,
+            page,
+            runs,
+        } => actix_rt::System::new().block_on(backfill::backfill(messages, page, runs)),
         Cmd::Throughput { client, events } => actix_rt::System::new().block_on(async move {
             let server = ServerProc::start()?;
             let plan = format!("n={events}/r=0");

@@ -413,6 +413,28 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// The saved messages of `instance` that `keep` keeps, newest first by `messageTimestamp`
+    /// (latest saved first among equals): how many there are, and `take` of them after `skip`.
+    pub(crate) fn find_stored(
+        &self,
+        instance: &str,
+        keep: impl Fn(&serde_json::Value) -> bool,
+        skip: usize,
+        take: usize,
+    ) -> (usize, Vec<serde_json::Value>) {
+        let stored = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = stored.get(instance) else {
+            return (0, Vec::new());
+        };
+        let mut rows: Vec<&serde_json::Value> = list.iter().rev().filter(|m| keep(m)).collect();
+        rows.sort_by_key(|m| std::cmp::Reverse(m["messageTimestamp"].as_i64().unwrap_or_default()));
+        let total = rows.len();
+        (
+            total,
+            rows.into_iter().skip(skip).take(take).cloned().collect(),
+        )
+    }
+
     /// How `findMessages` behaves from now on.
     pub fn set_find_mode(&self, mode: FindMode) {
         *self

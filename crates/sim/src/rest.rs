@@ -322,25 +322,18 @@ pub(crate) async fn find_messages(
                 .body("<html>502 Bad Gateway</html>")
         }
     }
-    let mut records: Vec<Value> = sim
-        .stored(&instance)
-        .into_iter()
-        .filter(|m| {
-            FILTERS
-                .iter()
-                .filter_map(|k| Some((k, query.filter.get(*k)?)))
-                .all(|(k, v)| m.get(*k) == Some(v))
-        })
-        .collect();
-    // Newest first; rows saved in the same second, latest saved first.
-    records.reverse();
-    records.sort_by_key(|m| std::cmp::Reverse(m["messageTimestamp"].as_i64().unwrap_or_default()));
     let offset = query.offset.filter(|o| *o > 0).unwrap_or(50);
     let page = query.page.filter(|p| *p > 0).unwrap_or(1);
-    let total = records.len() as u64;
     let skip = usize::try_from(offset.saturating_mul(page - 1)).unwrap_or(usize::MAX);
     let take = usize::try_from(offset).unwrap_or(usize::MAX);
-    let records: Vec<Value> = records.into_iter().skip(skip).take(take).collect();
+    let keep = |m: &Value| {
+        FILTERS
+            .iter()
+            .filter_map(|k| Some((k, query.filter.get(*k)?)))
+            .all(|(k, v)| m.get(*k) == Some(v))
+    };
+    let (total, records) = sim.find_stored(&instance, keep, skip, take);
+    let total = total as u64;
     HttpResponse::Ok().json(json!({"messages": {
         "total": total,
         "pages": total.div_ceil(offset),
