@@ -51,7 +51,8 @@ pub enum LifecycleKind {
         cause: String,
     },
     /// After a reconnect: events sent in this span may have been lost, since the server does not
-    /// replay. Resync over REST (for example `/chat/findMessages`) for this span.
+    /// replay. With [`Backfill`](crate::Backfill) the supervisor recovers the span's messages
+    /// over REST itself ([`LifecycleKind::Recovered`] follows).
     Gap {
         /// The last moment the previous connection was known to receive (last frame or pong).
         from: SystemTime,

@@ -203,6 +203,14 @@ impl SupervisorBuilder {
                 router = router.rest(rest);
             }
         }
+        if self.backfill.is_some() {
+            for s in self.sources.iter().filter(|s| s.protocol() == Protocol::V2) {
+                tracing::warn!(
+                    instance = %human::escaped(s.instance()),
+                    "missed messages are recovered for legacy sources only; this one speaks v2"
+                );
+            }
+        }
         let recovery = self.backfill.map(|b| Arc::new(Recovery::load(b)));
         if let Some(r) = &recovery {
             router = router.gate(r.clone());
