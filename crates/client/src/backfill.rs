@@ -345,8 +345,13 @@ fn timestamp(record: &Value) -> Option<i64> {
 
 /// Pages `findMessages` from the newest until older than `from`: the records at or after it,
 /// oldest first.
-async fn fetch(rest: &RestClient, from: i64, settings: &Backfill) -> Result<Vec<Value>, Failure> {
-    let mut found = Vec::new();
+async fn fetch(
+    rest: &RestClient,
+    from: i64,
+    settings: &Backfill,
+) -> Result<Vec<(i64, String)>, Failure> {
+    let mut found: Vec<(i64, String)> = Vec::new();
+    let mut bytes = 0usize;
     for page in 1..=settings.max_pages {
         let call = rest.find_messages_page(json!({}), settings.page_size, page);
         // The client's own timeout is the page's (see `SupervisorBuilder::start`); this one only
@@ -379,11 +384,23 @@ async fn fetch(rest: &RestClient, from: i64, settings: &Backfill) -> Result<Vec<
             )));
         };
         let mut older = false;
-        for record in records {
+        // A page holds at most `page_size` records: a server that sends more gets no more read.
+        for record in records.iter().take(settings.page_size as usize) {
             match timestamp(record) {
                 Some(t) if t < from => older = true,
-                _ => found.push(record.clone()),
+                t => {
+                    let text = record.to_string();
+                    bytes += text.len();
+                    found.push((t.unwrap_or(i64::MIN), text));
+                }
             }
+        }
+        if bytes > MAX_BYTES {
+            tracing::warn!(
+                "recovery stopped at {} MiB of messages; older missed messages are not recovered",
+                MAX_BYTES >> 20
+            );
+            break;
         }
         if older || records.len() < settings.page_size as usize {
             break;
@@ -397,9 +414,12 @@ async fn fetch(rest: &RestClient, from: i64, settings: &Backfill) -> Result<Vec<
     }
     // Oldest first; the server gives equal timestamps newest saved first.
     found.reverse();
-    found.sort_by_key(|r| timestamp(r).unwrap_or(i64::MIN));
+    found.sort_by_key(|(t, _)| *t);
     Ok(found)
 }
+
+/// The most message bytes one recovery holds before it delivers them.
+const MAX_BYTES: usize = 64 << 20;
 
 /// Recovers the messages of `instance` from `from` (seconds) and delivers them through
 /// `router`; runs again, when asked meanwhile, for a later gap.
@@ -454,8 +474,7 @@ async fn recover_once(
     };
     let event = EventName::from(EventKind::MessagesUpsert);
     let mut delivered = 0;
-    for (n, record) in records.iter().enumerate() {
-        let text = record.to_string();
+    for (n, (_, text)) in records.iter().enumerate() {
         let meta = EventMeta {
             event: event.clone(),
             instance: Some(instance.clone()),
@@ -466,7 +485,7 @@ async fn recover_once(
             generation: 0,
             origin: Origin::Recovered,
         };
-        let dispatch = router.dispatch(&event, None, &text, &|_| meta.clone(), true);
+        let dispatch = router.dispatch(&event, None, text, &|_| meta.clone(), true);
         if dispatch.duplicate {
             continue;
         }
