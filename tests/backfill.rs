@@ -312,3 +312,32 @@ async fn the_checkpoint_in_a_nats_kv_bucket_recovers_across_a_restart() {
         "what it missed, oldest first, and not L0..L4 again"
     );
 }
+
+#[actix_rt::test]
+async fn a_server_that_never_runs_out_of_messages_is_read_within_the_bounds() {
+    let s = start_sim(SimConfig::default());
+    // Pages of 10, at most 5 pages: 50 messages at most, however much the server sends.
+    let backfill = Backfill::new().pages(10, 5);
+    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+    s.sim.set_find_mode(FindMode::Flood);
+    drop_link(&s).await;
+    let recovered = rec
+        .wait_lifecycle("the recovery", |k| {
+            matches!(k, LifecycleKind::Recovered { .. })
+        })
+        .await;
+    assert!(
+        matches!(recovered, LifecycleKind::Recovered { delivered: 50, .. }),
+        "{recovered:?}"
+    );
+    assert_eq!(s.sim.find_requests(), 5);
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &message("LIVE", now_secs()));
+    rec.wait("LIVE", |r| {
+        received(r).iter().any(|(id, _)| id == "LIVE").then_some(())
+    })
+    .await;
+    assert_eq!(received(&rec).len(), 51);
+}

@@ -96,6 +96,8 @@ pub enum FindMode {
     Hang,
     /// Answers 200 with a body that is not JSON.
     Garbage,
+    /// Never runs out: every page has ten times the records asked for, all new and dated now.
+    Flood,
 }
 
 impl std::fmt::Debug for Sim {

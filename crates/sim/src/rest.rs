@@ -321,6 +321,21 @@ pub(crate) async fn find_messages(
                 .content_type("application/json")
                 .body("<html>502 Bad Gateway</html>")
         }
+        FindMode::Flood => {
+            let asked = query.offset.filter(|o| *o > 0).unwrap_or(50).min(10_000);
+            let page = query.page.unwrap_or(1);
+            let now = crate::auth::now_secs();
+            let records: Vec<Value> = (0..asked * 10)
+                .map(|i| {
+                    json!({"keyId": format!("FLOOD{page}-{i}"), "keyFromMe": false,
+                                "keyRemoteJid": "5511988887777@s.whatsapp.net",
+                                "content": {"text": "flood"}, "messageTimestamp": now})
+                })
+                .collect();
+            return HttpResponse::Ok().json(json!({"messages": {
+                "total": u64::MAX, "pages": u64::MAX, "currentPage": page, "records": records,
+            }}));
+        }
     }
     let offset = query.offset.filter(|o| *o > 0).unwrap_or(50);
     let page = query.page.filter(|p| *p > 0).unwrap_or(1);
