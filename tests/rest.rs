@@ -6,7 +6,7 @@ use common::*;
 use eventsock::core::{Endpoint, Token};
 use eventsock::rest::{MessageKey, RestClient, RestError};
 use eventsock::sim::SimConfig;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,4 +208,68 @@ async fn only_idempotent_calls_are_retried_and_timeouts_are_typed() {
         rest.set_presence("1", "available").await,
         Err(RestError::Connect(_))
     ));
+}
+
+/// What an outbox is measured against: the simulator lists every send it accepted, in order,
+/// and refuses the next sends on request, with `Retry-After`, sending nothing.
+#[actix_rt::test]
+async fn the_simulator_lists_what_it_was_sent_and_refuses_sends_on_request() {
+    let s = start_sim(SimConfig::default());
+    let rest = client(&s, "codechat");
+    let http = awc::Client::default();
+    let control = |path: &str| format!("{}/control/{path}", s.url());
+    rest.send_text("5511988887777", "one").await.unwrap();
+    let mut refuse = http
+        .post(control("send-failures"))
+        .send_json(&json!({"status": 429, "count": 2, "retryAfter": 3}))
+        .await
+        .unwrap();
+    assert_eq!(refuse.status(), 200, "{:?}", refuse.body().await);
+    for _ in 0..2 {
+        let token = s.sim.mint_token("codechat", None);
+        let response = http
+            .post(format!("{}/message/sendText/codechat", s.url()))
+            .bearer_auth(token)
+            .send_json(&json!({"number": "5511988887777", "textMessage": {"text": "refused"}}))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "3");
+    }
+    s.sim.fail_sends(500, None, 1);
+    let e = rest
+        .send_text("5511988887777", "refused")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, eventsock::rest::RestError::Server { status: 500, .. }),
+        "{e}"
+    );
+    rest.send_text("120363000000000000@g.us", "two")
+        .await
+        .unwrap();
+
+    let mut listed = http.get(control("sent")).send().await.unwrap();
+    let sent: Value = listed.json().await.unwrap();
+    let sent = sent.as_array().unwrap();
+    let texts: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|m| (m["chat"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("5511988887777@s.whatsapp.net", "one"),
+            ("120363000000000000@g.us", "two")
+        ]
+    );
+    let (first, second) = (
+        sent[0]["atMs"].as_u64().unwrap(),
+        sent[1]["atMs"].as_u64().unwrap(),
+    );
+    assert!(
+        first > 1_700_000_000_000 && first <= second,
+        "{first} {second}"
+    );
+    assert_eq!(sent[0]["instance"], "codechat");
 }

@@ -19,6 +19,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/revoke", web::post().to(revoke))
             .route("/sockets", web::get().to(sockets))
             .route("/saving", web::post().to(saving))
+            .route("/sent", web::get().to(sent))
+            .route("/send-failures", web::post().to(send_failures))
             .route("/find-messages", web::post().to(find_messages)),
     );
 }
@@ -138,4 +140,27 @@ struct FindMessages {
 async fn find_messages(sim: web::Data<Sim>, body: web::Json<FindMessages>) -> HttpResponse {
     sim.set_find_mode(body.mode);
     HttpResponse::Ok().json(json!({"mode": body.mode}))
+}
+
+/// Every `sendText` accepted, in arrival order: `[{instance, chat, text, atMs}]`.
+async fn sent(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.sent())
+}
+
+/// `{status, count, retryAfter?}`: refuse the next `count` sends with `status` (and a
+/// `Retry-After` of `retryAfter` seconds).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendFailures {
+    status: u16,
+    count: u64,
+    retry_after: Option<u64>,
+}
+
+async fn send_failures(sim: web::Data<Sim>, body: web::Json<SendFailures>) -> HttpResponse {
+    if !(400..=599).contains(&body.status) {
+        return HttpResponse::BadRequest().json(json!({"error": "status must be 400 to 599"}));
+    }
+    sim.fail_sends(body.status, body.retry_after, body.count);
+    HttpResponse::Ok().json(json!({"failing": body.count}))
 }

@@ -78,6 +78,27 @@ struct Inner {
     saving: AtomicBool,
     find_mode: Mutex<FindMode>,
     find_requests: AtomicU64,
+    /// Every `sendText` accepted, in arrival order (the oldest forgotten past `SENT`).
+    sent: Mutex<std::collections::VecDeque<Sent>>,
+    /// The next sends to refuse: (status, `Retry-After` seconds, how many left).
+    send_failures: Mutex<Option<(u16, Option<u64>, u64)>>,
+}
+
+/// How many accepted sends [`Sim::sent`] remembers.
+const SENT: usize = 100_000;
+
+/// A text message the simulator accepted on `sendText`: [`Sim::sent`], `GET /control/sent`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sent {
+    /// The instance it was sent from.
+    pub instance: String,
+    /// The chat (a JID).
+    pub chat: String,
+    /// The text.
+    pub text: String,
+    /// When it arrived, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// How many emitted messages [`Sim::history`] keeps per instance.
@@ -144,6 +165,8 @@ impl Sim {
                 saving: AtomicBool::new(config_saves),
                 find_mode: Mutex::default(),
                 find_requests: AtomicU64::new(0),
+                sent: Mutex::default(),
+                send_failures: Mutex::default(),
             }),
         }
     }
@@ -435,6 +458,51 @@ impl Sim {
             total,
             rows.into_iter().skip(skip).take(take).cloned().collect(),
         )
+    }
+
+    /// Every text message accepted on `sendText`, in arrival order.
+    pub fn sent(&self) -> Vec<Sent> {
+        let sent = self.inner.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.iter().cloned().collect()
+    }
+
+    pub(crate) fn record_sent(&self, instance: &str, chat: &str, text: &str) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut sent = self.inner.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if sent.len() == SENT {
+            sent.pop_front();
+        }
+        sent.push_back(Sent {
+            instance: instance.to_owned(),
+            chat: chat.to_owned(),
+            text: text.to_owned(),
+            at_ms,
+        });
+    }
+
+    /// Refuses the next `count` sends with `status` (429 with `Retry-After: retry_after`
+    /// seconds when given, 500...), sending nothing; then accepts again.
+    pub fn fail_sends(&self, status: u16, retry_after: Option<u64>, count: u64) {
+        *self
+            .inner
+            .send_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            (count > 0).then_some((status, retry_after, count));
+    }
+
+    /// The failure to answer this send with, if one is due.
+    pub(crate) fn take_send_failure(&self) -> Option<(u16, Option<u64>)> {
+        let mut failures = self
+            .inner
+            .send_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (status, retry_after, left) = (*failures)?;
+        *failures = (left > 1).then_some((status, retry_after, left - 1));
+        Some((status, retry_after))
     }
 
     /// How `findMessages` behaves from now on.

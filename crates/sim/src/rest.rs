@@ -96,12 +96,23 @@ pub(crate) async fn send_text(
             "textMessage.text is required",
         );
     };
+    if let Some((status, retry_after)) = sim.take_send_failure() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = error(&sim, status, "refused by the simulator's control API");
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        return response;
+    }
     let options = body.options.unwrap_or_default();
     let jid = if number.contains('@') {
         number
     } else {
         format!("{}@s.whatsapp.net", number.trim_start_matches('+'))
     };
+    sim.record_sent(&instance, &jid, &text);
     let message = sent_message(&sim, &instance, &jid, &text, &options);
     tracing::info!(
         instance = %eventsock_core::human::escaped(&instance),
