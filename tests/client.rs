@@ -345,6 +345,26 @@ async fn duplicate_subscriptions_share_one_connection() {
     })
     .await;
     assert_eq!(s.sim.accepted(), 1, "one handshake for three handlers");
+    // A handler that cannot be served is refused and changes nothing: the next one is taken.
+    let refused = sup
+        .send(Subscribe::raw(
+            [eventsock::core::EventName::parse("message.upsert")],
+            Recorder::default().start().recipient(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(refused, Err(ClientError::Unserved { .. })),
+        "{refused:?}"
+    );
+    let updates = Recorder::default();
+    sup.send(Subscribe::handler::<legacy::MessagesUpdate>(
+        updates.clone().start().recipient(),
+    ))
+    .await
+    .unwrap()
+    .unwrap();
+    subscribed(&s, "messages.update").await;
     // Another supervisor in this process asking for the same stream is refused, not starved;
     // and being refused does not release the first supervisor's claim (asked twice).
     for _ in 0..2 {

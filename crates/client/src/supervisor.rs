@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// A registration given to the builder or in [`Subscribe`], applied to the supervisor's router.
-type Registration = Box<dyn FnOnce(Router) -> Router + Send>;
+type Registration = Box<dyn Fn(Router) -> Router + Send>;
 
 /// The (endpoint, instance, event) triples held by supervisors in this process. The server
 /// keeps one socket per (instance, event): two supervisors opening the same one would silently
@@ -149,7 +149,8 @@ impl SupervisorBuilder {
     /// Delivers every `T` event to `handler`; subscribes `T`'s events on every source whose
     /// protocol has that shape.
     pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
-        self.registrations.push(Box::new(move |r| r.actor(handler)));
+        self.registrations
+            .push(Box::new(move |r| r.actor(handler.clone())));
         self
     }
 
@@ -161,7 +162,7 @@ impl SupervisorBuilder {
     ) -> Self {
         let events: Vec<_> = events.into_iter().collect();
         self.registrations
-            .push(Box::new(move |r| r.raw(events, handler)));
+            .push(Box::new(move |r| r.raw(events.clone(), handler.clone())));
         self
     }
 
@@ -182,7 +183,7 @@ impl SupervisorBuilder {
     /// when it was valid JSON).
     pub fn undelivered(mut self, handler: Recipient<Undelivered>) -> Self {
         self.registrations
-            .push(Box::new(move |r| r.undelivered(handler)));
+            .push(Box::new(move |r| r.undelivered(handler.clone())));
         self
     }
 
@@ -292,29 +293,34 @@ impl Supervisor {
     /// Opens the subscriptions the router's handlers need that are not open yet. Returns the
     /// indexes of those it created.
     fn register(&mut self) -> Result<Vec<usize>, ClientError> {
-        let mut created = Vec::new();
+        let plan = self.plan(&self.router)?;
+        Ok(self.commit(plan))
+    }
+
+    /// The subscriptions `router`'s handlers need that are not open yet, each with its
+    /// process-wide claim taken. Changes nothing: on an error, the claims taken are let go.
+    fn plan(
+        &self,
+        router: &Router,
+    ) -> Result<Vec<(Source, Channel, EventName, Held)>, ClientError> {
+        let mut plan: Vec<(Source, Channel, EventName, Held)> = Vec::new();
         for source in &self.sources {
             let protocol = source.protocol();
-            let wanted =
-                self.router
-                    .subscriptions(protocol)
-                    .map_err(|e| ClientError::Unserved {
-                        suggestions: e
-                            .suggestions(protocol.channels())
-                            .into_iter()
-                            .map(str::to_owned)
-                            .collect(),
-                        event: e.to_string(),
-                        protocol,
-                    })?;
+            let wanted = router
+                .subscriptions(protocol)
+                .map_err(|e| ClientError::Unserved {
+                    suggestions: e
+                        .suggestions(protocol.channels())
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    event: e.to_string(),
+                    protocol,
+                })?;
             for (channel, event) in wanted {
-                let key = (
-                    source.endpoint().to_string(),
-                    Arc::<str>::from(source.instance()),
-                    channel,
-                    event,
-                );
-                if self.index.contains_key(&key) {
+                let key = Self::key(source, channel, &event);
+                let planned = plan.iter().any(|(s, c, e, _)| Self::key(s, *c, e) == key);
+                if self.index.contains_key(&key) || planned {
                     continue;
                 }
                 let held_key = format!("{}|{}|{}", key.0, key.1, key.3);
@@ -323,30 +329,53 @@ impl Supervisor {
                     instance: key.1.to_string(),
                     event: key.3.to_string(),
                 })?;
-                let i = self.subs.len();
-                self.subs.push(Sub {
-                    source: source.clone(),
-                    channel,
-                    event: key.3.clone(),
-                    counters: Arc::default(),
-                    queue: None,
-                    drained: None,
-                    conn: None,
-                    state: SubscriptionState::BackingOff,
-                    tries: Tries::default(),
-                    generation: 0,
-                    last_error: None,
-                    auth_reported: false,
-                    diagnosis: None,
-                    retry: None,
-                    last_heard: None,
-                    _held: held,
-                });
-                self.index.insert(key, i);
-                created.push(i);
+                plan.push((source.clone(), channel, event, held));
             }
         }
-        Ok(created)
+        Ok(plan)
+    }
+
+    fn key(
+        source: &Source,
+        channel: Channel,
+        event: &EventName,
+    ) -> (String, Arc<str>, Channel, EventName) {
+        (
+            source.endpoint().to_string(),
+            Arc::from(source.instance()),
+            channel,
+            event.clone(),
+        )
+    }
+
+    /// Adds the planned subscriptions; returns their indexes.
+    fn commit(&mut self, plan: Vec<(Source, Channel, EventName, Held)>) -> Vec<usize> {
+        let mut created = Vec::new();
+        for (source, channel, event, held) in plan {
+            let key = Self::key(&source, channel, &event);
+            let i = self.subs.len();
+            self.subs.push(Sub {
+                source,
+                channel,
+                event,
+                counters: Arc::default(),
+                queue: None,
+                drained: None,
+                conn: None,
+                state: SubscriptionState::BackingOff,
+                tries: Tries::default(),
+                generation: 0,
+                last_error: None,
+                auth_reported: false,
+                diagnosis: None,
+                retry: None,
+                last_heard: None,
+                _held: held,
+            });
+            self.index.insert(key, i);
+            created.push(i);
+        }
+        created
     }
 
     fn tell(&self, sub: usize, kind: LifecycleKind) {
@@ -809,7 +838,7 @@ impl std::fmt::Debug for Subscribe {
 impl Subscribe {
     /// A handler of `T` events.
     pub fn handler<T: Payload>(handler: Recipient<Event<T>>) -> Subscribe {
-        Subscribe(Box::new(move |r| r.actor(handler)))
+        Subscribe(Box::new(move |r| r.actor(handler.clone())))
     }
 
     /// A raw handler of `events`.
@@ -818,7 +847,7 @@ impl Subscribe {
         handler: Recipient<RawEvent>,
     ) -> Subscribe {
         let events: Vec<_> = events.into_iter().collect();
-        Subscribe(Box::new(move |r| r.raw(events, handler)))
+        Subscribe(Box::new(move |r| r.raw(events.clone(), handler.clone())))
     }
 }
 
@@ -829,8 +858,10 @@ impl Handler<Subscribe> for Supervisor {
         if self.shutting_down {
             return Err(ClientError::Stopped);
         }
+        // Checked on a router of its own first: a handler that cannot be served changes nothing.
+        let plan = self.plan(&(msg.0)(Router::new()))?;
         self.router = (msg.0)(self.router.clone());
-        for i in self.register()? {
+        for i in self.commit(plan) {
             self.open(i, ctx);
         }
         Ok(())

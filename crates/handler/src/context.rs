@@ -10,9 +10,9 @@ use std::sync::Arc;
 /// instance. Cheap to clone.
 ///
 /// On an event that is not a message (a connection update, say) there is no chat: the calls
-/// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client (a
-/// replay or a NATS worker given none, see [`Router::rest`](crate::Router::rest)) every call
-/// fails with [`RestError::Unavailable`].
+/// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client for
+/// the event's instance (a replay or a NATS worker given none, see
+/// [`Router::rest`](crate::Router::rest)) every call fails with [`RestError::Unavailable`].
 #[derive(Clone)]
 pub struct Ctx {
     rest: Option<RestClient>,
@@ -63,7 +63,7 @@ impl Ctx {
     pub fn rest(&self) -> Result<&RestClient, RestError> {
         self.rest.as_ref().ok_or_else(|| {
             RestError::Unavailable(
-                "no REST client for this event (replayed or taken from a queue with none): give one with Router::rest".into(),
+                "no REST client answers this event's instance: give one with Router::rest".into(),
             )
         })
     }

@@ -33,6 +33,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A list read whole on every frame and changed rarely: readers take a snapshot (one refcount)
+/// and hold no lock while they run handlers, so a handler may register others, or dispatch.
+struct List<T> {
+    items: RwLock<Arc<[Arc<T>]>>,
+}
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List {
+            items: RwLock::new(Arc::from(Vec::new())),
+        }
+    }
+}
+
+impl<T> List<T> {
+    fn snapshot(&self) -> Arc<[Arc<T>]> {
+        self.items
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn push(&self, item: T) {
+        let mut items = self.items.write().unwrap_or_else(PoisonError::into_inner);
+        let mut grown = items.to_vec();
+        grown.push(Arc::new(item));
+        *items = Arc::from(grown);
+    }
+
+    /// Keeps the items `keep` keeps; returns how many are left.
+    fn retain(&self, keep: impl Fn(&T) -> bool) -> usize {
+        let mut items = self.items.write().unwrap_or_else(PoisonError::into_inner);
+        if items.iter().all(|i| keep(i)) {
+            return items.len();
+        }
+        let kept: Vec<_> = items.iter().filter(|i| keep(i)).cloned().collect();
+        *items = Arc::from(kept);
+        items.len()
+    }
+}
+
 /// How one handler did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -275,7 +316,7 @@ trait Entry: Send + Sync + 'static {
 
 /// The handlers of `Event<T>`.
 struct Typed<T: Payload> {
-    handlers: Mutex<Vec<Handler<Event<T>>>>,
+    handlers: List<Handler<Event<T>>>,
 }
 
 impl<T: Payload> Entry for Typed<T> {
@@ -305,7 +346,7 @@ impl<T: Payload> Entry for Typed<T> {
         if channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
             return Ok(());
         }
-        let handlers = lock(&self.handlers);
+        let handlers = self.handlers.snapshot();
         if handlers.is_empty() {
             return Ok(());
         }
@@ -321,13 +362,11 @@ impl<T: Payload> Entry for Typed<T> {
     }
 
     fn prune(&self) -> usize {
-        let mut handlers = lock(&self.handlers);
-        handlers.retain(Handler::alive);
-        handlers.len()
+        self.handlers.retain(Handler::alive)
     }
 
     fn stats(&self, out: &mut Vec<HandlerStats>) {
-        out.extend(lock(&self.handlers).iter().map(Handler::stats));
+        out.extend(self.handlers.snapshot().iter().map(|h| h.stats()));
     }
 }
 
@@ -337,7 +376,7 @@ type RawHandler = (Option<Vec<EventName>>, Handler<RawEvent>);
 /// The handlers of [`RawEvent`].
 #[derive(Default)]
 struct Raw {
-    handlers: Mutex<Vec<RawHandler>>,
+    handlers: List<RawHandler>,
 }
 
 impl Entry for Raw {
@@ -346,9 +385,9 @@ impl Entry for Raw {
     }
 
     fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
-        let handlers = lock(&self.handlers);
+        let handlers = self.handlers.snapshot();
         let mut subs = Vec::new();
-        for event in handlers.iter().filter_map(|(e, _)| e.as_ref()).flatten() {
+        for event in handlers.iter().filter_map(|h| h.0.as_ref()).flatten() {
             match protocol.channel_of(event) {
                 Some(channel) => subs.push((channel, event.clone())),
                 None => return Err(event.clone()),
@@ -366,9 +405,10 @@ impl Entry for Raw {
         wait: bool,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
-        let handlers = lock(&self.handlers);
+        let handlers = self.handlers.snapshot();
         let mut data = None;
-        for (events, h) in handlers.iter() {
+        for raw in handlers.iter() {
+            let (events, h) = &**raw;
             if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) {
                 continue;
             }
@@ -386,13 +426,11 @@ impl Entry for Raw {
     }
 
     fn prune(&self) -> usize {
-        let mut handlers = lock(&self.handlers);
-        handlers.retain(|(_, h)| h.alive());
-        handlers.len()
+        self.handlers.retain(|(_, h)| h.alive())
     }
 
     fn stats(&self, out: &mut Vec<HandlerStats>) {
-        out.extend(lock(&self.handlers).iter().map(|(_, h)| h.stats()));
+        out.extend(self.handlers.snapshot().iter().map(|raw| raw.1.stats()));
     }
 }
 
@@ -445,13 +483,14 @@ impl Inner {
     /// The REST client for `instance`: the one registered for it, or the only one there is.
     fn rest_for(&self, instance: Option<&str>) -> Option<RestClient> {
         let rest = self.rest.read().unwrap_or_else(PoisonError::into_inner);
-        instance
-            .and_then(|i| rest.iter().find(|r| r.instance() == i))
-            .or(match rest.as_slice() {
+        match instance {
+            Some(i) => rest.iter().find(|r| r.instance() == i),
+            None => match rest.as_slice() {
                 [only] => Some(only),
                 _ => None,
-            })
-            .cloned()
+            },
+        }
+        .cloned()
     }
 
     /// The entry of type `E`, created with `make` if there is none yet.
@@ -531,16 +570,17 @@ impl Router {
         };
         self.inner.entry(
             || Typed::<T> {
-                handlers: Mutex::new(Vec::new()),
+                handlers: List::default(),
             },
-            |e| lock(&e.handlers).push(handler),
+            |e| e.handlers.push(handler),
         );
         self
     }
 
     /// Handles every `T` event with `f`, given the event and a [`Ctx`] to answer it with. An
     /// error or a panic fails this event only (it is counted, logged, and on the NATS worker
-    /// the event is redelivered). Events of one subscription are handled one after another.
+    /// the event is redelivered). Events of one subscription are handled one after another
+    /// (messages recovered over REST after a gap come from a task of their own, beside them).
     pub fn on<T, F, Fut>(self, f: F) -> Self
     where
         T: Payload,
@@ -568,7 +608,7 @@ impl Router {
             counters: Arc::default(),
         };
         self.inner
-            .entry(Raw::default, |e| lock(&e.handlers).push((events, handler)));
+            .entry(Raw::default, |e| e.handlers.push((events, handler)));
         self
     }
 
@@ -601,7 +641,8 @@ impl Router {
     }
 
     /// The REST client a [`Ctx`] answers through, for events of its instance (the one client,
-    /// when there is one, also answers events that name no instance). The runtime and the
+    /// when there is only one, also answers events that name no instance; an event of another
+    /// instance gets none). The runtime and the
     /// supervisor add one per source; give one yourself for a replay or a NATS worker.
     pub fn rest(self, client: RestClient) -> Self {
         let mut rest = self
