@@ -1,6 +1,6 @@
 //! Prometheus metrics and health checks for a running bot: `GET /metrics` (OpenMetrics text),
-//! `GET /healthz` (liveness: the supervisor runs) and `GET /readyz` (readiness: every
-//! subscription is up).
+//! `GET /healthz` (liveness: the supervisor runs and not every subscription has given up) and
+//! `GET /readyz` (readiness: every subscription is connected).
 //!
 //! Values are read at each scrape from the supervisor's status and the router's handler
 //! counters, so nothing is counted twice and nothing is kept in between.
@@ -151,8 +151,13 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
 
 async fn healthz(state: web::Data<State>) -> HttpResponse {
     match status(&state).await {
-        Some(_) => HttpResponse::Ok().body("ok\n"),
         None => HttpResponse::ServiceUnavailable().body("the supervisor has stopped\n"),
+        Some(subs)
+            if !subs.is_empty() && subs.iter().all(|s| s.state == SubscriptionState::Failed) =>
+        {
+            HttpResponse::ServiceUnavailable().body("every subscription has given up\n")
+        }
+        Some(_) => HttpResponse::Ok().body("ok\n"),
     }
 }
 

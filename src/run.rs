@@ -8,7 +8,8 @@
 
 use actix::Addr;
 use eventsock_client::{
-    Backfill, ClientConfig, ClientError, Shutdown, SubscriptionStatus, Supervisor,
+    Backfill, ClientConfig, ClientError, Shutdown, SubscriptionState, SubscriptionStatus,
+    Supervisor,
 };
 use eventsock_core::{human, Protocol, Source, SourceError, Token};
 use eventsock_handler::Router;
@@ -60,7 +61,8 @@ impl Settings {
             let mut it = args.iter();
             while let Some(a) = it.next() {
                 if a == name {
-                    return it.next().cloned();
+                    // `--token --url x`: the token is missing, not "--url".
+                    return it.next().filter(|v| !v.starts_with("--")).cloned();
                 }
                 if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
                     return Some(v.to_owned());
@@ -86,7 +88,12 @@ impl Settings {
             .transpose()?;
         let checkpoint = get("--checkpoint", "EVENTSOCK_CHECKPOINT");
         let backfill = args.iter().any(|a| a == "--backfill")
-            || var("EVENTSOCK_BACKFILL").is_some_and(|v| !v.is_empty() && v != "0")
+            || var("EVENTSOCK_BACKFILL").is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "" | "0" | "false" | "no" | "off"
+                )
+            })
             || checkpoint.is_some();
         let backfill = backfill.then(|| match checkpoint {
             Some(path) => Backfill::new().checkpoint(path),
@@ -147,8 +154,9 @@ fn setting_of(e: &SourceError) -> &'static str {
 pub trait Run {
     /// Runs the bot from [`Settings::from_env`] until Ctrl-C or SIGTERM, then lets its handlers
     /// finish what was read. For `fn main`: it starts the runtime itself, prints where it
-    /// listens and every warning to standard error, and on a setting that cannot work prints
-    /// why and exits with status 1. Do not call it inside a running actix or tokio runtime; use
+    /// listens and every warning to standard error, and on a setting that cannot work, or when
+    /// every subscription has given up, prints why and exits with status 1 (so that a service
+    /// manager restarts it). Do not call it inside a running actix or tokio runtime; use
     /// [`Run::start`] there.
     fn run(self);
 
@@ -163,12 +171,36 @@ impl Run for Router {
         let result = system.block_on(async move {
             let running = self.start(Settings::from_env()?).await?;
             eprintln!("eventsock: {}", running.describe());
-            running.until(terminated()).await;
-            Ok::<_, RunError>(())
+            let gave_up = tokio::select! {
+                _ = terminated() => false,
+                _ = running.given_up() => true,
+            };
+            let status = running.stop().await;
+            Ok::<_, RunError>(gave_up.then(|| {
+                let reasons: Vec<String> = status
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {}: {}",
+                            human::escaped(&s.instance),
+                            s.event,
+                            s.last_error.as_deref().unwrap_or("given up")
+                        )
+                    })
+                    .collect();
+                reasons.join("; ")
+            }))
         });
-        if let Err(e) = result {
-            eprintln!("eventsock: {e}");
-            std::process::exit(1);
+        match result {
+            Ok(None) => {}
+            Ok(Some(reasons)) => {
+                eprintln!("eventsock: every subscription gave up, so the bot stops: {reasons}");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("eventsock: {e}");
+                std::process::exit(1);
+            }
         }
     }
 
@@ -196,14 +228,19 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
         .start()?;
     #[cfg(feature = "metrics")]
     let metrics = match settings.metrics {
-        Some(addr) => Some(
-            crate::metrics::serve(addr, supervisor.clone(), router.clone())
-                .map_err(|source| RunError::Metrics { addr, source })?,
-        ),
+        Some(addr) => match crate::metrics::serve(addr, supervisor.clone(), router.clone()) {
+            Ok(server) => Some(server),
+            Err(source) => {
+                // Nothing half-started is left behind: the supervisor lets its claims go.
+                let _ = supervisor.send(Shutdown).await;
+                return Err(RunError::Metrics { addr, source });
+            }
+        },
         None => None,
     };
     #[cfg(not(feature = "metrics"))]
     if let Some(addr) = settings.metrics {
+        let _ = supervisor.send(Shutdown).await;
         return Err(RunError::Metrics {
             addr,
             source: std::io::Error::other("built without the `metrics` feature"),
@@ -346,21 +383,32 @@ impl Running {
         line
     }
 
-    /// Runs until `shutdown` completes (or the supervisor stops by itself, having given up),
-    /// then stops gracefully: see [`Running::stop`].
+    /// Runs until `shutdown` completes (or [`Running::given_up`]), then stops gracefully: see
+    /// [`Running::stop`].
     pub async fn until(self, shutdown: impl Future<Output = ()>) -> Vec<SubscriptionStatus> {
-        let supervisor = self.supervisor.clone();
-        let stopped = async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            while supervisor.connected() {
-                tick.tick().await;
-            }
-        };
         tokio::select! {
             _ = shutdown => {}
-            _ = stopped => {}
+            _ = self.given_up() => {}
         }
         self.stop().await
+    }
+
+    /// Resolves when the bot can do nothing more: every subscription has given up (see
+    /// `ClientConfig::intensity`), or the supervisor has stopped by itself.
+    pub async fn given_up(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            match self.supervisor.send(eventsock_client::GetStatus).await {
+                Err(_) => return,
+                Ok(status) => {
+                    let failed = |s: &SubscriptionStatus| s.state == SubscriptionState::Failed;
+                    if !status.is_empty() && status.iter().all(failed) {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Closes every connection, lets the handlers finish every event already read, stops the

@@ -326,3 +326,36 @@ async fn hostile_clients_of_the_metrics_server_stop_neither_it_nor_the_bot() {
     running.stop().await;
     drop((garbage, endless, huge, unread));
 }
+
+#[actix_rt::test]
+async fn a_bot_whose_subscriptions_all_gave_up_says_so_and_is_not_healthy() {
+    let mut config = fast_config();
+    config.intensity = eventsock::core::Intensity {
+        max_restarts: 1,
+        within: std::time::Duration::from_secs(60),
+    };
+    let settings = Settings {
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        config,
+        ..Settings::default()
+    };
+    let running = echo_bot().start(settings).await.unwrap();
+    let addr = running.metrics_addr().unwrap();
+    let sim = running.sim().unwrap().clone();
+    // Two connections that drop right after they came up: more than the intensity allows.
+    for _ in 0..2 {
+        until("the socket", || sim.is_subscribed("codechat", "messages.upsert")).await;
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        sim.drop_all();
+        until("the drop", || !sim.is_subscribed("codechat", "messages.upsert")).await;
+    }
+    tokio::time::timeout(DEADLINE, running.given_up())
+        .await
+        .expect("given up within the deadline");
+    assert_eq!(
+        get(addr, "/healthz").await,
+        (503, "every subscription has given up\n".to_owned())
+    );
+    let status = running.stop().await;
+    assert_eq!(status[0].state, SubscriptionState::Failed);
+}

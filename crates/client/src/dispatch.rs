@@ -3,8 +3,9 @@
 //!
 //! Each subscription has one dispatcher task, fed by its connections (one after another, across
 //! reconnects) through a bounded queue. It waits until every handler has handled an event before
-//! it takes the next one: that is what keeps order within a subscription, and what makes a slow
-//! handler push back on the socket.
+//! it takes the next one (with `Delivery::Pipelined`, actors confirm only the last frame queued):
+//! that is what keeps order within a subscription, and what makes a slow handler push back on
+//! the socket.
 
 use crate::status::Counters;
 use bytestring::ByteString;
@@ -98,8 +99,10 @@ impl Dispatcher {
             );
             return;
         }
-        for problem in &dispatch.problems {
+        if !dispatch.problems.is_empty() {
             Counters::bump(&self.counters.decode_errors);
+        }
+        for problem in &dispatch.problems {
             tracing::warn!(seq = dispatch.meta.seq, generation = dispatch.meta.generation, error = %problem, "frame not delivered");
         }
         let seq = dispatch.meta.seq;
