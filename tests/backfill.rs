@@ -127,17 +127,17 @@ async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
         save_messages: false,
         ..SimConfig::default()
     });
-    let (_sup, rec) = supervise(&s, Backfill::new(), Duration::from_millis(50));
+    let (_sup, rec) = supervise(&s, Backfill::new(), Duration::from_millis(300));
     subscribed(&s, "messages.upsert").await;
     s.sim
         .emit("codechat", "messages.upsert", &message("L0", now_secs()));
     rec.wait_events(1).await;
     for generation in 2..=4 {
         drop_link(&s).await;
-        s.sim.emit(
-            "codechat",
-            "messages.upsert",
-            &message(&format!("LOST{generation}"), now_secs()),
+        let lost = message(&format!("LOST{generation}"), now_secs());
+        assert!(
+            !s.sim.emit("codechat", "messages.upsert", &lost),
+            "LOST{generation} was to be sent while nobody listened"
         );
         rec.wait_lifecycle("the reconnect", |k| connected(k, generation))
             .await;
@@ -171,12 +171,12 @@ async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
 async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delivery() {
     let s = start_sim(SimConfig::default());
     let backfill = Backfill::new().time_limits(Duration::from_millis(500), Duration::from_secs(5));
-    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(50));
+    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(300));
     subscribed(&s, "messages.upsert").await;
 
     s.sim.set_find_mode(FindMode::Hang);
     drop_link(&s).await;
-    s.sim.emit(
+    let missed = s.sim.emit(
         "codechat",
         "messages.upsert",
         &message("MISSED1", now_secs()),
@@ -237,6 +237,11 @@ async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delive
     })
     .await;
     let got = received(&rec);
+    assert!(!missed, "MISSED1 was to be sent while nobody listened");
+    assert!(
+        got.contains(&("MISSED1".to_owned(), Origin::Recovered)),
+        "{got:?}"
+    );
     let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(
         ids.iter().filter(|id| **id == "LIVE1").count(),

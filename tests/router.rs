@@ -344,10 +344,16 @@ async fn a_bot_whose_subscriptions_all_gave_up_says_so_and_is_not_healthy() {
     let sim = running.sim().unwrap().clone();
     // Two connections that drop right after they came up: more than the intensity allows.
     for _ in 0..2 {
-        until("the socket", || sim.is_subscribed("codechat", "messages.upsert")).await;
+        until("the socket", || {
+            sim.is_subscribed("codechat", "messages.upsert")
+        })
+        .await;
         assert_eq!(get(addr, "/healthz").await.0, 200);
         sim.drop_all();
-        until("the drop", || !sim.is_subscribed("codechat", "messages.upsert")).await;
+        until("the drop", || {
+            !sim.is_subscribed("codechat", "messages.upsert")
+        })
+        .await;
     }
     tokio::time::timeout(DEADLINE, running.given_up())
         .await

@@ -13,8 +13,15 @@
 //! arrived while it was down.
 //!
 //! Recovery never blocks live delivery: it runs as a task of its own, each page bounded in
-//! time, the whole bounded in pages and time. A server that cannot recover (no route, a token
+//! time, the fetching bounded in pages, bytes and time. A gap stays open in the checkpoint until
+//! a recovery of it succeeds: one that fails, or is cut short by a shutdown or a kill, is taken
+//! up by the next gap or the next start. A server that cannot recover (no route, a token
 //! refused, messages not saved) is reported once per instance.
+//!
+//! A limit: the server sorts only by `messageTimestamp`, so messages of the same second that
+//! straddle a page boundary could in principle come back in another order on the next page and
+//! one be missed; a database that returns ties in a stable order (as the simulator does) never
+//! does this.
 
 use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin};
 use eventsock_handler::{Gate, Router};
@@ -82,7 +89,8 @@ impl Backfill {
         self
     }
 
-    /// How many message ids are remembered to deliver each message once (10,000; at least 1).
+    /// How many message ids are remembered per instance to deliver each message once (10,000,
+    /// and never fewer than one recovery can deliver plus 1,000).
     pub fn window(mut self, ids: usize) -> Self {
         self.window = ids.max(1);
         self
@@ -96,7 +104,8 @@ impl Backfill {
         self
     }
 
-    /// How long one page (10 s) and one whole recovery (60 s) may take.
+    /// How long one page (10 s) and the fetching of one recovery (60 s) may take; delivering
+    /// what was fetched is not limited.
     pub fn time_limits(mut self, page: Duration, recovery: Duration) -> Self {
         self.page_timeout = page;
         self.time_limit = recovery;
@@ -120,13 +129,24 @@ struct Checkpoint {
     instances: HashMap<String, Mark>,
     /// The ids delivered most recently, oldest first, as (instance, id).
     recent: Vec<(String, String)>,
+    /// Gaps not recovered yet (a recovery failed or was cut short): their start per instance.
+    #[serde(default)]
+    open: HashMap<String, i64>,
+}
+
+/// The ids of one instance's messages delivered most recently.
+#[derive(Debug, Default)]
+struct Window {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     marks: HashMap<String, Mark>,
-    seen: HashSet<(String, String)>,
-    order: VecDeque<(String, String)>,
+    windows: HashMap<String, Window>,
+    /// Gaps not recovered yet, by the start of the earliest.
+    open: HashMap<String, i64>,
     /// Instances already told that recovery is unavailable.
     unavailable: HashSet<String>,
     /// Instances with a recovery under way, and the earliest start asked for meanwhile.
@@ -151,9 +171,11 @@ impl Recovery {
                 Ok(Some(bytes)) => match serde_json::from_slice::<Checkpoint>(&bytes) {
                     Ok(c) => {
                         state.marks = c.instances;
-                        for key in c.recent.into_iter().rev().take(settings.window).rev() {
-                            if state.seen.insert(key.clone()) {
-                                state.order.push_back(key);
+                        state.open = c.open;
+                        for (instance, id) in c.recent {
+                            let w = state.windows.entry(instance).or_default();
+                            if w.seen.insert(id.clone()) {
+                                w.order.push_back(id);
                             }
                         }
                     }
@@ -180,9 +202,43 @@ impl Recovery {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The timestamp of the last message delivered for `instance`, from the checkpoint.
-    pub(crate) fn last(&self, instance: &str) -> Option<i64> {
-        self.lock().marks.get(instance).map(|m| m.timestamp)
+    /// Where a recovery of `instance` at start-up begins: the start of a gap not recovered yet,
+    /// else the last message delivered (less `margin`), from the checkpoint.
+    pub(crate) fn start_up(&self, instance: &str, margin: i64) -> Option<i64> {
+        let state = self.lock();
+        let last = state
+            .marks
+            .get(instance)
+            .map(|m| m.timestamp.saturating_sub(margin));
+        match (state.open.get(instance).copied(), last) {
+            (Some(open), Some(last)) => Some(open.min(last)),
+            (open, last) => open.or(last),
+        }
+    }
+
+    /// How many ids are remembered per instance: at least what one recovery can deliver, so
+    /// that a recovery never forgets the live messages it must not deliver again.
+    fn window(&self) -> usize {
+        let one_recovery = self.settings.page_size as usize * self.settings.max_pages as usize;
+        self.settings.window.max(one_recovery + 1_000)
+    }
+
+    /// Records that the gap of `instance` from `from` is not recovered yet; returns where the
+    /// recovery must start: the earliest open gap.
+    fn open(&self, instance: &str, from: i64) -> i64 {
+        let mut state = self.lock();
+        let start = state.open.entry(instance.to_owned()).or_insert(from);
+        *start = (*start).min(from);
+        let start = *start;
+        drop(state);
+        self.dirty.store(true, Ordering::Release);
+        start
+    }
+
+    /// The gaps of `instance` are recovered.
+    fn close(&self, instance: &str) {
+        self.lock().open.remove(instance);
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// Claims the recovery of `instance` from `from`: `false` when one is under way (it runs
@@ -228,7 +284,12 @@ impl Recovery {
             let state = self.lock();
             Checkpoint {
                 instances: state.marks.clone(),
-                recent: state.order.iter().cloned().collect(),
+                recent: state
+                    .windows
+                    .iter()
+                    .flat_map(|(i, w)| w.order.iter().map(move |id| (i.clone(), id.clone())))
+                    .collect(),
+                open: state.open.clone(),
             }
         };
         let saved = serde_json::to_vec(&checkpoint)
@@ -265,25 +326,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    // On disk before it replaces the old one: after a power cut, the old or the new, not empty.
+    file.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
 impl Gate for Recovery {
     fn admit(&self, meta: &EventMeta, id: &str, timestamp: Option<i64>) -> bool {
         let instance = meta.instance.as_deref().unwrap_or_default();
-        let key = (instance.to_owned(), id.to_owned());
+        let limit = self.window();
         let mut state = self.lock();
-        if !state.seen.insert(key.clone()) {
+        let w = state.windows.entry(instance.to_owned()).or_default();
+        if !w.seen.insert(id.to_owned()) {
             return false;
         }
-        state.order.push_back(key);
-        while state.order.len() > self.settings.window {
-            if let Some(old) = state.order.pop_front() {
-                state.seen.remove(&old);
+        w.order.push_back(id.to_owned());
+        while w.order.len() > limit {
+            if let Some(old) = w.order.pop_front() {
+                w.seen.remove(&old);
             }
         }
-        let timestamp = timestamp.unwrap_or_else(now_secs);
+        // A timestamp from the future (a wrong clock) must not pin the mark there.
+        let now = now_secs();
+        let timestamp = timestamp.unwrap_or(now).min(now.saturating_add(60));
         let newer = state
             .marks
             .get(instance)
@@ -322,7 +389,7 @@ pub(crate) enum Recovered {
     Delivered(u64),
     /// Not possible on this server: said once per instance (`None` when already said).
     Unavailable(Option<String>),
-    /// This recovery failed; the next gap tries again.
+    /// This recovery failed; its gap stays open for the next gap (or the next start).
     Failed(String),
     /// Another recovery of the instance is under way: it will cover this one too.
     Merged,
@@ -431,23 +498,19 @@ pub(crate) async fn recover(
     from: i64,
 ) -> Recovered {
     if !recovery.claim(&instance, from) {
+        recovery.open(&instance, from);
         return Recovered::Merged;
     }
     let mut from = from;
     let mut result;
     loop {
-        let settings = &recovery.settings;
-        let attempt = tokio::time::timeout(
-            settings.time_limit,
-            recover_once(&recovery, &rest, &router, &instance, from),
-        )
-        .await;
-        result = attempt.unwrap_or_else(|_| {
-            Recovered::Failed(format!(
-                "it took longer than {}",
-                human::duration(settings.time_limit)
-            ))
-        });
+        // Open until recovered: a recovery that fails, or is cut short by a shutdown or a
+        // kill, leaves its gap to the next one (or the next start).
+        let start = recovery.open(&instance, from);
+        result = recover_once(&recovery, &rest, &router, &instance, start).await;
+        if matches!(result, Recovered::Delivered(_)) {
+            recovery.close(&instance);
+        }
         match recovery.release(&instance) {
             Some(next) => from = next,
             None => break,
@@ -467,10 +530,18 @@ async fn recover_once(
     let unavailable = |reason: String| {
         Recovered::Unavailable((!recovery.told_unavailable(instance)).then_some(reason))
     };
-    let records = match fetch(rest, from, &recovery.settings).await {
-        Ok(r) => r,
-        Err(Failure::Unavailable(reason)) => return unavailable(reason),
-        Err(Failure::Failed(reason)) => return Recovered::Failed(reason),
+    // The time limit is on fetching; delivery goes on until every message fetched is handled.
+    let limit = recovery.settings.time_limit;
+    let records = match tokio::time::timeout(limit, fetch(rest, from, &recovery.settings)).await {
+        Err(_) => {
+            return Recovered::Failed(format!(
+                "fetching took longer than {}",
+                human::duration(limit)
+            ))
+        }
+        Ok(Ok(r)) => r,
+        Ok(Err(Failure::Unavailable(reason))) => return unavailable(reason),
+        Ok(Err(Failure::Failed(reason))) => return Recovered::Failed(reason),
     };
     let event = EventName::from(EventKind::MessagesUpsert);
     let mut delivered = 0;
@@ -489,7 +560,13 @@ async fn recover_once(
         if dispatch.duplicate {
             continue;
         }
+        for problem in &dispatch.problems {
+            tracing::warn!(%instance, error = %problem, "a recovered message was not delivered");
+        }
         let tally = dispatch.settle(router).await;
+        for error in &tally.errors {
+            tracing::warn!(%instance, %error, "a handler failed on a recovered message");
+        }
         delivered += u64::from(tally.delivered());
     }
     if records.is_empty() {
@@ -528,15 +605,22 @@ mod tests {
 
     #[test]
     fn the_gate_admits_each_message_once_within_its_window() {
-        let r = Recovery::load(Backfill::new().window(2));
+        // Pages of 1, at most 1: a window of 1,001 ids per instance.
+        let r = Recovery::load(Backfill::new().window(2).pages(1, 1));
+        assert_eq!(r.window(), 1_001);
         assert!(r.admit(&meta("a"), "1", Some(10)));
         assert!(!r.admit(&meta("a"), "1", Some(10)));
         assert!(r.admit(&meta("b"), "1", Some(5)), "another instance's id");
-        assert!(r.admit(&meta("a"), "2", Some(9)));
-        // The window holds 2: "a/1" was forgotten.
+        for i in 2..=1_002 {
+            assert!(r.admit(&meta("a"), &i.to_string(), Some(9)));
+        }
+        // The window holds 1,001 per instance: "a/1" was forgotten, "b/1" was not.
         assert!(r.admit(&meta("a"), "1", Some(10)));
-        // The mark is the newest delivered, not the last.
-        assert_eq!(r.last("a"), Some(10));
+        assert!(!r.admit(&meta("b"), "1", Some(5)));
+        // The mark is the newest delivered, not the last, and never in the future.
+        assert_eq!(r.start_up("a", 0), Some(10));
+        assert!(r.admit(&meta("a"), "future", Some(i64::MAX)));
+        assert!(r.start_up("a", 0).unwrap() <= now_secs() + 60);
     }
 
     #[test]
@@ -547,15 +631,19 @@ mod tests {
         let r = Recovery::load(Backfill::new().checkpoint(&path));
         assert!(r.admit(&meta("a"), "X", Some(42)));
         r.save();
+        assert_eq!(r.open("a", 30), 30);
+        r.save();
         let again = Recovery::load(Backfill::new().checkpoint(&path));
-        assert_eq!(again.last("a"), Some(42));
+        assert_eq!(again.start_up("a", 0), Some(30), "the open gap comes first");
+        again.close("a");
+        assert_eq!(again.start_up("a", 0), Some(42));
         assert!(
             !again.admit(&meta("a"), "X", Some(42)),
             "remembered across the restart"
         );
         std::fs::write(&path, b"{garbage").unwrap();
         let fresh = Recovery::load(Backfill::new().checkpoint(&path));
-        assert_eq!(fresh.last("a"), None);
+        assert_eq!(fresh.start_up("a", 0), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -76,7 +76,8 @@ pub enum LifecycleKind {
         /// Why, and what would make it work.
         reason: String,
     },
-    /// One recovery failed (the server was slow or answered garbage); the next gap tries again.
+    /// One recovery failed (the server was slow or answered garbage); its gap stays open, and the
+    /// next gap or the next start recovers it.
     RecoveryFailed {
         /// Why.
         reason: String,
@@ -121,7 +122,7 @@ impl std::fmt::Display for LifecycleKind {
             }
             LifecycleKind::RecoveryFailed { reason } => write!(
                 f,
-                "recovering missed messages failed: {}; the next gap tries again",
+                "recovering missed messages failed: {}; the next gap (or start) tries again",
                 escaped(reason)
             ),
         }

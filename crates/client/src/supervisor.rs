@@ -575,16 +575,15 @@ impl Supervisor {
             return;
         }
         let instance: Arc<str> = Arc::from(s.source.instance());
-        let start = match gap {
-            Some(from) => Some(backfill::secs(from)),
-            None if generation == 1 => recovery.last(&instance),
+        let margin = i64::try_from(recovery.settings.margin.as_secs()).unwrap_or(i64::MAX);
+        let from = match gap {
+            Some(from) => Some(backfill::secs(from).saturating_sub(margin)),
+            None if generation == 1 => recovery.start_up(&instance, margin),
             None => None,
         };
-        let (Some(start), Some(rest)) = (start, self.rest.get(&*instance).cloned()) else {
+        let (Some(from), Some(rest)) = (from, self.rest.get(&*instance).cloned()) else {
             return;
         };
-        let margin = i64::try_from(recovery.settings.margin.as_secs()).unwrap_or(i64::MAX);
-        let from = start.saturating_sub(margin);
         let task = backfill::recover(recovery, rest, self.router.clone(), instance, from);
         ctx.spawn(
             task.into_actor(self)
