@@ -100,8 +100,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     if emitted > taken {
         println!(
-            "{} were sent while no socket was connected and are gone: the server has no replay,\n\
-             which is why every reconnect comes with a gap notice (resync over REST).",
+            "{} were sent while no socket was connected and are gone from the stream: the server has\n\
+             no replay, which is why every reconnect comes with a gap notice. Messages among them\n\
+             can be recovered over REST: eventsock tail --backfill, or Backfill in code.",
             emitted - taken
         );
     }

@@ -107,7 +107,7 @@ impl std::fmt::Display for LifecycleKind {
             ),
             LifecycleKind::Gap { from, to } => write!(
                 f,
-                "events between {} and {} may be lost (the server does not replay): resync over REST",
+                "events between {} and {} may be lost (the server does not replay): recover them over REST (Backfill)",
                 humantime::format_rfc3339_millis(*from),
                 humantime::format_rfc3339_millis(*to)
             ),
