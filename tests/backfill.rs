@@ -277,15 +277,18 @@ async fn the_checkpoint_in_a_nats_kv_bucket_recovers_across_a_restart() {
         );
     }
     rec.wait_events(5).await;
-    eventually("the checkpoint to hold L4 in the bucket", || async {
-        let saved = open().await.unwrap().load().unwrap()?;
-        String::from_utf8(saved)
-            .unwrap()
-            .contains("\"L4\"")
-            .then_some(())
-    })
-    .await;
+    // Shut down at once: the supervisor waits until the last checkpoint is in the bucket.
     first.send(eventsock::client::Shutdown).await.unwrap();
+    let saved = open()
+        .await
+        .unwrap()
+        .load()
+        .unwrap()
+        .expect("a checkpoint in the bucket");
+    assert!(
+        String::from_utf8(saved).unwrap().contains("\"L4\""),
+        "the last one"
+    );
     until("the socket to close", || {
         !s.sim.is_subscribed("codechat", "messages.upsert")
     })

@@ -879,15 +879,20 @@ impl Handler<Shutdown> for Supervisor {
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         tracing::info!("shutting down");
         let drained = self.begin_shutdown();
+        let recovery = self.recovery.clone();
         Box::pin(
             async move {
                 futures_util::future::join_all(drained).await;
+                // Everything read is handled: the checkpoint says so, and is stored.
+                if let Some(r) = recovery {
+                    r.save();
+                    if let Some(store) = &r.settings.store {
+                        store.flush().await;
+                    }
+                }
             }
             .into_actor(self)
             .map(|_, act, ctx| {
-                if let Some(r) = &act.recovery {
-                    r.save();
-                }
                 ctx.stop();
                 act.status()
             }),

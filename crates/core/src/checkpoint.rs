@@ -10,4 +10,10 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces the checkpoint. Called at most every 200 ms while messages are delivered, and
     /// at shutdown; it may complete later, and the newest saved must win.
     fn save(&self, checkpoint: Vec<u8>) -> Result<(), String>;
+
+    /// Resolves once every checkpoint saved so far is stored (or it gave up trying): awaited
+    /// at shutdown. By default at once, for stores whose `save` stores before it returns.
+    fn flush(&self) -> crate::LocalBoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -16,13 +16,18 @@ use tokio::sync::watch;
 /// recovers from where the last one stopped.
 ///
 /// Saves are written in the background, the newest first: a save that is overtaken by a newer
-/// one before it is written is skipped.
+/// one before it is written is skipped. At shutdown the supervisor waits (at most 5 s) until the
+/// last one is stored.
 #[derive(Debug)]
 pub struct KvCheckpoint {
     bucket: String,
     key: String,
     loaded: Option<Vec<u8>>,
-    latest: watch::Sender<Option<Vec<u8>>>,
+    /// The newest checkpoint saved, and its version.
+    latest: watch::Sender<Option<(u64, Vec<u8>)>>,
+    /// The version of the newest checkpoint stored in the bucket.
+    stored: watch::Sender<u64>,
+    versions: std::sync::atomic::AtomicU64,
 }
 
 impl KvCheckpoint {
@@ -51,19 +56,25 @@ impl KvCheckpoint {
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => None,
             Err(e) => return Err(jserr(&e)),
         };
-        let (latest, mut saves) = watch::channel(None::<Vec<u8>>);
-        let task_subject = subject.clone();
+        let (latest, mut saves) = watch::channel(None::<(u64, Vec<u8>)>);
+        let (stored, _) = watch::channel(0u64);
+        let (task_subject, task_stored) = (subject.clone(), stored.clone());
         actix_rt::spawn(async move {
             while saves.changed().await.is_ok() {
-                let Some(bytes) = saves.borrow_and_update().clone() else {
+                let Some((version, bytes)) = saves.borrow_and_update().clone() else {
                     continue;
                 };
                 let written = match js.publish(task_subject.clone(), bytes.into()).await {
                     Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
-                if let Err(e) = written {
-                    tracing::error!(subject = %task_subject, "cannot save the checkpoint: {e}");
+                match written {
+                    Ok(()) => {
+                        task_stored.send_replace(version);
+                    }
+                    Err(e) => {
+                        tracing::error!(subject = %task_subject, "cannot save the checkpoint: {e}")
+                    }
                 }
             }
         });
@@ -72,6 +83,8 @@ impl KvCheckpoint {
             key,
             loaded,
             latest,
+            stored,
+            versions: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -82,8 +95,29 @@ impl CheckpointStore for KvCheckpoint {
     }
 
     fn save(&self, checkpoint: Vec<u8>) -> Result<(), String> {
-        self.latest.send_replace(Some(checkpoint));
+        let version = self
+            .versions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.latest.send_replace(Some((version, checkpoint)));
         Ok(())
+    }
+
+    /// Waits until the newest checkpoint saved is in the bucket, for at most 5 s (NATS may be
+    /// down at shutdown: the last 200 ms of deliveries are then delivered again after a restart).
+    fn flush(&self) -> eventsock_core::LocalBoxFuture<'static, ()> {
+        let target = self.versions.load(std::sync::atomic::Ordering::Relaxed);
+        let mut stored = self.stored.subscribe();
+        let (bucket, key) = (self.bucket.clone(), self.key.clone());
+        Box::pin(async move {
+            let wait = stored.wait_for(|v| *v >= target);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+                .await
+                .is_err()
+            {
+                tracing::warn!(%bucket, %key, "the last checkpoint was not stored within 5s");
+            }
+        })
     }
 }
 
