@@ -371,9 +371,7 @@ impl Gate for Recovery {
 }
 
 fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    secs(SystemTime::now())
 }
 
 /// Seconds since the epoch of `t`.
@@ -403,11 +401,9 @@ enum Failure {
 
 /// The `messageTimestamp` of a record, in seconds (numbers and numeric strings).
 fn timestamp(record: &Value) -> Option<i64> {
-    match record.get("messageTimestamp")? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+    eventsock_core::wire::opt_int::deserialize(record.get("messageTimestamp")?)
+        .ok()
+        .flatten()
 }
 
 /// Pages `findMessages` from the newest until older than `from`: the records at or after it,

@@ -277,22 +277,6 @@ where
     }
 }
 
-/// What one entry of the router needs to deliver a frame: where the handlers' [`Ctx`] gets its
-/// REST client.
-struct Scope<'a> {
-    router: &'a Inner,
-}
-
-impl Scope<'_> {
-    fn ctx(&self, meta: &EventMeta, message: Option<&dyn eventsock_core::MessageLike>) -> Ctx {
-        Ctx::new(
-            self.router.rest_for(meta.instance.as_deref()),
-            meta,
-            message,
-        )
-    }
-}
-
 /// The handlers of one kind of message.
 trait Entry: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
@@ -305,7 +289,7 @@ trait Entry: Send + Sync + 'static {
         frame: &Frame<'_>,
         meta: &EventMeta,
         channel: Option<Channel>,
-        scope: &Scope<'_>,
+        router: &Inner,
         wait: bool,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError>;
@@ -339,7 +323,7 @@ impl<T: Payload> Entry for Typed<T> {
         frame: &Frame<'_>,
         meta: &EventMeta,
         channel: Option<Channel>,
-        scope: &Scope<'_>,
+        router: &Inner,
         wait: bool,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
@@ -356,7 +340,7 @@ impl<T: Payload> Entry for Typed<T> {
                 meta: meta.clone(),
                 payload: payload.clone(),
             };
-            h.deliver(event, || scope.ctx(meta, payload.as_message()), wait, out);
+            h.deliver(event, || router.ctx(meta, payload.as_message()), wait, out);
         }
         Ok(())
     }
@@ -401,7 +385,7 @@ impl Entry for Raw {
         frame: &Frame<'_>,
         meta: &EventMeta,
         _: Option<Channel>,
-        scope: &Scope<'_>,
+        router: &Inner,
         wait: bool,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
@@ -420,7 +404,7 @@ impl Entry for Raw {
                 meta: meta.clone(),
                 data: data.clone(),
             };
-            h.deliver(event, || scope.ctx(meta, None), wait, out);
+            h.deliver(event, || router.ctx(meta, None), wait, out);
         }
         Ok(())
     }
@@ -454,12 +438,12 @@ struct MessageKey<'a> {
 }
 
 impl MessageKey<'_> {
+    /// The timestamp in seconds, read as the model reads `messageTimestamp` (a number or a
+    /// numeric string); `None` when it is neither.
     fn seconds(&self) -> Option<i64> {
-        match self.timestamp.as_ref()? {
-            serde_json::Value::Number(n) => n.as_i64(),
-            serde_json::Value::String(s) => s.parse().ok(),
-            _ => None,
-        }
+        eventsock_core::wire::opt_int::deserialize(self.timestamp.as_ref()?)
+            .ok()
+            .flatten()
     }
 }
 
@@ -478,6 +462,12 @@ impl Inner {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The context of an event with `meta` (which is `message` when it is one), answering
+    /// through the REST client of its instance.
+    fn ctx(&self, meta: &EventMeta, message: Option<&dyn eventsock_core::MessageLike>) -> Ctx {
+        Ctx::new(self.rest_for(meta.instance.as_deref()), meta, message)
     }
 
     /// The REST client for `instance`: the one registered for it, or the only one there is.
@@ -775,13 +765,12 @@ impl Router {
                 duplicate: true,
             };
         }
-        let scope = Scope {
-            router: &self.inner,
-        };
         let mut deliveries = Deliveries::default();
         let mut errors = Vec::new();
         for entry in self.inner.snapshot().iter() {
-            if let Err(e) = entry.dispatch(&frame, &meta, channel, &scope, wait, &mut deliveries) {
+            if let Err(e) =
+                entry.dispatch(&frame, &meta, channel, &self.inner, wait, &mut deliveries)
+            {
                 errors.push(e);
             }
         }
@@ -857,11 +846,6 @@ impl Router {
             })
         });
         join_all(sends).await;
-    }
-
-    /// Whether anyone hears about undelivered frames.
-    pub fn reports_undelivered(&self) -> bool {
-        !lock(&self.inner.undelivered).is_empty()
     }
 }
 
