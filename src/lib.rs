@@ -47,7 +47,7 @@ pub use eventsock_sim as sim;
 mod metrics;
 mod run;
 
-pub use run::{Run, RunError, Running, Settings};
+pub use run::{terminated, Run, RunError, Running, Settings};
 
 /// The README's Rust code, compiled as doctests so that it cannot rot.
 #[cfg(doctest)]

@@ -424,8 +424,9 @@ impl Running {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn terminated() {
+/// Resolves on Ctrl-C or SIGTERM (on Ctrl-C alone where SIGTERM cannot be watched): what
+/// [`Run::run`] stops on, for [`Running::until`] in programs with their own `main`.
+pub async fn terminated() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -56,20 +56,5 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("\"{s}\" is not a duration such as 500ms or 5s: {e}"))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn terminated() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
+/// Resolves on Ctrl-C or SIGTERM: the library's, which every subcommand stops on.
+pub(crate) use eventsock::terminated;

@@ -195,13 +195,17 @@ impl SupervisorBuilder {
         for reg in self.registrations {
             router = reg(router);
         }
+        // One REST client per source, with the connections' TLS settings.
+        let rest_of = |source: &Source| {
+            let rest = RestClient::for_source(source);
+            match &self.config.tls {
+                Some(tls) => rest.tls(tls.clone()),
+                None => rest,
+            }
+        };
         for source in &self.sources {
             if !router.has_rest(source.instance()) {
-                let mut rest = RestClient::for_source(source);
-                if let Some(tls) = &self.config.tls {
-                    rest = rest.tls(tls.clone());
-                }
-                router = router.rest(rest);
+                router = router.rest(rest_of(source));
             }
         }
         if self.backfill.is_some() {
@@ -216,20 +220,18 @@ impl SupervisorBuilder {
         if let Some(r) = &recovery {
             router = router.gate(r.clone());
         }
-        let rest = self
-            .sources
-            .iter()
-            .map(|s| {
-                let page = recovery
-                    .as_ref()
-                    .map_or(Duration::from_secs(10), |r| r.settings.page_timeout);
-                let mut rest = RestClient::for_source(s).timeout(page).retries(0);
-                if let Some(tls) = &self.config.tls {
-                    rest = rest.tls(tls.clone());
-                }
-                (s.instance().to_owned(), rest)
-            })
-            .collect();
+        // Recovery's own clients: one try per page, each bounded by the page's time limit.
+        let rest = match &recovery {
+            Some(r) => self
+                .sources
+                .iter()
+                .map(|s| {
+                    let rest = rest_of(s).timeout(r.settings.page_timeout).retries(0);
+                    (s.instance().to_owned(), rest)
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
         let mut sup = Supervisor {
             recovery,
             rest,
