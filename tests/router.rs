@@ -51,14 +51,9 @@ async fn answered(sim: &Sim, id: &str) {
     assert_eq!(replies[0]["keyRemoteJid"], "5511988887777@s.whatsapp.net");
 }
 
-#[actix_rt::test]
-async fn the_bot_runs_live_on_the_built_in_simulator() {
-    let running = echo_bot().start(Settings::default()).await.unwrap();
-    assert!(
-        running.describe().contains("built-in simulator"),
-        "{}",
-        running.describe()
-    );
+/// Starts `router` on the built-in simulator and waits until it listens to `messages.upsert`.
+async fn started(router: Router, settings: Settings) -> (Running, Sim) {
+    let running = router.start(settings).await.unwrap();
     let sim = running
         .sim()
         .expect("no URL: the built-in simulator")
@@ -67,6 +62,17 @@ async fn the_bot_runs_live_on_the_built_in_simulator() {
         sim.is_subscribed("codechat", "messages.upsert")
     })
     .await;
+    (running, sim)
+}
+
+#[actix_rt::test]
+async fn the_bot_runs_live_on_the_built_in_simulator() {
+    let (running, sim) = started(echo_bot(), Settings::default()).await;
+    assert!(
+        running.describe().contains("built-in simulator"),
+        "{}",
+        running.describe()
+    );
     assert!(sim.emit("codechat", "messages.upsert", &message("LIVE1", "!ping")));
     answered(&sim, "LIVE1").await;
     let status = running.stop().await;
@@ -80,19 +86,11 @@ async fn the_same_bot_runs_from_a_recording() {
     let path = dir.path().join("recording.jsonl");
     // Record a live stream: a ping and a message the bot does not answer.
     let recorder = actix::Actor::start(Recorder::create(&path).unwrap());
-    let running = Router::new()
-        .raw(
-            [EventKind::MessagesUpsert.into()],
-            recorder.clone().recipient(),
-        )
-        .start(Settings::default())
-        .await
-        .unwrap();
-    let sim = running.sim().unwrap().clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
+    let live = Router::new().raw(
+        [EventKind::MessagesUpsert.into()],
+        recorder.clone().recipient(),
+    );
+    let (running, sim) = started(live, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("REC1", "!ping"));
     sim.emit("codechat", "messages.upsert", &message("REC2", "hello"));
     eventually("two events recorded", || {
@@ -127,19 +125,11 @@ async fn the_same_bot_runs_on_a_nats_worker() {
     let ingest = Ingest::start(&nats.url(), StreamConfig::default())
         .await
         .unwrap();
-    let running = Router::new()
-        .raw(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
-        )
-        .start(Settings::default())
-        .await
-        .unwrap();
-    let sim = running.sim().unwrap().clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
+    let live = Router::new().raw(
+        [EventKind::MessagesUpsert.into()],
+        ingest.clone().recipient(),
+    );
+    let (running, sim) = started(live, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("NATS1", "!ping"));
     eventually("the ping published", || {
         let ingest = ingest.clone();
@@ -195,13 +185,8 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
         }
         Ok(())
     });
-    let running = bot.start(settings).await.unwrap();
+    let (running, sim) = started(bot, settings).await;
     let addr = running.metrics_addr().expect("metrics served");
-    let sim = running.sim().unwrap().clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
     eventually("ready", || async {
         (get(addr, "/readyz").await.0 == 200).then_some(())
     })
