@@ -56,6 +56,14 @@ fn received(rec: &Recorder) -> Vec<(String, Origin)> {
         .collect()
 }
 
+/// Waits until message `id` has been received.
+async fn got(rec: &Recorder, id: &str) {
+    rec.wait(id, |r| {
+        received(r).iter().any(|(got, _)| got == id).then_some(())
+    })
+    .await;
+}
+
 /// Drops the connection and waits until nobody listens.
 async fn drop_link(s: &TestServer) {
     s.sim.drop_all();
@@ -187,13 +195,7 @@ async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delive
     // The recovery hangs; live messages flow.
     s.sim
         .emit("codechat", "messages.upsert", &message("LIVE1", now_secs()));
-    rec.wait("LIVE1", |r| {
-        received(r)
-            .iter()
-            .any(|(id, _)| id == "LIVE1")
-            .then_some(())
-    })
-    .await;
+    got(&rec, "LIVE1").await;
     let failed = rec
         .wait_lifecycle("the recovery to fail", |k| {
             matches!(k, LifecycleKind::RecoveryFailed { .. })
@@ -211,13 +213,7 @@ async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delive
     subscribed(&s, "messages.upsert").await;
     s.sim
         .emit("codechat", "messages.upsert", &message("LIVE2", now_secs()));
-    rec.wait("LIVE2", |r| {
-        received(r)
-            .iter()
-            .any(|(id, _)| id == "LIVE2")
-            .then_some(())
-    })
-    .await;
+    got(&rec, "LIVE2").await;
     rec.wait("a second failed recovery", |r| {
         (r.count_lifecycle(|k| matches!(k, LifecycleKind::RecoveryFailed { .. })) == 2)
             .then_some(())
@@ -229,13 +225,7 @@ async fn a_find_messages_that_hangs_or_answers_garbage_does_not_stop_live_delive
     drop_link(&s).await;
     rec.wait_lifecycle("the reconnect", |k| connected(k, 4))
         .await;
-    rec.wait("MISSED1 recovered", |r| {
-        received(r)
-            .iter()
-            .any(|(id, _)| id == "MISSED1")
-            .then_some(())
-    })
-    .await;
+    got(&rec, "MISSED1").await;
     let got = received(&rec);
     assert!(!missed, "MISSED1 was to be sent while nobody listened");
     assert!(
@@ -343,9 +333,6 @@ async fn a_server_that_never_runs_out_of_messages_is_read_within_the_bounds() {
     subscribed(&s, "messages.upsert").await;
     s.sim
         .emit("codechat", "messages.upsert", &message("LIVE", now_secs()));
-    rec.wait("LIVE", |r| {
-        received(r).iter().any(|(id, _)| id == "LIVE").then_some(())
-    })
-    .await;
+    got(&rec, "LIVE").await;
     assert_eq!(received(&rec).len(), 51);
 }
