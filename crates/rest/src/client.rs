@@ -30,6 +30,15 @@ pub enum RestError {
         /// The server's error body.
         body: Value,
     },
+    /// 429: too many requests; nothing was done. Try again after `retry_after` when the server
+    /// said (its `Retry-After`, in seconds).
+    #[error("429 Too Many Requests{}: {}", retry_after.map(|d| format!(" (try again in {})", eventsock_core::human::duration(d))).unwrap_or_default(), shown(body))]
+    RateLimited {
+        /// The server's `Retry-After`, when it sent one in seconds.
+        retry_after: Option<Duration>,
+        /// The server's error body.
+        body: Value,
+    },
     /// Another 4xx: the request was refused (bad number, bad body...).
     #[error("{status} refused: {}", shown(body))]
     Rejected {
@@ -96,6 +105,13 @@ impl RestError {
         match self {
             RestError::Unauthorized { body: b } => RestError::Unauthorized { body: body(b) },
             RestError::NotFound { body: b } => RestError::NotFound { body: body(b) },
+            RestError::RateLimited {
+                retry_after,
+                body: b,
+            } => RestError::RateLimited {
+                retry_after,
+                body: body(b),
+            },
             RestError::Rejected { status, body: b } => RestError::Rejected {
                 status,
                 body: body(b),
@@ -145,6 +161,10 @@ pub struct SendText {
     pub delay: Option<u64>,
     /// Attributes the server stores with the message and echoes back on events.
     pub external_attributes: Option<Value>,
+    /// The message's WhatsApp id, chosen by the sender (the server's `options.messageId`;
+    /// by default the server makes one). The [`Outbox`](crate::Outbox) gives every message its
+    /// own, so that it can look a message up after an answer was lost.
+    pub message_id: Option<String>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -273,6 +293,9 @@ impl RestClient {
         }
         if let Some(a) = message.external_attributes {
             options.insert("externalAttributes".into(), a);
+        }
+        if let Some(id) = message.message_id {
+            options.insert("messageId".into(), id.into());
         }
         let mut body = json!({"number": message.number, "textMessage": {"text": message.text}});
         if !options.is_empty() {
@@ -452,6 +475,12 @@ pub async fn request(
         other => RestError::Connect(redact(other.to_string())),
     })?;
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let bytes = response
         .body()
         .limit(64 * 1024 * 1024)
@@ -463,6 +492,7 @@ pub async fn request(
         200..=299 => Ok(body),
         401 => Err(RestError::Unauthorized { body }),
         404 => Err(RestError::NotFound { body }),
+        429 => Err(RestError::RateLimited { retry_after, body }),
         400..=499 => Err(RestError::Rejected { status, body }),
         _ => Err(RestError::Server { status, body }),
     }

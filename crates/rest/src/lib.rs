@@ -1,5 +1,6 @@
 //! The CodeChat WhatsApp API's REST calls, usable without any socket: [`RestClient`] sends,
 //! replies, reacts, marks as read, sets presence and finds messages for one instance;
+//! [`Outbox`] paces, orders and retries sends without sending twice;
 //! [`RefreshingToken`] renews a token before it expires and can be shared with the event
 //! sockets (it is a [`TokenProvider`](eventsock_core::TokenProvider)).
 //!
@@ -15,9 +16,13 @@
 //! ```
 
 mod client;
+pub mod outbox;
 mod refresh;
 mod tls;
 
 pub use client::{request, MessageKey, Method, RestClient, RestError, SendText};
+pub use outbox::{
+    Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Receipt, Typing, WhenFull,
+};
 pub use refresh::{RefreshError, RefreshingToken};
 pub use tls::default_tls;

@@ -142,25 +142,33 @@ async fn find_messages(sim: web::Data<Sim>, body: web::Json<FindMessages>) -> Ht
     HttpResponse::Ok().json(json!({"mode": body.mode}))
 }
 
-/// Every `sendText` accepted, in arrival order: `[{instance, chat, text, atMs}]`.
+/// Every `sendText` accepted, in arrival order: `[{instance, chat, text, atMs, id, typingMs}]`.
 async fn sent(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.sent())
 }
 
-/// `{status, count, retryAfter?}`: refuse the next `count` sends with `status` (and a
-/// `Retry-After` of `retryAfter` seconds).
+/// `{status, count, retryAfter?, delivered?}`: fail the next `count` sends with `status` (and a
+/// `Retry-After` of `retryAfter` seconds); with `delivered: true` the messages go out anyway
+/// and only the answer is an error.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SendFailures {
     status: u16,
     count: u64,
     retry_after: Option<u64>,
+    #[serde(default)]
+    delivered: bool,
 }
 
 async fn send_failures(sim: web::Data<Sim>, body: web::Json<SendFailures>) -> HttpResponse {
     if !(400..=599).contains(&body.status) {
         return HttpResponse::BadRequest().json(json!({"error": "status must be 400 to 599"}));
     }
-    sim.fail_sends(body.status, body.retry_after, body.count);
+    let failure = crate::hub::SendFailure {
+        status: body.status,
+        retry_after: body.retry_after,
+        delivered: body.delivered,
+    };
+    sim.fail_next_sends(failure, body.count);
     HttpResponse::Ok().json(json!({"failing": body.count}))
 }

@@ -81,7 +81,7 @@ struct Inner {
     /// Every `sendText` accepted, in arrival order (the oldest forgotten past `SENT`).
     sent: Mutex<std::collections::VecDeque<Sent>>,
     /// The next sends to refuse: (status, `Retry-After` seconds, how many left).
-    send_failures: Mutex<Option<(u16, Option<u64>, u64)>>,
+    send_failures: Mutex<Option<(SendFailure, u64)>>,
 }
 
 /// How many accepted sends [`Sim::sent`] remembers.
@@ -99,6 +99,22 @@ pub struct Sent {
     pub text: String,
     /// When it arrived, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// The message's WhatsApp id (`keyId`): the sender's own (`options.messageId`) when given.
+    pub id: String,
+    /// How long "typing" was shown before it went out (`options.delay`), in milliseconds.
+    pub typing_ms: u64,
+}
+
+/// How the simulator fails a send on request ([`Sim::fail_sends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFailure {
+    /// The status it answers.
+    pub status: u16,
+    /// The `Retry-After` it answers, in seconds.
+    pub retry_after: Option<u64>,
+    /// Whether the message goes out anyway (the server failed after sending it, so the answer
+    /// is an error though the message was sent) or not at all.
+    pub delivered: bool,
 }
 
 /// How many emitted messages [`Sim::history`] keeps per instance.
@@ -466,7 +482,14 @@ impl Sim {
         sent.iter().cloned().collect()
     }
 
-    pub(crate) fn record_sent(&self, instance: &str, chat: &str, text: &str) {
+    pub(crate) fn record_sent(
+        &self,
+        instance: &str,
+        chat: &str,
+        text: &str,
+        id: &str,
+        typing_ms: u64,
+    ) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -479,30 +502,43 @@ impl Sim {
             chat: chat.to_owned(),
             text: text.to_owned(),
             at_ms,
+            id: id.to_owned(),
+            typing_ms,
         });
     }
 
     /// Refuses the next `count` sends with `status` (429 with `Retry-After: retry_after`
     /// seconds when given, 500...), sending nothing; then accepts again.
     pub fn fail_sends(&self, status: u16, retry_after: Option<u64>, count: u64) {
+        self.fail_next_sends(
+            SendFailure {
+                status,
+                retry_after,
+                delivered: false,
+            },
+            count,
+        );
+    }
+
+    /// Fails the next `count` sends as `failure` says; then accepts again.
+    pub fn fail_next_sends(&self, failure: SendFailure, count: u64) {
         *self
             .inner
             .send_failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) =
-            (count > 0).then_some((status, retry_after, count));
+            .unwrap_or_else(|p| p.into_inner()) = (count > 0).then_some((failure, count));
     }
 
     /// The failure to answer this send with, if one is due.
-    pub(crate) fn take_send_failure(&self) -> Option<(u16, Option<u64>)> {
+    pub(crate) fn take_send_failure(&self) -> Option<SendFailure> {
         let mut failures = self
             .inner
             .send_failures
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let (status, retry_after, left) = (*failures)?;
-        *failures = (left > 1).then_some((status, retry_after, left - 1));
-        Some((status, retry_after))
+        let (failure, left) = (*failures)?;
+        *failures = (left > 1).then_some((failure, left - 1));
+        Some(failure)
     }
 
     /// How `findMessages` behaves from now on.

@@ -27,7 +27,15 @@ pub(crate) struct TextMessage {
 pub(crate) struct SendOptions {
     external_attributes: Option<Value>,
     quoted_message_id: Option<Value>,
+    /// The sender's own WhatsApp id for the message (the real server's `options.messageId`).
+    message_id: Option<String>,
+    /// Milliseconds of "typing" before the message goes out (`options.delay`).
+    delay: Option<u64>,
 }
+
+/// The longest "typing" the simulator plays before a send (the real server waits as long as
+/// it is told).
+const MAX_TYPING_MS: u64 = 60_000;
 
 fn error(sim: &Sim, status: StatusCode, message: &str) -> HttpResponse {
     let body = match sim.config().protocol {
@@ -96,15 +104,20 @@ pub(crate) async fn send_text(
             "textMessage.text is required",
         );
     };
-    if let Some((status, retry_after)) = sim.take_send_failure() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let failure = sim.take_send_failure();
+    let refusal = |failure: crate::hub::SendFailure| {
+        let status =
+            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = error(&sim, status, "refused by the simulator's control API");
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = failure.retry_after {
             if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
-        return response;
+        response
+    };
+    if let Some(failure) = failure.filter(|f| !f.delivered) {
+        return refusal(failure);
     }
     let options = body.options.unwrap_or_default();
     let jid = if number.contains('@') {
@@ -112,8 +125,13 @@ pub(crate) async fn send_text(
     } else {
         format!("{}@s.whatsapp.net", number.trim_start_matches('+'))
     };
-    sim.record_sent(&instance, &jid, &text);
+    let typing_ms = options.delay.unwrap_or(0).min(MAX_TYPING_MS);
+    if typing_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(typing_ms)).await;
+    }
     let message = sent_message(&sim, &instance, &jid, &text, &options);
+    let key_id = message["keyId"].as_str().unwrap_or_default();
+    sim.record_sent(&instance, &jid, &text, key_id, typing_ms);
     tracing::info!(
         instance = %eventsock_core::human::escaped(&instance),
         to = %eventsock_core::human::escaped(&jid),
@@ -122,6 +140,10 @@ pub(crate) async fn send_text(
     );
     for event in ["send.message", "messages.upsert"] {
         sim.emit(&instance, event, &message);
+    }
+    // Sent, and the answer lost: what a client sees when the server fails after sending.
+    if let Some(failure) = failure {
+        return refusal(failure);
     }
     let status = match sim.config().protocol {
         Protocol::Legacy => StatusCode::CREATED,
@@ -132,8 +154,12 @@ pub(crate) async fn send_text(
 
 fn sent_message(sim: &Sim, instance: &str, jid: &str, text: &str, options: &SendOptions) -> Value {
     let id = sim.next_message_id();
+    let key_id = match options.message_id.as_deref().map(str::trim) {
+        Some(own) if !own.is_empty() => own.to_owned(),
+        _ => format!("01JSIM{id:020}"),
+    };
     let mut message = json!({
-        "keyId": format!("01JSIM{id:020}"),
+        "keyId": key_id,
         "keyFromMe": true,
         "keyRemoteJid": jid,
         "content": {"text": text},
