@@ -411,16 +411,45 @@ impl Running {
         }
     }
 
-    /// Closes every connection, lets the handlers finish every event already read, stops the
-    /// metrics server and the simulator. Returns every subscription's final status.
+    /// Closes every connection, lets the handlers finish every event already read, gives the
+    /// outboxes 10 seconds to send what they hold (what is left then is not sent, and says so in
+    /// a warning), stops the metrics server and the simulator. Returns every subscription's
+    /// final status.
     pub async fn stop(self) -> Vec<SubscriptionStatus> {
         let status = self.supervisor.send(Shutdown).await.unwrap_or_default();
+        drain(&self.router).await;
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
             m.stop().await;
         }
         // The simulator, if any, stops when dropped here.
         status
+    }
+}
+
+/// How long [`Running::stop`] waits for the outboxes to send what they hold.
+pub(crate) const DRAIN: Duration = Duration::from_secs(10);
+
+/// Lets every outbox of `router` send what it holds, for at most [`DRAIN`]; then drops the rest,
+/// with a warning saying how many messages were not sent.
+async fn drain(router: &Router) {
+    for outbox in router.outboxes() {
+        let waiting = outbox.stats().queued;
+        if waiting == 0 {
+            continue;
+        }
+        tracing::info!(
+            "sending the {waiting} queued messages before stopping (at most {})",
+            eventsock_core::human::duration(DRAIN)
+        );
+        if tokio::time::timeout(DRAIN, outbox.flush()).await.is_err() {
+            let dropped = outbox.stop().await;
+            tracing::warn!(
+                instance = %eventsock_core::human::escaped(outbox.instance()),
+                "{dropped} queued messages were not sent: the outbox could not send them within {} at its pace",
+                eventsock_core::human::duration(DRAIN)
+            );
+        }
     }
 }
 

@@ -1,13 +1,20 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
 use eventsock_core::{EventMeta, MessageLike};
-use eventsock_rest::{MessageKey, RestClient, RestError};
+use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Given to every handler registered with [`Router::on`](crate::Router::on): replies, sends,
 /// reactions and read receipts go to the event's chat, through the REST client of the event's
 /// instance. Cheap to clone.
+///
+/// Messages ([`reply`](Ctx::reply), [`send`](Ctx::send), [`send_to`](Ctx::send_to)) go through
+/// the instance's [`Outbox`](eventsock_rest::Outbox), which paces them, keeps each chat's in
+/// order and retries without sending twice (see [`Router::pacing`](crate::Router::pacing)).
+/// They return once the message is queued, so a handler never holds up the stream while the
+/// outbox waits for its turn; await the [`Receipt`] to learn how the send went. A message that
+/// fails is logged and counted in the outbox's stats either way.
 ///
 /// On an event that is not a message (a connection update, say) there is no chat: the calls
 /// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client for
@@ -16,6 +23,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Ctx {
     rest: Option<RestClient>,
+    postbox: Option<Arc<dyn Postbox>>,
     instance: Option<Arc<str>>,
     chat: Option<String>,
     message_id: Option<String>,
@@ -29,19 +37,23 @@ impl std::fmt::Debug for Ctx {
             .field("chat", &self.chat)
             .field("message_id", &self.message_id)
             .field("rest", &self.rest.is_some())
+            .field("outbox", &self.postbox.is_some())
             .finish()
     }
 }
 
 impl Ctx {
-    /// The context of an event with `meta`, which is `message` when it is one.
+    /// The context of an event with `meta`, which is `message` when it is one: calls go
+    /// through `rest`, messages through `postbox`.
     pub fn new(
         rest: Option<RestClient>,
+        postbox: Option<Arc<dyn Postbox>>,
         meta: &EventMeta,
         message: Option<&dyn MessageLike>,
     ) -> Ctx {
         Ctx {
             rest,
+            postbox,
             instance: meta.instance.clone(),
             chat: message.and_then(|m| m.chat()).map(str::to_owned),
             message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
@@ -68,14 +80,9 @@ impl Ctx {
         })
     }
 
-    fn to_chat(&self) -> Result<(&RestClient, &str), RestError> {
+    fn key(&self) -> Result<(&RestClient, MessageKey), RestError> {
         let rest = self.rest()?;
         let chat = self.chat.as_deref().ok_or(RestError::NoRecipient)?;
-        Ok((rest, chat))
-    }
-
-    fn key(&self) -> Result<(&RestClient, MessageKey), RestError> {
-        let (rest, chat) = self.to_chat()?;
         let id = self.message_id.as_deref().ok_or_else(|| {
             RestError::Unavailable("the message has no id: nothing to react to or mark".into())
         })?;
@@ -89,24 +96,53 @@ impl Ctx {
         ))
     }
 
+    fn postbox(&self) -> Result<(&dyn Postbox, &str), OutboxError> {
+        let unavailable = || {
+            OutboxError::Refused(RestError::Unavailable(
+                "nothing sends for this event's instance: give a REST client with Router::rest"
+                    .into(),
+            ))
+        };
+        let postbox = self.postbox.as_deref().ok_or_else(unavailable)?;
+        let instance = match (self.instance.as_deref(), self.rest.as_ref()) {
+            (Some(i), _) => i,
+            (None, Some(rest)) => rest.instance(),
+            (None, None) => return Err(unavailable()),
+        };
+        Ok((postbox, instance))
+    }
+
+    async fn post(&self, message: Outgoing) -> Result<Receipt, OutboxError> {
+        let (postbox, instance) = self.postbox()?;
+        postbox.post(instance, message).await
+    }
+
+    fn chat_or_refuse(&self) -> Result<&str, OutboxError> {
+        self.chat
+            .as_deref()
+            .ok_or(OutboxError::Refused(RestError::NoRecipient))
+    }
+
     /// Answers in the event's chat, quoting the message (not quoting when it has no id).
-    pub async fn reply(&self, text: &str) -> Result<Value, RestError> {
-        let (rest, chat) = self.to_chat()?;
-        match self.message_id.as_deref() {
-            Some(id) => rest.reply(chat, text, id).await,
-            None => rest.send_text(chat, text).await,
+    /// Returns once the message is queued in the outbox (waiting for room when it is full).
+    pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
+        let mut message = Outgoing::text(self.chat_or_refuse()?, text);
+        if let Some(id) = &self.message_id {
+            message = message.quoting(id.clone());
         }
+        self.post(message).await
     }
 
-    /// Sends a message to the event's chat, without quoting.
-    pub async fn send(&self, text: &str) -> Result<Value, RestError> {
-        let (rest, chat) = self.to_chat()?;
-        rest.send_text(chat, text).await
+    /// Sends a message to the event's chat, without quoting, through the outbox.
+    pub async fn send(&self, text: &str) -> Result<Receipt, OutboxError> {
+        self.post(Outgoing::text(self.chat_or_refuse()?, text))
+            .await
     }
 
-    /// Sends a message to another chat (a phone number or a JID) of the same instance.
-    pub async fn send_to(&self, chat: &str, text: &str) -> Result<Value, RestError> {
-        self.rest()?.send_text(chat, text).await
+    /// Sends a message to another chat (a phone number or a JID) of the same instance,
+    /// through the outbox.
+    pub async fn send_to(&self, chat: &str, text: &str) -> Result<Receipt, OutboxError> {
+        self.post(Outgoing::text(chat, text)).await
     }
 
     /// Reacts to the message with an emoji (empty removes the reaction).

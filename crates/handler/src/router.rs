@@ -19,7 +19,7 @@ use eventsock_core::{
     human, Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload,
     Protocol, RawEvent, Undelivered,
 };
-use eventsock_rest::RestClient;
+use eventsock_rest::{Outbox, Pacing, Postbox, RestClient};
 use futures_util::future::{join_all, LocalBoxFuture};
 use futures_util::FutureExt;
 use std::any::Any;
@@ -452,8 +452,18 @@ struct Inner {
     entries: RwLock<Arc<[Arc<dyn Entry>]>>,
     gate: RwLock<Option<Arc<dyn Gate>>>,
     undelivered: Mutex<Vec<Recipient<Undelivered>>>,
-    rest: RwLock<Vec<RestClient>>,
+    rest: RwLock<Vec<Answerer>>,
+    /// How the outboxes made for the REST clients pace.
+    pacing: RwLock<Pacing>,
+    /// Where every send goes instead, when set.
+    postbox: RwLock<Option<Arc<dyn Postbox>>>,
     registered: AtomicUsize,
+}
+
+/// A REST client of one instance, and its outbox, made at its first send.
+struct Answerer {
+    rest: RestClient,
+    outbox: std::sync::OnceLock<Outbox>,
 }
 
 impl Inner {
@@ -465,22 +475,34 @@ impl Inner {
     }
 
     /// The context of an event with `meta` (which is `message` when it is one), answering
-    /// through the REST client of its instance.
+    /// through the REST client of its instance and sending through its outbox.
     fn ctx(&self, meta: &EventMeta, message: Option<&dyn eventsock_core::MessageLike>) -> Ctx {
-        Ctx::new(self.rest_for(meta.instance.as_deref()), meta, message)
-    }
-
-    /// The REST client for `instance`: the one registered for it, or the only one there is.
-    fn rest_for(&self, instance: Option<&str>) -> Option<RestClient> {
+        let postbox = self
+            .postbox
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let rest = self.rest.read().unwrap_or_else(PoisonError::into_inner);
-        match instance {
-            Some(i) => rest.iter().find(|r| r.instance() == i),
+        let answerer = match meta.instance.as_deref() {
+            Some(i) => rest.iter().find(|r| r.rest.instance() == i),
             None => match rest.as_slice() {
                 [only] => Some(only),
                 _ => None,
             },
-        }
-        .cloned()
+        };
+        let postbox = postbox.or_else(|| {
+            let answerer = answerer?;
+            let outbox = answerer.outbox.get_or_init(|| {
+                let pacing = self
+                    .pacing
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                Outbox::new(answerer.rest.clone(), pacing)
+            });
+            Some(Arc::new(outbox.clone()) as Arc<dyn Postbox>)
+        });
+        Ctx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message)
     }
 
     /// The entry of type `E`, created with `make` if there is none yet.
@@ -540,6 +562,8 @@ impl Router {
                 gate: RwLock::new(None),
                 undelivered: Mutex::new(Vec::new()),
                 rest: RwLock::new(Vec::new()),
+                pacing: RwLock::new(Pacing::default()),
+                postbox: RwLock::new(None),
                 registered: AtomicUsize::new(0),
             }),
         }
@@ -640,10 +664,48 @@ impl Router {
             .rest
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        rest.retain(|r| r.instance() != client.instance());
-        rest.push(client);
+        rest.retain(|r| r.rest.instance() != client.instance());
+        rest.push(Answerer {
+            rest: client,
+            outbox: std::sync::OnceLock::new(),
+        });
         drop(rest);
         self
+    }
+
+    /// How the outboxes pace: every [`Ctx::reply`], [`Ctx::send`] and [`Ctx::send_to`] goes
+    /// through the outbox of its instance, made at its first send (see [`Pacing`] for the
+    /// cautious defaults). Applies to outboxes not made yet.
+    pub fn pacing(self, pacing: Pacing) -> Self {
+        *self
+            .inner
+            .pacing
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = pacing;
+        self
+    }
+
+    /// Sends every message through `postbox` instead of this process's outboxes: for a NATS
+    /// worker whose messages one sender paces for every worker (a JetStream outbox).
+    pub fn postbox(self, postbox: Arc<dyn Postbox>) -> Self {
+        *self
+            .inner
+            .postbox
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(postbox);
+        self
+    }
+
+    /// The outboxes made so far, one per instance that has sent.
+    pub fn outboxes(&self) -> Vec<Outbox> {
+        let rest = self
+            .inner
+            .rest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        rest.iter()
+            .filter_map(|a| a.outbox.get().cloned())
+            .collect()
     }
 
     /// Lets `gate` decide which `messages.upsert` messages are delivered (see [`Gate`]).
@@ -663,7 +725,7 @@ impl Router {
             .rest
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        rest.iter().any(|r| r.instance() == instance)
+        rest.iter().any(|r| r.rest.instance() == instance)
     }
 
     /// The (channel, event) pairs a server of `protocol` must send for these handlers. `Err`

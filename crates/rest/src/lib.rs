@@ -22,7 +22,7 @@ mod tls;
 
 pub use client::{request, MessageKey, Method, RestClient, RestError, SendText};
 pub use outbox::{
-    Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Receipt, Typing, WhenFull,
+    Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing, WhenFull,
 };
 pub use refresh::{RefreshError, RefreshingToken};
 pub use tls::default_tls;

@@ -382,7 +382,6 @@ type Answer = oneshot::Sender<Result<Outcome, OutboxError>>;
 /// The outcome of a message given to [`Outbox::post`]: await it for the [`Outcome`], or drop it
 /// (the message is sent all the same).
 #[derive(Debug)]
-#[must_use = "the message is sent either way; await the receipt to learn how it went"]
 pub struct Receipt {
     id: String,
     answer: Option<oneshot::Receiver<Result<Outcome, OutboxError>>>,
@@ -419,6 +418,28 @@ impl Future for Receipt {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Where a handler's messages go: an [`Outbox`] in this process, or a durable queue that another
+/// process drains through its own outbox (the NATS crate's JetStream outbox).
+pub trait Postbox: Send + Sync + 'static {
+    /// Queues `message`, to be sent from `instance`'s number.
+    fn post<'a>(
+        &'a self,
+        instance: &'a str,
+        message: Outgoing,
+    ) -> Pin<Box<dyn Future<Output = Result<Receipt, OutboxError>> + 'a>>;
+}
+
+impl Postbox for Outbox {
+    /// Queues `message` here (an outbox sends for one instance, its REST client's).
+    fn post<'a>(
+        &'a self,
+        _instance: &'a str,
+        message: Outgoing,
+    ) -> Pin<Box<dyn Future<Output = Result<Receipt, OutboxError>> + 'a>> {
+        Box::pin(Outbox::post(self, message))
     }
 }
 
