@@ -27,6 +27,13 @@ enum Command {
     Bridge(cli::nats::BridgeArgs),
     /// Process events from NATS JetStream, sharing the work with other workers (logs each).
     Worker(cli::nats::WorkerArgs),
+    /// Send JSON lines {"to": JID, "text": "..."} from standard input through the outbox
+    /// (paced, in order per chat, never sent twice), printing one JSON line per outcome; or,
+    /// with --nats, queue them in the JetStream outbox for `eventsock sender`.
+    Send(cli::send::SendArgs),
+    /// Send what workers queued in the JetStream outbox, at the instance's pace, printing one
+    /// JSON line per outcome. Run one per instance.
+    Sender(cli::send::SenderArgs),
 }
 
 fn main() {
@@ -38,6 +45,7 @@ fn main() {
         Command::Demo(_) => "error",
         Command::Bridge(_) => "warn",
         Command::Worker(_) => "info",
+        Command::Send(_) | Command::Sender(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,6 +63,8 @@ fn main() {
         Command::Demo(args) => done(system.block_on(cli::demo::run(args))),
         Command::Bridge(args) => done(system.block_on(cli::nats::bridge(args))),
         Command::Worker(args) => done(system.block_on(cli::nats::worker(args))),
+        Command::Send(args) => system.block_on(cli::send::send(args)),
+        Command::Sender(args) => done(system.block_on(cli::send::sender(args))),
     };
     let code = result.unwrap_or_else(|e| {
         cli::output::say_line(format_args!("eventsock: {e:#}"));

@@ -3,6 +3,7 @@
 pub(crate) mod demo;
 pub(crate) mod nats;
 pub(crate) mod output;
+pub(crate) mod send;
 pub(crate) mod sim;
 pub(crate) mod tail;
 

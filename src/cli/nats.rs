@@ -87,7 +87,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 /// A NATS URL without credentials.
-fn shown(url: &str) -> &str {
+pub(crate) fn shown(url: &str) -> &str {
     match url.rsplit_once('@') {
         Some((_, host)) => host,
         None => url,

@@ -10,14 +10,19 @@
 //! acknowledged only after every handler that takes it succeeds; a failure (or a worker that dies) gets it redelivered, and after
 //! `max_deliver` deliveries it is moved to `eventsock-dead.<instance>.<event>`.
 //!
+//! Sending scales out the other way: workers queue their messages in a JetStream outbox
+//! ([`JetStreamOutbox`]), and one [`OutboxSender`] sends them at the instance's pace.
+//!
 //! Guarantees and ordering are in `docs/scaling.md`.
 
 mod checkpoint;
 mod ingest;
+mod outbox;
 mod worker;
 
 pub use checkpoint::KvCheckpoint;
 pub use ingest::{GetIngestStats, Ingest, IngestStats};
+pub use outbox::{JetStreamOutbox, OutboxConfig, OutboxSender, SenderStats};
 pub use worker::{Worker, WorkerStats};
 
 use std::time::Duration;

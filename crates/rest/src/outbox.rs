@@ -320,6 +320,9 @@ pub enum OutboxError {
         /// The capacity.
         capacity: usize,
     },
+    /// The message could not be queued (a durable queue refused it): it was not sent.
+    #[error("could not queue the message, so it was not sent: {0}")]
+    Unqueued(String),
     /// The outbox stopped before the message was sent: it was not sent.
     #[error("the outbox stopped before the message was sent: it was not sent")]
     Stopped,
@@ -524,6 +527,14 @@ impl Outbox {
     /// Queues a message; waits for room when the outbox is full (or fails, as
     /// [`Pacing::when_full`] says). The [`Receipt`] tells how it went.
     pub async fn post(&self, message: Outgoing) -> Result<Receipt, OutboxError> {
+        self.enqueue(message, None).await
+    }
+
+    async fn enqueue(
+        &self,
+        message: Outgoing,
+        doubt: Option<RestError>,
+    ) -> Result<Receipt, OutboxError> {
         if message.to.trim().is_empty() {
             return Err(OutboxError::Refused(RestError::NoRecipient));
         }
@@ -547,7 +558,7 @@ impl Outbox {
             seq: 0,
             sends: 0,
             failures: 0,
-            doubt: None,
+            doubt,
             last: None,
             answers: vec![tx],
             _permit: permit,
@@ -559,6 +570,19 @@ impl Outbox {
             id,
             answer: Some(rx),
         })
+    }
+
+    /// Queues a message that may have been sent already (a redelivery from a durable queue,
+    /// after the process that held it stopped): it is looked up first, and sent only when the
+    /// server, keeping what it sends, does not have it.
+    pub async fn post_unsure(&self, message: Outgoing) -> Result<Receipt, OutboxError> {
+        self.enqueue(
+            message,
+            Some(RestError::Unavailable(
+                "it may have been sent by a process that stopped before saying so".into(),
+            )),
+        )
+        .await
     }
 
     /// Queues a message and waits until it has been sent (or has failed).

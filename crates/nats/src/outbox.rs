@@ -1,0 +1,380 @@
+//! An outbox that holds across processes: workers queue messages in a JetStream work-queue
+//! stream ([`JetStreamOutbox`], a [`Postbox`]), and one [`OutboxSender`] drains it through an
+//! [`Outbox`], which paces every message of the instance. Nothing queued is lost when any of
+//! them restarts.
+//!
+//! Exactly once: a message is acknowledged in the stream only once it was sent (or failed for
+//! good, and then moved to the dead-letter subject). A sender that dies leaves its messages
+//! unacknowledged; they come back to the next sender after `ack_wait`, and each is first looked
+//! up on the server by its own WhatsApp id ([`Outbox::post_unsure`]): sent only if the server
+//! does not have it. Per-chat order is the stream's order, which the sender keeps (one
+//! consumer, and the outbox's per-chat queues).
+
+use crate::{token, NatsError};
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::{self, AckKind};
+use eventsock_rest::{Outbox, OutboxError, Outcome, Outgoing, Postbox, Receipt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Where the JetStream outbox lives.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OutboxConfig {
+    /// The work-queue stream (`EVENTSOCK_OUTBOX`); failed messages go to `<stream>_DEAD`.
+    pub stream: String,
+    /// Subject prefix (`eventsock-outbox`): messages go to `<prefix>.<instance>`, failed ones
+    /// to `<prefix>-dead.<instance>`.
+    pub prefix: String,
+    /// The sender's durable consumer (`eventsock-sender`).
+    pub durable: String,
+    /// How long a message taken by a sender that stops answering stays with it before it is
+    /// given to the next (30 s). A live sender keeps the messages it holds with progress
+    /// acknowledgements.
+    pub ack_wait: Duration,
+    /// How many messages a sender holds at once, unacknowledged (256).
+    pub window: i64,
+    /// How long JetStream drops a message queued again with the same id (10 minutes).
+    pub duplicate_window: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            stream: "EVENTSOCK_OUTBOX".into(),
+            prefix: "eventsock-outbox".into(),
+            durable: "eventsock-sender".into(),
+            ack_wait: Duration::from_secs(30),
+            window: 256,
+            duplicate_window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// With `ack_wait`.
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+}
+
+async fn ensure_outbox_streams(
+    js: &jetstream::Context,
+    cfg: &OutboxConfig,
+) -> Result<(), NatsError> {
+    use jetstream::stream;
+    js.get_or_create_stream(stream::Config {
+        name: cfg.stream.clone(),
+        subjects: vec![format!("{}.>", cfg.prefix)],
+        retention: stream::RetentionPolicy::WorkQueue,
+        duplicate_window: cfg.duplicate_window,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    js.get_or_create_stream(stream::Config {
+        name: format!("{}_DEAD", cfg.stream),
+        subjects: vec![format!("{}-dead.>", cfg.prefix)],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    Ok(())
+}
+
+/// The queueing side: messages go into the stream, for the sender to send. A [`Postbox`], so
+/// a worker's router sends through it (`Router::postbox`). Cheap to clone.
+#[derive(Clone)]
+pub struct JetStreamOutbox {
+    js: jetstream::Context,
+    prefix: String,
+}
+
+impl std::fmt::Debug for JetStreamOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamOutbox")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStreamOutbox {
+    /// Connects to NATS at `url` (retrying while it is down) and creates the streams when
+    /// missing.
+    pub async fn connect(url: &str, cfg: OutboxConfig) -> Result<JetStreamOutbox, NatsError> {
+        let js = jetstream::new(crate::connect(url).await?);
+        ensure_outbox_streams(&js, &cfg).await?;
+        Ok(JetStreamOutbox {
+            js,
+            prefix: cfg.prefix,
+        })
+    }
+
+    /// Queues `message`, to be sent from `instance`'s number; returns once JetStream has
+    /// stored it (its sequence in the stream). The same id queued again within the duplicate
+    /// window is stored once.
+    pub async fn enqueue(&self, instance: &str, message: &Outgoing) -> Result<u64, NatsError> {
+        let subject = format!("{}.{}", self.prefix, token(instance));
+        let payload =
+            serde_json::to_vec(message).map_err(|e| NatsError::JetStream(e.to_string()))?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| NatsError::JetStream(e.to_string()))?
+            .await
+            .map_err(|e| NatsError::JetStream(e.to_string()))?;
+        Ok(ack.sequence)
+    }
+}
+
+impl Postbox for JetStreamOutbox {
+    fn post<'a>(
+        &'a self,
+        instance: &'a str,
+        message: Outgoing,
+    ) -> Pin<Box<dyn Future<Output = Result<Receipt, OutboxError>> + 'a>> {
+        Box::pin(async move {
+            if message.to.trim().is_empty() {
+                return Err(OutboxError::Refused(eventsock_rest::RestError::NoRecipient));
+            }
+            match self.enqueue(instance, &message).await {
+                Ok(_) => Ok(Receipt::settled(
+                    message.id.clone(),
+                    Ok(Outcome::Queued { id: message.id }),
+                )),
+                Err(e) => Err(OutboxError::Unqueued(e.to_string())),
+            }
+        })
+    }
+}
+
+/// What an [`OutboxSender`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SenderStats {
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages found on the server already (sent by a sender that stopped before
+    /// acknowledging them, or whose answer was lost): not sent again.
+    pub found: u64,
+    /// Messages given to this sender again after another held them.
+    pub redelivered: u64,
+    /// Messages moved to the dead-letter subject: refused, in doubt, or not a message.
+    pub dead: u64,
+    /// Messages left in the stream at shutdown, for the next sender.
+    pub left: u64,
+}
+
+/// The one process that sends what the workers queued: drains the stream through an
+/// [`Outbox`], which paces. Run one per instance (a second would pace on its own).
+#[derive(Debug)]
+pub struct OutboxSender {
+    url: String,
+    cfg: OutboxConfig,
+    outbox: Outbox,
+}
+
+type Settling = Pin<Box<dyn Future<Output = (u64, Result<Outcome, OutboxError>)>>>;
+
+impl OutboxSender {
+    /// A sender draining the messages of `outbox`'s instance from NATS at `url`.
+    pub fn new(url: impl Into<String>, outbox: Outbox, cfg: OutboxConfig) -> OutboxSender {
+        OutboxSender {
+            url: url.into(),
+            cfg,
+            outbox,
+        }
+    }
+
+    /// Sends until `shutdown` completes; then stops taking messages, lets the sends in flight
+    /// finish (for at most 10 s), and leaves every message not sent in the stream for the
+    /// next sender. `on_outcome` is told how each message went.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        mut on_outcome: impl FnMut(&Outgoing, &Result<Outcome, OutboxError>),
+    ) -> Result<SenderStats, NatsError> {
+        tokio::pin!(shutdown);
+        let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
+        let instance = self.outbox.instance().to_owned();
+        let setup = async {
+            let js = jetstream::new(crate::connect(&self.url).await?);
+            ensure_outbox_streams(&js, &self.cfg).await?;
+            let stream = js
+                .get_stream(&self.cfg.stream)
+                .await
+                .map_err(|e| jserr(&e))?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    &self.cfg.durable,
+                    pull::Config {
+                        durable_name: Some(self.cfg.durable.clone()),
+                        ack_policy: AckPolicy::Explicit,
+                        ack_wait: self.cfg.ack_wait,
+                        max_ack_pending: self.cfg.window,
+                        filter_subject: format!("{}.{}", self.cfg.prefix, token(&instance)),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| jserr(&e))?;
+            let messages = consumer.messages().await.map_err(|e| jserr(&e))?;
+            Ok::<_, NatsError>((js, messages))
+        };
+        let (js, mut messages) = tokio::select! {
+            ready = setup => ready?,
+            _ = &mut shutdown => return Ok(SenderStats::default()),
+        };
+        tracing::info!(
+            instance = %eventsock_core::human::escaped(&instance),
+            "sending the queued messages from NATS at {}",
+            crate::shown(&self.url)
+        );
+        let mut stats = SenderStats::default();
+        // Messages taken and not yet acknowledged, by stream sequence.
+        let mut held: HashMap<u64, (jetstream::Message, Outgoing)> = HashMap::new();
+        let mut settling: FuturesUnordered<Settling> = FuturesUnordered::new();
+        let mut progress =
+            tokio::time::interval((self.cfg.ack_wait / 3).max(Duration::from_millis(100)));
+        let dead_subject = format!("{}-dead.{}", self.cfg.prefix, token(&instance));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = progress.tick() => {
+                    for (message, _) in held.values() {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::debug!(error = %e, "progress acknowledgement not sent");
+                        }
+                    }
+                }
+                Some((seq, outcome)) = settling.next(), if !settling.is_empty() => {
+                    if let Some((message, outgoing)) = held.remove(&seq) {
+                        on_outcome(&outgoing, &outcome);
+                        settle(&js, &dead_subject, message, &outcome, &mut stats).await;
+                    }
+                }
+                next = messages.next() => {
+                    let message = match next {
+                        None => break,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "fetching from the outbox stream failed; going on");
+                            continue;
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    let (seq, delivered) = message
+                        .info()
+                        .map(|i| (i.stream_sequence, i.delivered))
+                        .unwrap_or((0, 1));
+                    let outgoing: Outgoing = match serde_json::from_slice(&message.payload) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let outcome = Err(OutboxError::Unqueued(format!("not an outbox message: {e}")));
+                            settle(&js, &dead_subject, message, &outcome, &mut stats).await;
+                            continue;
+                        }
+                    };
+                    if held.contains_key(&seq) {
+                        // Given again while still here (the sender was too slow to say it
+                        // holds it): the outbox already has it.
+                        continue;
+                    }
+                    let receipt = if delivered > 1 {
+                        stats.redelivered += 1;
+                        self.outbox.post_unsure(outgoing.clone()).await
+                    } else {
+                        self.outbox.post(outgoing.clone()).await
+                    };
+                    held.insert(seq, (message, outgoing));
+                    settling.push(Box::pin(async move {
+                        match receipt {
+                            Ok(r) => (seq, r.await),
+                            Err(e) => (seq, Err(e)),
+                        }
+                    }));
+                }
+            }
+        }
+        // Stop: what is queued here stays in the stream; the sends in flight finish.
+        self.outbox.stop().await;
+        let drained = async {
+            while let Some((seq, outcome)) = settling.next().await {
+                if let Some((message, outgoing)) = held.remove(&seq) {
+                    if matches!(outcome, Err(OutboxError::Stopped)) {
+                        stats.left += 1;
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    }
+                    on_outcome(&outgoing, &outcome);
+                    settle(&js, &dead_subject, message, &outcome, &mut stats).await;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sends still in flight after 10 s: left for the next sender, which looks them up before sending");
+        }
+        stats.left += held.len() as u64;
+        Ok(stats)
+    }
+}
+
+/// Acknowledges a message whose outcome is known: sent or found, done; failed for good, moved
+/// to the dead-letter subject (or, when that fails, left for a redelivery, which looks it up
+/// before sending).
+async fn settle(
+    js: &jetstream::Context,
+    dead_subject: &str,
+    message: jetstream::Message,
+    outcome: &Result<Outcome, OutboxError>,
+    stats: &mut SenderStats,
+) {
+    let acked = match outcome {
+        Ok(Outcome::Found { .. }) => {
+            stats.found += 1;
+            message.ack().await
+        }
+        Ok(_) => {
+            stats.sent += 1;
+            message.ack().await
+        }
+        Err(OutboxError::Stopped) => message.ack_with(AckKind::Nak(None)).await,
+        Err(error) => {
+            stats.dead += 1;
+            let mut headers = async_nats::HeaderMap::new();
+            let reason = error.to_string().replace(['\r', '\n'], " ");
+            headers.insert("Eventsock-Error", reason.as_str());
+            let moved = match js
+                .publish_with_headers(dead_subject.to_owned(), headers, message.payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match moved {
+                Ok(()) => {
+                    tracing::error!(%error, "a queued message failed: moved to {dead_subject}");
+                    message.ack_with(AckKind::Term).await
+                }
+                Err(e) => {
+                    tracing::error!(%error, publish_error = %e, "a queued message failed, and could not be moved to the dead-letter subject: left in the stream");
+                    message.ack_with(AckKind::Nak(None)).await
+                }
+            }
+        }
+    };
+    if let Err(e) = acked {
+        tracing::warn!(error = %e, "acknowledgement not sent: the message will come back, and be looked up before any send");
+    }
+}
