@@ -441,3 +441,76 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// Workers queue in JetStream; a sender dies holding messages (some sent, none acknowledged);
+/// the next sender delivers the rest, looking up each message it is given again: every message
+/// arrives exactly once, each chat's in order.
+#[actix_rt::test]
+async fn the_jetstream_outbox_delivers_each_message_once_across_a_sender_that_dies() {
+    use common::nats_server::NatsServer;
+    use eventsock::nats::{JetStreamOutbox, OutboxConfig, OutboxSender};
+    use eventsock::rest::Postbox;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let cfg = || OutboxConfig::default().ack_wait(Duration::from_secs(1));
+    let queue = JetStreamOutbox::connect(&nats.url(), cfg()).await.unwrap();
+    let posted: Vec<Outgoing> = (0..30)
+        .map(|i| Outgoing::text(chat(i % 3), format!("m{i:02}")))
+        .collect();
+    for m in &posted {
+        // As a worker's Ctx does: the receipt says it is queued.
+        let receipt = queue.post("codechat", m.clone()).await.unwrap();
+        assert_eq!(receipt.await.unwrap(), Outcome::Queued { id: m.id.clone() });
+    }
+    // The same message queued again (a worker retrying) is stored once.
+    queue.enqueue("codechat", &posted[0]).await.unwrap();
+
+    let pacing = || fast().rate(40.0);
+    let first = Outbox::new(client(&s), pacing());
+    let run =
+        OutboxSender::new(nats.url(), first.clone(), cfg()).run(std::future::pending(), |_, _| {});
+    // It dies once 10 messages are out: the run is dropped mid-way, acknowledging nothing
+    // more, and its outbox drops what it held (the sends in flight still land).
+    tokio::select! {
+        _ = run => panic!("the sender stopped by itself"),
+        () = until("10 sends", || s.sim.sent().len() >= 10) => {}
+    }
+    first.stop().await;
+    let sent_by_first = s.sim.sent().len();
+
+    let second = Outbox::new(client(&s), pacing());
+    let (tx, done) = tokio::sync::oneshot::channel::<()>();
+    let sim = s.sim.clone();
+    let watch = actix_rt::spawn(async move {
+        until("every message", || sim.sent().len() >= 30).await;
+        let _ = tx.send(());
+    });
+    let stats = OutboxSender::new(nats.url(), second, cfg())
+        .run(
+            async {
+                let _ = done.await;
+            },
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    watch.await.unwrap();
+    let sent = s.sim.sent();
+    exactly_once(&sent, &posted);
+    for c in 0..3 {
+        let texts: Vec<&str> = of_chat(&sent, &chat(c))
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "chat {c} out of order");
+    }
+    // What the first had taken came back; the second sent only what was not out yet.
+    assert!(stats.redelivered > 0, "{stats:?}");
+    assert!(stats.sent as usize <= 30 - sent_by_first, "{stats:?}");
+    assert_eq!(stats.dead, 0);
+    println!("first sender: {sent_by_first} sent; second: {stats:?}");
+}
