@@ -615,3 +615,63 @@ async fn tail_killed_and_started_again_with_its_checkpoint_prints_what_it_missed
     second.signal("-TERM");
     second.exits_cleanly_after("SIGTERM").await;
 }
+
+/// `eventsock send`: JSON lines in, one outcome line per message out (in the order they settle),
+/// paced, each chat in order; a bad line fails alone, and the exit status says that one failed.
+#[actix_rt::test]
+async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
+    use std::io::Write;
+    let s = start_sim(SimConfig::default());
+    s.sim.fail_sends(429, Some(1), 1);
+    let token = s.sim.mint_token("codechat", None);
+    let input = concat!(
+        "{\"to\": \"5511900000001\", \"text\": \"one\"}\n",
+        "{\"to\": \"5511900000002\", \"text\": \"two\", \"id\": \"3EB0OWNID\"}\n",
+        "\n",
+        "{\"to\": 5511900000003, \"text\": \"bad\"}\n",
+        "{\"to\": \"5511900000001\", \"text\": \"three\"}\n",
+    );
+    let url = s.url();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args(["send", "--url", &url, "--token", &token])
+            .args(["--rate", "20", "--per-chat-interval", "100ms", "--backoff", "50ms"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("3 sent, 1 failed"), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let by_line = |n: u64| lines.iter().find(|l| l["line"] == n).unwrap();
+    assert_eq!(by_line(1)["status"], "sent");
+    assert_eq!(by_line(1)["attempts"], 2, "refused once with a 429");
+    assert_eq!(by_line(2)["id"], "3EB0OWNID");
+    assert_eq!(by_line(4)["status"], "failed");
+    assert!(
+        by_line(4)["error"].as_str().unwrap().contains("\"to\" must be a string"),
+        "{lines:?}"
+    );
+    let sent: Vec<(String, String)> = s
+        .sim
+        .sent()
+        .into_iter()
+        .map(|m| (m.chat, m.text))
+        .filter(|(chat, _)| chat.starts_with("5511900000001"))
+        .collect();
+    let texts: Vec<&str> = sent.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["one", "three"], "one chat, in order");
+    assert_eq!(s.sim.sent().len(), 3);
+}
