@@ -71,5 +71,8 @@ pub mod prelude {
     pub use eventsock_handler::{
         Bot, BoxError, Ctx, Dedup, Flow, HandlerError, Pipeline, Route, Router,
     };
-    pub use eventsock_rest::{RefreshingToken, RestClient, RestError};
+    pub use eventsock_rest::{
+        Outbox, OutboxError, Outgoing, Pacing, Receipt, RefreshingToken, RestClient, RestError,
+        Typing, WhenFull,
+    };
 }

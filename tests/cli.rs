@@ -635,13 +635,25 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
     let out = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
             .args(["send", "--url", &url, "--token", &token])
-            .args(["--rate", "20", "--per-chat-interval", "100ms", "--backoff", "50ms"])
+            .args([
+                "--rate",
+                "20",
+                "--per-chat-interval",
+                "100ms",
+                "--backoff",
+                "50ms",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     })
     .await
@@ -661,7 +673,10 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
     assert_eq!(by_line(2)["id"], "3EB0OWNID");
     assert_eq!(by_line(4)["status"], "failed");
     assert!(
-        by_line(4)["error"].as_str().unwrap().contains("\"to\" must be a string"),
+        by_line(4)["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"to\" must be a string"),
         "{lines:?}"
     );
     let sent: Vec<(String, String)> = s

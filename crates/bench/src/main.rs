@@ -9,6 +9,7 @@
 
 mod backfill;
 mod clients;
+mod outbox;
 mod probes;
 mod scaleout;
 mod server;
@@ -77,6 +78,29 @@ enum Cmd {
         page: u32,
         #[arg(long, default_value_t = 5)]
         runs: u32,
+    },
+    /// Paced sends as the simulator sees them: by hand, through the outbox, through faults, and
+    /// (with --jetstream) through the JetStream outbox with a sender killed mid-run.
+    Outbox {
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 50)]
+        chats: usize,
+        /// Messages per second over all chats.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Milliseconds between two messages to one chat.
+        #[arg(long, default_value_t = 2000)]
+        per_chat_ms: u64,
+        /// A NATS server with JetStream: also run the JetStream outbox, with `eventsock sender`.
+        #[arg(long)]
+        jetstream: Option<String>,
+        /// Kill the first sender (SIGKILL) once this many messages arrived.
+        #[arg(long, default_value_t = 300)]
+        kill_after: usize,
+        /// The eventsock binary, built with `--features cli`.
+        #[arg(long, default_value = "target/release/eventsock")]
+        eventsock: PathBuf,
     },
     /// Many events through the whole stack, resident memory sampled every second.
     Soak {
@@ -181,6 +205,23 @@ fn main() -> anyhow::Result<()> {
             page,
             runs,
         } => actix_rt::System::new().block_on(backfill::backfill(messages, page, runs)),
+        Cmd::Outbox {
+            messages,
+            chats,
+            rate,
+            per_chat_ms,
+            jetstream,
+            kill_after,
+            eventsock,
+        } => actix_rt::System::new().block_on(outbox::outbox(outbox::Plan {
+            messages,
+            chats: chats.max(1),
+            rate,
+            per_chat: Duration::from_millis(per_chat_ms),
+            jetstream,
+            kill_after,
+            eventsock,
+        })),
         Cmd::Throughput { client, events } => actix_rt::System::new().block_on(async move {
             let server = ServerProc::start()?;
             let plan = format!("n={events}/r=0");
