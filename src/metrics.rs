@@ -140,6 +140,44 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         handled.get_or_create(&labels).inc_by(h.handled);
         failed.get_or_create(&labels).inc_by(h.failed);
     }
+    let outbox_queued = gauge(
+        &mut registry,
+        "outbox_queued",
+        "Messages waiting in the outbox or in flight",
+    );
+    let outbox = [
+        (
+            "outbox_sent",
+            "Messages sent (found on the server after a lost answer included)",
+        ),
+        (
+            "outbox_found",
+            "Messages found on the server after their answer was lost",
+        ),
+        (
+            "outbox_retried",
+            "Attempts after the first: sends again and lookups",
+        ),
+        ("outbox_failed", "Messages not sent (in doubt included)"),
+        (
+            "outbox_in_doubt",
+            "Messages that may have been sent, not tried again",
+        ),
+    ]
+    .map(|(name, help)| counter(&mut registry, name, help));
+    for o in state.router.outboxes() {
+        let labels: Labels = vec![("instance".into(), o.instance().to_owned())];
+        let s = o.stats();
+        outbox_queued
+            .get_or_create(&labels)
+            .set(i64::try_from(s.queued).unwrap_or(i64::MAX));
+        for (family, value) in outbox
+            .iter()
+            .zip([s.sent, s.found, s.retried, s.failed, s.in_doubt])
+        {
+            family.get_or_create(&labels).inc_by(value);
+        }
+    }
     let mut body = String::new();
     if encode(&mut body, &registry).is_err() {
         return HttpResponse::InternalServerError().body("cannot encode the metrics");

@@ -228,6 +228,18 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     assert_eq!(handler("handled", "legacy::MessagesUpsert#1"), 6.0);
     assert_eq!(handler("failed", "legacy::MessagesUpsert#1"), 1.0);
     assert!(page.ends_with("# EOF\n"), "{page}");
+    // The 3 pongs went through the outbox (counted once their answers are in).
+    let outbox = |name: &str| format!(r#"eventsock_outbox_{name}{{instance="codechat"}}"#);
+    let page = eventually("3 sent by the outbox", || async {
+        let page = get(addr, "/metrics").await.1;
+        (value(&page, &outbox("sent_total")) == Some(3.0)).then_some(page)
+    })
+    .await;
+    let v = |series: &str| value(&page, series).unwrap_or_else(|| panic!("{series} in\n{page}"));
+    assert_eq!(
+        (v(&outbox("queued")), v(&outbox("failed_total"))),
+        (0.0, 0.0)
+    );
 
     assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
     let (status, body) = get(addr, "/readyz").await;
