@@ -211,7 +211,7 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<std::io::Result<String>> {
 pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
     enum Via {
         Outbox(Outbox),
-        Queue(JetStreamOutbox, String),
+        Queue(Box<JetStreamOutbox>, String),
     }
     let via = match &args.nats {
         Some(url) => {
@@ -226,7 +226,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
                 q = JetStreamOutbox::connect(url, OutboxConfig::default()) => q?,
                 _ = super::terminated() => anyhow::bail!("stopped before NATS answered"),
             };
-            Via::Queue(queue, instance)
+            Via::Queue(Box::new(queue), instance)
         }
         None => {
             let source = args.server.source()?;
@@ -288,7 +288,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
                 let receipt: Result<Receipt, OutboxError> = match &via {
                     Via::Outbox(outbox) => outbox.post(message.clone()).await,
                     Via::Queue(queue, instance) => {
-                        eventsock_rest::Postbox::post(queue, instance, message.clone()).await
+                        eventsock_rest::Postbox::post(queue.as_ref(), instance, message.clone()).await
                     }
                 };
                 let line = n;

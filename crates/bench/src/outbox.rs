@@ -179,7 +179,7 @@ async fn through_outbox(
 fn sender(plan: &Plan, sim: &Embedded, nats: &str, n: usize) -> anyhow::Result<Child> {
     let log = std::env::temp_dir().join(format!("eventsock-bench-sender-{n}.log"));
     let out = std::env::temp_dir().join(format!("eventsock-bench-sender-{n}.jsonl"));
-    Ok(Command::new(&plan.eventsock)
+    Command::new(&plan.eventsock)
         .args(["sender", "--nats", nats, "--url", &sim.url()])
         .args(["--token", &sim.sim.mint_token("codechat", None)])
         .args(["--rate", &plan.rate.to_string()])
@@ -196,7 +196,7 @@ fn sender(plan: &Plan, sim: &Embedded, nats: &str, n: usize) -> anyhow::Result<C
                 "cannot run {}: {e} (build it with cargo build --release --features cli)",
                 plan.eventsock.display()
             )
-        })?)
+        })
 }
 
 async fn wait_for(sim: &Embedded, n: usize, limit: Duration) -> bool {
