@@ -427,29 +427,46 @@ impl Running {
     }
 }
 
-/// How long [`Running::stop`] waits for the outboxes to send what they hold.
+/// How long [`Running::stop`] waits for the outboxes to send what they hold, in all.
 pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 
-/// Lets every outbox of `router` send what it holds, for at most [`DRAIN`]; then drops the rest,
-/// with a warning saying how many messages were not sent.
+/// Lets every outbox of `router` send what it holds, for at most [`DRAIN`] in all; then drops
+/// the rest, with a warning saying how many messages were not sent, and gives the sends in
+/// flight a few more seconds to land.
 async fn drain(router: &Router) {
-    for outbox in router.outboxes() {
-        let waiting = outbox.stats().queued;
-        if waiting == 0 {
-            continue;
-        }
-        tracing::info!(
-            "sending the {waiting} queued messages before stopping (at most {})",
-            eventsock_core::human::duration(DRAIN)
-        );
-        if tokio::time::timeout(DRAIN, outbox.flush()).await.is_err() {
-            let dropped = outbox.stop().await;
+    let outboxes: Vec<_> = router
+        .outboxes()
+        .into_iter()
+        .filter(|o| o.stats().queued > 0)
+        .collect();
+    if outboxes.is_empty() {
+        return;
+    }
+    let waiting: u64 = outboxes.iter().map(|o| o.stats().queued).sum();
+    tracing::info!(
+        "sending the {waiting} queued messages before stopping (at most {})",
+        eventsock_core::human::duration(DRAIN)
+    );
+    let all = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
+    if tokio::time::timeout(DRAIN, all).await.is_ok() {
+        return;
+    }
+    for outbox in &outboxes {
+        let dropped = outbox.stop().await;
+        if dropped > 0 {
             tracing::warn!(
                 instance = %eventsock_core::human::escaped(outbox.instance()),
                 "{dropped} queued messages were not sent: the outbox could not send them within {} at its pace",
                 eventsock_core::human::duration(DRAIN)
             );
         }
+    }
+    let in_flight = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
+    if tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .is_err()
+    {
+        tracing::warn!("sends still in flight after 5 s: they may or may not have been sent");
     }
 }
 

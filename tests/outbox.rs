@@ -514,3 +514,116 @@ async fn the_jetstream_outbox_delivers_each_message_once_across_a_sender_that_di
     assert_eq!(stats.dead, 0);
     println!("first sender: {sent_by_first} sent; second: {stats:?}");
 }
+
+#[actix_rt::test]
+async fn a_chat_keeps_its_interval_after_its_queue_emptied() {
+    let s = start_sim(SimConfig::default());
+    let outbox = Outbox::new(client(&s), fast().per_chat(Duration::from_millis(300)));
+    outbox.send(Outgoing::text(chat(1), "a")).await.unwrap();
+    // Nothing waits for the chat now; the next message still waits out its interval.
+    outbox.send(Outgoing::text(chat(1), "b")).await.unwrap();
+    let sent = s.sim.sent();
+    let gap = sent[1].at_ms - sent[0].at_ms;
+    assert!(gap >= 300, "two messages to one chat {gap} ms apart");
+}
+
+#[actix_rt::test]
+async fn stopping_while_a_message_is_in_doubt_says_it_may_have_been_sent() {
+    let s = start_sim(SimConfig::default());
+    let outbox = Outbox::new(client(&s), fast().backoff(Duration::from_secs(60)));
+    s.sim.fail_next_sends(
+        SendFailure {
+            status: 500,
+            retry_after: None,
+            delivered: true,
+        },
+        1,
+    );
+    let receipt = outbox.post(Outgoing::text(chat(1), "maybe")).await.unwrap();
+    until("the send", || s.sim.sent().len() == 1).await;
+    eventually("the answer", || async {
+        (outbox.stats().queued == 1 && outbox.stats().retried == 0).then_some(())
+    })
+    .await;
+    // Waiting a minute for its lookup: stopping now cannot say it was not sent.
+    outbox.stop().await;
+    let e = receipt.await.unwrap_err();
+    assert!(matches!(e, OutboxError::StoppedInDoubt), "{e}");
+    assert!(
+        e.to_string().contains("may or may not have been sent"),
+        "{e}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_sent_id_is_never_sent_again_and_a_taken_id_is_refused() {
+    let s = start_sim(SimConfig::default());
+    let outbox = Outbox::new(client(&s), fast());
+    let m = Outgoing::text(chat(1), "once");
+    outbox.send(m.clone()).await.unwrap();
+    let again = outbox.send(m.clone()).await.unwrap();
+    assert_eq!(
+        again,
+        Outcome::Found {
+            id: m.id.clone(),
+            attempts: 0
+        }
+    );
+    let slow = Outbox::new(client(&s), fast().per_chat(Duration::from_secs(60)));
+    slow.send(Outgoing::text(chat(2), "first")).await.unwrap();
+    let queued = Outgoing::text(chat(2), "queued");
+    let _waiting = slow.post(queued.clone()).await.unwrap();
+    let e = slow
+        .send(Outgoing::text(chat(2), "other text").with_id(queued.id.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OutboxError::IdTaken(_)), "{e}");
+    assert_eq!(s.sim.sent().len(), 2);
+    slow.stop().await;
+}
+
+/// A handler run twice on the same message (a NATS redelivery after a failure) makes the same
+/// reply, with the same id: it is sent once.
+#[actix_rt::test]
+async fn a_handler_run_again_on_the_same_message_replies_once() {
+    use eventsock::core::{Channel, EventMeta, EventName, Origin};
+    use eventsock::prelude::*;
+    let s = start_sim(SimConfig::default());
+    let router =
+        Router::new()
+            .rest(client(&s))
+            .pacing(fast())
+            .on(|_: Message, cx: Ctx| async move {
+                cx.reply("pong").await?;
+                cx.reply("and again").await?;
+                Ok(())
+            });
+    let event = EventName::from(EventKind::MessagesUpsert);
+    let meta = |_: Option<&eventsock::core::Frame<'_>>| EventMeta {
+        event: event.clone(),
+        instance: Some("codechat".into()),
+        instance_info: None,
+        server_time: None,
+        received_at: std::time::SystemTime::now(),
+        seq: 1,
+        generation: 1,
+        origin: Origin::Live,
+    };
+    let frame = r#"{"keyId":"M1","keyFromMe":false,"keyRemoteJid":"5511900000001@s.whatsapp.net","messageType":"conversation","content":{"text":"!ping"},"messageTimestamp":1}"#;
+    for _ in 0..2 {
+        let tally = router
+            .dispatch(&event, Some(Channel::Legacy), frame, &meta, true)
+            .settle(&router)
+            .await;
+        assert_eq!(tally.handled, 1);
+    }
+    let outbox = router.outboxes().pop().unwrap();
+    outbox.flush().await.unwrap();
+    let texts: Vec<String> = s.sim.sent().into_iter().map(|s| s.text).collect();
+    assert_eq!(texts, ["pong", "and again"]);
+    assert_eq!(
+        outbox.stats().sent,
+        2,
+        "the second run's two were not sent again"
+    );
+}

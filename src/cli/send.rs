@@ -52,9 +52,9 @@ impl PacingArgs {
 
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 1000.0 => Ok(r),
+        Ok(r) if (1.0 / 86400.0..=1000.0).contains(&r) => Ok(r),
         _ => Err(format!(
-            "\"{s}\" is not a rate: give messages per second, more than 0 and at most 1000"
+            "\"{s}\" is not a rate: give messages per second, from 0.0000116 (one a day) to 1000"
         )),
     }
 }
@@ -174,7 +174,7 @@ fn outcome_line(
         Ok(_) => out["status"] = "sent".into(),
         Err(e) => {
             out["status"] = match e {
-                OutboxError::InDoubt { .. } => "in-doubt",
+                OutboxError::InDoubt { .. } | OutboxError::StoppedInDoubt => "in-doubt",
                 _ => "failed",
             }
             .into();
@@ -285,10 +285,25 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
                         continue;
                     }
                 };
-                let receipt: Result<Receipt, OutboxError> = match &via {
-                    Via::Outbox(outbox) => outbox.post(message.clone()).await,
-                    Via::Queue(queue, instance) => {
-                        eventsock_rest::Postbox::post(queue.as_ref(), instance, message.clone()).await
+                let post = async {
+                    match &via {
+                        Via::Outbox(outbox) => outbox.post(message.clone()).await,
+                        Via::Queue(queue, instance) => {
+                            eventsock_rest::Postbox::post(queue.as_ref(), instance, message.clone()).await
+                        }
+                    }
+                };
+                // Waiting for room in a full outbox: Ctrl-C still stops.
+                let receipt: Result<Receipt, OutboxError> = tokio::select! {
+                    r = post => r,
+                    _ = &mut stop => {
+                        stopping = true;
+                        reading = false;
+                        if let Via::Outbox(outbox) = &via {
+                            let dropped = outbox.stop().await;
+                            eprintln!("eventsock send: stopping; {dropped} queued messages will not be sent");
+                        }
+                        Err(OutboxError::Stopped)
                     }
                 };
                 let line = n;
@@ -300,6 +315,17 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
                     (line, message, outcome)
                 });
             }
+        }
+    }
+    // Lines read but never queued (stopped first): said, not lost.
+    if stopping {
+        while let Ok(next) = lines.try_recv() {
+            n += 1;
+            if next.as_deref().is_ok_and(|t| t.trim().is_empty()) {
+                continue;
+            }
+            failed += 1;
+            print(&out, json!({"line": n, "status": "failed", "error": "stopped before it was queued: not sent"})).await;
         }
     }
     eprintln!(

@@ -24,6 +24,9 @@ use std::sync::Arc;
 pub struct Ctx {
     rest: Option<RestClient>,
     postbox: Option<Arc<dyn Postbox>>,
+    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]), and
+    /// how many it has made.
+    ids: Option<(String, Arc<std::sync::atomic::AtomicU32>)>,
     instance: Option<Arc<str>>,
     chat: Option<String>,
     message_id: Option<String>,
@@ -54,10 +57,40 @@ impl Ctx {
         Ctx {
             rest,
             postbox,
+            ids: None,
             instance: meta.instance.clone(),
             chat: message.and_then(|m| m.chat()).map(str::to_owned),
             message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
             from_me: message.is_some_and(|m| m.is_from_me()),
+        }
+    }
+
+    /// The same context for `handler` (a name that stays the same from one run of the program
+    /// to the next, such as the router's `legacy::MessagesUpsert#0`): the ids of the messages it
+    /// sends in answer to a message are derived from the instance, the message's id, the
+    /// handler and their order, so that a handler run again on the same message (a NATS
+    /// redelivery after a failure) makes the same ids, and the outbox or JetStream does not
+    /// send them twice. Without a handler, or for an event that is not a message, every
+    /// message gets a new random id.
+    pub fn for_handler(mut self, handler: &str) -> Ctx {
+        self.ids = match (&self.instance, &self.message_id) {
+            (Some(instance), Some(id)) => {
+                Some((format!("{instance}\u{0}{id}\u{0}{handler}"), Arc::default()))
+            }
+            _ => None,
+        };
+        self
+    }
+
+    /// A message to `to`, with the next id of this context.
+    fn outgoing(&self, to: &str, text: &str) -> Outgoing {
+        let message = Outgoing::text(to, text);
+        match &self.ids {
+            Some((seed, n)) => {
+                let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                message.with_id(eventsock_rest::outbox::derived_message_id(seed, n))
+            }
+            None => message,
         }
     }
 
@@ -126,7 +159,7 @@ impl Ctx {
     /// Answers in the event's chat, quoting the message (not quoting when it has no id).
     /// Returns once the message is queued in the outbox (waiting for room when it is full).
     pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
-        let mut message = Outgoing::text(self.chat_or_refuse()?, text);
+        let mut message = self.outgoing(self.chat_or_refuse()?, text);
         if let Some(id) = &self.message_id {
             message = message.quoting(id.clone());
         }
@@ -142,7 +175,7 @@ impl Ctx {
     /// Sends a message to another chat (a phone number or a JID) of the same instance,
     /// through the outbox.
     pub async fn send_to(&self, chat: &str, text: &str) -> Result<Receipt, OutboxError> {
-        self.post(Outgoing::text(chat, text)).await
+        self.post(self.outgoing(chat, text)).await
     }
 
     /// Reacts to the message with an emoji (empty removes the reaction).

@@ -208,7 +208,7 @@ where
     /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
     /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
     /// full mailbox makes the delivery wait. A closure or route always runs to completion.
-    fn deliver(&self, m: M, ctx: impl FnOnce() -> Ctx, wait: bool, out: &mut Deliveries) {
+    fn deliver(&self, m: M, ctx: impl FnOnce(&str) -> Ctx, wait: bool, out: &mut Deliveries) {
         let counters = self.counters.clone();
         match &self.sink {
             Sink::Actor(actor) => {
@@ -248,16 +248,18 @@ where
                     Err(panic) => failed_at_once(panic, &counters, out),
                 }
             }
-            Sink::WithCtx(f) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(m, ctx()))) {
-                Ok(call) => out.pending.push(guarded(
-                    async move {
-                        call.await
-                            .map_err(|e| HandlerError::Failed(Arc::new(e)).to_string())
-                    },
-                    counters,
-                )),
-                Err(panic) => failed_at_once(panic, &counters, out),
-            },
+            Sink::WithCtx(f) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(m, ctx(&self.name)))) {
+                    Ok(call) => out.pending.push(guarded(
+                        async move {
+                            call.await
+                                .map_err(|e| HandlerError::Failed(Arc::new(e)).to_string())
+                        },
+                        counters,
+                    )),
+                    Err(panic) => failed_at_once(panic, &counters, out),
+                }
+            }
         }
     }
 
@@ -340,7 +342,12 @@ impl<T: Payload> Entry for Typed<T> {
                 meta: meta.clone(),
                 payload: payload.clone(),
             };
-            h.deliver(event, || router.ctx(meta, payload.as_message()), wait, out);
+            h.deliver(
+                event,
+                |handler| router.ctx(meta, payload.as_message(), handler),
+                wait,
+                out,
+            );
         }
         Ok(())
     }
@@ -404,7 +411,7 @@ impl Entry for Raw {
                 meta: meta.clone(),
                 data: data.clone(),
             };
-            h.deliver(event, || router.ctx(meta, None), wait, out);
+            h.deliver(event, |handler| router.ctx(meta, None, handler), wait, out);
         }
         Ok(())
     }
@@ -474,9 +481,14 @@ impl Inner {
             .clone()
     }
 
-    /// The context of an event with `meta` (which is `message` when it is one), answering
-    /// through the REST client of its instance and sending through its outbox.
-    fn ctx(&self, meta: &EventMeta, message: Option<&dyn eventsock_core::MessageLike>) -> Ctx {
+    /// The context of `handler` for an event with `meta` (which is `message` when it is one),
+    /// answering through the REST client of its instance and sending through its outbox.
+    fn ctx(
+        &self,
+        meta: &EventMeta,
+        message: Option<&dyn eventsock_core::MessageLike>,
+        handler: &str,
+    ) -> Ctx {
         let postbox = self
             .postbox
             .read()
@@ -502,7 +514,7 @@ impl Inner {
             });
             Some(Arc::new(outbox.clone()) as Arc<dyn Postbox>)
         });
-        Ctx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message)
+        Ctx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message).for_handler(handler)
     }
 
     /// The entry of type `E`, created with `make` if there is none yet.

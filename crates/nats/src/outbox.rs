@@ -29,7 +29,8 @@ pub struct OutboxConfig {
     /// Subject prefix (`eventsock-outbox`): messages go to `<prefix>.<instance>`, failed ones
     /// to `<prefix>-dead.<instance>`.
     pub prefix: String,
-    /// The sender's durable consumer (`eventsock-sender`).
+    /// The sender's durable consumer: `<durable>-<instance>` (`eventsock-sender`), one per
+    /// instance.
     pub durable: String,
     /// How long a message taken by a sender that stops answering stays with it before it is
     /// given to the next (30 s). A live sender keeps the messages it holds with progress
@@ -206,6 +207,7 @@ impl OutboxSender {
         tokio::pin!(shutdown);
         let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
         let instance = self.outbox.instance().to_owned();
+        let durable = format!("{}-{}", self.cfg.durable, token(&instance));
         let setup = async {
             let js = jetstream::new(crate::connect(&self.url).await?);
             ensure_outbox_streams(&js, &self.cfg).await?;
@@ -213,25 +215,54 @@ impl OutboxSender {
                 .get_stream(&self.cfg.stream)
                 .await
                 .map_err(|e| jserr(&e))?;
-            let consumer = stream
-                .get_or_create_consumer(
-                    &self.cfg.durable,
-                    pull::Config {
-                        durable_name: Some(self.cfg.durable.clone()),
-                        ack_policy: AckPolicy::Explicit,
-                        ack_wait: self.cfg.ack_wait,
-                        max_ack_pending: self.cfg.window,
-                        filter_subject: format!("{}.{}", self.cfg.prefix, token(&instance)),
-                        ..Default::default()
-                    },
-                )
+            let config = pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: self.cfg.ack_wait,
+                max_ack_pending: self.cfg.window,
+                filter_subject: format!("{}.{}", self.cfg.prefix, token(&instance)),
+                ..Default::default()
+            };
+            // Created, or brought to these settings (an existing consumer is otherwise taken
+            // as it is).
+            let mut consumer: jetstream::consumer::PullConsumer = stream
+                .get_or_create_consumer(&durable, config.clone())
                 .await
                 .map_err(|e| jserr(&e))?;
-            let messages = consumer.messages().await.map_err(|e| jserr(&e))?;
-            Ok::<_, NatsError>((js, messages))
+            let current = consumer.cached_info().config.clone();
+            if current.ack_wait != config.ack_wait
+                || current.max_ack_pending != config.max_ack_pending
+            {
+                consumer = stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(|e| jserr(&e))?;
+            }
+            let held = consumer
+                .info()
+                .await
+                .map(|i| i.num_ack_pending)
+                .unwrap_or(0);
+            Ok::<_, NatsError>((js, consumer, held))
         };
-        let (js, mut messages) = tokio::select! {
+        let (js, consumer, held_elsewhere) = tokio::select! {
             ready = setup => ready?,
+            _ = &mut shutdown => return Ok(SenderStats::default()),
+        };
+        if held_elsewhere > 0 {
+            // A sender that stopped without a word still holds them: they come back after
+            // `ack_wait`, before any newer message, so each chat keeps its order.
+            tracing::info!(
+                "{held_elsewhere} messages are held by a sender that stopped: waiting {} for them, to keep each chat in order",
+                eventsock_core::human::duration(self.cfg.ack_wait)
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.cfg.ack_wait) => {}
+                _ = &mut shutdown => return Ok(SenderStats::default()),
+            }
+        }
+        let mut messages = tokio::select! {
+            m = consumer.messages() => m.map_err(|e| jserr(&e))?,
             _ = &mut shutdown => return Ok(SenderStats::default()),
         };
         tracing::info!(
@@ -258,6 +289,11 @@ impl OutboxSender {
                 }
                 Some((seq, outcome)) = settling.next(), if !settling.is_empty() => {
                     if let Some((message, outgoing)) = held.remove(&seq) {
+                        if matches!(outcome, Err(OutboxError::Stopped | OutboxError::StoppedInDoubt)) && !self.outbox.is_running() {
+                            // The outbox is gone (its runtime stopped): nothing more can be sent.
+                            let _ = message.ack_with(AckKind::Nak(None)).await;
+                            return Err(NatsError::JetStream("the outbox stopped while the sender ran; the messages it held stay in the stream".into()));
+                        }
                         on_outcome(&outgoing, &outcome);
                         settle(&js, &dead_subject, message, &outcome, &mut stats).await;
                     }
@@ -309,7 +345,11 @@ impl OutboxSender {
         let drained = async {
             while let Some((seq, outcome)) = settling.next().await {
                 if let Some((message, outgoing)) = held.remove(&seq) {
-                    if matches!(outcome, Err(OutboxError::Stopped)) {
+                    if matches!(
+                        outcome,
+                        Err(OutboxError::Stopped | OutboxError::StoppedInDoubt)
+                    ) {
+                        // Left for the next sender, which looks it up before sending.
                         stats.left += 1;
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         continue;
@@ -349,7 +389,9 @@ async fn settle(
             stats.sent += 1;
             message.ack().await
         }
-        Err(OutboxError::Stopped) => message.ack_with(AckKind::Nak(None)).await,
+        Err(OutboxError::Stopped | OutboxError::StoppedInDoubt) => {
+            message.ack_with(AckKind::Nak(None)).await
+        }
         Err(error) => {
             stats.dead += 1;
             let mut headers = async_nats::HeaderMap::new();

@@ -233,6 +233,11 @@ impl RestClient {
         self
     }
 
+    /// How long one call may take.
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// How many times an idempotent call is retried after a transient failure (2).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;

@@ -126,11 +126,11 @@ impl Typing {
 }
 
 impl Pacing {
-    /// Messages per second over all chats (at most 1,000; a rate that is not a positive number
-    /// is taken as 1).
+    /// Messages per second over all chats, from one a day to 1,000 (a rate that is not a
+    /// positive number is taken as 1).
     pub fn rate(mut self, per_second: f64) -> Self {
         self.rate = if per_second.is_finite() && per_second > 0.0 {
-            per_second.min(1000.0)
+            per_second.clamp(1.0 / DAY.as_secs_f64(), 1000.0)
         } else {
             1.0
         };
@@ -144,9 +144,9 @@ impl Pacing {
     }
 
     /// The shortest time between the answer to one message of a chat and the next message to
-    /// that chat.
+    /// that chat (at most a day).
     pub fn per_chat(mut self, interval: Duration) -> Self {
-        self.per_chat = interval;
+        self.per_chat = interval.min(DAY);
         self
     }
 
@@ -185,15 +185,17 @@ impl Pacing {
     }
 
     /// The first wait after a failed attempt (2 s), doubled after each further failure, up to a
-    /// minute. Also the wait before looking up a message whose answer was lost.
+    /// minute (at most a day). Also the wait before looking up a message whose answer was lost;
+    /// after a timeout, that wait is at least the REST client's timeout, so that a send the
+    /// server is still working on has time to finish.
     pub fn backoff(mut self, first: Duration) -> Self {
-        self.backoff = first;
+        self.backoff = first.min(DAY);
         self
     }
 
-    /// The longest pause a server's `Retry-After` may impose (10 minutes).
+    /// The longest pause a server's `Retry-After` may impose (10 minutes; at most a day).
     pub fn max_pause(mut self, pause: Duration) -> Self {
-        self.max_pause = pause;
+        self.max_pause = pause.min(DAY);
         self
     }
 
@@ -274,6 +276,19 @@ pub fn new_message_id() -> String {
     format!("3EB0{:016X}{:04X}", fastrand::u64(..), fastrand::u16(..))
 }
 
+/// A message id derived from `seed` and `n`, in the same form as [`new_message_id`]: the same
+/// inputs give the same id, in any process (FNV-1a, not the standard library's hasher, whose
+/// output may change between Rust versions).
+pub fn derived_message_id(seed: &str, n: u32) -> String {
+    let fnv = |basis: u64| {
+        seed.bytes().chain(n.to_le_bytes()).fold(basis, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x84222325_cbf29ce4));
+    format!("3EB0{a:016X}{:04X}", b & 0xffff)
+}
+
 /// How a message left.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -326,6 +341,13 @@ pub enum OutboxError {
     /// The outbox stopped before the message was sent: it was not sent.
     #[error("the outbox stopped before the message was sent: it was not sent")]
     Stopped,
+    /// The outbox stopped while the message was in doubt (an attempt may have reached the
+    /// server, and it had not been looked up yet): it may or may not have been sent.
+    #[error("the outbox stopped while the message was in doubt: it may or may not have been sent; look it up before sending it again")]
+    StoppedInDoubt,
+    /// The id was already used by a different message: nothing was queued.
+    #[error("the id {0} is already used by another message: nothing was queued")]
+    IdTaken(String),
     /// The server refused the message (a 4xx other than 429): it was not sent, and sending it
     /// again would be refused again.
     #[error("refused: {0}")]
@@ -436,13 +458,23 @@ pub trait Postbox: Send + Sync + 'static {
 }
 
 impl Postbox for Outbox {
-    /// Queues `message` here (an outbox sends for one instance, its REST client's).
+    /// Queues `message` here; refused (nothing queued) for another instance than the one
+    /// this outbox sends for, which would send it from the wrong number.
     fn post<'a>(
         &'a self,
-        _instance: &'a str,
+        instance: &'a str,
         message: Outgoing,
     ) -> Pin<Box<dyn Future<Output = Result<Receipt, OutboxError>> + 'a>> {
-        Box::pin(Outbox::post(self, message))
+        Box::pin(async move {
+            if instance != &*self.instance {
+                return Err(OutboxError::Refused(RestError::Unavailable(format!(
+                    "this outbox sends for instance {}, not {}",
+                    eventsock_core::human::escaped(&self.instance),
+                    eventsock_core::human::escaped(instance)
+                ))));
+            }
+            Outbox::post(self, message).await
+        })
     }
 }
 
@@ -503,6 +535,9 @@ impl Outbox {
             flushes: Vec::new(),
             stopping: false,
             ids: HashMap::new(),
+            recent: std::collections::HashSet::new(),
+            recent_order: VecDeque::new(),
+            posts: 0,
         };
         actix_rt::spawn(engine.run(inbox));
         Outbox {
@@ -561,6 +596,7 @@ impl Outbox {
             doubt,
             last: None,
             answers: vec![tx],
+            in_flight: false,
             _permit: permit,
         };
         self.commands
@@ -590,12 +626,23 @@ impl Outbox {
         self.post(message).await?.await
     }
 
-    /// Waits until nothing is queued or in flight.
-    pub async fn flush(&self) {
+    /// Waits until nothing is queued or in flight. `Err(Stopped)` when the outbox's task has
+    /// ended (stopped, or its runtime is gone) with messages it never settled.
+    pub async fn flush(&self) -> Result<(), OutboxError> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        if self.commands.send(Command::Flush(tx)).is_ok() && rx.await.is_ok() {
+            return Ok(());
         }
+        if self.stats().queued == 0 {
+            Ok(())
+        } else {
+            Err(OutboxError::Stopped)
+        }
+    }
+
+    /// Whether its task still runs.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
     }
 
     /// Stops: messages not yet sent fail with [`OutboxError::Stopped`] (sends in flight are
@@ -635,7 +682,38 @@ struct Job {
     last: Option<RestError>,
     /// Who waits for it (more than one when the same id was posted again).
     answers: Vec<Answer>,
+    /// An attempt of it is under way.
+    in_flight: bool,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// What a job that ends without an outcome (stopped) tells its callers.
+    fn stopped(&self) -> OutboxError {
+        if self.doubt.is_some() {
+            OutboxError::StoppedInDoubt
+        } else {
+            OutboxError::Stopped
+        }
+    }
+}
+
+impl Drop for Job {
+    /// A job dropped unanswered (its engine died mid-send): its callers hear so, and whether
+    /// it may have been sent.
+    fn drop(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        let error = if self.doubt.is_some() || self.in_flight {
+            OutboxError::StoppedInDoubt
+        } else {
+            OutboxError::Stopped
+        };
+        for answer in self.answers.drain(..) {
+            let _ = answer.send(Err(error.clone()));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -684,6 +762,20 @@ struct Engine {
     stopping: bool,
     /// The chat of every queued message, by id.
     ids: HashMap<String, Arc<str>>,
+    /// The ids of the last [`RECENT`] messages sent.
+    recent: std::collections::HashSet<String>,
+    recent_order: VecDeque<String>,
+    /// Posts so far, to prune idle chats now and then.
+    posts: u64,
+}
+
+/// How many sent ids an outbox remembers, to never send the same id twice.
+const RECENT: usize = 10_000;
+
+/// `at + by`, or as late as can be.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -720,7 +812,7 @@ impl Engine {
                         // Posts already on their way are dropped with the rest.
                         while let Ok(command) = inbox.try_recv() {
                             match command {
-                                Command::Post(job) => self.settle_quietly(*job),
+                                Command::Post(job) => self.refuse(*job),
                                 Command::Flush(tx) => self.flushes.push(tx),
                                 Command::Stop(again) => { let _ = again.send(0); }
                             }
@@ -740,8 +832,9 @@ impl Engine {
         self.running.is_empty() && self.chats.values().all(|c| c.queue.is_empty())
     }
 
-    fn post(&mut self, job: Job) {
-        // The same id again (a redelivery): one send answers both.
+    fn post(&mut self, mut job: Job) {
+        // The same id again (a redelivery): one send answers both; the same id on another
+        // message is refused.
         if let Some(queued) = self
             .ids
             .get(&job.message.id)
@@ -752,9 +845,27 @@ impl Engine {
                     .find(|q| q.message.id == job.message.id)
             })
         {
-            queued.answers.extend(job.answers);
+            if queued.message == job.message {
+                queued.answers.append(&mut job.answers);
+            } else {
+                for answer in job.answers.drain(..) {
+                    let _ = answer.send(Err(OutboxError::IdTaken(job.message.id.clone())));
+                }
+            }
             return;
         }
+        // Sent already (and remembered): not again.
+        if self.recent.contains(&job.message.id) {
+            let outcome = Ok(Outcome::Found {
+                id: job.message.id.clone(),
+                attempts: 0,
+            });
+            for answer in job.answers.drain(..) {
+                let _ = answer.send(outcome.clone());
+            }
+            return;
+        }
+        self.prune_idle();
         bump(&self.counters.queued);
         let chat: Arc<str> = job.message.to.as_str().into();
         self.ids.insert(job.message.id.clone(), chat.clone());
@@ -772,7 +883,10 @@ impl Engine {
             return;
         }
         let Some(head) = entry.queue.front() else {
-            self.chats.remove(chat);
+            // Idle: kept while its interval runs, so a message queued meanwhile still waits.
+            if entry.next_at.is_none_or(|at| at <= Instant::now()) {
+                self.chats.remove(chat);
+            }
             return;
         };
         let at = entry.next_at.unwrap_or_else(Instant::now);
@@ -793,7 +907,7 @@ impl Engine {
         if let Some(cap) = self.pacing.daily_cap {
             if self.day.len() >= cap as usize {
                 if let Some(oldest) = self.day.front() {
-                    open = open.max(*oldest + DAY);
+                    open = open.max(later(*oldest, DAY));
                 }
             }
         }
@@ -801,8 +915,13 @@ impl Engine {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let Reverse((at, _, _)) = self.ready.peek()?;
-        Some((*at).max(self.gate()))
+        let Reverse((at, _, chat)) = self.ready.peek()?;
+        let lookup = self
+            .chats
+            .get(chat)
+            .and_then(|c| c.queue.front())
+            .is_some_and(|j| j.doubt.is_some());
+        Some(if lookup { *at } else { (*at).max(self.gate()) })
     }
 
     /// Starts every attempt that is due.
@@ -822,7 +941,7 @@ impl Engine {
                 .and_then(|c| c.queue.front())
                 .is_some_and(|j| j.doubt.is_some());
             if !lookup {
-                while self.day.front().is_some_and(|t| *t + DAY <= now) {
+                while self.day.front().is_some_and(|t| later(*t, DAY) <= now) {
                     self.day.pop_front();
                 }
                 let gate = self.gate();
@@ -841,6 +960,7 @@ impl Engine {
                 continue;
             };
             entry.busy = true;
+            job.in_flight = true;
             let rest = self.rest.clone();
             let id = job.message.id.clone();
             if lookup {
@@ -853,7 +973,10 @@ impl Engine {
                 continue;
             }
             // Take a token: the next send may start one (jittered) interval later.
-            self.tat = self.tat.max(now) + self.pacing.jittered(self.pacing.interval());
+            self.tat = later(
+                self.tat.max(now),
+                self.pacing.jittered(self.pacing.interval()),
+            );
             if self.pacing.daily_cap.is_some() {
                 self.day.push_back(now);
             }
@@ -889,7 +1012,10 @@ impl Engine {
         }
         if !self.capped {
             self.capped = true;
-            let resumes = self.day.front().map_or(DAY, |t| (*t + DAY) - now);
+            let resumes = self
+                .day
+                .front()
+                .map_or(DAY, |t| later(*t, DAY).saturating_duration_since(now));
             tracing::warn!(
                 instance = %eventsock_core::human::escaped(self.rest.instance()),
                 "daily cap of {cap} messages reached: the rest stay queued, and sending resumes in {}",
@@ -907,7 +1033,9 @@ impl Engine {
         let Some(job) = entry.queue.front_mut() else {
             return;
         };
+        job.in_flight = false;
         let pacing = &self.pacing;
+        let timeout = self.rest.request_timeout();
         // Settled, or tried again after `again`.
         let mut again = Duration::ZERO;
         let mut settled: Option<Result<Outcome, OutboxError>> = match done.attempt {
@@ -926,7 +1054,7 @@ impl Engine {
                 let pause = retry_after
                     .unwrap_or_else(|| pacing.backoff_after(job.failures))
                     .min(pacing.max_pause);
-                let until = now + pause;
+                let until = later(now, pause);
                 if self.paused_until.is_none_or(|p| p < until) {
                     tracing::warn!(
                         instance = %eventsock_core::human::escaped(self.rest.instance()),
@@ -942,6 +1070,10 @@ impl Engine {
             Attempt::Send(Err(e)) if in_doubt(&e) => {
                 job.failures += 1;
                 again = pacing.backoff_after(job.failures);
+                if matches!(e, RestError::Timeout(_)) {
+                    // The server may still be working on it: give it that long again.
+                    again = again.max(timeout);
+                }
                 tracing::info!(
                     chat = %eventsock_core::human::escaped(&job.message.to),
                     id = %job.message.id,
@@ -979,32 +1111,37 @@ impl Engine {
                 None
             }
         };
-        if settled.is_none() && (job.failures > pacing.retries || self.stopping) {
+        if settled.is_none() && self.stopping {
+            settled = Some(Err(job.stopped()));
+        } else if settled.is_none() && job.failures > pacing.retries {
             settled = Some(Err(match (job.doubt.take(), job.last.take()) {
                 (Some(last), _) => OutboxError::InDoubt { last },
-                (None, Some(last)) if !self.stopping => OutboxError::GaveUp {
+                (None, Some(last)) => OutboxError::GaveUp {
                     attempts: job.sends,
                     last,
                 },
-                _ => OutboxError::Stopped,
+                (None, None) => OutboxError::Stopped,
             }));
         }
         match settled {
             Some(outcome) => {
                 let job = entry.queue.pop_front().expect("the head was just read");
-                entry.next_at = Some(now + pacing.jittered(pacing.per_chat));
+                entry.next_at = Some(later(now, pacing.jittered(pacing.per_chat)));
                 self.settle(job, outcome);
             }
-            None => entry.next_at = Some(now + again),
+            None => entry.next_at = Some(later(now, again)),
         }
         self.list(&done.chat);
     }
 
-    fn settle(&mut self, job: Job, outcome: Result<Outcome, OutboxError>) {
+    fn settle(&mut self, mut job: Job, outcome: Result<Outcome, OutboxError>) {
         self.counters.queued.fetch_sub(1, Ordering::Relaxed);
         self.ids.remove(&job.message.id);
         match &outcome {
-            Ok(_) => bump(&self.counters.sent),
+            Ok(_) => {
+                bump(&self.counters.sent);
+                self.remember(&job.message.id);
+            }
             Err(e) => {
                 bump(&self.counters.failed);
                 if matches!(e, OutboxError::InDoubt { .. }) {
@@ -1018,9 +1155,31 @@ impl Engine {
                 );
             }
         }
-        for answer in job.answers {
+        for answer in job.answers.drain(..) {
             let _ = answer.send(outcome.clone());
         }
+    }
+
+    /// Remembers a sent id, so that the same id posted again is not sent again.
+    fn remember(&mut self, id: &str) {
+        if self.recent_order.len() == RECENT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        self.recent.insert(id.to_owned());
+        self.recent_order.push_back(id.to_owned());
+    }
+
+    /// Forgets idle chats whose interval has run out (every 1,024 posts).
+    fn prune_idle(&mut self) {
+        self.posts = self.posts.wrapping_add(1);
+        if !self.posts.is_multiple_of(1024) {
+            return;
+        }
+        let now = Instant::now();
+        self.chats
+            .retain(|_, c| !c.queue.is_empty() || c.busy || c.next_at.is_some_and(|at| at > now));
     }
 
     /// Fails every queued message that is not in flight; returns how many.
@@ -1045,12 +1204,20 @@ impl Engine {
         n
     }
 
-    fn settle_quietly(&mut self, job: Job) {
-        if self.ids.remove(&job.message.id).is_some() {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Fails a queued message at a stop.
+    fn settle_quietly(&mut self, mut job: Job) {
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        self.ids.remove(&job.message.id);
         bump(&self.counters.failed);
-        for answer in job.answers {
+        let error = job.stopped();
+        for answer in job.answers.drain(..) {
+            let _ = answer.send(Err(error.clone()));
+        }
+    }
+
+    /// Answers a post that arrived as the outbox stopped: never queued, not sent.
+    fn refuse(&mut self, mut job: Job) {
+        for answer in job.answers.drain(..) {
             let _ = answer.send(Err(OutboxError::Stopped));
         }
     }
@@ -1139,6 +1306,16 @@ mod tests {
         assert_eq!(p.burst, 1);
         assert_eq!(p.capacity, 1);
         assert_eq!(Pacing::default().rate(1e9).rate, 1000.0);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_differ_by_seed_and_order() {
+        let a = derived_message_id("codechat\u{0}M1\u{0}h#0", 0);
+        assert_eq!(a, derived_message_id("codechat\u{0}M1\u{0}h#0", 0));
+        assert_ne!(a, derived_message_id("codechat\u{0}M1\u{0}h#0", 1));
+        assert_ne!(a, derived_message_id("codechat\u{0}M1\u{0}h#1", 0));
+        assert_eq!(a.len(), 24);
+        assert!(a.starts_with("3EB0") && a.chars().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]
