@@ -690,3 +690,106 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
     assert_eq!(texts, ["one", "three"], "one chat, in order");
     assert_eq!(s.sim.sent().len(), 3);
 }
+
+/// `eventsock send --nats` queues; `eventsock sender` sends; killed with SIGKILL mid-run and
+/// started again, every message arrives exactly once, each chat in order.
+#[actix_rt::test]
+async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_once() {
+    use common::nats_server::NatsServer;
+    use std::collections::HashSet;
+    use std::io::Write;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let input: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"to\": \"55119000000{:02}\", \"text\": \"m{i:02}\"}}\n",
+                i % 4
+            )
+        })
+        .collect();
+    let nats_url = nats.url();
+    let queued = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args(["send", "--nats", &nats_url, "--instance", "codechat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&queued.stderr);
+    assert_eq!(queued.status.code(), Some(0), "{said}");
+    assert!(said.contains("40 queued, 0 failed"), "{said}");
+    let sender = || {
+        Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args([
+                "sender",
+                "--nats",
+                &nats.url(),
+                "--url",
+                &s.url(),
+                "--token",
+                &token,
+            ])
+            .args([
+                "--rate",
+                "20",
+                "--per-chat-interval",
+                "50ms",
+                "--ack-wait",
+                "1s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = sender();
+    until("10 sends", || s.sim.sent().len() >= 10).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let second = sender();
+    let distinct = || {
+        s.sim
+            .sent()
+            .into_iter()
+            .map(|m| m.id)
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    until("every message", || distinct() == 40).await;
+    assert!(Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = second.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("0 left in the stream"), "{said}");
+    let sent = s.sim.sent();
+    assert_eq!(sent.len(), 40, "a message was sent twice");
+    for c in 0..4 {
+        let texts: Vec<&str> = sent
+            .iter()
+            .filter(|m| m.chat == format!("55119000000{c:02}@s.whatsapp.net"))
+            .map(|m| m.text.as_str())
+            .collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "chat {c} out of order");
+    }
+}
