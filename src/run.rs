@@ -417,7 +417,7 @@ impl Running {
     /// final status.
     pub async fn stop(self) -> Vec<SubscriptionStatus> {
         let status = self.supervisor.send(Shutdown).await.unwrap_or_default();
-        drain(&self.router).await;
+        self.router.drain(DRAIN).await;
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
             m.stop().await;
@@ -429,46 +429,6 @@ impl Running {
 
 /// How long [`Running::stop`] waits for the outboxes to send what they hold, in all.
 pub(crate) const DRAIN: Duration = Duration::from_secs(10);
-
-/// Lets every outbox of `router` send what it holds, for at most [`DRAIN`] in all; then drops
-/// the rest, with a warning saying how many messages were not sent, and gives the sends in
-/// flight a few more seconds to land.
-async fn drain(router: &Router) {
-    let outboxes: Vec<_> = router
-        .outboxes()
-        .into_iter()
-        .filter(|o| o.stats().queued > 0)
-        .collect();
-    if outboxes.is_empty() {
-        return;
-    }
-    let waiting: u64 = outboxes.iter().map(|o| o.stats().queued).sum();
-    tracing::info!(
-        "sending the {waiting} queued messages before stopping (at most {})",
-        eventsock_core::human::duration(DRAIN)
-    );
-    let all = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
-    if tokio::time::timeout(DRAIN, all).await.is_ok() {
-        return;
-    }
-    for outbox in &outboxes {
-        let dropped = outbox.stop().await;
-        if dropped > 0 {
-            tracing::warn!(
-                instance = %eventsock_core::human::escaped(outbox.instance()),
-                "{dropped} queued messages were not sent: the outbox could not send them within {} at its pace",
-                eventsock_core::human::duration(DRAIN)
-            );
-        }
-    }
-    let in_flight = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
-    if tokio::time::timeout(Duration::from_secs(5), in_flight)
-        .await
-        .is_err()
-    {
-        tracing::warn!("sends still in flight after 5 s: they may or may not have been sent");
-    }
-}
 
 /// Resolves on Ctrl-C or SIGTERM (on Ctrl-C alone where SIGTERM cannot be watched): what
 /// [`Run::run`] stops on, for [`Running::until`] in programs with their own `main`.

@@ -669,7 +669,8 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
     assert_eq!(lines.len(), 4, "{lines:?}");
     let by_line = |n: u64| lines.iter().find(|l| l["line"] == n).unwrap();
     assert_eq!(by_line(1)["status"], "sent");
-    assert_eq!(by_line(1)["attempts"], 2, "refused once with a 429");
+    let retried: Vec<&Value> = lines.iter().filter(|l| l["attempts"] == 2).collect();
+    assert_eq!(retried.len(), 1, "one refused once with a 429: {lines:?}");
     assert_eq!(by_line(2)["id"], "3EB0OWNID");
     assert_eq!(by_line(4)["status"], "failed");
     assert!(
@@ -761,6 +762,7 @@ async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_on
     until("10 sends", || s.sim.sent().len() >= 10).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
+    let by_first = s.sim.sent().len();
     let second = sender();
     let distinct = || {
         s.sim
@@ -779,7 +781,12 @@ async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_on
     let out = second.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("0 left in the stream"), "{said}");
+    // (A second sender stopped in its first wait, when the first had sent everything, says
+    // nothing more.)
+    assert!(
+        by_first == 40 || said.contains("0 left in the stream"),
+        "{said}"
+    );
     let sent = s.sim.sent();
     assert_eq!(sent.len(), 40, "a message was sent twice");
     for c in 0..4 {

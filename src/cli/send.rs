@@ -343,9 +343,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
 /// `eventsock sender`: sends what the JetStream outbox holds until Ctrl-C.
 pub(crate) async fn sender(args: SenderArgs) -> anyhow::Result<()> {
     let source = args.server.source()?;
-    let pacing = args.pacing.pacing();
-    let wait = pacing.per_chat_interval();
-    let outbox = Outbox::new(RestClient::for_source(&source), pacing);
+    let outbox = Outbox::new(RestClient::for_source(&source), args.pacing.pacing());
     let out = Output::stdout();
     eprintln!(
         "eventsock sender: draining the JetStream outbox of {} at {} for {}; Ctrl-C stops",
@@ -353,12 +351,6 @@ pub(crate) async fn sender(args: SenderArgs) -> anyhow::Result<()> {
         super::nats::shown(&args.nats),
         human::escaped(source.instance())
     );
-    // A sender started again does not know when the last one sent to each chat: it waits one
-    // per-chat interval first, so no chat hears from it sooner than that.
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = super::terminated() => return Ok(()),
-    }
     let sender = OutboxSender::new(
         args.nats.as_str(),
         outbox,

@@ -10,6 +10,9 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Sections of docs/benchmarks.md written by hand from commands of their own; `all` keeps them.
+const OWN_COMMAND_SECTIONS: [&str; 2] = ["## Recovering a gap over REST", "## Pacing sends"];
+
 fn sh(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
@@ -473,6 +476,15 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     let soak = std::fs::read_to_string(repo_root().join("docs/soak.txt")).unwrap_or_default();
     if !soak.is_empty() {
         writeln!(md, "\n## Soak\n\nLast `cargo run --release -p eventsock-bench -- soak` (kept in docs/soak.txt):\n\n```text\n{}\n```", soak.trim())?;
+    }
+    // Sections measured by commands of their own (`backfill`, `outbox`) are kept as they were.
+    let before = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(at) = OWN_COMMAND_SECTIONS
+        .iter()
+        .filter_map(|h| before.find(&format!("\n{h}\n")))
+        .min()
+    {
+        md.push_str(&before[at..]);
     }
     std::fs::write(&path, &md)?;
     println!("{md}");

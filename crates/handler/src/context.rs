@@ -168,8 +168,7 @@ impl Ctx {
 
     /// Sends a message to the event's chat, without quoting, through the outbox.
     pub async fn send(&self, text: &str) -> Result<Receipt, OutboxError> {
-        self.post(Outgoing::text(self.chat_or_refuse()?, text))
-            .await
+        self.post(self.outgoing(self.chat_or_refuse()?, text)).await
     }
 
     /// Sends a message to another chat (a phone number or a JID) of the same instance,

@@ -708,6 +708,50 @@ impl Router {
         self
     }
 
+    /// Lets every outbox of this router send what it holds, for at most `within` in all; then
+    /// stops them, dropping what is left with a warning that says how many messages were not
+    /// sent, and gives the sends in flight 5 more seconds to land. Returns how many were
+    /// dropped. For the end of a program: the runtime's `stop` and a NATS worker's `run` call it.
+    pub async fn drain(&self, within: std::time::Duration) -> usize {
+        let outboxes: Vec<Outbox> = self
+            .outboxes()
+            .into_iter()
+            .filter(|o| o.stats().queued > 0)
+            .collect();
+        if outboxes.is_empty() {
+            return 0;
+        }
+        let waiting: u64 = outboxes.iter().map(|o| o.stats().queued).sum();
+        tracing::info!(
+            "sending the {waiting} queued messages before stopping (at most {})",
+            eventsock_core::human::duration(within)
+        );
+        let all = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
+        if tokio::time::timeout(within, all).await.is_ok() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for outbox in &outboxes {
+            let n = outbox.stop().await;
+            dropped += n;
+            if n > 0 {
+                tracing::warn!(
+                    instance = %eventsock_core::human::escaped(outbox.instance()),
+                    "{n} queued messages were not sent: the outbox could not send them within {} at its pace",
+                    eventsock_core::human::duration(within)
+                );
+            }
+        }
+        let in_flight = futures_util::future::join_all(outboxes.iter().map(|o| o.flush()));
+        if tokio::time::timeout(std::time::Duration::from_secs(5), in_flight)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sends still in flight after 5 s: they may or may not have been sent");
+        }
+        dropped
+    }
+
     /// The outboxes made so far, one per instance that has sent.
     pub fn outboxes(&self) -> Vec<Outbox> {
         let rest = self

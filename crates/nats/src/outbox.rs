@@ -86,7 +86,22 @@ async fn ensure_outbox_streams(
     })
     .await
     .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    js.get_or_create_stream(stream::Config {
+        name: format!("{}_UNSENT", cfg.stream),
+        subjects: vec![format!("{}-unsent.>", cfg.prefix)],
+        max_age: Duration::from_secs(24 * 3600),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::JetStream(e.to_string()))?;
     Ok(())
+}
+
+/// Where a stopping sender marks a message it gives back provably unsent, so that the next
+/// sender sends it without a lookup (which cannot tell on a server that keeps nothing).
+fn unsent_subject(prefix: &str, instance: &str, id: &str) -> String {
+    format!("{prefix}-unsent.{}.{}", token(instance), token(id))
 }
 
 /// The queueing side: messages go into the stream, for the sender to send. A [`Postbox`], so
@@ -249,18 +264,26 @@ impl OutboxSender {
             ready = setup => ready?,
             _ = &mut shutdown => return Ok(SenderStats::default()),
         };
+        // This sender does not know when the last one sent to each chat: it waits one per-chat
+        // interval first. And a sender that stopped without a word may still hold messages:
+        // they come back after `ack_wait`, before any newer message, so each chat keeps its
+        // order.
+        let mut wait = self.outbox.pacing().per_chat_interval();
         if held_elsewhere > 0 {
-            // A sender that stopped without a word still holds them: they come back after
-            // `ack_wait`, before any newer message, so each chat keeps its order.
+            wait = wait.max(self.cfg.ack_wait);
             tracing::info!(
                 "{held_elsewhere} messages are held by a sender that stopped: waiting {} for them, to keep each chat in order",
-                eventsock_core::human::duration(self.cfg.ack_wait)
+                eventsock_core::human::duration(wait)
             );
-            tokio::select! {
-                () = tokio::time::sleep(self.cfg.ack_wait) => {}
-                _ = &mut shutdown => return Ok(SenderStats::default()),
-            }
         }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => return Ok(SenderStats::default()),
+        }
+        let unsent_stream = js
+            .get_stream(format!("{}_UNSENT", self.cfg.stream))
+            .await
+            .map_err(|e| jserr(&e))?;
         let mut messages = tokio::select! {
             m = consumer.messages() => m.map_err(|e| jserr(&e))?,
             _ = &mut shutdown => return Ok(SenderStats::default()),
@@ -326,7 +349,16 @@ impl OutboxSender {
                     }
                     let receipt = if delivered > 1 {
                         stats.redelivered += 1;
-                        self.outbox.post_unsure(outgoing.clone()).await
+                        // Given back unsent by a sender that stopped cleanly: the mark is taken
+                        // away first (a crash after this must not find it again).
+                        let mark = unsent_subject(&self.cfg.prefix, &instance, &outgoing.id);
+                        let marked = unsent_stream.get_last_raw_message_by_subject(&mark).await.is_ok()
+                            && unsent_stream.purge().filter(mark.as_str()).await.is_ok();
+                        if marked {
+                            self.outbox.post(outgoing.clone()).await
+                        } else {
+                            self.outbox.post_unsure(outgoing.clone()).await
+                        }
                     } else {
                         self.outbox.post(outgoing.clone()).await
                     };
@@ -345,11 +377,19 @@ impl OutboxSender {
         let drained = async {
             while let Some((seq, outcome)) = settling.next().await {
                 if let Some((message, outgoing)) = held.remove(&seq) {
+                    if matches!(outcome, Err(OutboxError::Stopped)) {
+                        // Provably unsent: marked so, for the next sender.
+                        let mark = unsent_subject(&self.cfg.prefix, &instance, &outgoing.id);
+                        if let Ok(ack) = js.publish(mark, outgoing.id.clone().into()).await {
+                            let _ = ack.await;
+                        }
+                    }
                     if matches!(
                         outcome,
                         Err(OutboxError::Stopped | OutboxError::StoppedInDoubt)
                     ) {
-                        // Left for the next sender, which looks it up before sending.
+                        // Left for the next sender (which looks it up first unless it is
+                        // marked unsent).
                         stats.left += 1;
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         continue;

@@ -126,8 +126,10 @@ impl Worker {
         self.run(shutdown).await
     }
 
-    /// Processes messages until `shutdown` completes. Messages fetched but not yet acknowledged
-    /// when it returns are redelivered to other workers after `ack_wait`.
+    /// Processes messages until `shutdown` completes, then gives the router's outboxes 10 s to
+    /// send the replies they hold ([`Router::drain`](eventsock_handler::Router::drain)).
+    /// Messages fetched but not yet acknowledged when it returns are redelivered to other
+    /// workers after `ack_wait`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats, NatsError> {
         tokio::pin!(shutdown);
         // Setting up waits for NATS, as long as it takes: shutdown must still work meanwhile.
@@ -220,6 +222,8 @@ impl Worker {
                 tracing::warn!(error = %e, "acknowledgement not sent; the message may be redelivered");
             }
         }
+        // Replies still queued in this process's outboxes: sent, or said not to be.
+        self.router.drain(Duration::from_secs(10)).await;
         Ok(stats)
     }
 

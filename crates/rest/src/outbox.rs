@@ -280,12 +280,10 @@ pub fn new_message_id() -> String {
 /// inputs give the same id, in any process (FNV-1a, not the standard library's hasher, whose
 /// output may change between Rust versions).
 pub fn derived_message_id(seed: &str, n: u32) -> String {
-    let fnv = |basis: u64| {
-        seed.bytes().chain(n.to_le_bytes()).fold(basis, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x84222325_cbf29ce4));
+    let (a, b) = (
+        fnv(seed, n, 0xcbf2_9ce4_8422_2325),
+        fnv(seed, n, 0x8422_2325_cbf2_9ce4),
+    );
     format!("3EB0{a:016X}{:04X}", b & 0xffff)
 }
 
@@ -386,6 +384,9 @@ pub struct OutboxStats {
     pub failed: u64,
     /// Messages that failed in doubt ([`OutboxError::InDoubt`]).
     pub in_doubt: u64,
+    /// Sends that may or may not have arrived (a 5xx, a timeout, a lost connection), each
+    /// then looked up.
+    pub doubts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -396,6 +397,7 @@ struct Counters {
     retried: AtomicU64,
     failed: AtomicU64,
     in_doubt: AtomicU64,
+    doubts: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -535,7 +537,7 @@ impl Outbox {
             flushes: Vec::new(),
             stopping: false,
             ids: HashMap::new(),
-            recent: std::collections::HashSet::new(),
+            recent: HashMap::new(),
             recent_order: VecDeque::new(),
             posts: 0,
         };
@@ -666,6 +668,7 @@ impl Outbox {
             retried: get(&c.retried),
             failed: get(&c.failed),
             in_doubt: get(&c.in_doubt),
+            doubts: get(&c.doubts),
         }
     }
 }
@@ -762,8 +765,9 @@ struct Engine {
     stopping: bool,
     /// The chat of every queued message, by id.
     ids: HashMap<String, Arc<str>>,
-    /// The ids of the last [`RECENT`] messages sent.
-    recent: std::collections::HashSet<String>,
+    /// The ids of the last [`RECENT`] messages sent (`true`) or left in doubt, with a
+    /// fingerprint of what they said.
+    recent: HashMap<String, (u64, bool)>,
     recent_order: VecDeque<String>,
     /// Posts so far, to prune idle chats now and then.
     posts: u64,
@@ -771,6 +775,28 @@ struct Engine {
 
 /// How many sent ids an outbox remembers, to never send the same id twice.
 const RECENT: usize = 10_000;
+
+/// A fingerprint of what a message says (chat, text, quote), to tell another message that
+/// reuses an id.
+fn fingerprint_of(message: &Outgoing) -> u64 {
+    let mut seed = String::with_capacity(message.to.len() + message.text.len() + 2);
+    for part in [
+        &message.to,
+        &message.text,
+        message.quote.as_deref().unwrap_or(""),
+    ] {
+        seed.push_str(part);
+        seed.push('\u{0}');
+    }
+    fnv(&seed, 0, 0xcbf2_9ce4_8422_2325)
+}
+
+/// FNV-1a over `seed` and `n`, from `basis`: the same in every process and Rust version.
+fn fnv(seed: &str, n: u32, basis: u64) -> u64 {
+    seed.bytes().chain(n.to_le_bytes()).fold(basis, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// `at + by`, or as late as can be.
 fn later(at: Instant, by: Duration) -> Instant {
@@ -854,16 +880,28 @@ impl Engine {
             }
             return;
         }
-        // Sent already (and remembered): not again.
-        if self.recent.contains(&job.message.id) {
-            let outcome = Ok(Outcome::Found {
-                id: job.message.id.clone(),
-                attempts: 0,
-            });
-            for answer in job.answers.drain(..) {
-                let _ = answer.send(outcome.clone());
+        // Settled already (and remembered): a sent one is not sent again, one left in doubt is
+        // looked up first, and the id on another message is refused.
+        if let Some(&(fingerprint, sent)) = self.recent.get(&job.message.id) {
+            let outcome = if fingerprint != fingerprint_of(&job.message) {
+                Some(Err(OutboxError::IdTaken(job.message.id.clone())))
+            } else if sent {
+                Some(Ok(Outcome::Found {
+                    id: job.message.id.clone(),
+                    attempts: 0,
+                }))
+            } else {
+                job.doubt.get_or_insert(RestError::Unavailable(
+                    "an earlier attempt with this id was left in doubt".into(),
+                ));
+                None
+            };
+            if let Some(outcome) = outcome {
+                for answer in job.answers.drain(..) {
+                    let _ = answer.send(outcome.clone());
+                }
+                return;
             }
-            return;
         }
         self.prune_idle();
         bump(&self.counters.queued);
@@ -1082,6 +1120,7 @@ impl Engine {
                     eventsock_core::human::duration(again)
                 );
                 job.doubt = Some(e);
+                bump(&self.counters.doubts);
                 None
             }
             Attempt::Send(Err(e)) => Some(Err(OutboxError::Refused(e))),
@@ -1140,12 +1179,13 @@ impl Engine {
         match &outcome {
             Ok(_) => {
                 bump(&self.counters.sent);
-                self.remember(&job.message.id);
+                self.remember(&job.message, true);
             }
             Err(e) => {
                 bump(&self.counters.failed);
                 if matches!(e, OutboxError::InDoubt { .. }) {
                     bump(&self.counters.in_doubt);
+                    self.remember(&job.message, false);
                 }
                 tracing::warn!(
                     chat = %eventsock_core::human::escaped(&job.message.to),
@@ -1160,15 +1200,21 @@ impl Engine {
         }
     }
 
-    /// Remembers a sent id, so that the same id posted again is not sent again.
-    fn remember(&mut self, id: &str) {
+    /// Remembers a settled message's id (`sent`, or left in doubt), so that the same id posted
+    /// again is not sent again without a lookup.
+    fn remember(&mut self, message: &Outgoing, sent: bool) {
         if self.recent_order.len() == RECENT {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);
             }
         }
-        self.recent.insert(id.to_owned());
-        self.recent_order.push_back(id.to_owned());
+        let fresh = self
+            .recent
+            .insert(message.id.clone(), (fingerprint_of(message), sent))
+            .is_none();
+        if fresh {
+            self.recent_order.push_back(message.id.clone());
+        }
     }
 
     /// Forgets idle chats whose interval has run out (every 1,024 posts).
@@ -1186,12 +1232,10 @@ impl Engine {
     fn drop_queued(&mut self) -> usize {
         let mut dropped = Vec::new();
         for entry in self.chats.values_mut() {
+            // Oldest first, so that their callers (and a sender's naks) keep the chat's order;
+            // a head in flight stays to finish.
             let keep = usize::from(entry.busy);
-            while entry.queue.len() > keep {
-                if let Some(job) = entry.queue.pop_back() {
-                    dropped.push(job);
-                }
-            }
+            dropped.extend(entry.queue.drain(keep..));
         }
         self.ready.clear();
         for entry in self.chats.values_mut() {
