@@ -4,59 +4,14 @@
 
 mod common;
 
-use actix::prelude::*;
-use common::nats_server::NatsServer;
+use common::nats_server::{ingest, ingested, NatsServer};
 use common::*;
-use eventsock::client::Supervisor;
-use eventsock::core::Source;
-use eventsock::core::{legacy, Event, EventKind, Token};
+use eventsock::core::{legacy, Event};
 use eventsock::handler::{HandlerError, Route};
-use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};
-use eventsock::sim::SimConfig;
+use eventsock::nats::{GetIngestStats, Worker, WorkerStats};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The simulator, a supervisor and an ingest: `N` events burst into JetStream.
-async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
-    let s = start_sim(SimConfig::default());
-    let ingest = Ingest::start(&nats.url(), StreamConfig::default())
-        .await
-        .unwrap();
-    let sup = Supervisor::builder()
-        .config(fast_config())
-        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
-        .raw_handler(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
-        )
-        .start()
-        .unwrap();
-    until("the socket", || {
-        s.sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
-    let template: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/legacy/messages.upsert.json")).unwrap();
-    assert_eq!(s.sim.burst("codechat", "messages.upsert", &template, n), n);
-    (s, sup, ingest)
-}
-
-/// [`ingest`], then waits until every event is in JetStream.
-async fn ingested(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
-    let parts = ingest(nats, n).await;
-    published(&parts.2, n).await;
-    parts
-}
-
-/// Waits until the ingest has had `n` publishes acknowledged.
-async fn published(ingest: &Addr<Ingest>, n: u64) {
-    eventually(&format!("{n} events published"), || {
-        let ingest = ingest.clone();
-        async move { (ingest.send(GetIngestStats).await.unwrap().published == n).then_some(()) }
-    })
-    .await;
-}
 
 type Seen = Arc<Mutex<HashMap<u64, u32>>>;
 

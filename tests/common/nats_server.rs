@@ -1,7 +1,12 @@
 //! A real nats-server with JetStream for a test: on a free loopback port, with its own store;
 //! `None` (saying why) when the binary is not installed.
 
-use super::eventually;
+use super::*;
+use actix::prelude::*;
+use eventsock::client::Supervisor;
+use eventsock::core::{EventKind, Source, Token};
+use eventsock::nats::{GetIngestStats, Ingest, StreamConfig};
+use eventsock::sim::SimConfig;
 use std::process::{Child, Command, Stdio};
 
 pub struct NatsServer {
@@ -77,4 +82,45 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The simulator, a supervisor and an ingest: `N` events burst into JetStream.
+pub async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
+    let s = start_sim(SimConfig::default());
+    let ingest = Ingest::start(&nats.url(), StreamConfig::default())
+        .await
+        .unwrap();
+    let sup = Supervisor::builder()
+        .config(fast_config())
+        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
+        .raw_handler(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start()
+        .unwrap();
+    until("the socket", || {
+        s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    let template: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/legacy/messages.upsert.json")).unwrap();
+    assert_eq!(s.sim.burst("codechat", "messages.upsert", &template, n), n);
+    (s, sup, ingest)
+}
+
+/// [`ingest`], then waits until every event is in JetStream.
+pub async fn ingested(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>, Addr<Ingest>) {
+    let parts = ingest(nats, n).await;
+    published(&parts.2, n).await;
+    parts
+}
+
+/// Waits until the ingest has had `n` publishes acknowledged.
+pub async fn published(ingest: &Addr<Ingest>, n: u64) {
+    eventually(&format!("{n} events published"), || {
+        let ingest = ingest.clone();
+        async move { (ingest.send(GetIngestStats).await.unwrap().published == n).then_some(()) }
+    })
+    .await;
 }

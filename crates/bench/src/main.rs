@@ -13,6 +13,7 @@ mod outbox;
 mod probes;
 mod scaleout;
 mod server;
+mod state;
 
 use clap::{Parser, Subcommand};
 use eventsock_client::Delivery;
@@ -101,6 +102,14 @@ enum Cmd {
         /// The eventsock binary, built with `--features cli`.
         #[arg(long, default_value = "target/release/eventsock")]
         eventsock: PathBuf,
+    },
+    /// The cost of per-chat state per handled event, with each store.
+    State {
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// A NATS server with JetStream: also measure the NATS KV store.
+        #[arg(long)]
+        nats: Option<String>,
     },
     /// Many events through the whole stack, resident memory sampled every second.
     Soak {
@@ -205,6 +214,9 @@ fn main() -> anyhow::Result<()> {
             page,
             runs,
         } => actix_rt::System::new().block_on(backfill::backfill(messages, page, runs)),
+        Cmd::State { events, nats } => {
+            actix_rt::System::new().block_on(state::state(events.max(1), nats))
+        }
         Cmd::Outbox {
             messages,
             chats,

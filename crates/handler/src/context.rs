@@ -82,6 +82,17 @@ impl Ctx {
         self
     }
 
+    /// The same context with `salt` added to what its message ids are made from: a dialogue
+    /// adds the revision of the state it handles, so that a handler run again on a changed
+    /// state makes new ids (and on the same state, the same ones).
+    pub(crate) fn salted(mut self, salt: &str) -> Ctx {
+        if let Some((seed, _)) = &mut self.ids {
+            seed.push('\u{0}');
+            seed.push_str(salt);
+        }
+        self
+    }
+
     /// A message to `to`, with the next id of this context.
     fn outgoing(&self, to: &str, text: &str) -> Outgoing {
         let message = Outgoing::text(to, text);

@@ -131,6 +131,7 @@ mod pipeline;
 mod restart;
 mod route;
 mod router;
+pub mod state;
 
 pub use bot::{Bot, BotBuilder, BotStats, Failure, GetBotStats};
 pub use context::Ctx;
@@ -139,3 +140,8 @@ pub use pipeline::{to_actor, Pipeline};
 pub use restart::restarting;
 pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
 pub use router::{Dispatch, Gate, HandlerStats, Outcome, Router, Tally};
+#[cfg(feature = "sqlite")]
+pub use state::SqliteStore;
+pub use state::{
+    now_ms, ChatKey, Dialogue, Loaded, MemoryStore, StateError, StateStore, States, Stored,
+};

@@ -18,11 +18,13 @@
 mod checkpoint;
 mod ingest;
 mod outbox;
+mod state;
 mod worker;
 
 pub use checkpoint::KvCheckpoint;
 pub use ingest::{GetIngestStats, Ingest, IngestStats};
 pub use outbox::{JetStreamOutbox, OutboxConfig, OutboxSender, SenderStats};
+pub use state::KvStateStore;
 pub use worker::{Worker, WorkerStats};
 
 use std::time::Duration;

@@ -1,0 +1,105 @@
+//! An order-taking conversation whose state survives restarts: what, which size, where to, then
+//! the order. Each chat's state is kept in a SQLite file (`ORDER_BOT_DB`, by default
+//! `order-bot.db`), so a bot killed mid-conversation goes on where the chat was when it is
+//! started again.
+//!
+//! ```sh
+//! cargo run --example order_bot -- --url http://HOST:8084 --token JWT   # a real server
+//! cargo run --example order_bot                 # the built-in simulator
+//! ```
+//!
+//! With no URL it runs against the built-in simulator and prints its address; write to the bot
+//! as a customer would with `curl -X POST http://ADDRESS/control/emit -H 'content-type:
+//! application/json' -d '{"instance": "codechat", "event": "messages.upsert", "data": {"keyId":
+//! "A1", "keyRemoteJid": "5511988887777@s.whatsapp.net", "content": {"text": "hi"}}}'` (a new
+//! `keyId` for every message). The simulator logs the bot's answers (`sent: ...`).
+
+use eventsock::handler::{Dialogue, SqliteStore};
+use eventsock::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a chat is in its order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+enum Order {
+    #[default]
+    Start,
+    Item,
+    Size {
+        item: String,
+    },
+    Address {
+        item: String,
+        size: String,
+    },
+}
+
+fn main() {
+    let path = std::env::var("ORDER_BOT_DB").unwrap_or_else(|_| "order-bot.db".into());
+    let store = match SqliteStore::open(&path) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            eprintln!("order_bot: {e}");
+            std::process::exit(1);
+        }
+    };
+    let dialogue = Dialogue::<Order>::new(store)
+        // A conversation left for an hour starts over.
+        .idle_timeout(Duration::from_secs(3600))
+        .when(
+            |s| matches!(s, Order::Start),
+            |_: Message, cx: Ctx, _| async move {
+                cx.reply("Hello! What would you like: pizza or salad?")
+                    .await?;
+                Ok(Order::Item)
+            },
+        )
+        .when(
+            |s| matches!(s, Order::Item),
+            |msg: Message, cx: Ctx, s| async move {
+                let item = msg.text().unwrap_or_default().trim().to_lowercase();
+                if item != "pizza" && item != "salad" {
+                    cx.reply("Pizza or salad?").await?;
+                    return Ok(s);
+                }
+                cx.reply(&format!("One {item}. Which size: small or large?"))
+                    .await?;
+                Ok(Order::Size { item })
+            },
+        )
+        .when(
+            |s| matches!(s, Order::Size { .. }),
+            |msg: Message, cx: Ctx, s| async move {
+                let Order::Size { item } = s else {
+                    return Ok(s);
+                };
+                let size = msg.text().unwrap_or_default().trim().to_lowercase();
+                if size != "small" && size != "large" {
+                    cx.reply("Small or large?").await?;
+                    return Ok(Order::Size { item });
+                }
+                cx.reply("Where shall we bring it?").await?;
+                Ok(Order::Address { item, size })
+            },
+        )
+        .when(
+            |s| matches!(s, Order::Address { .. }),
+            |msg: Message, cx: Ctx, s| async move {
+                let Order::Address { item, size } = s else {
+                    return Ok(s);
+                };
+                let address = msg.text().unwrap_or_default().trim().to_owned();
+                cx.reply(&format!(
+                    "Ordered: one {size} {item}, to {address}. Thank you!"
+                ))
+                .await?;
+                Ok(Order::Start)
+            },
+        );
+    Router::new()
+        // Answers at a human pace, one per chat every second.
+        .pacing(Pacing::default().rate(2.0).per_chat(Duration::from_secs(1)))
+        .dialogue(dialogue)
+        .run()
+}
