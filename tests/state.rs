@@ -70,11 +70,17 @@ async fn suite(store: Arc<dyn StateStore>) {
     let states = States::<Counter>::new(store.clone());
     let fresh = states.load(&key).await.unwrap();
     assert_eq!(fresh.state, Counter::default());
-    states
+    let r3 = states
         .save(&key, &Counter { n: 5 }, fresh.revision)
         .await
         .unwrap();
     assert_eq!(states.load(&key).await.unwrap().state, Counter { n: 5 });
+    // A writer that read before the removal still conflicts: revisions never start again.
+    assert!(r3 != r1 && r3 != r2, "{r1} {r2} {r3}");
+    assert_eq!(
+        store.save(&key, br#"{"n":9}"#.to_vec(), Some(r1)).await,
+        Err(StateError::Conflict)
+    );
 
     // A stored state that no longer reads as its type: reported, and that chat starts again.
     let current = store.load(&other).await.unwrap().map(|s| s.revision);

@@ -99,8 +99,10 @@ pub trait StateStore: Send + Sync + 'static {
         key: &'a ChatKey,
     ) -> LocalBoxFuture<'a, Result<Option<Stored>, StateError>>;
 
-    /// Writes `bytes` for `key` if its revision is still `expected` (`None`: if it has none);
-    /// otherwise [`StateError::Conflict`]. Returns the new revision.
+    /// Writes `bytes` for `key` if its revision is still `expected` (`None`: if it has none;
+    /// a removed state that the store keeps as an empty entry has one, given by `load`);
+    /// otherwise [`StateError::Conflict`]. Returns the new revision. Revisions of a key never
+    /// repeat, also across a removal, so that a writer that read before it still conflicts.
     fn save<'a>(
         &'a self,
         key: &'a ChatKey,
@@ -108,7 +110,8 @@ pub trait StateStore: Send + Sync + 'static {
         expected: Option<u64>,
     ) -> LocalBoxFuture<'a, Result<u64, StateError>>;
 
-    /// Removes the state of `key` if its revision is still `expected`.
+    /// Removes the state of `key` if its revision is still `expected` (a store may keep it as
+    /// an empty entry with a new revision).
     fn remove<'a>(
         &'a self,
         key: &'a ChatKey,
@@ -278,7 +281,13 @@ mod sqlite {
                 match rows.next().map_err(storage)? {
                     None => Ok(None),
                     Some(row) => Ok(Some(Stored {
-                        bytes: row.get(0).map_err(storage)?,
+                        // Whatever was stored there (by hand, say), as bytes: what does not
+                        // read as the state type is reset like any stale state.
+                        bytes: match row.get_ref(0).map_err(storage)? {
+                            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b.to_vec(),
+                            rusqlite::types::ValueRef::Null => Vec::new(),
+                            other => format!("{other:?}").into_bytes(),
+                        },
                         revision: row.get::<_, i64>(1).map_err(storage)? as u64,
                         updated_ms: row.get::<_, i64>(2).map_err(storage)? as u64,
                     })),
@@ -326,11 +335,16 @@ mod sqlite {
         ) -> LocalBoxFuture<'a, Result<(), StateError>> {
             let key = key.clone();
             Box::pin(self.with(move |db| {
+                // Kept as an empty state, so that revisions never start again (a writer that
+                // read the state before it was removed must still conflict).
                 let changed = db
                     .prepare_cached(
-                        "DELETE FROM eventsock_state WHERE instance = ?1 AND chat = ?2 AND revision = ?3",
+                        "UPDATE eventsock_state SET state = x'', revision = revision + 1, updated_ms = ?4
+                         WHERE instance = ?1 AND chat = ?2 AND revision = ?3",
                     )
-                    .and_then(|mut q| q.execute((&key.instance, &key.chat, expected as i64)))
+                    .and_then(|mut q| {
+                        q.execute((&key.instance, &key.chat, expected as i64, now_ms() as i64))
+                    })
                     .map_err(storage)?;
                 if changed == 0 {
                     let exists = db
@@ -422,7 +436,8 @@ where
             });
         }
         let expired = self.idle.is_some_and(|idle| {
-            now_ms().saturating_sub(stored.updated_ms) > idle.as_millis() as u64
+            now_ms().saturating_sub(stored.updated_ms)
+                > u64::try_from(idle.as_millis()).unwrap_or(u64::MAX)
         });
         let (state, reset) = if expired {
             (S::default(), Some("idle for longer than the idle timeout"))
@@ -509,6 +524,9 @@ pub const ATTEMPTS: u32 = 64;
 
 /// A random wait of up to 2^attempt milliseconds (at most 50), after a conflict.
 async fn turn(attempt: u32) {
+    if attempt + 1 >= ATTEMPTS {
+        return;
+    }
     let most = (1u64 << attempt.min(6)).min(50);
     let ms = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -590,20 +608,15 @@ where
         let Some((_, f)) = self.branches.iter().find(|(guard, _)| guard(&loaded.state)) else {
             return Ok(());
         };
-        let before = serde_json::to_vec(&loaded.state).ok();
         // Run again on the same state (a redelivery), the handler's messages get the same ids
         // and are not sent twice; on a changed state (after a conflict), new ones.
         let cx = cx.salted(&loaded.revision.unwrap_or(0).to_string());
         let next = f(event, cx, loaded.state).await?;
-        let after = serde_json::to_vec(&next).ok();
-        // Saved when it changed, was reset, or ages (an idle timeout counts from the last save).
-        if before != after
-            || loaded.reset.is_some()
-            || self.states.idle.is_some()
-            || loaded.revision.is_none()
-        {
-            self.states.save(&key, &next, loaded.revision).await?;
-        }
+        // Saved after every message handled, changed or not: the write checks the revision the
+        // state was read at, so a handler that acted on a state another worker had changed
+        // meanwhile fails (and its event is handled again), and the idle timeout counts from
+        // the last message.
+        self.states.save(&key, &next, loaded.revision).await?;
         Ok(())
     }
 }
