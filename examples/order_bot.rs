@@ -13,6 +13,8 @@
 //! application/json' -d '{"instance": "codechat", "event": "messages.upsert", "data": {"keyId":
 //! "A1", "keyRemoteJid": "5511988887777@s.whatsapp.net", "content": {"text": "hi"}}}'` (a new
 //! `keyId` for every message). The simulator logs the bot's answers (`sent: ...`).
+//! `scripts/order-bot-restart.sh` does this, killing the bot with SIGKILL in the middle of an
+//! order and starting it again.
 
 use eventsock::handler::{Dialogue, SqliteStore};
 use eventsock::prelude::*;
