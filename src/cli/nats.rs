@@ -3,7 +3,7 @@
 use eventsock_client::{Backfill, Shutdown, Supervisor};
 use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
-use eventsock_nats::{GetIngestStats, Ingest, KvCheckpoint, StreamConfig, Worker};
+use eventsock_nats::{FlushIngest, GetIngestStats, Ingest, KvCheckpoint, StreamConfig, Worker};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BridgeArgs {
@@ -59,6 +59,8 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     eprintln!("eventsock bridge: ingesting into the EVENTSOCK stream; Ctrl-C stops");
     super::terminated().await;
     let status = supervisor.send(Shutdown).await?;
+    // Every event read is published before the process exits.
+    ingest.send(FlushIngest).await?;
     let stats = ingest.send(GetIngestStats).await?;
     eprint!("{}", super::tail::summary(&status));
     eprintln!(

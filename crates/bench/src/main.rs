@@ -103,6 +103,11 @@ enum Cmd {
         #[arg(long, default_value = "target/release/eventsock")]
         eventsock: PathBuf,
     },
+    /// Ingest into NATS JetStream (a local nats-server) and process on 1 and 3 workers.
+    Scaleout {
+        #[arg(long, default_value_t = 300_000)]
+        events: u64,
+    },
     /// The cost of per-chat state per handled event, with each store.
     State {
         #[arg(long, default_value_t = 20_000)]
@@ -214,6 +219,12 @@ fn main() -> anyhow::Result<()> {
             page,
             runs,
         } => actix_rt::System::new().block_on(backfill::backfill(messages, page, runs)),
+        Cmd::Scaleout { events } => actix_rt::System::new().block_on(async move {
+            let server = ServerProc::start()?;
+            let (ingest, one, three) = scaleout::measure(&server, events).await?;
+            println!("{events} events: ingest {ingest:.0}/s, 1 worker {one:.0}/s, 3 workers {three:.0}/s");
+            Ok(())
+        }),
         Cmd::State { events, nats } => {
             actix_rt::System::new().block_on(state::state(events.max(1), nats))
         }

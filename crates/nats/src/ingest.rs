@@ -1,12 +1,17 @@
-//! [`Ingest`]: publishes every event to JetStream, once, and waits for the acknowledgement.
+//! [`Ingest`]: publishes every event to JetStream, once, in a window of publishes awaiting
+//! their acknowledgements.
 
 use crate::{ensure_streams, token, NatsError, StreamConfig};
 use actix::prelude::*;
 use eventsock_core::RawEvent;
 use eventsock_core::Recorded;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
 
 /// What an ingest did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,15 +33,25 @@ struct Counters {
 /// number, so JetStream drops a re-publish of the same event within its duplicate window.
 ///
 /// # Lifecycle
-/// Each event is handled only once JetStream has acknowledged it: while NATS is unreachable the
-/// publish is retried (50 ms, doubling to 2 s), the supervisor's dispatcher waits, its queue
-/// fills, and the socket stops being read. Events are held, never dropped.
+/// Publishes go out in a window: up to [`WINDOW`] events are published before the oldest one's
+/// acknowledgement is awaited, which is what lets one ingest keep up with a busy stream. An event
+/// is handed over (and the dispatcher goes on) once it is in the window; it counts as
+/// published once JetStream has acknowledged it. When an acknowledgement fails (NATS restarted,
+/// a timeout), that event and every one after it in the window are published again, in order,
+/// until they are acknowledged (50 ms, doubling to 2 s between rounds): JetStream drops the
+/// copies that had arrived, by their ids, so nothing is lost, nothing is stored twice, and each
+/// subject keeps its order. While the window is full the dispatcher waits, its queue fills, and
+/// the socket stops being read: events are held, never dropped. [`FlushIngest`] waits until
+/// every event handed over is acknowledged: send it before the process exits.
 pub struct Ingest {
-    js: async_nats::jetstream::Context,
     prefix: String,
     nonce: u128,
     counters: Arc<Counters>,
+    publisher: mpsc::Sender<Command>,
 }
+
+/// How many events an ingest publishes before it awaits the oldest acknowledgement.
+pub const WINDOW: usize = 256;
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +63,7 @@ impl std::fmt::Debug for Ingest {
 
 impl Ingest {
     /// Connects to NATS at `url` (retrying while it is down), creates the streams when missing,
-    /// and starts the actor on the current arbiter.
+    /// and starts the actor (and its publisher) on the current arbiter.
     pub async fn start(url: &str, cfg: StreamConfig) -> Result<Addr<Ingest>, NatsError> {
         let client = crate::connect(url).await?;
         let js = async_nats::jetstream::new(client);
@@ -57,13 +72,110 @@ impl Ingest {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
+        let counters = Arc::<Counters>::default();
+        let (publisher, commands) = mpsc::channel(WINDOW);
+        actix_rt::spawn(publish(js, commands, counters.clone()));
         Ok(Ingest {
-            js,
             prefix: cfg.prefix,
             nonce,
-            counters: Arc::default(),
+            counters,
+            publisher,
         }
         .start())
+    }
+}
+
+/// One event to publish.
+struct Publish {
+    subject: String,
+    id: String,
+    payload: bytes::Bytes,
+}
+
+enum Command {
+    Event(Publish),
+    Flush(oneshot::Sender<()>),
+}
+
+type Ack = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+/// Publishes `p`, giving the future of its acknowledgement.
+async fn send(js: &async_nats::jetstream::Context, p: &Publish) -> Result<Ack, String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, p.id.as_str());
+    let ack = js
+        .publish_with_headers(p.subject.clone(), headers, p.payload.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Box::pin(async move {
+        ack.await.map(|_| ()).map_err(|e| e.to_string())
+    }))
+}
+
+/// The publisher: a window of publishes in flight, acknowledged in order; a failure publishes
+/// the failed one and all after it again.
+async fn publish(
+    js: async_nats::jetstream::Context,
+    mut commands: mpsc::Receiver<Command>,
+    counters: Arc<Counters>,
+) {
+    let mut window: VecDeque<(Publish, Option<Ack>)> = VecDeque::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut open = true;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        if window.is_empty() {
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+            if !open {
+                return;
+            }
+        }
+        let room = window.len() < WINDOW;
+        let all_sent = window.iter().all(|(_, a)| a.is_some());
+        let oldest = async {
+            match window.front_mut() {
+                Some((_, Some(ack))) => Some(ack.await),
+                Some((_, None)) => Some(Err("not published".to_owned())),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            done = oldest => {
+                match done {
+                    Some(Ok(())) => {
+                        window.pop_front();
+                        counters.published.fetch_add(1, Ordering::Relaxed);
+                        wait = Duration::from_millis(50);
+                    }
+                    Some(Err(error)) => {
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, held = window.len(), wait = %eventsock_core::human::duration(wait), "publish failed; publishing the window again, in order");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(2));
+                        for (p, ack) in window.iter_mut() {
+                            *ack = send(&js, p).await.ok();
+                        }
+                    }
+                    None => {}
+                }
+            }
+            command = commands.recv(), if open && room => match command {
+                None => open = false,
+                Some(Command::Flush(tx)) => flushes.push(tx),
+                Some(Command::Event(p)) => {
+                    // After a failed publish, the rest wait their turn behind it.
+                    let ack = if all_sent {
+                        send(&js, &p).await.ok()
+                    } else {
+                        None
+                    };
+                    window.push_back((p, ack));
+                }
+            },
+        }
     }
 }
 
@@ -72,7 +184,7 @@ impl Actor for Ingest {
 }
 
 impl Handler<RawEvent> for Ingest {
-    // Atomic: one event at a time, in order, each acknowledged before the next.
+    // Atomic: one event at a time, in order, each handed to the publisher before the next.
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, e: RawEvent, _: &mut Context<Self>) -> Self::Result {
@@ -83,35 +195,41 @@ impl Handler<RawEvent> for Ingest {
             self.nonce, instance, e.meta.event, e.meta.generation, e.meta.seq
         );
         let record = Recorded::of(&e);
-        let payload = serde_json::to_vec(&record).unwrap_or_default();
-        let (js, counters) = (self.js.clone(), self.counters.clone());
-        let publish = async move {
-            let mut wait = Duration::from_millis(50);
-            loop {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-                let result = match js
-                    .publish_with_headers(subject.clone(), headers, payload.clone().into())
-                    .await
-                {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match result {
-                    Ok(()) => {
-                        counters.published.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(error) => {
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%subject, %error, wait = %eventsock_core::human::duration(wait), "publish failed; holding the event and retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
-                    }
-                }
+        let payload = serde_json::to_vec(&record).unwrap_or_default().into();
+        let publisher = self.publisher.clone();
+        let hand_over = async move {
+            if publisher
+                .send(Command::Event(Publish {
+                    subject,
+                    id,
+                    payload,
+                }))
+                .await
+                .is_err()
+            {
+                tracing::error!("the ingest's publisher has stopped: an event was not published");
             }
         };
-        AtomicResponse::new(Box::pin(publish.into_actor(self)))
+        AtomicResponse::new(Box::pin(hand_over.into_actor(self)))
+    }
+}
+
+/// Waits until every event handed to an ingest so far is acknowledged by JetStream.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct FlushIngest;
+
+impl Handler<FlushIngest> for Ingest {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushIngest, _: &mut Context<Self>) -> Self::Result {
+        let publisher = self.publisher.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            if publisher.send(Command::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! The server keeps one socket per (instance, event), so only one process can hold a stream. The
 //! [`Ingest`] actor, registered as a raw handler on that process's supervisor, publishes every
 //! event to a JetStream stream on `eventsock.<instance>.<event>`, with a message id JetStream uses
-//! to drop re-publishes, and waits for each publish to be acknowledged. [`Worker`]s share one
+//! to drop re-publishes, keeping a window of publishes awaiting their acknowledgements. [`Worker`]s share one
 //! durable pull consumer: each message goes through a [`Router`](eventsock_handler::Router),
 //! the same one a bot runs live with, as the same [`Event<T>`](eventsock_core::Event), and is
 //! acknowledged only after every handler that takes it succeeds; a failure (or a worker that dies) gets it redelivered, and after
@@ -22,7 +22,7 @@ mod state;
 mod worker;
 
 pub use checkpoint::KvCheckpoint;
-pub use ingest::{GetIngestStats, Ingest, IngestStats};
+pub use ingest::{FlushIngest, GetIngestStats, Ingest, IngestStats, WINDOW};
 pub use outbox::{JetStreamOutbox, OutboxConfig, OutboxSender, SenderStats};
 pub use state::KvStateStore;
 pub use worker::{Worker, WorkerStats};
