@@ -425,8 +425,8 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "\n## Scale-out through NATS JetStream\n")?;
     match crate::scaleout::measure(&server, events / 3).await {
         Ok((ingest, one, three)) => {
-            writeln!(md, "{} events: the ingest (supervisor + `eventsock_nats::Ingest`, each publish acknowledged before the", events / 3)?;
-            writeln!(md, "next) into a local nats-server with JetStream (file storage), then workers on the shared durable consumer")?;
+            writeln!(md, "{} events: the ingest (supervisor + `eventsock_nats::Ingest`, a window of 256 publishes awaiting their", events / 3)?;
+            writeln!(md, "acknowledgements) into a local nats-server with JetStream (file storage), then workers on the shared durable consumer")?;
             writeln!(md, "(each message acknowledged after its handler). In-process figure from the throughput table above.\n")?;
             writeln!(md, "| path | events/s | vs in-process |")?;
             writeln!(md, "| --- | ---: | ---: |")?;
