@@ -616,33 +616,15 @@ async fn tail_killed_and_started_again_with_its_checkpoint_prints_what_it_missed
     second.exits_cleanly_after("SIGTERM").await;
 }
 
-/// `eventsock send`: JSON lines in, one outcome line per message out (in the order they settle),
-/// paced, each chat in order; a bad line fails alone, and the exit status says that one failed.
-#[actix_rt::test]
-async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
+/// Runs `eventsock ARGS` with `input` on its standard input (closed after it), off the
+/// runtime's thread, until it exits.
+async fn with_input(args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
-    let s = start_sim(SimConfig::default());
-    s.sim.fail_sends(429, Some(1), 1);
-    let token = s.sim.mint_token("codechat", None);
-    let input = concat!(
-        "{\"to\": \"5511900000001\", \"text\": \"one\"}\n",
-        "{\"to\": \"5511900000002\", \"text\": \"two\", \"id\": \"3EB0OWNID\"}\n",
-        "\n",
-        "{\"to\": 5511900000003, \"text\": \"bad\"}\n",
-        "{\"to\": \"5511900000001\", \"text\": \"three\"}\n",
-    );
-    let url = s.url();
-    let out = tokio::task::spawn_blocking(move || {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
-            .args(["send", "--url", &url, "--token", &token])
-            .args([
-                "--rate",
-                "20",
-                "--per-chat-interval",
-                "100ms",
-                "--backoff",
-                "50ms",
-            ])
+            .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -657,7 +639,38 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
         child.wait_with_output().unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// `eventsock send`: JSON lines in, one outcome line per message out (in the order they settle),
+/// paced, each chat in order; a bad line fails alone, and the exit status says that one failed.
+#[actix_rt::test]
+async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
+    let s = start_sim(SimConfig::default());
+    s.sim.fail_sends(429, Some(1), 1);
+    let token = s.sim.mint_token("codechat", None);
+    let input = concat!(
+        "{\"to\": \"5511900000001\", \"text\": \"one\"}\n",
+        "{\"to\": \"5511900000002\", \"text\": \"two\", \"id\": \"3EB0OWNID\"}\n",
+        "\n",
+        "{\"to\": 5511900000003, \"text\": \"bad\"}\n",
+        "{\"to\": \"5511900000001\", \"text\": \"three\"}\n",
+    );
+    let url = s.url();
+    let args = [
+        "send",
+        "--url",
+        &url,
+        "--token",
+        &token,
+        "--rate",
+        "20",
+        "--per-chat-interval",
+        "100ms",
+        "--backoff",
+        "50ms",
+    ];
+    let out = with_input(&args, input).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("3 sent, 1 failed"), "{stderr}");
@@ -698,7 +711,6 @@ async fn send_reads_json_lines_and_prints_one_outcome_per_message() {
 async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_once() {
     use common::nats_server::NatsServer;
     use std::collections::HashSet;
-    use std::io::Write;
     let Some(nats) = NatsServer::started().await else {
         return;
     };
@@ -713,24 +725,11 @@ async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_on
         })
         .collect();
     let nats_url = nats.url();
-    let queued = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
-            .args(["send", "--nats", &nats_url, "--instance", "codechat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let queued = with_input(
+        &["send", "--nats", &nats_url, "--instance", "codechat"],
+        &input,
+    )
+    .await;
     let said = String::from_utf8_lossy(&queued.stderr);
     assert_eq!(queued.status.code(), Some(0), "{said}");
     assert!(said.contains("40 queued, 0 failed"), "{said}");

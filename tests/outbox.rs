@@ -486,22 +486,14 @@ async fn the_jetstream_outbox_delivers_each_message_once_across_a_sender_that_di
     let sent_by_first = s.sim.sent().len();
 
     let second = Outbox::new(client(&s), pacing());
-    let (tx, done) = tokio::sync::oneshot::channel::<()>();
     let sim = s.sim.clone();
-    let watch = actix_rt::spawn(async move {
-        until("every message", || sim.sent().len() >= 30).await;
-        let _ = tx.send(());
-    });
     let stats = OutboxSender::new(nats.url(), second, cfg())
         .run(
-            async {
-                let _ = done.await;
-            },
+            until("every message", move || sim.sent().len() >= 30),
             |_, _| {},
         )
         .await
         .unwrap();
-    watch.await.unwrap();
     let sent = s.sim.sent();
     exactly_once(&sent, &posted);
     for c in 0..3 {
@@ -592,7 +584,7 @@ async fn a_sent_id_is_never_sent_again_and_a_taken_id_is_refused() {
 /// reply, with the same id: it is sent once.
 #[actix_rt::test]
 async fn a_handler_run_again_on_the_same_message_replies_once() {
-    use eventsock::core::{Channel, EventMeta, EventName, Origin};
+    use eventsock::core::{Channel, EventName};
     use eventsock::prelude::*;
     let s = start_sim(SimConfig::default());
     let router =
@@ -605,16 +597,7 @@ async fn a_handler_run_again_on_the_same_message_replies_once() {
                 Ok(())
             });
     let event = EventName::from(EventKind::MessagesUpsert);
-    let meta = |_: Option<&eventsock::core::Frame<'_>>| EventMeta {
-        event: event.clone(),
-        instance: Some("codechat".into()),
-        instance_info: None,
-        server_time: None,
-        received_at: std::time::SystemTime::now(),
-        seq: 1,
-        generation: 1,
-        origin: Origin::Live,
-    };
+    let meta = |_: Option<&eventsock::core::Frame<'_>>| live_meta(&event);
     let frame = r#"{"keyId":"M1","keyFromMe":false,"keyRemoteJid":"5511900000001@s.whatsapp.net","messageType":"conversation","content":{"text":"!ping"},"messageTimestamp":1}"#;
     for _ in 0..2 {
         let tally = router
@@ -664,22 +647,14 @@ async fn a_sender_stopped_cleanly_gives_back_unsent_messages_the_next_one_sends(
         .await
         .unwrap();
     assert!(first.left > 0, "{first:?}");
-    let (tx, done) = tokio::sync::oneshot::channel::<()>();
     let sim = s.sim.clone();
-    let watch = actix_rt::spawn(async move {
-        until("every message", || sim.sent().len() >= 12).await;
-        let _ = tx.send(());
-    });
     let second = OutboxSender::new(nats.url(), Outbox::new(client(&s), fast()), cfg())
         .run(
-            async {
-                let _ = done.await;
-            },
+            until("every message", move || sim.sent().len() >= 12),
             |_, _| {},
         )
         .await
         .unwrap();
-    watch.await.unwrap();
     exactly_once(&s.sim.sent(), &posted);
     assert_eq!(second.dead, 0, "nothing given up as in doubt: {second:?}");
     assert_eq!(

@@ -176,7 +176,7 @@ enum Order {
 /// leaves the state as it was.
 #[actix_rt::test]
 async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
-    use eventsock::core::{Channel, EventKind, EventMeta, EventName, Origin};
+    use eventsock::core::{Channel, EventKind, EventName};
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
     let dialogue = Dialogue::<Order>::new(store.clone())
         .when(
@@ -196,16 +196,7 @@ async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
     let states = dialogue.states();
     let router = Router::new().dialogue(dialogue);
     let event = EventName::from(EventKind::MessagesUpsert);
-    let meta = |_: Option<&eventsock::core::Frame<'_>>| EventMeta {
-        event: event.clone(),
-        instance: Some("codechat".into()),
-        instance_info: None,
-        server_time: None,
-        received_at: std::time::SystemTime::now(),
-        seq: 1,
-        generation: 1,
-        origin: Origin::Live,
-    };
+    let meta = |_: Option<&eventsock::core::Frame<'_>>| live_meta(&event);
     let say = |id: &str, text: &str| {
         format!(
             r#"{{"keyId":"{id}","keyFromMe":false,"keyRemoteJid":"5511900000001@s.whatsapp.net","messageType":"conversation","content":{{"text":"{text}"}},"messageTimestamp":1}}"#

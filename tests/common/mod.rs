@@ -47,6 +47,21 @@ pub fn fast_config() -> ClientConfig {
     c
 }
 
+/// The metadata of a live event `event` of instance `codechat`, for dispatching a frame
+/// through a router by hand.
+pub fn live_meta(event: &eventsock::core::EventName) -> EventMeta {
+    EventMeta {
+        event: event.clone(),
+        instance: Some("codechat".into()),
+        instance_info: None,
+        server_time: None,
+        received_at: std::time::SystemTime::now(),
+        seq: 1,
+        generation: 1,
+        origin: eventsock::core::Origin::Live,
+    }
+}
+
 /// Polls `cond` until it holds, or fails the test after the deadline. For state that has no
 /// message to wait on (the simulator's socket table).
 pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {

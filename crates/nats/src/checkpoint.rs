@@ -7,7 +7,7 @@
 //! nats-server 2.9.10 (Debian's) with a response it could not parse.
 
 use crate::NatsError;
-use async_nats::jetstream::stream::{self, LastRawMessageErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use eventsock_core::CheckpointStore;
 use tokio::sync::watch;
 
@@ -36,19 +36,7 @@ impl KvCheckpoint {
     pub async fn open(url: &str, bucket: &str, key: &str) -> Result<KvCheckpoint, NatsError> {
         let js = async_nats::jetstream::new(crate::connect(url).await?);
         let jserr = |e: &dyn std::fmt::Display| NatsError::JetStream(e.to_string());
-        let bucket = crate::token(bucket);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                allow_rollup: true,
-                deny_delete: true,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| jserr(&e))?;
+        let (stream, bucket) = crate::kv_bucket(&js, bucket).await?;
         let key = crate::token(key);
         let subject = format!("$KV.{bucket}.{key}");
         let loaded = match stream.get_last_raw_message_by_subject(&subject).await {

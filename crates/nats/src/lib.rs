@@ -99,15 +99,49 @@ async fn ensure_streams(
     })
     .await
     .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    dead_letters(js, &cfg.stream, &cfg.prefix).await
+}
+
+/// Creates, when missing, the dead-letter stream `<stream>_DEAD` on `<prefix>-dead.>`.
+async fn dead_letters(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    prefix: &str,
+) -> Result<(), NatsError> {
+    use async_nats::jetstream::stream;
     js.get_or_create_stream(stream::Config {
-        name: format!("{}_DEAD", cfg.stream),
-        subjects: vec![format!("{}-dead.>", cfg.prefix)],
+        name: format!("{stream}_DEAD"),
+        subjects: vec![format!("{prefix}-dead.>")],
         storage: stream::StorageType::File,
         ..Default::default()
     })
     .await
     .map_err(|e| NatsError::JetStream(e.to_string()))?;
     Ok(())
+}
+
+/// The stream of the key-value bucket `bucket` (its name made a subject token), laid out as
+/// NATS lays out its buckets: `KV_<bucket>` on `$KV.<bucket>.>`, the last value per key kept.
+/// Created when missing. Returns it with the token.
+async fn kv_bucket(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+) -> Result<(async_nats::jetstream::stream::Stream, String), NatsError> {
+    use async_nats::jetstream::stream;
+    let bucket = token(bucket);
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    Ok((stream, bucket))
 }
 
 /// `url` without any user or password in it, for messages.

@@ -78,14 +78,7 @@ async fn ensure_outbox_streams(
     })
     .await
     .map_err(|e| NatsError::JetStream(e.to_string()))?;
-    js.get_or_create_stream(stream::Config {
-        name: format!("{}_DEAD", cfg.stream),
-        subjects: vec![format!("{}-dead.>", cfg.prefix)],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    crate::dead_letters(js, &cfg.stream, &cfg.prefix).await?;
     js.get_or_create_stream(stream::Config {
         name: format!("{}_UNSENT", cfg.stream),
         subjects: vec![format!("{}-unsent.>", cfg.prefix)],

@@ -46,19 +46,7 @@ impl KvStateStore {
     /// long as it takes.
     pub async fn open(url: &str, bucket: &str) -> Result<KvStateStore, NatsError> {
         let js = js::new(crate::connect(url).await?);
-        let bucket = crate::token(bucket);
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                allow_rollup: true,
-                deny_delete: true,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| NatsError::JetStream(e.to_string()))?;
+        let (stream, bucket) = crate::kv_bucket(&js, bucket).await?;
         Ok(KvStateStore { js, stream, bucket })
     }
 
