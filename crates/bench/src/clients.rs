@@ -5,6 +5,7 @@ use actix::prelude::*;
 use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
 use eventsock_core::Source;
 use eventsock_core::{legacy, Endpoint, Event, Token};
+use eventsock_handler::{Ctx, Router};
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -41,6 +42,12 @@ impl Handler<Event<legacy::MessagesUpsert>> for Counter {
     type Result = ();
 
     fn handle(&mut self, e: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+        self.count(&e);
+    }
+}
+
+impl Counter {
+    fn count(&mut self, e: &Event<legacy::MessagesUpsert>) {
         let now = now_us();
         let sent = e
             .extra
@@ -108,8 +115,100 @@ pub(crate) async fn eventsock(
         .ok_or_else(|| anyhow::anyhow!("no handler"))
 }
 
-/// The practical limit: tokio-tungstenite and serde_json into the same struct, no actors.
+/// What a bot author writes: a [`Router`] with `handlers` closures counting
+/// `messages.upsert` (`Router::on`), run by the supervisor with the default configuration, as
+/// `Router::run` does. Returns the slowest handler's run.
+pub(crate) async fn router(
+    base: &str,
+    total: u64,
+    handlers: usize,
+    latency: bool,
+) -> anyhow::Result<Run> {
+    let endpoint = Endpoint::parse(base)?;
+    let mut router = Router::new();
+    let mut waits = Vec::new();
+    for _ in 0..handlers.max(1) {
+        let (tx, rx) = oneshot::channel();
+        let counter = std::sync::Mutex::new(Counter {
+            total,
+            count: 0,
+            first_sent: None,
+            latencies: latency.then(|| Vec::with_capacity(total as usize)),
+            done: Some(tx),
+        });
+        router = router.on(move |e: Event<legacy::MessagesUpsert>, _cx: Ctx| {
+            counter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .count(&e);
+            std::future::ready(Ok(()))
+        });
+        waits.push(rx);
+    }
+    let supervisor = Supervisor::builder()
+        .source(Source::with_provider(
+            endpoint,
+            "bench",
+            Token::new("bench"),
+        ))
+        .router(router)
+        .start()?;
+    let mut runs = Vec::new();
+    for rx in waits {
+        runs.push(tokio::time::timeout(Duration::from_secs(600), rx).await??);
+    }
+    let _ = supervisor.send(Shutdown).await;
+    runs.into_iter()
+        .max_by_key(|r| r.elapsed_us)
+        .ok_or_else(|| anyhow::anyhow!("no handler"))
+}
+
+/// What a user writing a client by hand would decode: only the fields a bot reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Lean {
+    sent_at_us: Option<u64>,
+    key_id: Option<String>,
+    key_remote_jid: Option<String>,
+    #[serde(default)]
+    key_from_me: bool,
+    #[serde(default)]
+    content: LeanContent,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LeanContent {
+    text: Option<String>,
+}
+
+/// The baseline a user would write by hand: tokio-tungstenite and serde_json into a lean
+/// struct of the fields a bot reads (the rest skipped), no actors, no queue.
+pub(crate) async fn lean(url: &str, total: u64, latency: bool) -> anyhow::Result<Run> {
+    raw_client(url, total, latency, |text| {
+        let m: Lean = serde_json::from_str(text)?;
+        std::hint::black_box((&m.key_id, &m.key_remote_jid, m.key_from_me, &m.content.text));
+        Ok(m.sent_at_us)
+    })
+    .await
+}
+
+/// tokio-tungstenite and serde_json into eventsock's own lossless payload type, no actors.
 pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<Run> {
+    raw_client(url, total, latency, |text| {
+        let m: legacy::MessagesUpsert = serde_json::from_str(text)?;
+        Ok(m.extra.get("sentAtUs").and_then(|v| v.as_u64()))
+    })
+    .await
+}
+
+/// A hand-written client: reads frames with tokio-tungstenite and decodes each with `decode`,
+/// which returns the frame's send time.
+async fn raw_client(
+    url: &str,
+    total: u64,
+    latency: bool,
+    decode: impl Fn(&str) -> anyhow::Result<Option<u64>>,
+) -> anyhow::Result<Run> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let mut count = 0u64;
     let mut first = None;
@@ -124,13 +223,9 @@ pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<
         if text.is_empty() {
             continue;
         }
-        let m: legacy::MessagesUpsert = serde_json::from_str(text)?;
+        let sent = decode(text)?;
         let now = now_us();
-        let sent = m
-            .extra
-            .get("sentAtUs")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(now);
+        let sent = sent.unwrap_or(now);
         first.get_or_insert(sent);
         if latency {
             latencies.push(now.saturating_sub(sent));

@@ -60,8 +60,9 @@ enum Cmd {
     },
     /// One throughput run of one client (for profiling).
     Throughput {
-        /// eventsock, pipelined, raw or node.
-        #[arg(long, default_value = "eventsock")]
+        /// router (a `Router::on` closure, the default), eventsock (a handler actor),
+        /// pipelined, lean (raw into a lean struct), raw (into eventsock's type) or node.
+        #[arg(long, default_value = "router")]
         client: String,
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -221,8 +222,11 @@ fn main() -> anyhow::Result<()> {
         } => actix_rt::System::new().block_on(backfill::backfill(messages, page, runs)),
         Cmd::Scaleout { events } => actix_rt::System::new().block_on(async move {
             let server = ServerProc::start()?;
-            let (ingest, one, three) = scaleout::measure(&server, events).await?;
-            println!("{events} events: ingest {ingest:.0}/s, 1 worker {one:.0}/s, 3 workers {three:.0}/s");
+            let r = scaleout::measure(&server, events).await?;
+            println!(
+                "{events} events: by hand {:.0}/s, ingest {:.0}/s, 1 worker {:.0}/s, 3 workers {:.0}/s",
+                r.by_hand, r.ingest, r.one, r.three
+            );
             Ok(())
         }),
         Cmd::State { events, nats } => {
@@ -257,6 +261,8 @@ fn main() -> anyhow::Result<()> {
                     clients::eventsock(&server.base(&plan), events, 1, false, Delivery::Pipelined)
                         .await?
                 }
+                "router" => clients::router(&server.base(&plan), events, 1, false).await?,
+                "lean" => clients::lean(&server.ws_url(&plan), events, false).await?,
                 "raw" => clients::raw(&server.ws_url(&plan), events, false).await?,
                 "node" => clients::node(&server.ws_url(&plan), events).await?,
                 other => anyhow::bail!("unknown client {other}"),
@@ -295,7 +301,7 @@ async fn soak(events: u64) -> anyhow::Result<()> {
         }
         samples
     });
-    let run = clients::eventsock(&base, events, 1, false, Delivery::Confirmed).await?;
+    let run = clients::router(&base, events, 1, false).await?;
     SOAK_DONE.store(true, std::sync::atomic::Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
     let trace: Vec<String> = samples

@@ -10,8 +10,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// (ingest events/s, 1-worker events/s, 3-worker events/s), or why it was skipped.
-pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<(f64, f64, f64)> {
+/// Events per second on each path.
+pub(crate) struct Rates {
+    /// Publishing by hand with async-nats: the ceiling.
+    pub(crate) by_hand: f64,
+    pub(crate) ingest: f64,
+    pub(crate) one: f64,
+    pub(crate) three: f64,
+}
+
+/// What `nats-server --version` prints.
+pub(crate) fn nats_version() -> String {
+    std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "unknown version".into())
+}
+
+/// Each path's rate, or why it was skipped.
+pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<Rates> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -24,6 +42,7 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<(f64,
         .spawn()?;
     let url = format!("nats://127.0.0.1:{port}");
     let result = async {
+        let by_hand = by_hand(&url, n).await?;
         let ingest = Ingest::start(&url, StreamConfig::default()).await?;
         let started = Instant::now();
         let sup = Supervisor::builder()
@@ -81,7 +100,12 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<(f64,
                 let _ = s.send(());
             }
         }
-        Ok((ingest_rate, rates[0], rates[1]))
+        Ok(Rates {
+            by_hand,
+            ingest: ingest_rate,
+            one: rates[0],
+            three: rates[1],
+        })
     }
     .await;
     let _ = nats.kill();
@@ -89,3 +113,52 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<(f64,
     let _ = std::fs::remove_dir_all(&store);
     result
 }
+
+/// The most a JetStream publisher of this machine reaches, written by hand: the fixture
+/// frame published `n` times to a stream of its own (file storage, a message id each) with
+/// async-nats, up to [`BY_HAND_WINDOW`] acknowledgements outstanding. No socket, no decode.
+async fn by_hand(url: &str, n: u64) -> anyhow::Result<f64> {
+    // The server was just started: wait for it to listen.
+    let started = Instant::now();
+    let client = loop {
+        match async_nats::connect(url).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() > Duration::from_secs(10) => anyhow::bail!("{e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "BYHAND".into(),
+        subjects: vec!["byhand.>".into()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let payload = bytes::Bytes::from(crate::server::Template::new().frame(0));
+    let started = Instant::now();
+    let mut window = std::collections::VecDeque::new();
+    for i in 0..n {
+        if window.len() >= BY_HAND_WINDOW {
+            if let Some(ack) = window.pop_front() {
+                let ack: async_nats::jetstream::context::PublishAckFuture = ack;
+                ack.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, i.to_string().as_str());
+        let ack = js
+            .publish_with_headers("byhand.codechat.messages.upsert", headers, payload.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        window.push_back(ack);
+    }
+    for ack in window {
+        ack.await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// How many acknowledgements the hand-written publisher leaves outstanding.
+pub(crate) const BY_HAND_WINDOW: usize = 4096;

@@ -49,7 +49,7 @@ pub struct ConnectionUpdate {
 payload!(ConnectionUpdate, Legacy, [ConnectionUpdate]);
 
 /// A stored message, as sent on `messages.upsert` and `send.message`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// Database id; present only when the server stores new messages.
@@ -108,7 +108,7 @@ impl Message {
 }
 
 /// A message body, as protobufjs writes it: text messages are `{text}`, media carry their fields.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageContent {
     /// Text of a text message.
@@ -136,7 +136,7 @@ pub struct MessageContent {
 }
 
 /// `info` of an upserted message.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpsertInfo {
     /// `notify` (new) or `append` (history).
     #[serde(rename = "type")]
@@ -147,7 +147,7 @@ pub struct UpsertInfo {
 }
 
 /// `media` of a media message.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediaRef {
     /// Download path on the API server.
     pub path: Option<String>,
@@ -155,6 +155,42 @@ pub struct MediaRef {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+wire::lossless_deserialize!(Message {
+    "id" => id: Option<i64> = wire::opt_int::deserialize,
+    "keyId" => key_id: Option<String>,
+    "keyFromMe" => key_from_me: bool = wire::null_default,
+    "keyRemoteJid" => key_remote_jid: Option<String>,
+    "keyLid" => key_lid: Option<String>,
+    "keyParticipant" => key_participant: Option<String>,
+    "keyParticipantLid" => key_participant_lid: Option<String>,
+    "pushName" => push_name: Option<String>,
+    "messageType" => message_type: Option<String>,
+    "content" => content: MessageContent = wire::null_default,
+    "messageTimestamp" => message_timestamp: Option<i64> = wire::opt_int::deserialize,
+    "instanceId" => instance_id: Option<i64> = wire::opt_int::deserialize,
+    "device" => device: Option<String>,
+    "isGroup" => is_group: bool = wire::null_default,
+    "info" => info: Option<UpsertInfo>,
+    "media" => media: Option<MediaRef>,
+    "externalAttributes" => external_attributes: Option<serde_json::Value>,
+});
+
+wire::lossless_deserialize!(MessageContent {
+    "text" => text: Option<String>,
+    "caption" => caption: Option<String>,
+    "mimetype" => mimetype: Option<String>,
+    "url" => url: Option<String>,
+    "fileLength" => file_length: Option<i64> = wire::opt_int_string::deserialize,
+});
+
+wire::lossless_deserialize!(UpsertInfo {
+    "type" => kind: Option<String>,
+});
+
+wire::lossless_deserialize!(MediaRef {
+    "path" => path: Option<String>,
+});
 
 macro_rules! message_event {
     ($(#[$doc:meta])* $name:ident, $kind:ident) => {
@@ -532,3 +568,53 @@ pub struct RefreshToken {
     pub extra: Extra,
 }
 payload!(RefreshToken, Legacy, [RefreshToken]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_message_keeps_unknown_fields_at_every_level_and_reads_loose_forms() {
+        let wire = json!({
+            "keyId": "A1",
+            "keyFromMe": null,
+            "messageTimestamp": "1747310400",
+            "content": {"text": "hi", "fileLength": "12", "contextInfo": {"stanzaId": "B2"}},
+            "info": {"type": "notify", "source": "web"},
+            "sentAtUs": 17,
+            "key\"odd": [1, 2]
+        });
+        let m: Message = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(m.key_id.as_deref(), Some("A1"));
+        assert!(!m.key_from_me);
+        assert_eq!(m.message_timestamp, Some(1747310400));
+        assert_eq!(m.content.file_length, Some(12));
+        assert_eq!(m.content.extra["contextInfo"], json!({"stanzaId": "B2"}));
+        assert_eq!(m.info.as_ref().unwrap().extra["source"], "web");
+        assert_eq!(m.extra["sentAtUs"], 17);
+        assert_eq!(m.extra["key\"odd"], json!([1, 2]));
+        // The same from text (borrowed keys, escaped keys) as from a value.
+        let from_text: Message = serde_json::from_str(&wire.to_string()).unwrap();
+        assert_eq!(from_text, m);
+        // Nothing modelled is lost on the way back.
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["sentAtUs"], 17);
+        assert_eq!(back["content"]["contextInfo"]["stanzaId"], "B2");
+    }
+
+    #[test]
+    fn a_message_of_the_wrong_shape_is_refused_with_the_field() {
+        let twice = serde_json::from_str::<Message>(r#"{"keyId":"A","keyId":"B"}"#);
+        assert!(twice.unwrap_err().to_string().contains("duplicate field `keyId`"));
+        let wrong = serde_json::from_str::<Message>(r#"{"keyId": 5}"#);
+        assert!(wrong.unwrap_err().to_string().contains("invalid type"));
+        let not_object = serde_json::from_str::<Message>("[1]");
+        assert!(not_object
+            .unwrap_err()
+            .to_string()
+            .contains("an object (Message)"));
+        let empty: Message = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty.content, MessageContent::default());
+    }
+}

@@ -3,6 +3,7 @@
 use eventsock_core::{EventMeta, MessageLike};
 use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Given to every handler registered with [`Router::on`](crate::Router::on): replies, sends,
@@ -22,26 +23,57 @@ use std::sync::Arc;
 /// [`Router::rest`](crate::Router::rest)) every call fails with [`RestError::Unavailable`].
 #[derive(Clone)]
 pub struct Ctx {
+    event: Arc<EventCtx>,
+    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]), and
+    /// how many it has made; shared by its clones.
+    ids: Option<Arc<Ids>>,
+}
+
+/// The part of a context every handler of one event shares: made once per event.
+pub(crate) struct EventCtx {
     rest: Option<RestClient>,
     postbox: Option<Arc<dyn Postbox>>,
-    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]), and
-    /// how many it has made.
-    ids: Option<(String, Arc<std::sync::atomic::AtomicU32>)>,
     instance: Option<Arc<str>>,
     chat: Option<String>,
     message_id: Option<String>,
     from_me: bool,
 }
 
+/// A handler's share: its name, an optional salt, and the messages it sent for this event.
+struct Ids {
+    handler: Arc<str>,
+    salt: Option<String>,
+    sent: AtomicU32,
+}
+
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
-            .field("instance", &self.instance)
-            .field("chat", &self.chat)
-            .field("message_id", &self.message_id)
-            .field("rest", &self.rest.is_some())
-            .field("outbox", &self.postbox.is_some())
+            .field("instance", &self.event.instance)
+            .field("chat", &self.event.chat)
+            .field("message_id", &self.event.message_id)
+            .field("rest", &self.event.rest.is_some())
+            .field("outbox", &self.event.postbox.is_some())
             .finish()
+    }
+}
+
+impl EventCtx {
+    /// What every handler of an event with `meta` (which is `message` when it is one) shares.
+    pub(crate) fn new(
+        rest: Option<RestClient>,
+        postbox: Option<Arc<dyn Postbox>>,
+        meta: &EventMeta,
+        message: Option<&dyn MessageLike>,
+    ) -> Arc<EventCtx> {
+        Arc::new(EventCtx {
+            rest,
+            postbox,
+            instance: meta.instance.clone(),
+            chat: message.and_then(|m| m.chat()).map(str::to_owned),
+            message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
+            from_me: message.is_some_and(|m| m.is_from_me()),
+        })
     }
 }
 
@@ -55,14 +87,15 @@ impl Ctx {
         message: Option<&dyn MessageLike>,
     ) -> Ctx {
         Ctx {
-            rest,
-            postbox,
+            event: EventCtx::new(rest, postbox, meta, message),
             ids: None,
-            instance: meta.instance.clone(),
-            chat: message.and_then(|m| m.chat()).map(str::to_owned),
-            message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
-            from_me: message.is_some_and(|m| m.is_from_me()),
         }
+    }
+
+    /// The context of `handler` for an event: the router makes the event's part once and
+    /// gives each handler its own ids.
+    pub(crate) fn of_handler(event: Arc<EventCtx>, handler: Arc<str>) -> Ctx {
+        Ctx { event, ids: None }.named(handler)
     }
 
     /// The same context for `handler` (a name that stays the same from one run of the program
@@ -72,13 +105,18 @@ impl Ctx {
     /// redelivery after a failure) makes the same ids, and the outbox or JetStream does not
     /// send them twice. Without a handler, or for an event that is not a message, every
     /// message gets a new random id.
-    pub fn for_handler(mut self, handler: &str) -> Ctx {
-        self.ids = match (&self.instance, &self.message_id) {
-            (Some(instance), Some(id)) => {
-                Some((format!("{instance}\u{0}{id}\u{0}{handler}"), Arc::default()))
-            }
-            _ => None,
-        };
+    pub fn for_handler(self, handler: &str) -> Ctx {
+        self.named(Arc::from(handler))
+    }
+
+    fn named(mut self, handler: Arc<str>) -> Ctx {
+        self.ids = (self.event.instance.is_some() && self.event.message_id.is_some()).then(|| {
+            Arc::new(Ids {
+                handler,
+                salt: None,
+                sent: AtomicU32::new(0),
+            })
+        });
         self
     }
 
@@ -86,9 +124,16 @@ impl Ctx {
     /// adds the revision of the state it handles, so that a handler run again on a changed
     /// state makes new ids (and on the same state, the same ones).
     pub(crate) fn salted(mut self, salt: &str) -> Ctx {
-        if let Some((seed, _)) = &mut self.ids {
-            seed.push('\u{0}');
-            seed.push_str(salt);
+        if let Some(ids) = &self.ids {
+            let salt = match &ids.salt {
+                Some(before) => format!("{before}\u{0}{salt}"),
+                None => salt.to_owned(),
+            };
+            self.ids = Some(Arc::new(Ids {
+                handler: ids.handler.clone(),
+                salt: Some(salt),
+                sent: AtomicU32::new(ids.sent.load(Ordering::Relaxed)),
+            }));
         }
         self
     }
@@ -96,28 +141,33 @@ impl Ctx {
     /// A message to `to`, with the next id of this context.
     fn outgoing(&self, to: &str, text: &str) -> Outgoing {
         let message = Outgoing::text(to, text);
-        match &self.ids {
-            Some((seed, n)) => {
-                let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                message.with_id(eventsock_rest::outbox::derived_message_id(seed, n))
-            }
-            None => message,
+        let (Some(ids), Some(instance), Some(id)) =
+            (&self.ids, &self.event.instance, &self.event.message_id)
+        else {
+            return message;
+        };
+        let mut seed = format!("{instance}\u{0}{id}\u{0}{}", ids.handler);
+        if let Some(salt) = &ids.salt {
+            seed.push('\u{0}');
+            seed.push_str(salt);
         }
+        let n = ids.sent.fetch_add(1, Ordering::Relaxed);
+        message.with_id(eventsock_rest::outbox::derived_message_id(&seed, n))
     }
 
     /// The instance the event came from.
     pub fn instance(&self) -> Option<&str> {
-        self.instance.as_deref()
+        self.event.instance.as_deref()
     }
 
     /// The chat the event belongs to (see [`MessageLike::chat`]).
     pub fn chat(&self) -> Option<&str> {
-        self.chat.as_deref()
+        self.event.chat.as_deref()
     }
 
     /// The REST client of the event's instance, for calls the context does not wrap.
     pub fn rest(&self) -> Result<&RestClient, RestError> {
-        self.rest.as_ref().ok_or_else(|| {
+        self.event.rest.as_ref().ok_or_else(|| {
             RestError::Unavailable(
                 "no REST client answers this event's instance: give one with Router::rest".into(),
             )
@@ -126,15 +176,15 @@ impl Ctx {
 
     fn key(&self) -> Result<(&RestClient, MessageKey), RestError> {
         let rest = self.rest()?;
-        let chat = self.chat.as_deref().ok_or(RestError::NoRecipient)?;
-        let id = self.message_id.as_deref().ok_or_else(|| {
+        let chat = self.event.chat.as_deref().ok_or(RestError::NoRecipient)?;
+        let id = self.event.message_id.as_deref().ok_or_else(|| {
             RestError::Unavailable("the message has no id: nothing to react to or mark".into())
         })?;
         Ok((
             rest,
             MessageKey {
                 remote_jid: chat.to_owned(),
-                from_me: self.from_me,
+                from_me: self.event.from_me,
                 id: id.to_owned(),
             },
         ))
@@ -147,8 +197,8 @@ impl Ctx {
                     .into(),
             ))
         };
-        let postbox = self.postbox.as_deref().ok_or_else(unavailable)?;
-        let instance = match (self.instance.as_deref(), self.rest.as_ref()) {
+        let postbox = self.event.postbox.as_deref().ok_or_else(unavailable)?;
+        let instance = match (self.event.instance.as_deref(), self.event.rest.as_ref()) {
             (Some(i), _) => i,
             (None, Some(rest)) => rest.instance(),
             (None, None) => return Err(unavailable()),
@@ -162,7 +212,8 @@ impl Ctx {
     }
 
     fn chat_or_refuse(&self) -> Result<&str, OutboxError> {
-        self.chat
+        self.event
+            .chat
             .as_deref()
             .ok_or(OutboxError::Refused(RestError::NoRecipient))
     }
@@ -171,7 +222,7 @@ impl Ctx {
     /// Returns once the message is queued in the outbox (waiting for room when it is full).
     pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
         let mut message = self.outgoing(self.chat_or_refuse()?, text);
-        if let Some(id) = &self.message_id {
+        if let Some(id) = &self.event.message_id {
             message = message.quoting(id.clone());
         }
         self.post(message).await

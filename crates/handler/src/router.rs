@@ -11,7 +11,7 @@
 //! envelope), decodes it once per registered payload type, and starts a delivery to every
 //! handler of that type; [`Dispatch::settle`] waits for them and says how each did.
 
-use crate::context::Ctx;
+use crate::context::{Ctx, EventCtx};
 use crate::route::{BoxError, HandlerError, Route};
 use actix::prelude::SendError;
 use actix::Recipient;
@@ -135,7 +135,7 @@ enum Sink<M: actix::Message<Result = ()> + Send> {
 }
 
 struct Handler<M: actix::Message<Result = ()> + Send> {
-    name: String,
+    name: Arc<str>,
     sink: Sink<M>,
     counters: Arc<Counters>,
 }
@@ -208,7 +208,13 @@ where
     /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
     /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
     /// full mailbox makes the delivery wait. A closure or route always runs to completion.
-    fn deliver(&self, m: M, ctx: impl FnOnce(&str) -> Ctx, wait: bool, out: &mut Deliveries) {
+    fn deliver(
+        &self,
+        m: M,
+        ctx: impl FnOnce(&Arc<str>) -> Ctx,
+        wait: bool,
+        out: &mut Deliveries,
+    ) {
         let counters = self.counters.clone();
         match &self.sink {
             Sink::Actor(actor) => {
@@ -249,8 +255,26 @@ where
                 }
             }
             Sink::WithCtx(f) => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(m, ctx(&self.name)))) {
-                    Ok(call) => out.pending.push(guarded(
+                // Called and polled once at once: a handler that does not wait (most, and any
+                // that only queues a reply) is done here, without a task of its own.
+                let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut call = f(m, ctx(&self.name));
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match call.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(result) => Ok(result),
+                        std::task::Poll::Pending => Err(call),
+                    }
+                }));
+                match first {
+                    Ok(Ok(result)) => {
+                        let outcome = match result {
+                            Ok(()) => Outcome::Handled,
+                            Err(e) => Outcome::Failed(HandlerError::Failed(Arc::new(e)).to_string()),
+                        };
+                        count(&counters, &outcome);
+                        out.done.push(outcome);
+                    }
+                    Ok(Err(call)) => out.pending.push(guarded(
                         async move {
                             call.await
                                 .map_err(|e| HandlerError::Failed(Arc::new(e)).to_string())
@@ -272,7 +296,7 @@ where
 
     fn stats(&self) -> HandlerStats {
         HandlerStats {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             handled: self.counters.handled.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
         }
@@ -337,17 +361,19 @@ impl<T: Payload> Entry for Typed<T> {
             return Ok(());
         }
         let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        // Made at the first handler that takes a context, shared by the others.
+        let mut shared = None;
         for h in handlers.iter() {
             let event = Event {
                 meta: meta.clone(),
                 payload: payload.clone(),
             };
-            h.deliver(
-                event,
-                |handler| router.ctx(meta, payload.as_message(), handler),
-                wait,
-                out,
-            );
+            let ctx = |name: &Arc<str>| {
+                let shared =
+                    shared.get_or_insert_with(|| router.event_ctx(meta, payload.as_message()));
+                Ctx::of_handler(shared.clone(), name.clone())
+            };
+            h.deliver(event, ctx, wait, out);
         }
         Ok(())
     }
@@ -398,6 +424,7 @@ impl Entry for Raw {
     ) -> Result<(), DecodeError> {
         let handlers = self.handlers.snapshot();
         let mut data = None;
+        let mut shared = None;
         for raw in handlers.iter() {
             let (events, h) = &**raw;
             if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) {
@@ -411,7 +438,11 @@ impl Entry for Raw {
                 meta: meta.clone(),
                 data: data.clone(),
             };
-            h.deliver(event, |handler| router.ctx(meta, None, handler), wait, out);
+            let ctx = |name: &Arc<str>| {
+                let shared = shared.get_or_insert_with(|| router.event_ctx(meta, None));
+                Ctx::of_handler(shared.clone(), name.clone())
+            };
+            h.deliver(event, ctx, wait, out);
         }
         Ok(())
     }
@@ -470,7 +501,7 @@ struct Inner {
 /// A REST client of one instance, and its outbox, made at its first send.
 struct Answerer {
     rest: RestClient,
-    outbox: std::sync::OnceLock<Outbox>,
+    outbox: std::sync::OnceLock<Arc<Outbox>>,
 }
 
 impl Inner {
@@ -481,14 +512,13 @@ impl Inner {
             .clone()
     }
 
-    /// The context of `handler` for an event with `meta` (which is `message` when it is one),
-    /// answering through the REST client of its instance and sending through its outbox.
-    fn ctx(
+    /// What the handlers of an event with `meta` (which is `message` when it is one) share in
+    /// their contexts: the REST client of its instance and the outbox it sends through.
+    fn event_ctx(
         &self,
         meta: &EventMeta,
         message: Option<&dyn eventsock_core::MessageLike>,
-        handler: &str,
-    ) -> Ctx {
+    ) -> Arc<EventCtx> {
         let postbox = self
             .postbox
             .read()
@@ -510,11 +540,11 @@ impl Inner {
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                Outbox::new(answerer.rest.clone(), pacing)
+                Arc::new(Outbox::new(answerer.rest.clone(), pacing))
             });
-            Some(Arc::new(outbox.clone()) as Arc<dyn Postbox>)
+            Some(outbox.clone() as Arc<dyn Postbox>)
         });
-        Ctx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message).for_handler(handler)
+        EventCtx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message)
     }
 
     /// The entry of type `E`, created with `make` if there is none yet.
@@ -581,11 +611,11 @@ impl Router {
         }
     }
 
-    fn name<T>(&self) -> String {
+    fn name<T>(&self) -> Arc<str> {
         let n = self.inner.registered.fetch_add(1, Ordering::Relaxed);
         let full = std::any::type_name::<T>();
         let short = full.strip_prefix("eventsock_core::").unwrap_or(full);
-        format!("{short}#{n}")
+        format!("{short}#{n}").into()
     }
 
     fn typed<T: Payload>(self, sink: Sink<Event<T>>) -> Self {
@@ -760,7 +790,7 @@ impl Router {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         rest.iter()
-            .filter_map(|a| a.outbox.get().cloned())
+            .filter_map(|a| a.outbox.get().map(|o| Outbox::clone(o)))
             .collect()
     }
 
@@ -996,10 +1026,11 @@ impl Dispatch {
             ..Tally::default()
         };
         let outcomes = self.deliveries.done.into_iter();
-        let pending = if self.deliveries.pending.is_empty() {
-            Vec::new()
-        } else {
-            join_all(self.deliveries.pending).await
+        let mut pending = self.deliveries.pending;
+        let pending = match pending.len() {
+            0 => Vec::new(),
+            1 => vec![pending.swap_remove(0).await],
+            _ => join_all(pending).await,
         };
         for outcome in outcomes.chain(pending) {
             match outcome {

@@ -51,7 +51,7 @@ pub struct Ingest {
 }
 
 /// How many events an ingest publishes before it awaits the oldest acknowledgement.
-pub const WINDOW: usize = 256;
+pub const WINDOW: usize = 1024;
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
