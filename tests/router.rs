@@ -200,10 +200,13 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     sim.emit("codechat", "messages.upsert", &message("M4", "!fail"));
     sim.emit_text("codechat", "messages.upsert", "{not json");
     let sub = r#"{instance="codechat",event="messages.upsert"}"#;
-    let page = eventually("8 frames counted", || async {
+    // Frames are counted when read, events once handled: wait for both.
+    let page = eventually("8 frames read and 7 events handled", || async {
         let (status, page) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
-        (value(&page, &format!("eventsock_frames_total{sub}")) == Some(8.0)).then_some(page)
+        (value(&page, &format!("eventsock_frames_total{sub}")) == Some(8.0)
+            && value(&page, &format!("eventsock_events_total{sub}")) == Some(7.0))
+        .then_some(page)
     })
     .await;
     let v = |series: &str| value(&page, series).unwrap_or_else(|| panic!("{series} in\n{page}"));

@@ -47,6 +47,19 @@ impl Handler<Event<legacy::MessagesUpsert>> for Counter {
 }
 
 impl Counter {
+    /// A counter of `total` events, and where its run is reported.
+    fn new(total: u64, latency: bool) -> (Counter, oneshot::Receiver<Run>) {
+        let (tx, rx) = oneshot::channel();
+        let counter = Counter {
+            total,
+            count: 0,
+            first_sent: None,
+            latencies: latency.then(|| Vec::with_capacity(total as usize)),
+            done: Some(tx),
+        };
+        (counter, rx)
+    }
+
     fn count(&mut self, e: &Event<legacy::MessagesUpsert>) {
         let now = now_us();
         let sent = e
@@ -92,19 +105,18 @@ pub(crate) async fn eventsock(
         ));
     let mut waits = Vec::new();
     for _ in 0..handlers.max(1) {
-        let (tx, rx) = oneshot::channel();
-        let counter = Counter {
-            total,
-            count: 0,
-            first_sent: None,
-            latencies: latency.then(|| Vec::with_capacity(total as usize)),
-            done: Some(tx),
-        }
-        .start();
-        builder = builder.handler::<legacy::MessagesUpsert>(counter.recipient());
+        let (counter, rx) = Counter::new(total, latency);
+        builder = builder.handler::<legacy::MessagesUpsert>(counter.start().recipient());
         waits.push(rx);
     }
-    let supervisor = builder.start()?;
+    slowest(builder.start()?, waits).await
+}
+
+/// Waits for every counter's run, stops the supervisor, and gives the slowest run.
+async fn slowest(
+    supervisor: Addr<Supervisor>,
+    waits: Vec<oneshot::Receiver<Run>>,
+) -> anyhow::Result<Run> {
     let mut runs = Vec::new();
     for rx in waits {
         runs.push(tokio::time::timeout(Duration::from_secs(600), rx).await??);
@@ -128,14 +140,8 @@ pub(crate) async fn router(
     let mut router = Router::new();
     let mut waits = Vec::new();
     for _ in 0..handlers.max(1) {
-        let (tx, rx) = oneshot::channel();
-        let counter = std::sync::Mutex::new(Counter {
-            total,
-            count: 0,
-            first_sent: None,
-            latencies: latency.then(|| Vec::with_capacity(total as usize)),
-            done: Some(tx),
-        });
+        let (counter, rx) = Counter::new(total, latency);
+        let counter = std::sync::Mutex::new(counter);
         router = router.on(move |e: Event<legacy::MessagesUpsert>, _cx: Ctx| {
             counter
                 .lock()
@@ -153,14 +159,7 @@ pub(crate) async fn router(
         ))
         .router(router)
         .start()?;
-    let mut runs = Vec::new();
-    for rx in waits {
-        runs.push(tokio::time::timeout(Duration::from_secs(600), rx).await??);
-    }
-    let _ = supervisor.send(Shutdown).await;
-    runs.into_iter()
-        .max_by_key(|r| r.elapsed_us)
-        .ok_or_else(|| anyhow::anyhow!("no handler"))
+    slowest(supervisor, waits).await
 }
 
 /// What a user writing a client by hand would decode: only the fields a bot reads.

@@ -305,7 +305,10 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     eprintln!("fan-out...");
     writeln!(md, "## Fan-out\n")?;
     writeln!(md, "The same stream delivered to 1, 4 and 16 handlers of one type (the payload is decoded once and shared):")?;
-    writeln!(md, "`Router::on` closures, and typed handler actors (`Delivery::Confirmed`).\n")?;
+    writeln!(
+        md,
+        "`Router::on` closures, and typed handler actors (`Delivery::Confirmed`).\n"
+    )?;
     writeln!(
         md,
         "| handlers | closures events/s | µs per event | vs 1 | actors events/s | µs per event | vs 1 |"
@@ -339,7 +342,11 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(
         md,
         "\nGoal: 16 handlers at least half the single-handler rate ({}: {:.2}x with closures).\n",
-        if sixteen >= 0.5 * one_closure { "met" } else { "missed" },
+        if sixteen >= 0.5 * one_closure {
+            "met"
+        } else {
+            "missed"
+        },
         sixteen / one_closure
     )?;
 
@@ -347,7 +354,10 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     eprintln!("latency...");
     writeln!(md, "\n## Latency\n")?;
     writeln!(md, "Send (the generator's clock, in the frame) to handler receipt, at fixed rates for 3 s each; eventsock")?;
-    writeln!(md, "with one `Router::on` closure, against the lean raw client.\n")?;
+    writeln!(
+        md,
+        "with one `Router::on` closure, against the lean raw client.\n"
+    )?;
     writeln!(
         md,
         "| rate/s | client | p50 µs | p99 µs | p99.9 µs | max µs | generator frames/s |"
@@ -451,11 +461,41 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
             writeln!(md, "| path | events/s | vs in-process |")?;
             writeln!(md, "| --- | ---: | ---: |")?;
             writeln!(md, "| in-process (default) | {o:.0} | 1.00x |")?;
-            writeln!(md, "| publish by hand into JetStream (async-nats) | {:.0} | {:.3}x |", r.by_hand, r.by_hand / o)?;
-            writeln!(md, "| ingest into JetStream | {:.0} | {:.3}x |", r.ingest, r.ingest / o)?;
-            writeln!(md, "| JetStream to 1 worker | {:.0} | {:.3}x |", r.one, r.one / o)?;
-            writeln!(md, "| JetStream to 3 workers (one process) | {:.0} | {:.3}x |", r.three, r.three / o)?;
-            writeln!(md, "\nGoal: ingest at least 150,000 events/s ({}: {:.0}/s; by hand, {:.0}/s).", if r.ingest >= 150_000.0 { "met" } else { "missed" }, r.ingest, r.by_hand)?;
+            writeln!(
+                md,
+                "| publish by hand into JetStream (async-nats) | {:.0} | {:.3}x |",
+                r.by_hand,
+                r.by_hand / o
+            )?;
+            writeln!(
+                md,
+                "| ingest into JetStream | {:.0} | {:.3}x |",
+                r.ingest,
+                r.ingest / o
+            )?;
+            writeln!(
+                md,
+                "| JetStream to 1 worker | {:.0} | {:.3}x |",
+                r.one,
+                r.one / o
+            )?;
+            writeln!(
+                md,
+                "| JetStream to 3 workers (one process) | {:.0} | {:.3}x |",
+                r.three,
+                r.three / o
+            )?;
+            writeln!(
+                md,
+                "\nGoal: ingest at least 150,000 events/s ({}: {:.0}/s; by hand, {:.0}/s).",
+                if r.ingest >= 150_000.0 {
+                    "met"
+                } else {
+                    "missed"
+                },
+                r.ingest,
+                r.by_hand
+            )?;
         }
         Err(e) => writeln!(md, "Skipped: {e} (needs the `nats-server` binary).")?,
     }

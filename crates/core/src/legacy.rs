@@ -606,7 +606,10 @@ mod tests {
     #[test]
     fn a_message_of_the_wrong_shape_is_refused_with_the_field() {
         let twice = serde_json::from_str::<Message>(r#"{"keyId":"A","keyId":"B"}"#);
-        assert!(twice.unwrap_err().to_string().contains("duplicate field `keyId`"));
+        assert!(twice
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate field `keyId`"));
         let wrong = serde_json::from_str::<Message>(r#"{"keyId": 5}"#);
         assert!(wrong.unwrap_err().to_string().contains("invalid type"));
         let not_object = serde_json::from_str::<Message>("[1]");

@@ -208,13 +208,7 @@ where
     /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
     /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
     /// full mailbox makes the delivery wait. A closure or route always runs to completion.
-    fn deliver(
-        &self,
-        m: M,
-        ctx: impl FnOnce(&Arc<str>) -> Ctx,
-        wait: bool,
-        out: &mut Deliveries,
-    ) {
+    fn deliver(&self, m: M, ctx: impl FnOnce(&Arc<str>) -> Ctx, wait: bool, out: &mut Deliveries) {
         let counters = self.counters.clone();
         match &self.sink {
             Sink::Actor(actor) => {
@@ -269,7 +263,9 @@ where
                     Ok(Ok(result)) => {
                         let outcome = match result {
                             Ok(()) => Outcome::Handled,
-                            Err(e) => Outcome::Failed(HandlerError::Failed(Arc::new(e)).to_string()),
+                            Err(e) => {
+                                Outcome::Failed(HandlerError::Failed(Arc::new(e)).to_string())
+                            }
                         };
                         count(&counters, &outcome);
                         out.done.push(outcome);
