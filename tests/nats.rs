@@ -6,9 +6,12 @@ mod common;
 
 use common::nats_server::{ingest, ingested, NatsServer};
 use common::*;
+use eventsock::client::Supervisor;
 use eventsock::core::{legacy, Event};
+use eventsock::core::{EventKind, Source, Token};
 use eventsock::handler::{HandlerError, Route};
-use eventsock::nats::{GetIngestStats, Worker, WorkerStats};
+use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};
+use eventsock::sim::SimConfig;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -261,4 +264,126 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
     let _ = stop.send(());
     task.await.unwrap();
     assert_eq!(*order.lock().unwrap(), (0..N).collect::<Vec<_>>());
+}
+
+/// A stream partitioned by chat: 400 messages of 8 chats, ingested, then one worker per
+/// partition. Every message is handled once, each chat by one partition's worker only, and in
+/// the order it was sent. Needs nats-server 2.10 or later (subject transforms).
+#[actix_rt::test]
+async fn a_stream_partitioned_by_chat_keeps_each_chat_in_one_partition_and_in_order() {
+    const N: u64 = 400;
+    const PARTS: u32 = 4;
+    if !NatsServer::transforms() {
+        return;
+    }
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let mut cfg = StreamConfig::default();
+    cfg.stream = "PARTS".into();
+    cfg.prefix = "parts".into();
+    cfg.partitions = PARTS;
+    let s = start_sim(SimConfig::default());
+    let ingest = Ingest::start(&nats.url(), cfg.clone()).await.unwrap();
+    let _sup = Supervisor::builder()
+        .config(fast_config())
+        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
+        .raw_handler(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start()
+        .unwrap();
+    until("the socket", || {
+        s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    for n in 0..N {
+        let chat = format!("551190000000{}@s.whatsapp.net", n % 8);
+        let data = serde_json::json!({"keyId": format!("M{n}"), "keyRemoteJid": chat, "n": n});
+        assert!(s.sim.emit("codechat", "messages.upsert", &data));
+    }
+    common::nats_server::published(&ingest, N).await;
+
+    // (partition, chat, n) of every message handled.
+    let seen: Arc<Mutex<Vec<(u32, String, u64)>>> = Arc::default();
+    let mut stops = Vec::new();
+    for k in 0..PARTS {
+        let seen = seen.clone();
+        let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+            let n = e
+                .extra
+                .get("n")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(u64::MAX);
+            let chat = e.key_remote_jid.clone().unwrap_or_default();
+            seen.lock().unwrap().push((k, chat, n));
+            async { Ok::<_, HandlerError>(()) }
+        });
+        let worker = Worker::new(nats.url())
+            .stream(cfg.clone())
+            .durable("parts")
+            .partition(k)
+            .route::<legacy::MessagesUpsert>(route);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = actix_rt::spawn(async move {
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        stops.push((stop, task));
+    }
+    let probe = seen.clone();
+    eventually("every message handled", || {
+        let probe = probe.clone();
+        async move { (probe.lock().unwrap().len() as u64 >= N).then_some(()) }
+    })
+    .await;
+    let mut handled = Vec::new();
+    for (stop, task) in stops {
+        let _ = stop.send(());
+        handled.push(task.await.unwrap().handled);
+    }
+    let seen = seen.lock().unwrap();
+    let mut ns: Vec<u64> = seen.iter().map(|(_, _, n)| *n).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..N).collect::<Vec<_>>(), "each message once");
+    let mut by_chat: HashMap<&str, (u32, Vec<u64>)> = HashMap::new();
+    for (k, chat, n) in seen.iter() {
+        let entry = by_chat.entry(chat.as_str()).or_insert((*k, Vec::new()));
+        assert_eq!(entry.0, *k, "{chat} was handled by two partitions");
+        entry.1.push(*n);
+    }
+    assert_eq!(by_chat.len(), 8);
+    for (chat, (_, ns)) in &by_chat {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "{chat} out of order: {ns:?}"
+        );
+    }
+    let used = handled.iter().filter(|h| **h > 0).count();
+    println!("handled per partition: {handled:?}");
+    assert!(used > 1, "the chats spread over partitions: {handled:?}");
+
+    // A partition the stream does not have, and an ingest that does not partition, are refused.
+    let wrong = Worker::new(nats.url())
+        .stream(cfg.clone())
+        .partition(PARTS)
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        wrong.to_string().contains("partition 4 asked for"),
+        "{wrong}"
+    );
+    let mut flat = cfg.clone();
+    flat.partitions = 0;
+    let refused = Ingest::start(&nats.url(), flat).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("partitioned otherwise"),
+        "{refused}"
+    );
 }

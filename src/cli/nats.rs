@@ -17,6 +17,34 @@ pub(crate) struct BridgeArgs {
     /// (one key per instance), so a bridge started again anywhere goes on from there.
     #[arg(long)]
     backfill: bool,
+    #[command(flatten)]
+    stream: StreamArgs,
+}
+
+/// Where the events are in JetStream.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    /// The JetStream stream.
+    #[arg(long, default_value = "EVENTSOCK")]
+    stream: String,
+    /// Subject prefix: events go to PREFIX.<instance>.<event>.
+    #[arg(long, default_value = "eventsock")]
+    prefix: String,
+    /// Partition the stream by chat into this many parts, one worker each (0: none). Needs
+    /// nats-server 2.10 or later, and a stream of its own (--stream and --prefix) if an
+    /// unpartitioned one exists.
+    #[arg(long, default_value_t = 0)]
+    partitions: u32,
+}
+
+impl StreamArgs {
+    fn config(&self) -> StreamConfig {
+        let mut cfg = StreamConfig::default();
+        cfg.stream = self.stream.clone();
+        cfg.prefix = self.prefix.clone();
+        cfg.partitions = self.partitions;
+        cfg
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +58,12 @@ pub(crate) struct WorkerArgs {
     /// The shared consumer: workers with the same name share the work.
     #[arg(long, default_value = "eventsock-workers")]
     durable: String,
+    #[command(flatten)]
+    stream: StreamArgs,
+    /// Only this partition of a partitioned stream (0 to --partitions - 1), on a consumer of
+    /// its own: one worker per partition keeps each chat in order.
+    #[arg(long)]
+    partition: Option<u32>,
 }
 
 pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
@@ -40,7 +74,7 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     );
     // NATS may be down: the connection is retried (and said so) until it answers or Ctrl-C.
     let ingest = tokio::select! {
-        ingest = Ingest::start(&args.nats, StreamConfig::default()) => ingest?,
+        ingest = Ingest::start(&args.nats, args.stream.config()) => ingest?,
         _ = super::terminated() => {
             eprintln!("eventsock bridge: stopped before NATS answered");
             return Ok(());
@@ -56,7 +90,14 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
         .source(source)
         .raw_handler(events, ingest.clone().recipient())
         .start()?;
-    eprintln!("eventsock bridge: ingesting into the EVENTSOCK stream; Ctrl-C stops");
+    eprintln!(
+        "eventsock bridge: ingesting into the {} stream{}; Ctrl-C stops",
+        args.stream.stream,
+        match args.stream.partitions {
+            0 => String::new(),
+            n => format!(", {n} partitions by chat"),
+        }
+    );
     super::terminated().await;
     let status = supervisor.send(Shutdown).await?;
     // Every event read is published before the process exits.
@@ -72,7 +113,12 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
 
 /// The worker's handler: logs every event (see examples for real handlers).
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let mut worker = Worker::new(args.nats.as_str()).durable(args.durable);
+    let mut worker = Worker::new(args.nats.as_str())
+        .stream(args.stream.config())
+        .durable(args.durable);
+    if let Some(k) = args.partition {
+        worker = worker.partition(k);
+    }
     if let Some(e) = &args.event {
         worker = worker.events([EventName::parse(e)]);
     }

@@ -52,6 +52,30 @@ impl NatsServer {
         Some(server)
     }
 
+    /// Whether this nats-server has stream subject transforms (2.10 or later); says so if not.
+    pub fn transforms() -> bool {
+        let out = Command::new("nats-server").arg("--version").output();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let version: Vec<u32> = text
+            .trim()
+            .rsplit('v')
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let new_enough = version.as_slice() >= [2, 10].as_slice();
+        if !new_enough {
+            println!(
+                "skipped: {} has no subject transforms; partitions need nats-server 2.10 or later (.ci/run installs one)",
+                text.trim()
+            );
+        }
+        new_enough
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

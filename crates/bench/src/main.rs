@@ -227,6 +227,9 @@ fn main() -> anyhow::Result<()> {
                 "{events} events: by hand {:.0}/s, ingest {:.0}/s, 1 worker {:.0}/s, 3 workers {:.0}/s",
                 r.by_hand, r.ingest, r.one, r.three
             );
+            for (workers, ingest, rate, disorder) in r.partitioned {
+                println!("{workers} partitions: ingest {ingest:.0}/s, {workers} workers {rate:.0}/s, {disorder} out of their chat's order");
+            }
             Ok(())
         }),
         Cmd::State { events, nats } => {

@@ -496,6 +496,21 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
                 r.ingest,
                 r.by_hand
             )?;
+            writeln!(md, "\n### Partitioned by chat\n")?;
+            writeln!(md, "The same number of events, spread over 64 chats, ingested into a stream partitioned by chat (`StreamConfig::partitions`,")?;
+            writeln!(md, "NATS's `{{{{partition(N,...)}}}}` subject transform), then one worker per partition (`Worker::partition`), each on a thread")?;
+            writeln!(md, "of its own, decoding every event as `legacy::MessagesUpsert`. \"Out of order\" counts events handled after a later")?;
+            writeln!(md, "event of their chat.\n")?;
+            writeln!(md, "| partitions and workers | ingest events/s | workers events/s | vs 1 | out of order |")?;
+            writeln!(md, "| ---: | ---: | ---: | ---: | ---: |")?;
+            let one = r.partitioned.first().map(|p| p.2).unwrap_or(f64::NAN);
+            for (workers, ingest, rate, disorder) in &r.partitioned {
+                writeln!(
+                    md,
+                    "| {workers} | {ingest:.0} | {rate:.0} | {:.2}x | {disorder} |",
+                    rate / one
+                )?;
+            }
         }
         Err(e) => writeln!(md, "Skipped: {e} (needs the `nats-server` binary).")?,
     }

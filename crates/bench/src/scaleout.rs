@@ -3,7 +3,7 @@
 use crate::ServerProc;
 use eventsock_client::{Shutdown, Supervisor};
 use eventsock_core::Source;
-use eventsock_core::{Endpoint, EventKind, RawEvent, Token};
+use eventsock_core::{legacy, Endpoint, Event, EventKind, RawEvent, Token};
 use eventsock_handler::{HandlerError, Route};
 use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,9 @@ pub(crate) struct Rates {
     pub(crate) ingest: f64,
     pub(crate) one: f64,
     pub(crate) three: f64,
+    /// Partitioned by chat, one worker (on a thread of its own) per partition:
+    /// (workers, ingest events/s, workers' events/s, events out of their chat's order).
+    pub(crate) partitioned: Vec<(u32, f64, f64, u64)>,
 }
 
 /// What `nats-server --version` prints.
@@ -100,11 +103,16 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<Rates
                 let _ = s.send(());
             }
         }
+        let mut partitioned = Vec::new();
+        for workers in [1u32, 2, 4] {
+            partitioned.push(partitions(server, &url, n, workers).await?);
+        }
         Ok(Rates {
             by_hand,
             ingest: ingest_rate,
             one: rates[0],
             three: rates[1],
+            partitioned,
         })
     }
     .await;
@@ -162,3 +170,97 @@ async fn by_hand(url: &str, n: u64) -> anyhow::Result<f64> {
 
 /// How many acknowledgements the hand-written publisher leaves outstanding.
 pub(crate) const BY_HAND_WINDOW: usize = 4096;
+
+/// Chats the partitioned runs spread their events over.
+const CHATS: u64 = 64;
+
+/// `n` events of [`CHATS`] chats ingested into a stream of `workers` partitions, then one
+/// worker per partition, each on an arbiter (a thread) of its own, decoding every event as
+/// `legacy::MessagesUpsert`. Returns (workers, ingest events/s, workers' events/s, events
+/// handled after a later one of their chat).
+async fn partitions(
+    server: &ServerProc,
+    url: &str,
+    n: u64,
+    workers: u32,
+) -> anyhow::Result<(u32, f64, f64, u64)> {
+    let mut cfg = StreamConfig::default();
+    cfg.stream = format!("EVENTSOCK_P{workers}");
+    cfg.prefix = format!("eventsock-p{workers}");
+    cfg.partitions = workers;
+    let ingest = Ingest::start(url, cfg.clone()).await?;
+    let started = Instant::now();
+    let sup = Supervisor::builder()
+        .source(Source::with_provider(
+            Endpoint::parse(&server.base(&format!("n={n}/r=0/c={CHATS}")))?,
+            "bench",
+            Token::new("bench"),
+        ))
+        .raw_handler(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start()?;
+    while ingest.send(GetIngestStats).await?.published < n {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ingest_rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = server.sent_rate();
+    let _ = sup.send(Shutdown).await;
+
+    let count = Arc::new(AtomicU64::new(0));
+    let disorder = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut arbiters = Vec::new();
+    for k in 0..workers {
+        let (url, cfg) = (url.to_owned(), cfg.clone());
+        let (count, disorder) = (count.clone(), disorder.clone());
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn_fn(move || {
+            // The last seq seen of each chat, in this partition.
+            let last = std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new());
+            let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+                let seq = e.extra.get("seq").and_then(|v| v.as_u64()).unwrap_or(0);
+                let chat = e.key_remote_jid.clone().unwrap_or_default();
+                let before = last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(chat, seq);
+                if let Some(before) = before {
+                    if before > seq {
+                        disorder.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, HandlerError>(()) }
+            });
+            let worker = Worker::new(url)
+                .stream(cfg)
+                .durable("bench")
+                .partition(k)
+                .route::<legacy::MessagesUpsert>(route);
+            actix_rt::spawn(async move {
+                if let Err(e) = worker.run(std::future::pending()).await {
+                    eprintln!("partition worker {k}: {e}");
+                }
+            });
+        });
+        arbiters.push(arbiter);
+    }
+    while count.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "partition workers too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    for a in arbiters {
+        a.stop();
+    }
+    Ok((workers, ingest_rate, rate, disorder.load(Ordering::Relaxed)))
+}

@@ -4,7 +4,8 @@
 //!
 //! What to send is read from the request path, so every client (eventsock, the raw baseline,
 //! Node) gets exactly the same frames from the same URL: `/n=COUNT/r=RATE/ws/events?...` sends
-//! COUNT frames at RATE per second (0: as fast as possible); `/idle/ws/events?...` sends nothing.
+//! COUNT frames at RATE per second (0: as fast as possible); `/idle/ws/events?...` sends nothing;
+//! a `c=CHATS` segment spreads the frames over that many chats.
 //! After a connection's frames are written, the server prints `{"sent":N,"us":T}` on stdout:
 //! the generator's own rate, reported beside each figure.
 
@@ -42,12 +43,27 @@ impl Template {
     pub(crate) fn frame(&self, seq: u64) -> String {
         format!("{{\"seq\":{seq},\"sentAtUs\":{},{}", now_us(), self.rest)
     }
+
+    /// [`Template::frame`], in chat `seq % chats` (`keyRemoteJid` replaced) when `chats` > 0.
+    fn frame_in(&self, seq: u64, chats: u64) -> String {
+        let frame = self.frame(seq);
+        if chats == 0 {
+            return frame;
+        }
+        frame.replacen(
+            "5511988887777@s.whatsapp.net",
+            &format!("55119{:08}@s.whatsapp.net", seq % chats),
+            1,
+        )
+    }
 }
 
 struct Plan {
     count: u64,
     rate: u64,
     idle: bool,
+    /// Spread the frames over this many chats (0: all in the fixture's one).
+    chats: u64,
 }
 
 fn plan(path: &str) -> Plan {
@@ -55,6 +71,7 @@ fn plan(path: &str) -> Plan {
         count: 0,
         rate: 0,
         idle: false,
+        chats: 0,
     };
     for seg in path.split('/') {
         if seg == "idle" {
@@ -63,6 +80,8 @@ fn plan(path: &str) -> Plan {
             p.count = n.parse().unwrap_or(0);
         } else if let Some(r) = seg.strip_prefix("r=") {
             p.rate = r.parse().unwrap_or(0);
+        } else if let Some(c) = seg.strip_prefix("c=") {
+            p.chats = c.parse().unwrap_or(0);
         }
     }
     p
@@ -97,7 +116,7 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
                 if plan.rate == 0 {
                     while sent < plan.count {
                         if sink
-                            .feed(Message::text(template.frame(sent)))
+                            .feed(Message::text(template.frame_in(sent, plan.chats)))
                             .await
                             .is_err()
                         {
@@ -116,7 +135,7 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
                             .min(plan.count);
                         while sent < due {
                             if sink
-                                .feed(Message::text(template.frame(sent)))
+                                .feed(Message::text(template.frame_in(sent, plan.chats)))
                                 .await
                                 .is_err()
                             {

@@ -51,15 +51,80 @@ impl Recorded {
 impl Recorded {
     /// The record of a delivered event.
     pub fn of(e: &RawEvent) -> Recorded {
+        let r = RecordedRef::of(e);
         Recorded {
-            event: e.meta.event.clone(),
-            instance: e.meta.instance.as_deref().map(str::to_owned),
+            event: r.event.clone(),
+            instance: r.instance.map(str::to_owned),
+            received_at: r.received_at,
+            generation: r.generation,
+            seq: r.seq,
+            data: r.data.clone(),
+            backfilled: r.backfilled,
+        }
+    }
+
+    /// Writes the record of a delivered event as JSON, the same as serialising
+    /// [`Recorded::of`], without copying the payload.
+    pub fn write(e: &RawEvent, out: impl std::io::Write) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &RecordedRef::of(e))
+    }
+}
+
+/// [`Recorded`], borrowing the event: the same fields, in the same order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedRef<'a> {
+    event: &'a EventName,
+    instance: Option<&'a str>,
+    received_at: String,
+    generation: u64,
+    seq: u64,
+    data: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    backfilled: bool,
+}
+
+impl RecordedRef<'_> {
+    fn of(e: &RawEvent) -> RecordedRef<'_> {
+        RecordedRef {
+            event: &e.meta.event,
+            instance: e.meta.instance.as_deref(),
             received_at: chrono::DateTime::<chrono::Utc>::from(e.meta.received_at)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             generation: e.meta.generation,
             seq: e.meta.seq,
-            data: (*e.data).clone(),
+            data: &e.data,
             backfilled: e.meta.origin == Origin::Recovered,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_a_record_gives_the_json_of_the_record() {
+        for origin in [Origin::Live, Origin::Recovered] {
+            let e = RawEvent {
+                meta: EventMeta {
+                    event: EventName::from(crate::EventKind::MessagesUpsert),
+                    instance: Some(Arc::from("codechat")),
+                    instance_info: None,
+                    server_time: None,
+                    received_at: SystemTime::UNIX_EPOCH,
+                    seq: 7,
+                    generation: 2,
+                    origin,
+                },
+                data: Arc::new(serde_json::json!({"keyId": "A1", "n": [1, 2]})),
+            };
+            let mut written = Vec::new();
+            Recorded::write(&e, &mut written).unwrap();
+            assert_eq!(written, serde_json::to_vec(&Recorded::of(&e)).unwrap());
+            let back: Recorded = serde_json::from_slice(&written).unwrap();
+            assert_eq!(back.meta().origin, origin);
+            assert_eq!(back.data["n"][1], 2);
         }
     }
 }

@@ -43,6 +43,15 @@ pub struct StreamConfig {
     pub max_bytes: i64,
     /// How long JetStream remembers message ids to drop re-publishes (2 minutes).
     pub duplicate_window: Duration,
+    /// Partitions by chat (0, the default: none). With N, the ingest publishes each event on
+    /// `<prefix>.<instance>.<chat>.<event>` and the stream stores it, through NATS's
+    /// `{{partition(N,...)}}` subject transform, on `<prefix>.<k>.<instance>.<chat>.<event>`,
+    /// `k` in `0..N` by the hash of instance and chat. One worker per partition
+    /// ([`Worker::partition`]) then handles N parts of the stream in parallel, each chat in
+    /// order. Events that are not messages of a chat go to the partition of chat `_`. Needs
+    /// nats-server 2.10 or later, and a stream of its own: a stream's transform is set when it
+    /// is created.
+    pub partitions: u32,
 }
 
 impl Default for StreamConfig {
@@ -53,6 +62,7 @@ impl Default for StreamConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: -1,
             duplicate_window: Duration::from_secs(120),
+            partitions: 0,
         }
     }
 }
@@ -67,6 +77,9 @@ pub enum NatsError {
     /// A JetStream call failed.
     #[error("JetStream: {0}")]
     JetStream(String),
+    /// The settings cannot work, for example a partition the stream does not have.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// A subject token: NATS splits subjects on `.` and treats `*`, `>` and spaces specially.
@@ -88,17 +101,52 @@ async fn ensure_streams(
     cfg: &StreamConfig,
 ) -> Result<(), NatsError> {
     use async_nats::jetstream::stream;
-    js.get_or_create_stream(stream::Config {
-        name: cfg.stream.clone(),
-        subjects: vec![format!("{}.>", cfg.prefix)],
-        max_age: cfg.max_age,
-        max_bytes: cfg.max_bytes,
-        duplicate_window: cfg.duplicate_window,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let transform = (cfg.partitions > 0).then(|| stream::SubjectTransform {
+        source: format!("{}.*.*.>", cfg.prefix),
+        destination: format!(
+            "{}.{{{{partition({},1,2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.>",
+            cfg.prefix, cfg.partitions
+        ),
+    });
+    let mut created = js
+        .get_or_create_stream(stream::Config {
+            name: cfg.stream.clone(),
+            subjects: vec![format!("{}.>", cfg.prefix)],
+            max_age: cfg.max_age,
+            max_bytes: cfg.max_bytes,
+            duplicate_window: cfg.duplicate_window,
+            storage: stream::StorageType::File,
+            subject_transform: transform.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let info = created
+        .info()
+        .await
+        .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    let has = info
+        .config
+        .subject_transform
+        .as_ref()
+        .map(|t| &t.destination);
+    if has != transform.as_ref().map(|t| &t.destination) {
+        return Err(NatsError::JetStream(if has.is_none() {
+            // A server before 2.10 drops the field it does not know.
+            format!(
+                "the stream {} has no partitions: it was made without them (give \
+                 StreamConfig::stream a new name), or this NATS server is older than 2.10 and \
+                 cannot partition",
+                cfg.stream
+            )
+        } else {
+            format!(
+                "the stream {} is partitioned otherwise than the {} partitions asked for: give \
+                 StreamConfig::stream a new name",
+                cfg.stream, cfg.partitions
+            )
+        }));
+    }
     dead_letters(js, &cfg.stream, &cfg.prefix).await
 }
 

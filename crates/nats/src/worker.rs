@@ -31,6 +31,7 @@ pub struct Worker {
     durable: String,
     events: Vec<EventName>,
     filter: Option<String>,
+    partition: Option<u32>,
     ack_wait: Duration,
     max_deliver: i64,
     router: Router,
@@ -57,6 +58,7 @@ impl Worker {
             durable: "eventsock-workers".into(),
             events: Vec::new(),
             filter: None,
+            partition: None,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             router: Router::new(),
@@ -87,6 +89,15 @@ impl Worker {
     /// chat) in order. Takes precedence over [`Worker::events`].
     pub fn filter(mut self, subject: impl Into<String>) -> Self {
         self.filter = Some(subject.into());
+        self
+    }
+
+    /// Only partition `k` of a partitioned stream ([`StreamConfig::partitions`]), on a durable
+    /// consumer of its own (the [`Worker::durable`] name with `-k` added). One worker per
+    /// partition handles the stream in parallel with each chat's events in order: a chat's
+    /// events are all in one partition, and a worker handles them one at a time.
+    pub fn partition(mut self, k: u32) -> Self {
+        self.partition = Some(k);
         self
     }
 
@@ -141,16 +152,31 @@ impl Worker {
                 .get_stream(&self.cfg.stream)
                 .await
                 .map_err(|e| jserr(&e))?;
-            let filter_subject = match (&self.filter, self.events.as_slice()) {
-                (Some(f), _) => f.clone(),
-                (None, [one]) => format!("{}.*.{one}", self.cfg.prefix),
+            let prefix = &self.cfg.prefix;
+            let partitioned = self.cfg.partitions > 0;
+            let filter_subject = match (&self.filter, self.partition, self.events.as_slice()) {
+                (Some(f), _, _) => f.clone(),
+                (None, Some(k), [one]) => format!("{prefix}.{k}.*.*.{one}"),
+                (None, Some(k), _) => format!("{prefix}.{k}.>"),
+                (None, None, [one]) if partitioned => format!("{prefix}.*.*.*.{one}"),
+                (None, None, [one]) => format!("{prefix}.*.{one}"),
                 _ => String::new(),
+            };
+            let durable = match self.partition {
+                Some(k) if k >= self.cfg.partitions => {
+                    return Err(NatsError::Setting(format!(
+                        "partition {k} asked for, but the stream has {} (StreamConfig::partitions)",
+                        self.cfg.partitions
+                    )))
+                }
+                Some(k) => format!("{}-{k}", self.durable),
+                None => self.durable.clone(),
             };
             let consumer = stream
                 .get_or_create_consumer(
-                    &self.durable,
+                    &durable,
                     pull::Config {
-                        durable_name: Some(self.durable.clone()),
+                        durable_name: Some(durable.clone()),
                         ack_policy: AckPolicy::Explicit,
                         ack_wait: self.ack_wait,
                         max_deliver: self.max_deliver,
@@ -161,7 +187,7 @@ impl Worker {
                 .await
                 .map_err(|e| jserr(&e))?;
             let messages = consumer.messages().await.map_err(|e| jserr(&e))?;
-            tracing::info!(durable = %self.durable, "consuming from NATS at {}", crate::shown(&self.url));
+            tracing::info!(%durable, "consuming from NATS at {}", crate::shown(&self.url));
             Ok::<_, NatsError>((js, messages))
         };
         let (js, mut messages) = tokio::select! {

@@ -66,8 +66,7 @@ impl Handler<RawEvent> for Recorder {
     type Result = ();
 
     fn handle(&mut self, e: RawEvent, ctx: &mut Context<Self>) {
-        let line = Recorded::of(&e);
-        let written = serde_json::to_writer(&mut self.out, &line)
+        let written = Recorded::write(&e, &mut self.out)
             .map_err(std::io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"));
         if let Err(e) = written {
