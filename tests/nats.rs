@@ -347,7 +347,7 @@ async fn a_stream_partitioned_by_chat_keeps_each_chat_in_one_partition_and_in_or
         let _ = stop.send(());
         handled.push(task.await.unwrap().handled);
     }
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let mut ns: Vec<u64> = seen.iter().map(|(_, _, n)| *n).collect();
     ns.sort_unstable();
     assert_eq!(ns, (0..N).collect::<Vec<_>>(), "each message once");

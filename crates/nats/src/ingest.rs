@@ -123,6 +123,9 @@ async fn publish(
     counters: Arc<Counters>,
 ) {
     let mut window: VecDeque<(Publish, Option<Ack>)> = VecDeque::new();
+    // How many in the window have no publish out (after a failed round): counted, not scanned
+    // for on every event.
+    let mut unsent = 0usize;
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     let mut open = true;
     let mut wait = Duration::from_millis(50);
@@ -136,7 +139,7 @@ async fn publish(
             }
         }
         let room = window.len() < WINDOW;
-        let all_sent = window.iter().all(|(_, a)| a.is_some());
+        let all_sent = unsent == 0;
         let oldest = async {
             match window.front_mut() {
                 Some((_, Some(ack))) => Some(ack.await),
@@ -149,7 +152,9 @@ async fn publish(
             done = oldest => {
                 match done {
                     Some(Ok(())) => {
-                        window.pop_front();
+                        if let Some((_, None)) = window.pop_front() {
+                            unsent -= 1;
+                        }
                         counters.published.fetch_add(1, Ordering::Relaxed);
                         wait = Duration::from_millis(50);
                     }
@@ -158,8 +163,10 @@ async fn publish(
                         tracing::warn!(%error, held = window.len(), wait = %eventsock_core::human::duration(wait), "publish failed; publishing the window again, in order");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(2));
+                        unsent = 0;
                         for (p, ack) in window.iter_mut() {
                             *ack = send(&js, p).await.ok();
+                            unsent += usize::from(ack.is_none());
                         }
                     }
                     None => {}
@@ -175,6 +182,7 @@ async fn publish(
                     } else {
                         None
                     };
+                    unsent += usize::from(ack.is_none());
                     window.push_back((p, ack));
                 }
             },
