@@ -271,6 +271,16 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
 /// the order it was sent. Needs nats-server 2.10 or later (subject transforms).
 #[actix_rt::test]
 async fn a_stream_partitioned_by_chat_keeps_each_chat_in_one_partition_and_in_order() {
+    partitioned_by_chat(false).await;
+}
+
+/// The same, the ingest registered as a raw handler (each payload parsed into a value).
+#[actix_rt::test]
+async fn a_raw_ingest_partitions_by_chat_the_same_way() {
+    partitioned_by_chat(true).await;
+}
+
+async fn partitioned_by_chat(raw: bool) {
     const N: u64 = 400;
     const PARTS: u32 = 4;
     if !NatsServer::transforms() {
@@ -285,15 +295,17 @@ async fn a_stream_partitioned_by_chat_keeps_each_chat_in_one_partition_and_in_or
     cfg.partitions = PARTS;
     let s = start_sim(SimConfig::default());
     let ingest = Ingest::start(&nats.url(), cfg.clone()).await.unwrap();
-    let _sup = Supervisor::builder()
+    let builder = Supervisor::builder()
         .config(fast_config())
-        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
-        .raw_handler(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
-        )
-        .start()
-        .unwrap();
+        .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap());
+    let events = [EventKind::MessagesUpsert.into()];
+    let _sup = if raw {
+        builder.raw_handler(events, ingest.clone().recipient())
+    } else {
+        builder.frame_handler(events, ingest.clone().recipient())
+    }
+    .start()
+    .unwrap();
     until("the socket", || {
         s.sim.is_subscribed("codechat", "messages.upsert")
     })

@@ -88,7 +88,7 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     }
     let supervisor = builder
         .source(source)
-        .raw_handler(events, ingest.clone().recipient())
+        .frame_handler(events, ingest.clone().recipient())
         .start()?;
     eprintln!(
         "eventsock bridge: ingesting into the {} stream{}; Ctrl-C stops",

@@ -117,7 +117,7 @@ pub async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>,
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
-        .raw_handler(
+        .frame_handler(
             [EventKind::MessagesUpsert.into()],
             ingest.clone().recipient(),
         )

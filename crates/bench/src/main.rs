@@ -66,6 +66,9 @@ enum Cmd {
         client: String,
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Handlers of the stream (router and eventsock clients).
+        #[arg(long, default_value_t = 1)]
+        handlers: usize,
     },
     /// Mutated frames through parsing and decoding; reports panics.
     Fuzz {
@@ -252,7 +255,11 @@ fn main() -> anyhow::Result<()> {
             kill_after,
             eventsock,
         })),
-        Cmd::Throughput { client, events } => actix_rt::System::new().block_on(async move {
+        Cmd::Throughput {
+            client,
+            events,
+            handlers,
+        } => actix_rt::System::new().block_on(async move {
             let server = ServerProc::start()?;
             let plan = format!("n={events}/r=0");
             let run = match client.as_str() {
@@ -264,7 +271,7 @@ fn main() -> anyhow::Result<()> {
                     clients::eventsock(&server.base(&plan), events, 1, false, Delivery::Pipelined)
                         .await?
                 }
-                "router" => clients::router(&server.base(&plan), events, 1, false).await?,
+                "router" => clients::router(&server.base(&plan), events, handlers, false).await?,
                 "lean" => clients::lean(&server.ws_url(&plan), events, false).await?,
                 "raw" => clients::raw(&server.ws_url(&plan), events, false).await?,
                 "node" => clients::node(&server.ws_url(&plan), events).await?,

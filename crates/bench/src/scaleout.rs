@@ -54,7 +54,7 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<Rates
                 "bench",
                 Token::new("bench"),
             ))
-            .raw_handler(
+            .frame_handler(
                 [EventKind::MessagesUpsert.into()],
                 ingest.clone().recipient(),
             )
@@ -196,7 +196,7 @@ async fn partitions(
             "bench",
             Token::new("bench"),
         ))
-        .raw_handler(
+        .frame_handler(
             [EventKind::MessagesUpsert.into()],
             ingest.clone().recipient(),
         )

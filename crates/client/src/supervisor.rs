@@ -30,8 +30,8 @@ use crate::queue::Queue;
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
 use eventsock_core::{
-    human, Channel, Event, EventKind, EventName, Payload, Protocol, RawEvent, Source, Token,
-    Undelivered,
+    human, Channel, Event, EventKind, EventName, Payload, Protocol, RawEvent, RawFrame, Source,
+    Token, Undelivered,
 };
 use eventsock_handler::Router;
 use eventsock_rest::{Method, RestClient, RestError};
@@ -163,6 +163,20 @@ impl SupervisorBuilder {
         let events: Vec<_> = events.into_iter().collect();
         self.registrations
             .push(Box::new(move |r| r.raw(events.clone(), handler.clone())));
+        self
+    }
+
+    /// Sends every frame of `events` to `handler` as the text the server sent, checked to be
+    /// JSON but not parsed (see [`Router::frames`](eventsock_handler::Router::frames)): for
+    /// handlers that pass events on, such as the NATS ingest.
+    pub fn frame_handler(
+        mut self,
+        events: impl IntoIterator<Item = EventName>,
+        handler: Recipient<RawFrame>,
+    ) -> Self {
+        let events: Vec<_> = events.into_iter().collect();
+        self.registrations
+            .push(Box::new(move |r| r.frames(events.clone(), handler.clone())));
         self
     }
 

@@ -78,6 +78,21 @@ impl actix::Message for RawEvent {
     type Result = ();
 }
 
+/// Any event as the text the server sent, for handlers that pass it on without reading it (the
+/// NATS ingest): like [`RawEvent`], without building a `serde_json::Value`. The text is checked
+/// to be one JSON document.
+#[derive(Debug, Clone)]
+pub struct RawFrame {
+    /// Where and when it was received.
+    pub meta: EventMeta,
+    /// The payload's JSON text (the envelope's `data`, or the bare frame).
+    pub data: Arc<str>,
+}
+
+impl actix::Message for RawFrame {
+    type Result = ();
+}
+
 /// A frame that could not be delivered as its type. Nothing is dropped silently: it is counted,
 /// logged, and sent to whoever registered for it, with the data when the frame was valid JSON.
 #[derive(Debug, Clone)]

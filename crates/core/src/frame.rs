@@ -163,6 +163,18 @@ impl<'a> Frame<'a> {
         })
     }
 
+    /// The payload's text, checked to be one JSON document (without building a value).
+    pub fn checked_data(&self, event: &EventName) -> Result<&'a str, DecodeError> {
+        serde_json::from_str::<&RawValue>(self.data)
+            .map(|_| self.data)
+            .map_err(|e| DecodeError {
+                event: event.clone(),
+                type_name: "JSON",
+                path: String::new(),
+                message: e.to_string(),
+            })
+    }
+
     /// Builds the typed payload of the event `event`.
     pub fn decode<T: Payload>(&self, event: &EventName) -> Result<T, DecodeError> {
         let text = self.data;

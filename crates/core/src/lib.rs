@@ -46,7 +46,7 @@ pub mod wire;
 
 pub use backoff::{Backoff, Intensity, RestartLog};
 pub use checkpoint::CheckpointStore;
-pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, Undelivered};
+pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use message::MessageLike;
 pub use name::{Channel, EventKind, EventName, UnknownEvent};

@@ -1,7 +1,7 @@
 //! The recorded-event format: one JSON line per event, shared by record/replay and the NATS
 //! bridge (`{"event", "instance", "receivedAt", "generation", "seq", "data"}`).
 
-use crate::{EventMeta, EventName, Origin, RawEvent};
+use crate::{EventMeta, EventName, Origin, RawEvent, RawFrame};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -51,7 +51,7 @@ impl Recorded {
 impl Recorded {
     /// The record of a delivered event.
     pub fn of(e: &RawEvent) -> Recorded {
-        let r = RecordedRef::of(e);
+        let r = RecordedRef::new(&e.meta, &*e.data);
         Recorded {
             event: r.event.clone(),
             instance: r.instance.map(str::to_owned),
@@ -66,35 +66,43 @@ impl Recorded {
     /// Writes the record of a delivered event as JSON, the same as serialising
     /// [`Recorded::of`], without copying the payload.
     pub fn write(e: &RawEvent, out: impl std::io::Write) -> serde_json::Result<()> {
-        serde_json::to_writer(out, &RecordedRef::of(e))
+        serde_json::to_writer(out, &RecordedRef::new(&e.meta, &*e.data))
+    }
+
+    /// Writes the record of a frame as JSON: the record [`Recorded::write`] writes for the same
+    /// event, with the payload's text as the server wrote it (its keys in its order), checked
+    /// to be JSON but not parsed into a value.
+    pub fn write_frame(f: &RawFrame, out: impl std::io::Write) -> serde_json::Result<()> {
+        let data: &serde_json::value::RawValue = serde_json::from_str(&f.data)?;
+        serde_json::to_writer(out, &RecordedRef::new(&f.meta, data))
     }
 }
 
 /// [`Recorded`], borrowing the event: the same fields, in the same order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RecordedRef<'a> {
+struct RecordedRef<'a, D: Serialize + ?Sized> {
     event: &'a EventName,
     instance: Option<&'a str>,
     received_at: String,
     generation: u64,
     seq: u64,
-    data: &'a serde_json::Value,
+    data: &'a D,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     backfilled: bool,
 }
 
-impl RecordedRef<'_> {
-    fn of(e: &RawEvent) -> RecordedRef<'_> {
+impl<'a, D: Serialize + ?Sized> RecordedRef<'a, D> {
+    fn new(meta: &'a EventMeta, data: &'a D) -> RecordedRef<'a, D> {
         RecordedRef {
-            event: &e.meta.event,
-            instance: e.meta.instance.as_deref(),
-            received_at: chrono::DateTime::<chrono::Utc>::from(e.meta.received_at)
+            event: &meta.event,
+            instance: meta.instance.as_deref(),
+            received_at: chrono::DateTime::<chrono::Utc>::from(meta.received_at)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            generation: e.meta.generation,
-            seq: e.meta.seq,
-            data: &e.data,
-            backfilled: e.meta.origin == Origin::Recovered,
+            generation: meta.generation,
+            seq: meta.seq,
+            data,
+            backfilled: meta.origin == Origin::Recovered,
         }
     }
 }
@@ -122,6 +130,18 @@ mod tests {
             let mut written = Vec::new();
             Recorded::write(&e, &mut written).unwrap();
             assert_eq!(written, serde_json::to_vec(&Recorded::of(&e)).unwrap());
+            let frame = RawFrame {
+                meta: e.meta.clone(),
+                data: Arc::from(r#"{"keyId":"A1","n":[1,2]}"#),
+            };
+            let mut from_frame = Vec::new();
+            Recorded::write_frame(&frame, &mut from_frame).unwrap();
+            assert_eq!(from_frame, written);
+            let broken = RawFrame {
+                data: Arc::from("{\"keyId\": "),
+                ..frame
+            };
+            assert!(Recorded::write_frame(&broken, &mut Vec::new()).is_err());
             let back: Recorded = serde_json::from_slice(&written).unwrap();
             assert_eq!(back.meta().origin, origin);
             assert_eq!(back.data["n"][1], 2);

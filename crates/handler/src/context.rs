@@ -24,9 +24,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Ctx {
     event: Arc<EventCtx>,
-    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]), and
-    /// how many it has made; shared by its clones.
-    ids: Option<Arc<Ids>>,
+    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]).
+    ids: Option<Ids>,
 }
 
 /// The part of a context every handler of one event shares: made once per event.
@@ -37,13 +36,17 @@ pub(crate) struct EventCtx {
     chat: Option<String>,
     message_id: Option<String>,
     from_me: bool,
+    /// How many messages each handler of the event sent, by its slot: shared by the clones of
+    /// its context.
+    sent: Box<[AtomicU32]>,
 }
 
-/// A handler's share: its name, an optional salt, and the messages it sent for this event.
+/// A handler's part of a context: its name, its slot in [`EventCtx::sent`], and a salt.
+#[derive(Clone)]
 struct Ids {
     handler: Arc<str>,
-    salt: Option<String>,
-    sent: AtomicU32,
+    slot: usize,
+    salt: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -59,12 +62,14 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl EventCtx {
-    /// What every handler of an event with `meta` (which is `message` when it is one) shares.
+    /// What the `handlers` handlers of an event with `meta` (which is `message` when it is one)
+    /// share.
     pub(crate) fn new(
         rest: Option<RestClient>,
         postbox: Option<Arc<dyn Postbox>>,
         meta: &EventMeta,
         message: Option<&dyn MessageLike>,
+        handlers: usize,
     ) -> Arc<EventCtx> {
         Arc::new(EventCtx {
             rest,
@@ -73,6 +78,7 @@ impl EventCtx {
             chat: message.and_then(|m| m.chat()).map(str::to_owned),
             message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
             from_me: message.is_some_and(|m| m.is_from_me()),
+            sent: (0..handlers.max(1)).map(|_| AtomicU32::new(0)).collect(),
         })
     }
 }
@@ -87,15 +93,15 @@ impl Ctx {
         message: Option<&dyn MessageLike>,
     ) -> Ctx {
         Ctx {
-            event: EventCtx::new(rest, postbox, meta, message),
+            event: EventCtx::new(rest, postbox, meta, message, 1),
             ids: None,
         }
     }
 
-    /// The context of `handler` for an event: the router makes the event's part once and
-    /// gives each handler its own ids.
-    pub(crate) fn of_handler(event: Arc<EventCtx>, handler: Arc<str>) -> Ctx {
-        Ctx { event, ids: None }.named(handler)
+    /// The context of the handler in `slot` for an event: the router makes the event's part
+    /// once and gives each handler its own ids.
+    pub(crate) fn of_handler(event: Arc<EventCtx>, handler: Arc<str>, slot: usize) -> Ctx {
+        Ctx { event, ids: None }.named(handler, slot)
     }
 
     /// The same context for `handler` (a name that stays the same from one run of the program
@@ -106,17 +112,17 @@ impl Ctx {
     /// send them twice. Without a handler, or for an event that is not a message, every
     /// message gets a new random id.
     pub fn for_handler(self, handler: &str) -> Ctx {
-        self.named(Arc::from(handler))
+        self.named(Arc::from(handler), 0)
     }
 
-    fn named(mut self, handler: Arc<str>) -> Ctx {
-        self.ids = (self.event.instance.is_some() && self.event.message_id.is_some()).then(|| {
-            Arc::new(Ids {
+    fn named(mut self, handler: Arc<str>, slot: usize) -> Ctx {
+        let slot = slot.min(self.event.sent.len() - 1);
+        self.ids =
+            (self.event.instance.is_some() && self.event.message_id.is_some()).then_some(Ids {
                 handler,
+                slot,
                 salt: None,
-                sent: AtomicU32::new(0),
-            })
-        });
+            });
         self
     }
 
@@ -124,16 +130,11 @@ impl Ctx {
     /// adds the revision of the state it handles, so that a handler run again on a changed
     /// state makes new ids (and on the same state, the same ones).
     pub(crate) fn salted(mut self, salt: &str) -> Ctx {
-        if let Some(ids) = &self.ids {
-            let salt = match &ids.salt {
-                Some(before) => format!("{before}\u{0}{salt}"),
-                None => salt.to_owned(),
-            };
-            self.ids = Some(Arc::new(Ids {
-                handler: ids.handler.clone(),
-                salt: Some(salt),
-                sent: AtomicU32::new(ids.sent.load(Ordering::Relaxed)),
-            }));
+        if let Some(ids) = &mut self.ids {
+            ids.salt = Some(match &ids.salt {
+                Some(before) => format!("{before}\u{0}{salt}").into(),
+                None => salt.into(),
+            });
         }
         self
     }
@@ -151,7 +152,7 @@ impl Ctx {
             seed.push('\u{0}');
             seed.push_str(salt);
         }
-        let n = ids.sent.fetch_add(1, Ordering::Relaxed);
+        let n = self.event.sent[ids.slot].fetch_add(1, Ordering::Relaxed);
         message.with_id(eventsock_rest::outbox::derived_message_id(&seed, n))
     }
 

@@ -17,7 +17,7 @@ use actix::prelude::SendError;
 use actix::Recipient;
 use eventsock_core::{
     human, Channel, DecodeError, Event, EventMeta, EventName, Frame, FrameProblem, Payload,
-    Protocol, RawEvent, Undelivered,
+    Protocol, RawEvent, RawFrame, Undelivered,
 };
 use eventsock_rest::{Outbox, Pacing, Postbox, RestClient};
 use futures_util::future::{join_all, LocalBoxFuture};
@@ -357,17 +357,19 @@ impl<T: Payload> Entry for Typed<T> {
             return Ok(());
         }
         let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        out.done.reserve(handlers.len());
         // Made at the first handler that takes a context, shared by the others.
         let mut shared = None;
-        for h in handlers.iter() {
+        for (slot, h) in handlers.iter().enumerate() {
             let event = Event {
                 meta: meta.clone(),
                 payload: payload.clone(),
             };
             let ctx = |name: &Arc<str>| {
-                let shared =
-                    shared.get_or_insert_with(|| router.event_ctx(meta, payload.as_message()));
-                Ctx::of_handler(shared.clone(), name.clone())
+                let shared = shared.get_or_insert_with(|| {
+                    router.event_ctx(meta, payload.as_message(), handlers.len())
+                });
+                Ctx::of_handler(shared.clone(), name.clone(), slot)
             };
             h.deliver(event, ctx, wait, out);
         }
@@ -383,16 +385,52 @@ impl<T: Payload> Entry for Typed<T> {
     }
 }
 
-/// A handler of [`RawEvent`] and the events it takes (`None`: all).
-type RawHandler = (Option<Vec<EventName>>, Handler<RawEvent>);
-
-/// The handlers of [`RawEvent`].
-#[derive(Default)]
-struct Raw {
-    handlers: List<RawHandler>,
+/// A message of a whole frame, for raw handlers: [`RawEvent`] (the payload as a
+/// `serde_json::Value`) or [`RawFrame`] (its text).
+trait RawMessage: actix::Message<Result = ()> + Clone + Send + 'static {
+    /// The payload of `frame`, read once for all the handlers of one frame.
+    type Data: Clone;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError>;
+    fn new(meta: EventMeta, data: Self::Data) -> Self;
 }
 
-impl Entry for Raw {
+impl RawMessage for RawEvent {
+    type Data = Arc<serde_json::Value>;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError> {
+        frame.value(event).map(Arc::new)
+    }
+    fn new(meta: EventMeta, data: Self::Data) -> Self {
+        RawEvent { meta, data }
+    }
+}
+
+impl RawMessage for RawFrame {
+    type Data = Arc<str>;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError> {
+        frame.checked_data(event).map(Arc::from)
+    }
+    fn new(meta: EventMeta, data: Self::Data) -> Self {
+        RawFrame { meta, data }
+    }
+}
+
+/// A raw handler and the events it takes (`None`: all).
+type RawHandler<M> = (Option<Vec<EventName>>, Handler<M>);
+
+/// The raw handlers of one kind of message.
+struct Raw<M: RawMessage> {
+    handlers: List<RawHandler<M>>,
+}
+
+impl<M: RawMessage> Default for Raw<M> {
+    fn default() -> Self {
+        Raw {
+            handlers: List::default(),
+        }
+    }
+}
+
+impl<M: RawMessage> Entry for Raw<M> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -421,24 +459,22 @@ impl Entry for Raw {
         let handlers = self.handlers.snapshot();
         let mut data = None;
         let mut shared = None;
-        for raw in handlers.iter() {
+        for (slot, raw) in handlers.iter().enumerate() {
             let (events, h) = &**raw;
             if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) {
                 continue;
             }
             let data = match &data {
                 Some(d) => d,
-                None => data.insert(Arc::new(frame.value(&meta.event)?)),
+                None => data.insert(M::data(frame, &meta.event)?),
             };
-            let event = RawEvent {
-                meta: meta.clone(),
-                data: data.clone(),
-            };
+            let message = M::new(meta.clone(), data.clone());
             let ctx = |name: &Arc<str>| {
-                let shared = shared.get_or_insert_with(|| router.event_ctx(meta, None));
-                Ctx::of_handler(shared.clone(), name.clone())
+                let shared =
+                    shared.get_or_insert_with(|| router.event_ctx(meta, None, handlers.len()));
+                Ctx::of_handler(shared.clone(), name.clone(), slot)
             };
-            h.deliver(event, ctx, wait, out);
+            h.deliver(message, ctx, wait, out);
         }
         Ok(())
     }
@@ -514,6 +550,7 @@ impl Inner {
         &self,
         meta: &EventMeta,
         message: Option<&dyn eventsock_core::MessageLike>,
+        handlers: usize,
     ) -> Arc<EventCtx> {
         let postbox = self
             .postbox
@@ -540,7 +577,13 @@ impl Inner {
             });
             Some(outbox.clone() as Arc<dyn Postbox>)
         });
-        EventCtx::new(answerer.map(|a| a.rest.clone()), postbox, meta, message)
+        EventCtx::new(
+            answerer.map(|a| a.rest.clone()),
+            postbox,
+            meta,
+            message,
+            handlers,
+        )
     }
 
     /// The entry of type `E`, created with `make` if there is none yet.
@@ -653,15 +696,26 @@ impl Router {
         self.typed(Sink::Actor(actor))
     }
 
-    fn raw_sink(self, events: Option<Vec<EventName>>, sink: Sink<RawEvent>) -> Self {
+    fn raw_sink<M: RawMessage>(self, events: Option<Vec<EventName>>, sink: Sink<M>) -> Self {
         let handler = Handler {
-            name: self.name::<RawEvent>(),
+            name: self.name::<M>(),
             sink,
             counters: Arc::default(),
         };
         self.inner
-            .entry(Raw::default, |e| e.handlers.push((events, handler)));
+            .entry(Raw::<M>::default, |e| e.handlers.push((events, handler)));
         self
+    }
+
+    /// Sends every frame of `events` to an actor as the text the server sent ([`RawFrame`]),
+    /// checked to be JSON but not parsed (and subscribes them): for handlers that pass events
+    /// on, such as the NATS ingest.
+    pub fn frames(
+        self,
+        events: impl IntoIterator<Item = EventName>,
+        actor: Recipient<RawFrame>,
+    ) -> Self {
+        self.raw_sink(Some(events.into_iter().collect()), Sink::Actor(actor))
     }
 
     /// Sends every frame of `events`, as JSON, to an actor, whatever its shape (and subscribes

@@ -3,8 +3,8 @@
 
 use crate::{ensure_streams, token, NatsError, StreamConfig};
 use actix::prelude::*;
-use eventsock_core::RawEvent;
 use eventsock_core::Recorded;
+use eventsock_core::{EventMeta, RawEvent, RawFrame};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -202,47 +202,92 @@ impl Actor for Ingest {
     type Context = Context<Self>;
 }
 
+impl Ingest {
+    /// Hands one event's record to the publisher; the actor takes the next event once it is in
+    /// the window.
+    fn hand_over(
+        &mut self,
+        meta: &EventMeta,
+        chat: Option<&str>,
+        payload: Vec<u8>,
+    ) -> AtomicResponse<Self, ()> {
+        let instance = meta.instance.as_deref().unwrap_or("unknown");
+        let subject = if self.partitioned {
+            format!(
+                "{}.{}.{}.{}",
+                self.prefix,
+                token(instance),
+                token(chat.unwrap_or("_")),
+                meta.event
+            )
+        } else {
+            format!("{}.{}.{}", self.prefix, token(instance), meta.event)
+        };
+        let id = format!(
+            "{:x}-{}-{}-{}-{}",
+            self.nonce, instance, meta.event, meta.generation, meta.seq
+        );
+        let publisher = self.publisher.clone();
+        let hand_over = async move {
+            let event = Command::Event(Publish {
+                subject,
+                id,
+                payload: payload.into(),
+            });
+            if publisher.send(event).await.is_err() {
+                tracing::error!("the ingest's publisher has stopped: an event was not published");
+            }
+        };
+        AtomicResponse::new(Box::pin(hand_over.into_actor(self)))
+    }
+}
+
 impl Handler<RawEvent> for Ingest {
     // Atomic: one event at a time, in order, each handed to the publisher before the next.
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, e: RawEvent, _: &mut Context<Self>) -> Self::Result {
-        let instance = e.meta.instance.as_deref().unwrap_or("unknown").to_owned();
-        let subject = if self.partitioned {
-            format!(
-                "{}.{}.{}.{}",
-                self.prefix,
-                token(&instance),
-                token(chat_of(&e.data).unwrap_or("_")),
-                e.meta.event
-            )
-        } else {
-            format!("{}.{}.{}", self.prefix, token(&instance), e.meta.event)
-        };
-        let id = format!(
-            "{:x}-{}-{}-{}-{}",
-            self.nonce, instance, e.meta.event, e.meta.generation, e.meta.seq
-        );
         let mut payload = Vec::with_capacity(256);
         // Writing to a Vec fails only on a serialiser bug; the record is then empty, and the
         // worker reports it as not JSON.
         let _ = Recorded::write(&e, &mut payload);
-        let payload = payload.into();
-        let publisher = self.publisher.clone();
-        let hand_over = async move {
-            if publisher
-                .send(Command::Event(Publish {
-                    subject,
-                    id,
-                    payload,
-                }))
-                .await
-                .is_err()
-            {
-                tracing::error!("the ingest's publisher has stopped: an event was not published");
-            }
-        };
-        AtomicResponse::new(Box::pin(hand_over.into_actor(self)))
+        let chat = self.partitioned.then(|| chat_of(&e.data)).flatten();
+        self.hand_over(&e.meta, chat, payload)
+    }
+}
+
+/// The chat fields of a message payload, read from its text.
+#[derive(serde::Deserialize)]
+struct ChatOf<'a> {
+    #[serde(borrow, rename = "keyRemoteJid")]
+    jid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, rename = "keyLid")]
+    lid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Registered as a frame handler (`SupervisorBuilder::frame_handler`, as `eventsock bridge`
+/// does), the ingest publishes each payload's text as the server wrote it, without parsing it
+/// into a value.
+impl Handler<RawFrame> for Ingest {
+    // Atomic: one event at a time, in order, each handed to the publisher before the next.
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, f: RawFrame, _: &mut Context<Self>) -> Self::Result {
+        let mut payload = Vec::with_capacity(f.data.len() + 160);
+        // The router checked the text to be JSON: writing fails only on a bug, and the record
+        // is then empty, and the worker reports it as not JSON.
+        let _ = Recorded::write_frame(&f, &mut payload);
+        let keys = self
+            .partitioned
+            .then(|| serde_json::from_str::<ChatOf<'_>>(&f.data).ok())
+            .flatten();
+        let chat = keys.as_ref().and_then(|k| {
+            [k.jid.as_deref(), k.lid.as_deref()]
+                .into_iter()
+                .flatten()
+                .find(|c| !c.is_empty())
+        });
+        self.hand_over(&f.meta, chat, payload)
     }
 }
 
