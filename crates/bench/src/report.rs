@@ -453,7 +453,7 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "\n## Scale-out through NATS JetStream\n")?;
     match crate::scaleout::measure(&server, events / 3).await {
         Ok(r) => {
-            writeln!(md, "{} events: the ingest (supervisor + `eventsock_nats::Ingest`, a window of {} publishes awaiting their", events / 3, eventsock_nats::WINDOW)?;
+            writeln!(md, "{} events: the ingest (supervisor + `eventsock_nats::Ingest` as a frame handler, a window of {} publishes awaiting their", events / 3, eventsock_nats::WINDOW)?;
             writeln!(md, "acknowledgements) into a local nats-server ({}) with JetStream (file storage), then workers on the shared", crate::scaleout::nats_version())?;
             writeln!(md, "durable consumer (each message acknowledged after its handler). \"By hand\" is the most this machine's")?;
             writeln!(md, "nats-server takes from one publisher: async-nats publishing the frame with a message id each, {} acknowledgements", crate::scaleout::BY_HAND_WINDOW)?;
