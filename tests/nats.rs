@@ -61,10 +61,21 @@ fn spawn_worker_with(
     tokio::sync::oneshot::Sender<()>,
     actix_rt::task::JoinHandle<WorkerStats>,
 ) {
+    running(
+        worker
+            .ack_wait(Duration::from_secs(1))
+            .route::<legacy::MessagesUpsert>(counting(seen, stall, poison)),
+    )
+}
+
+/// Runs `worker` in a task until the sender is used or dropped.
+fn running(
+    worker: Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    actix_rt::task::JoinHandle<WorkerStats>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = worker
-        .ack_wait(Duration::from_secs(1))
-        .route::<legacy::MessagesUpsert>(counting(seen, stall, poison));
     let task = actix_rt::spawn(async move {
         worker
             .run(async {
@@ -242,19 +253,12 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
         );
         async { Ok::<_, HandlerError>(()) }
     });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(nats.url())
-        .durable("codechat-only")
-        .filter("eventsock.codechat.>")
-        .route::<legacy::MessagesUpsert>(route);
-    let task = actix_rt::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
+    let (stop, task) = running(
+        Worker::new(nats.url())
+            .durable("codechat-only")
+            .filter("eventsock.codechat.>")
+            .route::<legacy::MessagesUpsert>(route),
+    );
     let seen = order.clone();
     eventually("all events", || {
         let seen = seen.clone();
@@ -332,21 +336,13 @@ async fn partitioned_by_chat(raw: bool) {
             seen.lock().unwrap().push((k, chat, n));
             async { Ok::<_, HandlerError>(()) }
         });
-        let worker = Worker::new(nats.url())
-            .stream(cfg.clone())
-            .durable("parts")
-            .partition(k)
-            .route::<legacy::MessagesUpsert>(route);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = actix_rt::spawn(async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        });
-        stops.push((stop, task));
+        stops.push(running(
+            Worker::new(nats.url())
+                .stream(cfg.clone())
+                .durable("parts")
+                .partition(k)
+                .route::<legacy::MessagesUpsert>(route),
+        ));
     }
     let probe = seen.clone();
     eventually("every message handled", || {

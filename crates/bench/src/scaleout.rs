@@ -46,29 +46,7 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<Rates
     let url = format!("nats://127.0.0.1:{port}");
     let result = async {
         let by_hand = by_hand(&url, n).await?;
-        let ingest = Ingest::start(&url, StreamConfig::default()).await?;
-        let started = Instant::now();
-        let sup = Supervisor::builder()
-            .source(Source::with_provider(
-                Endpoint::parse(&server.base(&format!("n={n}/r=0")))?,
-                "bench",
-                Token::new("bench"),
-            ))
-            .frame_handler(
-                [EventKind::MessagesUpsert.into()],
-                ingest.clone().recipient(),
-            )
-            .start()?;
-        while ingest.send(GetIngestStats).await?.published < n {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "ingest too slow"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let ingest_rate = n as f64 / started.elapsed().as_secs_f64();
-        let _ = server.sent_rate();
-        let _ = sup.send(Shutdown).await;
+        let ingest_rate = ingested(server, &url, StreamConfig::default(), n, 0).await?;
         let mut rates = Vec::new();
         for (workers, durable) in [(1usize, "bench-1"), (3, "bench-3")] {
             let count = Arc::new(AtomicU64::new(0));
@@ -188,29 +166,7 @@ async fn partitions(
     cfg.stream = format!("EVENTSOCK_P{workers}");
     cfg.prefix = format!("eventsock-p{workers}");
     cfg.partitions = workers;
-    let ingest = Ingest::start(url, cfg.clone()).await?;
-    let started = Instant::now();
-    let sup = Supervisor::builder()
-        .source(Source::with_provider(
-            Endpoint::parse(&server.base(&format!("n={n}/r=0/c={CHATS}")))?,
-            "bench",
-            Token::new("bench"),
-        ))
-        .frame_handler(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
-        )
-        .start()?;
-    while ingest.send(GetIngestStats).await?.published < n {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "ingest too slow"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let ingest_rate = n as f64 / started.elapsed().as_secs_f64();
-    let _ = server.sent_rate();
-    let _ = sup.send(Shutdown).await;
+    let ingest_rate = ingested(server, url, cfg.clone(), n, CHATS).await?;
 
     let count = Arc::new(AtomicU64::new(0));
     let disorder = Arc::new(AtomicU64::new(0));
@@ -263,4 +219,39 @@ async fn partitions(
         a.stop();
     }
     Ok((workers, ingest_rate, rate, disorder.load(Ordering::Relaxed)))
+}
+
+/// Ingests `n` generated events (over `chats` chats, 0: one) into the stream `cfg` describes,
+/// and returns the rate, from the supervisor's start to the last acknowledgement.
+async fn ingested(
+    server: &ServerProc,
+    url: &str,
+    cfg: StreamConfig,
+    n: u64,
+    chats: u64,
+) -> anyhow::Result<f64> {
+    let ingest = Ingest::start(url, cfg).await?;
+    let started = Instant::now();
+    let sup = Supervisor::builder()
+        .source(Source::with_provider(
+            Endpoint::parse(&server.base(&format!("n={n}/r=0/c={chats}")))?,
+            "bench",
+            Token::new("bench"),
+        ))
+        .frame_handler(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .start()?;
+    while ingest.send(GetIngestStats).await?.published < n {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = server.sent_rate();
+    let _ = sup.send(Shutdown).await;
+    Ok(rate)
 }
