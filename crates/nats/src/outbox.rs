@@ -15,7 +15,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::{self, AckKind};
 use eventsock_rest::{Outbox, OutboxError, Outcome, Outgoing, Postbox, Receipt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -260,7 +260,8 @@ impl OutboxSender {
         // This sender does not know when the last one sent to each chat: it waits one per-chat
         // interval first. And a sender that stopped without a word may still hold messages:
         // they come back after `ack_wait`, before any newer message, so each chat keeps its
-        // order.
+        // order (the dead sender acknowledged their progress in stream order, so they expire,
+        // and come back, in it).
         let mut wait = self.outbox.pacing().per_chat_interval();
         if held_elsewhere > 0 {
             wait = wait.max(self.cfg.ack_wait);
@@ -288,7 +289,10 @@ impl OutboxSender {
         );
         let mut stats = SenderStats::default();
         // Messages taken and not yet acknowledged, by stream sequence.
-        let mut held: HashMap<u64, (jetstream::Message, Outgoing)> = HashMap::new();
+        // Kept in stream order, and their progress acks sent in it: the server redelivers what a
+        // sender that died held in the order their acknowledgements expire, so acks in stream
+        // order keep each chat's order for the next sender.
+        let mut held: BTreeMap<u64, (jetstream::Message, Outgoing)> = BTreeMap::new();
         let mut settling: FuturesUnordered<Settling> = FuturesUnordered::new();
         let mut progress =
             tokio::time::interval((self.cfg.ack_wait / 3).max(Duration::from_millis(100)));
