@@ -79,14 +79,14 @@ impl actix::Message for RawEvent {
 }
 
 /// Any event as the text the server sent, for handlers that pass it on without reading it (the
-/// NATS ingest): like [`RawEvent`], without building a `serde_json::Value`. The text is checked
-/// to be one JSON document.
+/// NATS ingest): like [`RawEvent`], without building a `serde_json::Value`. The text is one JSON
+/// document: a `RawValue` is checked when it is made.
 #[derive(Debug, Clone)]
 pub struct RawFrame {
     /// Where and when it was received.
     pub meta: EventMeta,
-    /// The payload's JSON text (the envelope's `data`, or the bare frame).
-    pub data: Arc<str>,
+    /// The payload's JSON text (the envelope's `data`, or the bare frame): `data.get()`.
+    pub data: Arc<serde_json::value::RawValue>,
 }
 
 impl actix::Message for RawFrame {

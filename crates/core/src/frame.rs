@@ -164,15 +164,13 @@ impl<'a> Frame<'a> {
     }
 
     /// The payload's text, checked to be one JSON document (without building a value).
-    pub fn checked_data(&self, event: &EventName) -> Result<&'a str, DecodeError> {
-        serde_json::from_str::<&RawValue>(self.data)
-            .map(|_| self.data)
-            .map_err(|e| DecodeError {
-                event: event.clone(),
-                type_name: "JSON",
-                path: String::new(),
-                message: e.to_string(),
-            })
+    pub fn raw_data(&self, event: &EventName) -> Result<Box<RawValue>, DecodeError> {
+        RawValue::from_string(self.data.to_owned()).map_err(|e| DecodeError {
+            event: event.clone(),
+            type_name: "JSON",
+            path: String::new(),
+            message: e.to_string(),
+        })
     }
 
     /// Builds the typed payload of the event `event`.

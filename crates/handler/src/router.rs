@@ -405,9 +405,9 @@ impl RawMessage for RawEvent {
 }
 
 impl RawMessage for RawFrame {
-    type Data = Arc<str>;
+    type Data = Arc<serde_json::value::RawValue>;
     fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError> {
-        frame.checked_data(event).map(Arc::from)
+        frame.raw_data(event).map(Arc::from)
     }
     fn new(meta: EventMeta, data: Self::Data) -> Self {
         RawFrame { meta, data }
@@ -1211,6 +1211,45 @@ mod tests {
         assert_eq!(raw.load(Ordering::Relaxed), 1);
         let (problems, tally) = settle(&router, EventKind::MessagesUpsert, "{not json");
         assert_eq!((problems.len(), tally.delivered()), (1, false));
+    }
+
+    /// A frame handler gets each frame's text, trimmed, and never a frame that is not JSON:
+    /// that one is a problem, reported, and the stream goes on.
+    #[test]
+    fn a_frame_handler_gets_the_text_of_json_frames_only() {
+        struct Texts(Arc<Mutex<Vec<String>>>);
+        impl actix::Actor for Texts {
+            type Context = actix::Context<Self>;
+        }
+        impl actix::Handler<RawFrame> for Texts {
+            type Result = ();
+            fn handle(&mut self, f: RawFrame, _: &mut actix::Context<Self>) {
+                lock(&self.0).push(f.data.get().to_owned());
+            }
+        }
+        actix_rt::System::new().block_on(async {
+            let texts = Arc::<Mutex<Vec<String>>>::default();
+            let router = Router::new().frames(
+                [EventKind::MessagesUpsert.into()],
+                actix::Actor::start(Texts(texts.clone())).recipient(),
+            );
+            let event = EventName::from(EventKind::MessagesUpsert);
+            let mut outcomes = Vec::new();
+            for text in [
+                " {\"keyId\": \"A1\"} ",
+                "{not json",
+                "\u{0}\u{7f}garbage",
+                "{\"keyId\":\"A2\"} trailing",
+                "{\"keyId\":\"A3\"}",
+            ] {
+                let d = router.dispatch(&event, Some(Channel::Legacy), text, &meta(&event), true);
+                let problems = d.problems.len();
+                let tally = d.settle(&router).await;
+                outcomes.push((problems, tally.handled));
+            }
+            assert_eq!(outcomes, [(0, 1), (1, 0), (1, 0), (1, 0), (0, 1)]);
+            assert_eq!(*lock(&texts), ["{\"keyId\": \"A1\"}", "{\"keyId\":\"A3\"}"]);
+        });
     }
 
     #[test]

@@ -190,14 +190,6 @@ async fn publish(
     }
 }
 
-/// The chat of a message payload, as [`MessageLike::chat`](eventsock_core::MessageLike::chat)
-/// reads it: `keyRemoteJid`, else `keyLid`.
-fn chat_of(data: &serde_json::Value) -> Option<&str> {
-    ["keyRemoteJid", "keyLid"]
-        .iter()
-        .find_map(|k| data.get(k)?.as_str().filter(|c| !c.is_empty()))
-}
-
 impl Actor for Ingest {
     type Context = Context<Self>;
 }
@@ -251,18 +243,34 @@ impl Handler<RawEvent> for Ingest {
         // Writing to a Vec fails only on a serialiser bug; the record is then empty, and the
         // worker reports it as not JSON.
         let _ = Recorded::write(&e, &mut payload);
-        let chat = self.partitioned.then(|| chat_of(&e.data)).flatten();
-        self.hand_over(&e.meta, chat, payload)
+        let keys = self.partitioned.then(|| ChatOf::read(&*e.data));
+        self.hand_over(&e.meta, keys.as_ref().and_then(ChatOf::chat), payload)
     }
 }
 
-/// The chat fields of a message payload, read from its text.
-#[derive(serde::Deserialize)]
+/// The chat fields of a message payload, read from its value or its text.
+#[derive(serde::Deserialize, Default)]
 struct ChatOf<'a> {
     #[serde(borrow, rename = "keyRemoteJid")]
     jid: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, rename = "keyLid")]
     lid: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> ChatOf<'a> {
+    /// The fields of `data` (none when it is not an object of strings there).
+    fn read(data: impl serde::Deserializer<'a>) -> ChatOf<'a> {
+        serde::Deserialize::deserialize(data).unwrap_or_default()
+    }
+
+    /// The chat, as [`MessageLike::chat`](eventsock_core::MessageLike::chat) reads it:
+    /// `keyRemoteJid`, else `keyLid`.
+    fn chat(&self) -> Option<&str> {
+        [self.jid.as_deref(), self.lid.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|c| !c.is_empty())
+    }
 }
 
 /// Registered as a frame handler (`SupervisorBuilder::frame_handler`, as `eventsock bridge`
@@ -273,21 +281,14 @@ impl Handler<RawFrame> for Ingest {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, f: RawFrame, _: &mut Context<Self>) -> Self::Result {
-        let mut payload = Vec::with_capacity(f.data.len() + 160);
-        // The router checked the text to be JSON: writing fails only on a bug, and the record
-        // is then empty, and the worker reports it as not JSON.
+        let mut payload = Vec::with_capacity(f.data.get().len() + 160);
+        // Writing to a Vec fails only on a serialiser bug; the record is then empty, and the
+        // worker reports it as not JSON.
         let _ = Recorded::write_frame(&f, &mut payload);
         let keys = self
             .partitioned
-            .then(|| serde_json::from_str::<ChatOf<'_>>(&f.data).ok())
-            .flatten();
-        let chat = keys.as_ref().and_then(|k| {
-            [k.jid.as_deref(), k.lid.as_deref()]
-                .into_iter()
-                .flatten()
-                .find(|c| !c.is_empty())
-        });
-        self.hand_over(&f.meta, chat, payload)
+            .then(|| ChatOf::read(&mut serde_json::Deserializer::from_str(f.data.get())));
+        self.hand_over(&f.meta, keys.as_ref().and_then(ChatOf::chat), payload)
     }
 }
 
