@@ -50,16 +50,7 @@ pub fn fast_config() -> ClientConfig {
 /// The metadata of a live event `event` of instance `codechat`, for dispatching a frame
 /// through a router by hand.
 pub fn live_meta(event: &eventsock::core::EventName) -> EventMeta {
-    EventMeta {
-        event: event.clone(),
-        instance: Some("codechat".into()),
-        instance_info: None,
-        server_time: None,
-        received_at: std::time::SystemTime::now(),
-        seq: 1,
-        generation: 1,
-        origin: eventsock::core::Origin::Live,
-    }
+    EventMeta::live(event.clone(), "codechat")
 }
 
 /// Polls `cond` until it holds, or fails the test after the deadline. For state that has no

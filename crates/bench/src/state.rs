@@ -3,10 +3,10 @@
 //! floor), a dialogue on each store, and, as the baseline, what a user would write by hand with
 //! rusqlite (read the row, write it back, on the handler's thread).
 
-use eventsock_core::{legacy, Channel, Event, EventKind, EventMeta, EventName, Origin};
+use eventsock_core::{legacy, Channel, Event, EventKind, EventMeta, EventName};
 use eventsock_handler::{Ctx, Dialogue, MemoryStore, Router, SqliteStore, StateStore};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Count {
@@ -27,16 +27,7 @@ fn frame(i: u64) -> String {
 /// Runs `n` events through `router`, one after another; seconds taken.
 async fn drive(router: &Router, n: u64) -> f64 {
     let event = EventName::from(EventKind::MessagesUpsert);
-    let meta = |_: Option<&eventsock_core::Frame<'_>>| EventMeta {
-        event: event.clone(),
-        instance: Some("codechat".into()),
-        instance_info: None,
-        server_time: None,
-        received_at: SystemTime::now(),
-        seq: 1,
-        generation: 1,
-        origin: Origin::Live,
-    };
+    let meta = |_: Option<&eventsock_core::Frame<'_>>| EventMeta::live(event.clone(), "codechat");
     let frames: Vec<String> = (0..n).map(frame).collect();
     let started = Instant::now();
     for f in &frames {

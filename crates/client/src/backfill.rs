@@ -587,16 +587,7 @@ mod tests {
     use super::*;
 
     fn meta(instance: &str) -> EventMeta {
-        EventMeta {
-            event: EventKind::MessagesUpsert.into(),
-            instance: Some(instance.into()),
-            instance_info: None,
-            server_time: None,
-            received_at: SystemTime::now(),
-            seq: 1,
-            generation: 1,
-            origin: Origin::Live,
-        }
+        EventMeta::live(EventKind::MessagesUpsert, instance)
     }
 
     #[test]

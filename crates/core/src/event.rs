@@ -29,6 +29,23 @@ pub struct EventMeta {
     pub origin: Origin,
 }
 
+impl EventMeta {
+    /// The metadata of an event `event` of `instance` read live now, as the first frame of a
+    /// subscription's first connection: for building events by hand, to test a handler.
+    pub fn live(event: impl Into<EventName>, instance: &str) -> EventMeta {
+        EventMeta {
+            event: event.into(),
+            instance: Some(instance.into()),
+            instance_info: None,
+            server_time: None,
+            received_at: SystemTime::now(),
+            seq: 1,
+            generation: 1,
+            origin: Origin::Live,
+        }
+    }
+}
+
 /// Where an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Origin {

@@ -1099,21 +1099,11 @@ impl Dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventsock_core::{legacy, EventKind, Origin};
+    use eventsock_core::{legacy, EventKind};
     use std::sync::atomic::AtomicUsize;
-    use std::time::SystemTime;
 
     fn meta(event: &EventName) -> impl Fn(Option<&Frame<'_>>) -> EventMeta + '_ {
-        move |_| EventMeta {
-            event: event.clone(),
-            instance: Some("codechat".into()),
-            instance_info: None,
-            server_time: None,
-            received_at: SystemTime::now(),
-            seq: 1,
-            generation: 1,
-            origin: Origin::Live,
-        }
+        move |_| EventMeta::live(event.clone(), "codechat")
     }
 
     fn settle(router: &Router, event: EventKind, text: &str) -> (Vec<String>, Tally) {

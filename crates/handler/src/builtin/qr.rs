@@ -105,16 +105,10 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let data = v.get("data").cloned().unwrap_or(v);
             Event {
-                meta: eventsock_core::EventMeta {
-                    event: eventsock_core::EventKind::QrcodeUpdated.into(),
-                    instance: Some("codechat".into()),
-                    instance_info: None,
-                    server_time: None,
-                    received_at: std::time::SystemTime::now(),
-                    seq: 1,
-                    generation: 1,
-                    origin: eventsock_core::Origin::Live,
-                },
+                meta: eventsock_core::EventMeta::live(
+                    eventsock_core::EventKind::QrcodeUpdated,
+                    "codechat",
+                ),
                 payload: Arc::new(serde_json::from_value(data).unwrap()),
             }
         }
