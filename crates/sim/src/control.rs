@@ -20,6 +20,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/sockets", web::get().to(sockets))
             .route("/saving", web::post().to(saving))
             .route("/sent", web::get().to(sent))
+            .route("/requests", web::get().to(requests))
+            .route("/marked-read", web::get().to(marked_read))
             .route("/send-failures", web::post().to(send_failures))
             .route("/find-messages", web::post().to(find_messages)),
     );
@@ -145,6 +147,16 @@ async fn find_messages(sim: web::Data<Sim>, body: web::Json<FindMessages>) -> Ht
 /// Every `sendText` accepted, in arrival order: `[{instance, chat, text, atMs, id, typingMs}]`.
 async fn sent(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.sent())
+}
+
+/// Every REST call answered: `[{method, path, status, body, answer}]`.
+async fn requests(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.requests())
+}
+
+/// The message keys `markMessageAsRead` passed on (groups and LIDs only, as the real server).
+async fn marked_read(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.marked_read())
 }
 
 /// `{status, count, retryAfter?, delivered?}`: fail the next `count` sends with `status` (and a

@@ -82,6 +82,29 @@ struct Inner {
     sent: Mutex<std::collections::VecDeque<Sent>>,
     /// The next sends to refuse: (status, `Retry-After` seconds, how many left).
     send_failures: Mutex<Option<(SendFailure, u64)>>,
+    /// The REST calls received, oldest first (the oldest forgotten past `REQUESTS`).
+    requests: Mutex<std::collections::VecDeque<Request>>,
+    /// The message keys `markMessageAsRead` passed on to WhatsApp.
+    marked_read: Mutex<Vec<serde_json::Value>>,
+}
+
+/// How many REST calls [`Sim::requests`] remembers.
+const REQUESTS: usize = 10_000;
+
+/// A REST call the simulator answered: [`Sim::requests`], `GET /control/requests`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// `POST`, `PUT`, `PATCH` or `GET`.
+    pub method: String,
+    /// The path, without the query: `/message/sendText/codechat`.
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+    /// The body as received: JSON when it parsed, else the text (`null` for none).
+    pub body: serde_json::Value,
+    /// The body answered.
+    pub answer: serde_json::Value,
 }
 
 /// How many accepted sends [`Sim::sent`] remembers.
@@ -103,6 +126,9 @@ pub struct Sent {
     pub id: String,
     /// How long "typing" was shown before it went out (`options.delay`), in milliseconds.
     pub typing_ms: u64,
+    /// The `keyId` of the message it quotes, if it quotes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quoted: Option<String>,
 }
 
 /// How the simulator fails a send on request ([`Sim::fail_sends`]).
@@ -183,6 +209,8 @@ impl Sim {
                 find_requests: AtomicU64::new(0),
                 sent: Mutex::default(),
                 send_failures: Mutex::default(),
+                requests: Mutex::default(),
+                marked_read: Mutex::default(),
             }),
         }
     }
@@ -386,20 +414,91 @@ impl Sim {
     /// A `messages.upsert` is also saved, as the real server saves it with
     /// `DATABASE_SAVE_DATA_NEW_MESSAGE=true` (see [`Sim::set_saving`]), whether a socket takes it
     /// or not: `findMessages` finds it.
+    ///
+    /// Saved, a message (a payload with a `keyId`) carries its row `id` as the real server's
+    /// does (the id of the row it was saved as: a payload that has an `id` already keeps it);
+    /// with saving off it has none.
     pub fn emit(&self, scope: &str, event: &str, data: &serde_json::Value) -> bool {
+        let mut numbered = None;
         if event == "messages.upsert" && data.is_object() {
+            if self.inner.saving.load(Ordering::Relaxed) {
+                if data.get("id").is_none() && data.get("keyId").is_some() {
+                    let mut with_id = data.clone();
+                    with_id["id"] = self.next_message_id().into();
+                    numbered = Some(with_id);
+                }
+                self.save(scope, numbered.as_ref().unwrap_or(data));
+            }
+            let data = numbered.as_ref().unwrap_or(data);
             let mut history = self.inner.history.lock().unwrap_or_else(|p| p.into_inner());
             let list = history.entry(scope.to_owned()).or_default();
             if list.len() == HISTORY {
                 list.pop_front();
             }
             list.push_back(data.clone());
-            drop(history);
-            if self.inner.saving.load(Ordering::Relaxed) {
-                self.save(scope, data);
-            }
         }
+        let data = numbered.as_ref().unwrap_or(data);
         self.emit_text(scope, event, self.frame(scope, event, data))
+    }
+
+    /// Whether `messages.upsert` events are saved now (`DATABASE_SAVE_DATA_NEW_MESSAGE`).
+    pub fn saving(&self) -> bool {
+        self.inner.saving.load(Ordering::Relaxed)
+    }
+
+    /// The saved message with row `id`, of any instance (the server's `findUnique` by id).
+    pub(crate) fn stored_row(&self, id: i64) -> Option<serde_json::Value> {
+        let stored = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner());
+        stored
+            .values()
+            .flat_map(|list| list.iter())
+            .find(|row| row["id"].as_i64() == Some(id))
+            .cloned()
+    }
+
+    /// Every REST call answered so far (the latest 10,000), oldest first: what eventsock sent,
+    /// and what it was answered.
+    pub fn requests(&self) -> Vec<Request> {
+        let requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests.iter().cloned().collect()
+    }
+
+    pub(crate) fn record_request(&self, request: Request) {
+        let mut requests = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if requests.len() == REQUESTS {
+            requests.pop_front();
+        }
+        requests.push_back(request);
+    }
+
+    /// The message keys `markMessageAsRead` marked read, oldest first: only those of groups and
+    /// LIDs, as the real server passes on only those (see `docs/conformance.md`).
+    pub fn marked_read(&self) -> Vec<serde_json::Value> {
+        let marked = self
+            .inner
+            .marked_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        marked.clone()
+    }
+
+    pub(crate) fn mark_read(&self, key: serde_json::Value) {
+        let mut marked = self
+            .inner
+            .marked_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if marked.len() < SENT {
+            marked.push(key);
+        }
     }
 
     /// Saves a message as the server's `Message` row: the columns `findMessages` selects, and
@@ -489,6 +588,7 @@ impl Sim {
         text: &str,
         id: &str,
         typing_ms: u64,
+        quoted: Option<String>,
     ) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -504,6 +604,7 @@ impl Sim {
             at_ms,
             id: id.to_owned(),
             typing_ms,
+            quoted,
         });
     }
 
