@@ -48,7 +48,7 @@ pub use backoff::{Backoff, Intensity, RestartLog};
 pub use checkpoint::CheckpointStore;
 pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
-pub use message::MessageLike;
+pub use message::{MessageLike, QuotedMessage};
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};
 pub use record::Recorded;

@@ -17,6 +17,55 @@ pub trait MessageLike {
     fn message_type(&self) -> Option<&str>;
     /// Whether this instance sent it.
     fn is_from_me(&self) -> bool;
+    /// The chat's LID (`keyLid`), when the server knows it.
+    fn lid(&self) -> Option<&str>;
+    /// When it was sent, in seconds since the epoch.
+    fn timestamp(&self) -> Option<i64>;
+
+    /// What a reply needs to quote this message (see [`QuotedMessage`]), or `None` when the
+    /// payload lacks its id, chat or type, without which the server cannot build a quote.
+    fn quote(&self) -> Option<QuotedMessage> {
+        let message_type = self.message_type().filter(|t| !t.is_empty())?;
+        let content = match (message_type, self.text()) {
+            (_, None) => serde_json::json!({}),
+            ("conversation" | "extendedTextMessage", Some(text)) => {
+                serde_json::json!({"text": text})
+            }
+            (_, Some(caption)) => serde_json::json!({"caption": caption}),
+        };
+        Some(QuotedMessage {
+            key_id: self.message_id().filter(|id| !id.is_empty())?.to_owned(),
+            key_from_me: self.is_from_me(),
+            key_remote_jid: self.chat()?.to_owned(),
+            message_type: message_type.to_owned(),
+            content,
+            message_timestamp: self.timestamp(),
+        })
+    }
+}
+
+/// A message to quote, in the form the server's `options.quotedMessage` takes (the columns of
+/// its `Message` row that `sendMessageWithTyping` in CodeChat's whatsapp.service.ts reads to
+/// build the quote): it needs no database on the server, unlike a row id.
+///
+/// [`MessageLike::quote`] makes one from a received message, with its text or caption as the
+/// body: WhatsApp shows the quote with that text (and without a media thumbnail).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotedMessage {
+    /// The quoted message's WhatsApp id.
+    pub key_id: String,
+    /// Whether this instance sent it.
+    pub key_from_me: bool,
+    /// Its chat.
+    pub key_remote_jid: String,
+    /// Its type (`conversation`, `imageMessage`...).
+    pub message_type: String,
+    /// Its body, under that type: `{text}` or `{caption}`.
+    pub content: serde_json::Value,
+    /// When it was sent, in seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_timestamp: Option<i64>,
 }
 
 macro_rules! message_like {
@@ -40,6 +89,12 @@ macro_rules! message_like {
             fn is_from_me(&self) -> bool {
                 self.key_from_me
             }
+            fn lid(&self) -> Option<&str> {
+                self.key_lid.as_deref().filter(|l| !l.is_empty())
+            }
+            fn timestamp(&self) -> Option<i64> {
+                self.0.message_timestamp
+            }
         }
     )*};
 }
@@ -57,6 +112,37 @@ mod tests {
 
     /// Payloads as the real server sends them (`messageRaw` in CodeChat's whatsapp.service.ts,
     /// built from `getJidUser` in src/utils/extract-id.ts).
+    /// A received message quotes as the server's `quotedMessage` takes it; one without its
+    /// type cannot be quoted; a LID-only chat is quoted by its LID.
+    #[test]
+    fn quote_of_real_payloads() {
+        let decode = |json: &str| -> legacy::MessagesUpsert { serde_json::from_str(json).unwrap() };
+        let text = decode(
+            r#"{"keyId":"3A5F","keyFromMe":false,"keyRemoteJid":"5511988887777@s.whatsapp.net",
+                "messageType":"conversation","content":{"text":"!ping"},"messageTimestamp":1747310400,"id":1024}"#,
+        );
+        assert_eq!(
+            serde_json::to_value(text.quote().unwrap()).unwrap(),
+            serde_json::json!({"keyId": "3A5F", "keyFromMe": false,
+                "keyRemoteJid": "5511988887777@s.whatsapp.net", "messageType": "conversation",
+                "content": {"text": "!ping"}, "messageTimestamp": 1747310400})
+        );
+        let image = decode(
+            r#"{"keyId":"B","keyLid":"1@lid","messageType":"imageMessage","content":{"caption":"look","url":"u"}}"#,
+        );
+        let quote = image.quote().unwrap();
+        assert_eq!(
+            (
+                quote.key_remote_jid.as_str(),
+                &quote.content,
+                quote.message_timestamp
+            ),
+            ("1@lid", &serde_json::json!({"caption": "look"}), None)
+        );
+        let untyped = decode(r#"{"keyId":"C","keyRemoteJid":"5511988887777@s.whatsapp.net"}"#);
+        assert_eq!(untyped.quote(), None);
+    }
+
     #[test]
     fn chat_of_real_payloads() {
         let decode = |json: &str| -> legacy::MessagesUpsert { serde_json::from_str(json).unwrap() };
