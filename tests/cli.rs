@@ -63,8 +63,9 @@ async fn tail_prints_json_lines_in_arrival_order_and_exits_cleanly_on_sigterm() 
     assert_eq!(
         lines,
         vec![
-            json!({"event": "messages.upsert", "instance": "codechat", "data": {"keyId": "1"}}),
-            json!({"event": "messages.upsert", "instance": "codechat", "data": {"keyId": "2"}}),
+            // The simulator saves messages, and a saved message carries its row id.
+            json!({"event": "messages.upsert", "instance": "codechat", "data": {"keyId": "1", "id": 1}}),
+            json!({"event": "messages.upsert", "instance": "codechat", "data": {"keyId": "2", "id": 2}}),
         ]
     );
     // A forced drop: tail reconnects and goes on.

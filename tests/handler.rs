@@ -32,7 +32,8 @@ async fn wait_len(log: &Log, n: usize) -> Vec<String> {
 }
 
 fn msg(chat: &str, id: &str, text: &str) -> serde_json::Value {
-    json!({"keyId": id, "keyRemoteJid": chat, "keyFromMe": false, "content": {"text": text}})
+    json!({"keyId": id, "keyRemoteJid": chat, "keyFromMe": false, "messageType": "conversation",
+           "content": {"text": text}, "messageTimestamp": 1_747_310_400})
 }
 
 fn supervise_bot<T: eventsock::core::Payload>(
@@ -297,8 +298,10 @@ async fn an_echo_bot_replies_over_rest_and_the_reply_comes_back_as_send_message(
             let rest = rest.clone();
             async move {
                 let chat = e.chat().unwrap_or_default().to_owned();
-                rest.reply(&chat, "pong", e.message_id().unwrap_or_default())
-                    .await?;
+                let quote = e
+                    .quote()
+                    .expect("a message as the server sends it can be quoted");
+                rest.reply(&chat, "pong", quote).await?;
                 Ok::<_, eventsock::rest::RestError>(())
             }
         });

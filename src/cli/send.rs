@@ -4,7 +4,9 @@
 use super::output::Output;
 use eventsock_core::{human, Source, SourceError, Token};
 use eventsock_nats::{JetStreamOutbox, OutboxConfig, OutboxSender};
-use eventsock_rest::{Outbox, OutboxError, Outcome, Outgoing, Pacing, Receipt, RestClient, Typing};
+use eventsock_rest::{
+    Outbox, OutboxError, Outcome, Outgoing, Pacing, Quote, Receipt, RestClient, Typing,
+};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -121,7 +123,8 @@ pub(crate) struct SenderArgs {
     pacing: PacingArgs,
 }
 
-/// One input line, `{"to": JID, "text": "...", "id"?: "...", "quote"?: "..."}`, as a message.
+/// One input line, `{"to": JID, "text": "...", "id"?: "...", "quote"?: ROW_ID | MESSAGE}`, as a
+/// message.
 fn parse_line(text: &str) -> Result<Outgoing, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
@@ -144,8 +147,17 @@ fn parse_line(text: &str) -> Result<Outgoing, String> {
     if let Some(id) = field("id")? {
         message = message.with_id(id);
     }
-    if let Some(q) = field("quote")? {
-        message = message.quoting(q);
+    match object.get("quote") {
+        None | Some(Value::Null) => {}
+        Some(quote) => {
+            let quote: Quote = serde_json::from_value(quote.clone()).map_err(|_| {
+                "\"quote\" takes the quoted message's row id (an integer, on a server that saves messages) \
+                 or the message itself ({\"keyId\", \"keyFromMe\", \"keyRemoteJid\", \"messageType\", \"content\"}, \
+                 as a messages.upsert gives them): the server cannot quote a key id alone"
+                    .to_owned()
+            })?;
+            message = message.quoting(quote);
+        }
     }
     Ok(message)
 }

@@ -1,6 +1,6 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
-use eventsock_core::{EventMeta, MessageLike};
+use eventsock_core::{EventMeta, MessageLike, QuotedMessage};
 use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,6 +35,10 @@ pub(crate) struct EventCtx {
     instance: Option<Arc<str>>,
     chat: Option<String>,
     message_id: Option<String>,
+    /// The chat's LID, when the message names one.
+    lid: Option<String>,
+    /// What a reply quotes: the message, when it can be quoted.
+    quote: Option<QuotedMessage>,
     from_me: bool,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
     /// its context.
@@ -77,6 +81,8 @@ impl EventCtx {
             instance: meta.instance.clone(),
             chat: message.and_then(|m| m.chat()).map(str::to_owned),
             message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
+            lid: message.and_then(|m| m.lid()).map(str::to_owned),
+            quote: message.and_then(|m| m.quote()),
             from_me: message.is_some_and(|m| m.is_from_me()),
             sent: (0..handlers.max(1)).map(|_| AtomicU32::new(0)).collect(),
         })
@@ -175,9 +181,14 @@ impl Ctx {
         })
     }
 
-    fn key(&self) -> Result<(&RestClient, MessageKey), RestError> {
+    /// The message's key; `lid` names a person's chat by its LID when the message gives one.
+    fn key(&self, lid: bool) -> Result<(&RestClient, MessageKey), RestError> {
         let rest = self.rest()?;
         let chat = self.event.chat.as_deref().ok_or(RestError::NoRecipient)?;
+        let chat = match self.event.lid.as_deref() {
+            Some(l) if lid && !chat.ends_with("@g.us") => l,
+            _ => chat,
+        };
         let id = self.event.message_id.as_deref().ok_or_else(|| {
             RestError::Unavailable("the message has no id: nothing to react to or mark".into())
         })?;
@@ -219,12 +230,16 @@ impl Ctx {
             .ok_or(OutboxError::Refused(RestError::NoRecipient))
     }
 
-    /// Answers in the event's chat, quoting the message (not quoting when it has no id).
-    /// Returns once the message is queued in the outbox (waiting for room when it is full).
+    /// Answers in the event's chat, quoting the message: the quote is the message itself
+    /// (the server's `options.quotedMessage`, see [`MessageLike::quote`]), which every server
+    /// takes whether or not it keeps messages. A message that cannot be quoted (it lacks an id
+    /// or a type) is answered unquoted, and the log says so once. Returns once the message is
+    /// queued in the outbox (waiting for room when it is full).
     pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
         let mut message = self.outgoing(self.chat_or_refuse()?, text);
-        if let Some(id) = &self.event.message_id {
-            message = message.quoting(id.clone());
+        match &self.event.quote {
+            Some(quote) => message = message.quoting(quote.clone()),
+            None => said_once_unquoted(),
         }
         self.post(message).await
     }
@@ -242,13 +257,27 @@ impl Ctx {
 
     /// Reacts to the message with an emoji (empty removes the reaction).
     pub async fn react(&self, emoji: &str) -> Result<Value, RestError> {
-        let (rest, key) = self.key()?;
+        let (rest, key) = self.key(false)?;
         rest.send_reaction(&key, emoji).await
     }
 
-    /// Marks the message as read.
+    /// Marks the message as read. The legacy server passes on only the keys of groups and
+    /// LIDs, and answers success for the others without marking them: a person's chat is
+    /// therefore named by its LID when the message carries one (`keyLid`, which messages
+    /// from phones mostly do); without one, the server says it marked the message and does
+    /// not (see `docs/conformance.md`).
     pub async fn mark_read(&self) -> Result<Value, RestError> {
-        let (rest, key) = self.key()?;
+        let (rest, key) = self.key(true)?;
         rest.mark_as_read(&[key]).await
+    }
+}
+
+/// Says once per process that a reply went unquoted because its message cannot be quoted.
+fn said_once_unquoted() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "a reply is sent unquoted: the message it answers has no id, chat or type to quote (said once)"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! on a timeout, a connection failure or a 5xx, up to [`RestClient::retries`] times. Sends are
 //! never retried: a send that timed out may have gone out, and a second try would send twice.
 
-use eventsock_core::{Endpoint, Source, Token, TokenProvider};
+use eventsock_core::{Endpoint, QuotedMessage, Source, Token, TokenProvider};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -148,6 +148,49 @@ pub struct MessageKey {
     pub id: String,
 }
 
+/// The message a text quotes, in one of the two forms the server takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Quote {
+    /// The server's database row id of the message (`options.quotedMessageId`, the `id` of a
+    /// `messages.upsert` that the server saved): the server looks the row up, so it works only
+    /// where it saves messages (`DATABASE_SAVE_DATA_NEW_MESSAGE=true`), and refuses the send
+    /// otherwise.
+    Row(i64),
+    /// The message itself (`options.quotedMessage`): works on any server. What
+    /// [`MessageLike::quote`](eventsock_core::MessageLike::quote) makes of a received message.
+    Message(QuotedMessage),
+}
+
+impl From<QuotedMessage> for Quote {
+    fn from(message: QuotedMessage) -> Quote {
+        Quote::Message(message)
+    }
+}
+
+impl From<i64> for Quote {
+    fn from(row: i64) -> Quote {
+        Quote::Row(row)
+    }
+}
+
+impl Quote {
+    /// Whether the server's refusal `body` of a send that carried this quote is about the
+    /// quote: a quoted row the server cannot find or has no database for, or a quote its
+    /// schema refuses. The server checks all of these before it sends anything.
+    pub fn refused_in(body: &Value) -> bool {
+        body["message"].as_array().into_iter().flatten().any(|m| {
+            m["property"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("options.quoted"))
+                || m.as_str().is_some_and(|text| {
+                    text == "Quoted message not found"
+                        || text.contains("DATABASE_SAVE_DATA_NEW_MESSAGE")
+                })
+        })
+    }
+}
+
 /// What to send with [`RestClient::send`].
 #[derive(Debug, Clone, Default)]
 pub struct SendText {
@@ -155,8 +198,8 @@ pub struct SendText {
     pub number: String,
     /// The text.
     pub text: String,
-    /// Quote this message id.
-    pub quoted_message_id: Option<String>,
+    /// The message to quote.
+    pub quote: Option<Quote>,
     /// Milliseconds of "typing" before sending.
     pub delay: Option<u64>,
     /// Attributes the server stores with the message and echoes back on events.
@@ -266,17 +309,19 @@ impl RestClient {
         .await
     }
 
-    /// Sends a text message quoting `quoted_message_id`. Never retried.
+    /// Sends a text message quoting `quote` (a received message's
+    /// [`quote`](eventsock_core::MessageLike::quote), or a saved message's row id). Never
+    /// retried.
     pub async fn reply(
         &self,
         number: &str,
         text: &str,
-        quoted_message_id: &str,
+        quote: impl Into<Quote>,
     ) -> Result<Value, RestError> {
         self.send(SendText {
             number: number.to_owned(),
             text: text.to_owned(),
-            quoted_message_id: Some(quoted_message_id.to_owned()),
+            quote: Some(quote.into()),
             ..SendText::default()
         })
         .await
@@ -290,8 +335,16 @@ impl RestClient {
             return Err(RestError::NoRecipient);
         }
         let mut options = serde_json::Map::new();
-        if let Some(q) = message.quoted_message_id {
-            options.insert("quotedMessageId".into(), q.into());
+        match message.quote {
+            Some(Quote::Row(id)) => {
+                options.insert("quotedMessageId".into(), id.into());
+            }
+            Some(Quote::Message(quoted)) => {
+                let quoted = serde_json::to_value(quoted)
+                    .map_err(|e| RestError::Unavailable(format!("the quote: {e}")))?;
+                options.insert("quotedMessage".into(), quoted);
+            }
+            None => {}
         }
         if let Some(d) = message.delay {
             options.insert("delay".into(), d.into());

@@ -32,7 +32,7 @@
 //! chat may send goes first. A [`Pacing::daily_cap`] holds messages back (they stay queued)
 //! once that many were sent in the last 24 hours.
 
-use crate::{RestClient, RestError, SendText};
+use crate::{Quote, RestClient, RestError, SendText};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
@@ -238,9 +238,9 @@ pub struct Outgoing {
     pub to: String,
     /// The text.
     pub text: String,
-    /// The id of a message to quote.
+    /// The message to quote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quote: Option<String>,
+    pub quote: Option<Quote>,
     /// The message's WhatsApp id, sent as the server's `options.messageId`: the same on every
     /// attempt, so that the message can be looked up after an answer was lost.
     pub id: String,
@@ -257,9 +257,12 @@ impl Outgoing {
         }
     }
 
-    /// The same message, quoting message `id`.
-    pub fn quoting(mut self, id: impl Into<String>) -> Outgoing {
-        self.quote = Some(id.into());
+    /// The same message, quoting `quote` (a received message's
+    /// [`quote`](eventsock_core::MessageLike::quote), or a saved message's row id). A quote the
+    /// server refuses (a row it cannot find, or a server that keeps no rows) is dropped, and
+    /// the message sent unquoted.
+    pub fn quoting(mut self, quote: impl Into<Quote>) -> Outgoing {
+        self.quote = Some(quote.into());
         self
     }
 
@@ -533,6 +536,7 @@ impl Outbox {
             day: VecDeque::new(),
             capped: false,
             saves: None,
+            said_unquoted: false,
             running: FuturesUnordered::new(),
             flushes: Vec::new(),
             stopping: false,
@@ -599,6 +603,7 @@ impl Outbox {
             last: None,
             answers: vec![tx],
             in_flight: false,
+            unquoted: false,
             _permit: permit,
         };
         self.commands
@@ -687,6 +692,8 @@ struct Job {
     answers: Vec<Answer>,
     /// An attempt of it is under way.
     in_flight: bool,
+    /// The server refused its quote: it goes without.
+    unquoted: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -757,6 +764,8 @@ struct Engine {
     day: VecDeque<Instant>,
     /// The daily cap was met (said once).
     capped: bool,
+    /// A quote was refused and its message sent unquoted (said once).
+    said_unquoted: bool,
     /// Whether the server keeps the messages it sends (learnt from its answers).
     saves: Option<bool>,
     running: FuturesUnordered<Pin<Box<dyn Future<Output = Done>>>>,
@@ -780,11 +789,12 @@ const RECENT: usize = 10_000;
 /// reuses an id.
 fn fingerprint_of(message: &Outgoing) -> u64 {
     let mut seed = String::with_capacity(message.to.len() + message.text.len() + 2);
-    for part in [
-        &message.to,
-        &message.text,
-        message.quote.as_deref().unwrap_or(""),
-    ] {
+    let quote = match &message.quote {
+        Some(Quote::Row(row)) => row.to_string(),
+        Some(Quote::Message(quoted)) => quoted.key_id.clone(),
+        None => String::new(),
+    };
+    for part in [&message.to, &message.text, &quote] {
         seed.push_str(part);
         seed.push('\u{0}');
     }
@@ -1025,7 +1035,7 @@ impl Engine {
             let send = SendText {
                 number: job.message.to.clone(),
                 text: job.message.text.clone(),
-                quoted_message_id: job.message.quote.clone(),
+                quote: job.message.quote.clone().filter(|_| !job.unquoted),
                 delay: self
                     .pacing
                     .typing
@@ -1121,6 +1131,24 @@ impl Engine {
                 );
                 job.doubt = Some(e);
                 bump(&self.counters.doubts);
+                None
+            }
+            Attempt::Send(Err(RestError::Rejected { status, body }))
+                if !job.unquoted && job.message.quote.is_some() && Quote::refused_in(&body) =>
+            {
+                // The server checks a quote before it sends anything: nothing went out, and
+                // the message goes again at once, without the quote.
+                job.unquoted = true;
+                let e = RestError::Rejected { status, body };
+                if std::mem::replace(&mut self.said_unquoted, true) {
+                    tracing::debug!(id = %job.message.id, error = %e, "quote refused: sending unquoted");
+                } else {
+                    tracing::warn!(
+                        instance = %eventsock_core::human::escaped(self.rest.instance()),
+                        error = %e,
+                        "the server cannot resolve a quote: the message is sent without it, as are later ones it refuses (said once)"
+                    );
+                }
                 None
             }
             Attempt::Send(Err(e)) => Some(Err(OutboxError::Refused(e))),
