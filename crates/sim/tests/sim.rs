@@ -578,3 +578,303 @@ async fn the_refresh_route_answers_as_the_real_server_does() {
     }
     assert_eq!(s.sim.refreshes(), 1);
 }
+
+/// Sends `body` as JSON with `method` to `path`, with `token` when given: the status and the
+/// answer.
+async fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let client = awc::Client::new();
+    let mut req = match method {
+        "GET" => client.get(s.http(path)),
+        "PUT" => client.put(s.http(path)),
+        "PATCH" => client.patch(s.http(path)),
+        _ => client.post(s.http(path)),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let mut resp = if method == "GET" {
+        req.send().await.unwrap()
+    } else {
+        req.send_json(body).await.unwrap()
+    };
+    let answer = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (resp.status().as_u16(), answer)
+}
+
+/// Every body of `fixtures/schema-verdicts.json` (the server's schemas, the server's validator:
+/// `scripts/server-schemas.sh` computed the table from CodeChat's source) is judged by the
+/// simulator as the real server judges it: the same violations, in the same words, as
+/// `400 {status, error, message}`; a body the server takes passes the schema here too.
+#[actix_rt::test]
+async fn every_route_judges_bodies_as_the_real_servers_schemas_do() {
+    let s = start(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let table: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/schema-verdicts.json")).unwrap();
+    assert!(table.len() >= 30);
+    let sorted = |v: &Value| {
+        let mut list: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(Value::to_string)
+            .collect();
+        list.sort();
+        list
+    };
+    for case in &table {
+        let body = &case["body"];
+        let (method, path, token) = match case["schema"].as_str().unwrap() {
+            "sendText" => (
+                "POST",
+                "/message/sendText/codechat".to_owned(),
+                Some(&token),
+            ),
+            "sendReaction" => (
+                "POST",
+                "/message/sendReaction/codechat".into(),
+                Some(&token),
+            ),
+            "markMessageAsRead" => (
+                "PUT",
+                "/chat/markMessageAsRead/codechat".into(),
+                Some(&token),
+            ),
+            "updatePresence" => (
+                "PATCH",
+                "/chat/updatePresence/codechat".into(),
+                Some(&token),
+            ),
+            "findMessages" => ("POST", "/chat/findMessages/codechat".into(), Some(&token)),
+            "refreshToken" => ("PUT", "/instance/refreshToken/codechat".into(), None),
+            "instanceName" => {
+                // A GET: its query is the body that dataValidate checks.
+                let query: Vec<String> = body
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                    .collect();
+                let path = format!("/instance/connectionState/codechat?{}", query.join("&"));
+                ("GET", path, Some(&token))
+            }
+            other => panic!("no route for {other}"),
+        };
+        let (status, answer) = call(&s, method, &path, token.map(String::as_str), body).await;
+        let expected = &case["errors"];
+        if expected.as_array().unwrap().is_empty() {
+            let refused_by_schema = answer["message"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m.get("property").is_some()));
+            assert!(
+                !refused_by_schema,
+                "{method} {path} {body}: the server's schema takes it, the simulator refused it: {status} {answer}"
+            );
+        } else {
+            assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+            assert_eq!(
+                (&answer["status"], &answer["error"]),
+                (&json!(400), &json!("Bad Request")),
+                "{answer}"
+            );
+            assert_eq!(
+                sorted(&answer["message"]),
+                sorted(expected),
+                "{method} {path} {body}"
+            );
+        }
+    }
+}
+
+/// The guards of the real server, in its order: a body that does not parse is refused before
+/// anything else; any token failure is a bare 401; an unknown instance a 400; refreshToken has
+/// no guard, and connectionState no instance guard.
+#[actix_rt::test]
+async fn guards_refuse_as_the_real_server_does() {
+    let s = start(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let text = json!({"number": "5511988887777", "textMessage": {"text": "hi"}});
+    let bare_401 = json!({"status": 401, "error": "Unauthorized"});
+    let other = s.sim.mint_token("someone-else", None);
+    for auth in [None, Some("garbage"), Some("a.b.c"), Some(other.as_str())] {
+        let answer = call(&s, "POST", "/message/sendText/codechat", auth, &text).await;
+        assert_eq!(answer, (401, bare_401.clone()), "{auth:?}");
+    }
+    let answer = call(
+        &s,
+        "POST",
+        "/message/sendText/nobody",
+        Some(&s.sim.mint_token("nobody", None)),
+        &text,
+    )
+    .await;
+    assert_eq!(
+        answer,
+        (
+            400,
+            json!({"status": 400, "error": "Bad Request",
+                     "message": ["The \"nobody\" instance does not exist or is not connected"]})
+        )
+    );
+    // Not JSON: body-parser refuses it before the guards look at the token.
+    let mut resp = awc::Client::new()
+        .post(s.http("/message/sendText/codechat"))
+        .content_type("application/json")
+        .send_body("{not json")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["type"],
+        "entity.parse.failed"
+    );
+    // connectionState: the token only.
+    let answer = call(
+        &s,
+        "GET",
+        "/instance/connectionState/codechat",
+        Some(&token),
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(answer, (200, json!({"state": "open", "statusReason": 200})));
+    let answer = call(
+        &s,
+        "GET",
+        "/instance/connectionState/codechat",
+        None,
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(answer, (401, bare_401));
+    // Every call was recorded, with what it was answered.
+    let requests = s.sim.requests();
+    assert_eq!(requests.len(), 8);
+    assert_eq!((requests[0].status, &requests[0].body), (401, &text));
+}
+
+/// What the real server does with a quote, with and without saved messages; the answer to a
+/// send carries the row id only where messages are saved.
+#[actix_rt::test]
+async fn quotes_and_row_ids_depend_on_saving_as_on_the_real_server() {
+    for saving in [true, false] {
+        let s = start(SimConfig {
+            save_messages: saving,
+            ..SimConfig::default()
+        });
+        let token = s.sim.mint_token("codechat", None);
+        let ping = json!({"keyId": "3A5F", "keyFromMe": false, "keyRemoteJid": "5511988887777@s.whatsapp.net",
+                          "messageType": "conversation", "content": {"text": "!ping"}, "messageTimestamp": 1_747_310_400});
+        s.sim.emit("codechat", "messages.upsert", &ping);
+        let saved = s.sim.history("codechat").pop().unwrap();
+        assert_eq!(saved["id"].is_i64(), saving, "{saved}");
+        let send = |options: Value| json!({"number": "5511988887777@s.whatsapp.net", "textMessage": {"text": "pong"}, "options": options});
+        // The message itself: quoted with or without a database.
+        let (status, answer) = call(
+            &s,
+            "POST",
+            "/message/sendText/codechat",
+            Some(&token),
+            &send(json!({"quotedMessage": ping})),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(answer["content"]["contextInfo"]["stanzaId"], "3A5F");
+        assert_eq!(
+            answer["content"]["contextInfo"]["quotedMessage"],
+            json!({"extendedTextMessage": {"text": "!ping"}})
+        );
+        assert_eq!(answer["id"].is_i64(), saving, "{answer}");
+        assert_eq!(s.sim.sent()[0].quoted.as_deref(), Some("3A5F"));
+        // A row id: only where rows are saved, and only one that exists.
+        let (status, answer) = call(
+            &s,
+            "POST",
+            "/message/sendText/codechat",
+            Some(&token),
+            &send(json!({"quotedMessageId": saved["id"].as_i64().unwrap_or(1)})),
+        )
+        .await;
+        if saving {
+            assert_eq!(
+                (status, &answer["content"]["contextInfo"]["stanzaId"]),
+                (201, &json!("3A5F")),
+                "{answer}"
+            );
+        } else {
+            assert_eq!(
+                (status, &answer["message"]),
+                (
+                    400,
+                    &json!(["The DATABASE_SAVE_DATA_NEW_MESSAGE environment variable is disabled"])
+                )
+            );
+        }
+        let (status, answer) = call(
+            &s,
+            "POST",
+            "/message/sendText/codechat",
+            Some(&token),
+            &send(json!({"quotedMessageId": 999_999})),
+        )
+        .await;
+        let refusal = if saving {
+            "Quoted message not found"
+        } else {
+            "The DATABASE_SAVE_DATA_NEW_MESSAGE environment variable is disabled"
+        };
+        assert_eq!((status, &answer["message"]), (400, &json!([refusal])));
+        // The key id as a quotedMessageId, as eventsock sent it before: the schema refuses it.
+        let (status, answer) = call(
+            &s,
+            "POST",
+            "/message/sendText/codechat",
+            Some(&token),
+            &send(json!({"quotedMessageId": "3A5F"})),
+        )
+        .await;
+        assert_eq!(
+            (status, &answer["message"]),
+            (
+                400,
+                &json!([{"property": "options.quotedMessageId", "message": "Enter the message id"}])
+            )
+        );
+        assert_eq!(
+            s.sim.sent().len(),
+            if saving { 2 } else { 1 },
+            "a refused send sends nothing"
+        );
+    }
+}
+
+/// markMessageAsRead passes on group and LID keys only, and answers success for all.
+#[actix_rt::test]
+async fn mark_as_read_marks_only_groups_and_lids() {
+    let s = start(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let key = |jid: &str| json!({"id": "3A5F", "fromMe": false, "remoteJid": jid});
+    let body = json!({"readMessages": [key("5511988887777@s.whatsapp.net"), key("123456789012345@lid"), key("120363025246125486@g.us")]});
+    let answer = call(
+        &s,
+        "PUT",
+        "/chat/markMessageAsRead/codechat",
+        Some(&token),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        answer,
+        (200, json!({"message": "Read messages", "read": "success"}))
+    );
+    assert_eq!(
+        s.sim.marked_read(),
+        vec![key("123456789012345@lid"), key("120363025246125486@g.us")]
+    );
+}
