@@ -8,7 +8,9 @@
 //! With no URL it runs against the built-in simulator and prints its address; send it a ping
 //! with `curl -X POST http://ADDRESS/control/emit -H 'content-type: application/json' -d
 //! '{"instance": "codechat", "event": "messages.upsert", "data": {"keyId": "A1",
-//! "keyRemoteJid": "5511988887777@s.whatsapp.net", "content": {"text": "!ping"}}}'`.
+//! "keyRemoteJid": "5511988887777@s.whatsapp.net", "messageType": "conversation",
+//! "content": {"text": "!ping"}}}'`, and see what the bot sent with `curl
+//! http://ADDRESS/control/requests`.
 //! Ctrl-C stops it.
 
 use eventsock::prelude::*;

@@ -15,7 +15,7 @@ say() { # address, text
   n=$((n+1))
   echo "customer: $2"
   curl -s -X POST "$1/control/emit" -H 'content-type: application/json' \
-    -d "{\"instance\":\"codechat\",\"event\":\"messages.upsert\",\"data\":{\"keyId\":\"T$n-$RANDOM\",\"keyRemoteJid\":\"5511988887777@s.whatsapp.net\",\"content\":{\"text\":\"$2\"}}}" >/dev/null
+    -d "{\"instance\":\"codechat\",\"event\":\"messages.upsert\",\"data\":{\"keyId\":\"T$n-$RANDOM\",\"keyRemoteJid\":\"5511988887777@s.whatsapp.net\",\"messageType\":\"conversation\",\"content\":{\"text\":\"$2\"}}}" >/dev/null
 }
 wait_sent() { # log, count
   for i in $(seq 1 200); do

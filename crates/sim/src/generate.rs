@@ -79,7 +79,10 @@ impl Generator {
                 m["pushName"] = json!(name);
                 m["content"]["text"] = json!(TEXTS[(n as usize / 3) % TEXTS.len()]);
                 m["messageTimestamp"] = json!(now);
-                m["id"] = json!(n);
+                // The row id is the server's to give, when it saves the message (Sim::emit).
+                if let Some(m) = m.as_object_mut() {
+                    m.remove("id");
+                }
                 ("messages.upsert", m)
             }
             12..=16 => {

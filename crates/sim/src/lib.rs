@@ -5,8 +5,11 @@
 //! (instance, event) with silent replacement, no server pings), or the newer server
 //! ([`Protocol::V2`]: enveloped frames, 400/401/403/404 before the upgrade, pings, close codes
 //! 4001, 4003 and 4008). It also serves the REST calls bots make (`sendText`, `sendReaction`,
-//! `markMessageAsRead`, `updatePresence`, `findMessages`), and a control API
-//! to emit events and misbehave on purpose: drop every socket, close with a code, go half-open.
+//! `markMessageAsRead`, `updatePresence`, `findMessages`, `refreshToken`, `connectionState`),
+//! checked as the legacy server checks them: its guards, and each body against the route's JSON
+//! schema from the server's own `validate.schema.ts` (`schemas/`), refused in its words. A
+//! control API emits events and misbehaves on purpose: drop every socket, close with a code, go
+//! half-open.
 //!
 //! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`] (or
 //! [`run_tls`]), which serves a simulator on a listener until a shutdown future completes.
