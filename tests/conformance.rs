@@ -8,10 +8,9 @@ mod common;
 use common::*;
 use eventsock::core::{legacy, MessageLike, QuotedMessage, Token};
 use eventsock::prelude::*;
-use eventsock::rest::{Outbox, Outcome, Outgoing, Pacing, Quote, RestClient, SendText};
+use eventsock::rest::{Outbox, Outcome, Outgoing, Quote, RestClient, SendText};
 use eventsock::sim::{Request, SendFailure, Sim, SimConfig};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 fn client(s: &TestServer) -> RestClient {
     RestClient::new(
@@ -62,14 +61,6 @@ fn none_refused_by_a_schema(sim: &Sim) {
     }
 }
 
-fn fast() -> Pacing {
-    Pacing::default()
-        .rate(200.0)
-        .per_chat(Duration::ZERO)
-        .jitter(0.0)
-        .backoff(Duration::from_millis(20))
-}
-
 /// The README's bot, on the built-in simulator: a `!ping` is answered, quoting it, with a body
 /// the server's schema takes (the body that CodeChat refused before: a key id as
 /// `quotedMessageId`).
@@ -81,12 +72,7 @@ async fn the_readme_bot_answers_with_a_body_the_server_takes() {
         }
         Ok(())
     });
-    let running = router.start(Settings::default()).await.unwrap();
-    let sim = running.sim().expect("the built-in simulator").clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
+    let (running, sim) = started(router, Settings::default()).await;
     let ping = message("3A5F1C2B9D8E7F6A5B4C", "!ping");
     assert!(sim.emit("codechat", "messages.upsert", &ping));
     until("the answer", || !sim.sent().is_empty()).await;
@@ -188,7 +174,7 @@ async fn a_quote_the_server_cannot_resolve_is_sent_unquoted() {
             save_messages: saving,
             ..SimConfig::default()
         });
-        let outbox = Outbox::new(client(&s), fast());
+        let outbox = Outbox::new(client(&s), fast_pacing());
         let message =
             Outgoing::text("5511988887777@s.whatsapp.net", "re").quoting(Quote::Row(4242));
         let outcome = outbox.send(message).await.unwrap();
@@ -237,12 +223,7 @@ async fn react_mark_read_and_presence_from_a_handler() {
             .await?;
         Ok(())
     });
-    let running = router.start(Settings::default()).await.unwrap();
-    let sim = running.sim().expect("the built-in simulator").clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
+    let (running, sim) = started(router, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("R1", "hello"));
     until("the presence", || {
         !calls(&sim, "chat/updatePresence").is_empty()
@@ -302,7 +283,7 @@ async fn find_messages_paging_filters_and_lookups() {
         },
         1,
     );
-    let outbox = Outbox::new(rest.clone(), fast());
+    let outbox = Outbox::new(rest.clone(), fast_pacing());
     let outcome = outbox
         .send(Outgoing::text("5511988887777", "answer lost"))
         .await

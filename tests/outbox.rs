@@ -25,15 +25,6 @@ fn client(s: &TestServer) -> RestClient {
     )
 }
 
-/// Fast pacing for tests; each test sets what it measures.
-fn fast() -> Pacing {
-    Pacing::default()
-        .rate(200.0)
-        .per_chat(Duration::ZERO)
-        .jitter(0.0)
-        .backoff(Duration::from_millis(20))
-}
-
 fn chat(i: usize) -> String {
     format!("55119000000{i:02}@s.whatsapp.net")
 }
@@ -116,7 +107,7 @@ async fn messages_are_paced_kept_in_order_per_chat_and_sent_once() {
 #[actix_rt::test]
 async fn a_429_pauses_every_send_for_its_retry_after_and_nothing_is_sent_twice() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast());
+    let outbox = Outbox::new(client(&s), fast_pacing());
     s.sim.fail_sends(429, Some(1), 2);
     let start = now_ms();
     // One chat: its messages go one at a time, so the first meets both refusals.
@@ -151,7 +142,7 @@ async fn a_429_pauses_every_send_for_its_retry_after_and_nothing_is_sent_twice()
 #[actix_rt::test]
 async fn a_lost_answer_is_looked_up_and_the_message_is_never_sent_twice() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast());
+    let outbox = Outbox::new(client(&s), fast_pacing());
     let to = chat(1);
     // A first send: its answer shows that the server keeps what it sends.
     let first = Outgoing::text(&to, "first");
@@ -191,7 +182,7 @@ async fn a_lost_answer_is_looked_up_and_the_message_is_never_sent_twice() {
 async fn a_server_that_keeps_nothing_leaves_a_lost_answer_in_doubt_and_unsent_again() {
     let s = start_sim(SimConfig::default());
     s.sim.set_saving(false);
-    let outbox = Outbox::new(client(&s), fast());
+    let outbox = Outbox::new(client(&s), fast_pacing());
     s.sim.fail_next_sends(
         SendFailure {
             status: 500,
@@ -211,7 +202,7 @@ async fn a_server_that_keeps_nothing_leaves_a_lost_answer_in_doubt_and_unsent_ag
 #[actix_rt::test]
 async fn a_refusal_fails_that_message_only() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast());
+    let outbox = Outbox::new(client(&s), fast_pacing());
     s.sim.fail_sends(400, None, 1);
     let bad = outbox.post(Outgoing::text(chat(1), "bad")).await.unwrap();
     let good = outbox.post(Outgoing::text(chat(1), "good")).await.unwrap();
@@ -241,7 +232,7 @@ async fn typing_is_shown_for_a_time_that_grows_with_the_text() {
         min: Duration::from_millis(20),
         max: Duration::from_millis(100),
     };
-    let outbox = Outbox::new(client(&s), fast().typing(Some(typing)));
+    let outbox = Outbox::new(client(&s), fast_pacing().typing(Some(typing)));
     outbox.send(Outgoing::text(chat(1), "hi")).await.unwrap();
     outbox
         .send(Outgoing::text(chat(1), "x".repeat(30)))
@@ -258,7 +249,7 @@ async fn typing_is_shown_for_a_time_that_grows_with_the_text() {
 #[actix_rt::test]
 async fn a_daily_cap_holds_the_rest_back() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast().daily_cap(Some(2)));
+    let outbox = Outbox::new(client(&s), fast_pacing().daily_cap(Some(2)));
     let mut receipts = Vec::new();
     for i in 0..3 {
         receipts.push(
@@ -304,7 +295,10 @@ async fn a_full_outbox_waits_or_refuses_and_stop_always_works_on_a_server_that_n
     let sends = Arc::new(AtomicUsize::new(0));
     let server = never_answers(sends.clone());
     let rest = rest_for(&server.url(), Duration::from_secs(600));
-    let failing = Outbox::new(rest.clone(), fast().capacity(2).when_full(WhenFull::Fail));
+    let failing = Outbox::new(
+        rest.clone(),
+        fast_pacing().capacity(2).when_full(WhenFull::Fail),
+    );
     let _a = failing.post(Outgoing::text(chat(1), "a")).await.unwrap();
     let _b = failing.post(Outgoing::text(chat(2), "b")).await.unwrap();
     let e = failing
@@ -314,7 +308,7 @@ async fn a_full_outbox_waits_or_refuses_and_stop_always_works_on_a_server_that_n
     assert!(matches!(e, OutboxError::Full { capacity: 2 }), "{e}");
     assert!(e.to_string().contains("nothing was queued"));
 
-    let waiting = Outbox::new(rest, fast().capacity(1).per_chat(Duration::ZERO));
+    let waiting = Outbox::new(rest, fast_pacing().capacity(1).per_chat(Duration::ZERO));
     let held = waiting.post(Outgoing::text(chat(1), "a")).await.unwrap();
     until("the first send to reach the server", || {
         sends.load(Ordering::Acquire) == 3
@@ -372,7 +366,7 @@ async fn answers_cut_short_or_garbage_never_make_a_second_send() {
     );
     let outbox = Outbox::new(
         rest_for(&server.url(), Duration::from_secs(5)),
-        fast().retries(3),
+        fast_pacing().retries(3),
     );
     let e = outbox
         .send(Outgoing::text(chat(1), "hello"))
@@ -400,7 +394,7 @@ async fn answers_cut_short_or_garbage_never_make_a_second_send() {
     );
     let outbox = Outbox::new(
         rest_for(&server.url(), Duration::from_secs(5)),
-        fast().max_pause(Duration::from_secs(3600)),
+        fast_pacing().max_pause(Duration::from_secs(3600)),
     );
     let receipt = outbox.post(Outgoing::text(chat(1), "later")).await.unwrap();
     until("the refused send", || sends.load(Ordering::Acquire) == 1).await;
@@ -420,7 +414,10 @@ async fn answers_cut_short_or_garbage_never_make_a_second_send() {
 #[actix_rt::test]
 async fn the_same_id_posted_twice_is_sent_once() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast().per_chat(Duration::from_millis(50)));
+    let outbox = Outbox::new(
+        client(&s),
+        fast_pacing().per_chat(Duration::from_millis(50)),
+    );
     let blocker = outbox.post(Outgoing::text(chat(1), "first")).await.unwrap();
     let m = Outgoing::text(chat(1), "once");
     let a = outbox.post(m.clone()).await.unwrap();
@@ -472,7 +469,7 @@ async fn the_jetstream_outbox_delivers_each_message_once_across_a_sender_that_di
         "the first message's place in the stream, not a new one"
     );
 
-    let pacing = || fast().rate(40.0);
+    let pacing = || fast_pacing().rate(40.0);
     let first = Outbox::new(client(&s), pacing());
     let run =
         OutboxSender::new(nats.url(), first.clone(), cfg()).run(std::future::pending(), |_, _| {});
@@ -515,7 +512,10 @@ async fn the_jetstream_outbox_delivers_each_message_once_across_a_sender_that_di
 #[actix_rt::test]
 async fn a_chat_keeps_its_interval_after_its_queue_emptied() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast().per_chat(Duration::from_millis(300)));
+    let outbox = Outbox::new(
+        client(&s),
+        fast_pacing().per_chat(Duration::from_millis(300)),
+    );
     outbox.send(Outgoing::text(chat(1), "a")).await.unwrap();
     // Nothing waits for the chat now; the next message still waits out its interval.
     outbox.send(Outgoing::text(chat(1), "b")).await.unwrap();
@@ -527,7 +527,7 @@ async fn a_chat_keeps_its_interval_after_its_queue_emptied() {
 #[actix_rt::test]
 async fn stopping_while_a_message_is_in_doubt_says_it_may_have_been_sent() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast().backoff(Duration::from_secs(60)));
+    let outbox = Outbox::new(client(&s), fast_pacing().backoff(Duration::from_secs(60)));
     s.sim.fail_next_sends(
         SendFailure {
             status: 500,
@@ -556,7 +556,7 @@ async fn stopping_while_a_message_is_in_doubt_says_it_may_have_been_sent() {
 #[actix_rt::test]
 async fn a_sent_id_is_never_sent_again_and_a_taken_id_is_refused() {
     let s = start_sim(SimConfig::default());
-    let outbox = Outbox::new(client(&s), fast());
+    let outbox = Outbox::new(client(&s), fast_pacing());
     let m = Outgoing::text(chat(1), "once");
     outbox.send(m.clone()).await.unwrap();
     let again = outbox.send(m.clone()).await.unwrap();
@@ -567,7 +567,7 @@ async fn a_sent_id_is_never_sent_again_and_a_taken_id_is_refused() {
             attempts: 0
         }
     );
-    let slow = Outbox::new(client(&s), fast().per_chat(Duration::from_secs(60)));
+    let slow = Outbox::new(client(&s), fast_pacing().per_chat(Duration::from_secs(60)));
     slow.send(Outgoing::text(chat(2), "first")).await.unwrap();
     let queued = Outgoing::text(chat(2), "queued");
     let _waiting = slow.post(queued.clone()).await.unwrap();
@@ -590,7 +590,7 @@ async fn a_handler_run_again_on_the_same_message_replies_once() {
     let router =
         Router::new()
             .rest(client(&s))
-            .pacing(fast())
+            .pacing(fast_pacing())
             .on(|_: Message, cx: Ctx| async move {
                 cx.reply("pong").await?;
                 cx.send("and again").await?;
@@ -640,7 +640,7 @@ async fn a_sender_stopped_cleanly_gives_back_unsent_messages_the_next_one_sends(
     }
     let cfg = || OutboxConfig::default().ack_wait(Duration::from_secs(1));
     // One message every 300 ms: stopped after 3, with the rest queued in its outbox.
-    let slow = Outbox::new(client(&s), fast().rate(3.0));
+    let slow = Outbox::new(client(&s), fast_pacing().rate(3.0));
     let sim = s.sim.clone();
     let first = OutboxSender::new(nats.url(), slow, cfg())
         .run(until("3 sends", move || sim.sent().len() >= 3), |_, _| {})
@@ -648,7 +648,7 @@ async fn a_sender_stopped_cleanly_gives_back_unsent_messages_the_next_one_sends(
         .unwrap();
     assert!(first.left > 0, "{first:?}");
     let sim = s.sim.clone();
-    let second = OutboxSender::new(nats.url(), Outbox::new(client(&s), fast()), cfg())
+    let second = OutboxSender::new(nats.url(), Outbox::new(client(&s), fast_pacing()), cfg())
         .run(
             until("every message", move || sim.sent().len() >= 12),
             |_, _| {},

@@ -51,20 +51,6 @@ async fn answered(sim: &Sim, id: &str) {
     assert_eq!(replies[0]["keyRemoteJid"], "5511988887777@s.whatsapp.net");
 }
 
-/// Starts `router` on the built-in simulator and waits until it listens to `messages.upsert`.
-async fn started(router: Router, settings: Settings) -> (Running, Sim) {
-    let running = router.start(settings).await.unwrap();
-    let sim = running
-        .sim()
-        .expect("no URL: the built-in simulator")
-        .clone();
-    until("the socket", || {
-        sim.is_subscribed("codechat", "messages.upsert")
-    })
-    .await;
-    (running, sim)
-}
-
 #[actix_rt::test]
 async fn the_bot_runs_live_on_the_built_in_simulator() {
     let (running, sim) = started(echo_bot(), Settings::default()).await;

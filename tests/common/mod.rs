@@ -272,3 +272,29 @@ pub fn supervise_with(
         .unwrap();
     (sup, rec)
 }
+
+/// Pacing for tests: fast, no jitter, short backoff; each test sets what it measures.
+pub fn fast_pacing() -> eventsock::rest::Pacing {
+    eventsock::rest::Pacing::default()
+        .rate(200.0)
+        .per_chat(Duration::ZERO)
+        .jitter(0.0)
+        .backoff(Duration::from_millis(20))
+}
+
+/// Starts `router` on the built-in simulator and waits until it listens to `messages.upsert`.
+pub async fn started(
+    router: eventsock::handler::Router,
+    settings: eventsock::Settings,
+) -> (eventsock::Running, eventsock::sim::Sim) {
+    let running = eventsock::Run::start(router, settings).await.unwrap();
+    let sim = running
+        .sim()
+        .expect("no URL: the built-in simulator")
+        .clone();
+    until("the socket", || {
+        sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    (running, sim)
+}

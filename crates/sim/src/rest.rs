@@ -196,6 +196,21 @@ fn admit(
     Ok(body)
 }
 
+/// A route that acts at once: admitted by its guards and schema, then `act` on the instance
+/// and the body.
+fn route(
+    req: &HttpRequest,
+    sim: &Sim,
+    raw: &[u8],
+    (guards, schema): (Guards, Schema),
+    act: impl FnOnce(&str, Value) -> Result<Answer, Answer>,
+) -> HttpResponse {
+    let instance = req.match_info().get("instance").unwrap_or_default();
+    let answer =
+        admit(req, sim, instance, raw, guards, schema).and_then(|body| act(instance, body));
+    respond(req, sim, raw, answer.unwrap_or_else(|a| a))
+}
+
 /// The JID the server sends to for `number` (`createJid` in CodeChat's whatsapp.service.ts):
 /// a full JID as it is; a Brazilian mobile number of 13 digits whose area code is 31 or more
 /// and whose subscriber number starts with 7 to 9 loses its leading 9, as do such Mexican (52)
@@ -436,97 +451,58 @@ fn sent_message(
 /// the key's chat), so emitted and saved too; answers 201 with the reaction message.
 pub(crate) async fn send_reaction(
     req: HttpRequest,
-    path: web::Path<String>,
     raw: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
-    let instance = path.into_inner();
-    let answer = (|| {
-        let body = admit(
-            &req,
-            &sim,
-            &instance,
-            &raw,
-            Guards::JwtAndInstance,
-            Schema::SendReaction,
-        )?;
+    let checks = (Guards::JwtAndInstance, Schema::SendReaction);
+    route(&req, &sim, &raw, checks, |instance, body| {
         let reaction = &body["reactionMessage"];
         let jid = recipient(
             &sim,
             reaction["key"]["remoteJid"].as_str().unwrap_or_default(),
         )?;
         let content = json!({"key": reaction["key"], "text": reaction["reaction"]});
-        let message = sent_message(
-            &sim,
-            &instance,
-            &jid,
-            "reactionMessage",
-            content,
-            &json!({}),
-        );
+        let message = sent_message(&sim, instance, &jid, "reactionMessage", content, &json!({}));
         for event in ["send.message", "messages.upsert"] {
-            sim.emit(&instance, event, &message);
+            sim.emit(instance, event, &message);
         }
-        Ok::<_, Answer>(Answer::ok(StatusCode::CREATED, message))
-    })();
-    respond(&req, &sim, &raw, answer.unwrap_or_else(|a| a))
+        Ok(Answer::ok(StatusCode::CREATED, message))
+    })
 }
 
 /// `PUT /chat/markMessageAsRead/{instance}`: passes on the keys of groups and LIDs only, as the
 /// real server does (the others are dropped without a word), and answers success either way.
 pub(crate) async fn mark_as_read(
     req: HttpRequest,
-    path: web::Path<String>,
     raw: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
-    let instance = path.into_inner();
-    let answer = admit(
-        &req,
-        &sim,
-        &instance,
-        &raw,
-        Guards::JwtAndInstance,
-        Schema::MarkMessageAsRead,
-    )
-    .map(|body| {
+    let checks = (Guards::JwtAndInstance, Schema::MarkMessageAsRead);
+    route(&req, &sim, &raw, checks, |_, body| {
         for key in body["readMessages"].as_array().into_iter().flatten() {
             let jid = key["remoteJid"].as_str().unwrap_or_default();
             if jid.ends_with("@g.us") || jid.ends_with("@lid") {
                 sim.mark_read(key.clone());
             }
         }
-        Answer::ok(
-            StatusCode::OK,
-            json!({"message": "Read messages", "read": "success"}),
-        )
-    });
-    respond(&req, &sim, &raw, answer.unwrap_or_else(|a| a))
+        let read = json!({"message": "Read messages", "read": "success"});
+        Ok(Answer::ok(StatusCode::OK, read))
+    })
 }
 
 /// `PATCH /chat/updatePresence/{instance}`: `{message: "success"}`; without a `number` the
 /// real server crashes (500 `{}`), though its schema lets it through.
 pub(crate) async fn update_presence(
     req: HttpRequest,
-    path: web::Path<String>,
     raw: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
-    let instance = path.into_inner();
-    let answer = admit(
-        &req,
-        &sim,
-        &instance,
-        &raw,
-        Guards::JwtAndInstance,
-        Schema::UpdatePresence,
-    )
-    .and_then(|body| {
+    let checks = (Guards::JwtAndInstance, Schema::UpdatePresence);
+    route(&req, &sim, &raw, checks, |_, body| {
         let number = body["number"].as_str().ok_or_else(Answer::crash)?;
         recipient(&sim, number)?;
         Ok(Answer::ok(StatusCode::OK, json!({"message": "success"})))
-    });
-    respond(&req, &sim, &raw, answer.unwrap_or_else(|a| a))
+    })
 }
 
 /// The `where` members the real server filters on (`fetchMessages` in CodeChat's
@@ -620,64 +596,51 @@ pub(crate) async fn find_messages(
 /// stored token. Answers 201 with the new `Auth` row; 400 `Invalid "oldToken"` otherwise.
 pub(crate) async fn refresh_token(
     req: HttpRequest,
-    path: web::Path<String>,
     raw: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
-    let instance = path.into_inner();
-    let answer = admit(
+    route(
         &req,
         &sim,
-        &instance,
         &raw,
-        Guards::None,
-        Schema::RefreshToken,
+        (Guards::None, Schema::RefreshToken),
+        |_, body| {
+            let old = body["oldToken"].as_str().filter(|t| !t.is_empty());
+            let old = old.ok_or_else(|| Answer::bad_request(&sim, "oldToken is required"))?;
+            let (token, instance_id) = sim
+                .refresh_token(old)
+                .ok_or_else(|| Answer::bad_request(&sim, "Invalid \"oldToken\""))?;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Ok(Answer::ok(
+                StatusCode::CREATED,
+                json!({
+                    "id": instance_id,
+                    "token": token,
+                    "createdAt": now,
+                    "updatedAt": now,
+                    "instanceId": instance_id,
+                }),
+            ))
+        },
     )
-    .and_then(|body| {
-        let old = body["oldToken"].as_str().filter(|t| !t.is_empty());
-        let old = old.ok_or_else(|| Answer::bad_request(&sim, "oldToken is required"))?;
-        let (token, instance_id) = sim
-            .refresh_token(old)
-            .ok_or_else(|| Answer::bad_request(&sim, "Invalid \"oldToken\""))?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        Ok(Answer::ok(
-            StatusCode::CREATED,
-            json!({
-                "id": instance_id,
-                "token": token,
-                "createdAt": now,
-                "updatedAt": now,
-                "instanceId": instance_id,
-            }),
-        ))
-    });
-    respond(&req, &sim, &raw, answer.unwrap_or_else(|a| a))
 }
 
 /// `GET /instance/connectionState/{instance}`: the JWT guard only (the real server's instance
 /// guard skips this route), so a 200 says the token is accepted for this instance. Answers the
 /// instance's `{state, statusReason}`; `{state: "close", statusReason: 400}` for an instance
 /// the server has not loaded.
-pub(crate) async fn connection_state(
-    req: HttpRequest,
-    path: web::Path<String>,
-    sim: web::Data<Sim>,
-) -> HttpResponse {
-    let instance = path.into_inner();
-    let answer = admit(
+pub(crate) async fn connection_state(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
+    route(
         &req,
         &sim,
-        &instance,
         b"",
-        Guards::Jwt,
-        Schema::InstanceName,
+        (Guards::Jwt, Schema::InstanceName),
+        |instance, _| {
+            let state = match sim.instance_id(instance) {
+                Some(_) => json!({"state": "open", "statusReason": 200}),
+                None => json!({"state": "close", "statusReason": 400}),
+            };
+            Ok(Answer::ok(StatusCode::OK, state))
+        },
     )
-    .map(|_| {
-        let state = match sim.instance_id(&instance) {
-            Some(_) => json!({"state": "open", "statusReason": 200}),
-            None => json!({"state": "close", "statusReason": 400}),
-        };
-        Answer::ok(StatusCode::OK, state)
-    });
-    respond(&req, &sim, b"", answer.unwrap_or_else(|a| a))
 }
