@@ -1,6 +1,6 @@
 //! The JetStream bridge against a real nats-server with JetStream. Each test starts its own
 //! server (`nats-server -js` on a free loopback port, its own store) and skips, saying why, when
-//! the `nats-server` binary is not installed (`.ci/run` installs Debian's package).
+//! the `nats-server` binary is not installed (`.ci/run` installs one); under CI it fails instead.
 
 mod common;
 
