@@ -48,6 +48,22 @@ impl Backoff {
         }
     }
 
+    /// The same policy with `jitter` (a fraction, 0 to 1: 0 waits exactly the doubling delay, 1
+    /// anywhere from `min` up to it). A fixed delay has none.
+    pub fn jitter(self, jitter: f64) -> Backoff {
+        match self {
+            Backoff::Exponential {
+                min, max, factor, ..
+            } => Backoff::Exponential {
+                min,
+                max,
+                factor,
+                jitter: jitter.clamp(0.0, 1.0),
+            },
+            fixed => fixed,
+        }
+    }
+
     /// The delay before attempt `attempt` (1 for the first reconnect), with random jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
         self.delay_with(attempt, fastrand::f64())
@@ -163,6 +179,19 @@ mod tests {
             let d = b.delay(n);
             assert!(d >= MS(500) && d <= Duration::from_secs(30), "{d:?}");
         }
+    }
+
+    /// Without jitter the delay is exactly the doubling one; with full jitter it may fall to
+    /// `min` but not below; a fixed delay takes none.
+    #[test]
+    fn jitter_is_set_and_bounded() {
+        let exact = Backoff::exponential(MS(100), MS(1000)).jitter(0.0);
+        assert_eq!(exact.delay_with(3, 1.0), MS(400));
+        let full = Backoff::exponential(MS(100), MS(1000)).jitter(7.0);
+        assert_eq!(full.delay_with(3, 1.0), MS(100));
+        assert_eq!(full.delay_with(3, 0.0), MS(400));
+        let fixed = Backoff::Fixed(MS(5)).jitter(1.0);
+        assert_eq!(fixed, Backoff::Fixed(MS(5)));
     }
 
     #[test]

@@ -128,7 +128,11 @@ async fn publish(
     let mut unsent = 0usize;
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     let mut open = true;
-    let mut wait = Duration::from_millis(50);
+    // Publish failures in a row, and the wait before publishing the window again.
+    let mut failures = 0u32;
+    let backoff =
+        eventsock_core::Backoff::exponential(Duration::from_millis(50), Duration::from_secs(2))
+            .jitter(0.0);
     loop {
         if window.is_empty() {
             for f in flushes.drain(..) {
@@ -156,13 +160,14 @@ async fn publish(
                             unsent -= 1;
                         }
                         counters.published.fetch_add(1, Ordering::Relaxed);
-                        wait = Duration::from_millis(50);
+                        failures = 0;
                     }
                     Some(Err(error)) => {
                         counters.retries.fetch_add(1, Ordering::Relaxed);
+                        failures += 1;
+                        let wait = backoff.delay(failures);
                         tracing::warn!(%error, held = window.len(), wait = %eventsock_core::human::duration(wait), "publish failed; publishing the window again, in order");
                         tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(2));
                         unsent = 0;
                         for (p, ack) in window.iter_mut() {
                             *ack = send(&js, p).await.ok();

@@ -211,7 +211,11 @@ fn shown(url: &str) -> String {
 /// (async-nats reconnects by itself).
 async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
     let at = shown(url);
-    let mut wait = std::time::Duration::from_millis(250);
+    let backoff = eventsock_core::Backoff::exponential(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(5),
+    )
+    .jitter(0.0);
     let mut failures = 0u32;
     loop {
         let events_at = at.clone();
@@ -236,6 +240,7 @@ async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
             }
             Err(e) => {
                 failures += 1;
+                let wait = backoff.delay(failures);
                 let next = eventsock_core::human::duration(wait);
                 // Said on the first failure and then every tenth, so a long outage stays visible
                 // without flooding the log.
@@ -247,7 +252,6 @@ async fn connect(url: &str) -> Result<async_nats::Client, NatsError> {
                     tracing::debug!("NATS at {at} is unreachable ({e}); next try in {next}");
                 }
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(5));
             }
         }
     }

@@ -212,6 +212,14 @@ pub struct SendText {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The wait before retry `n` of an idempotent call: 0.4 s, doubling, at most 12.8 s.
+const RETRY_BACKOFF: eventsock_core::Backoff = eventsock_core::Backoff::Exponential {
+    min: Duration::from_millis(400),
+    max: Duration::from_millis(12_800),
+    factor: 2.0,
+    jitter: 0.0,
+};
+
 thread_local! {
     // awc's client is not Send: each thread that makes calls keeps one per RestClient, so a
     // RestClient can be cloned into handlers on any arbiter and still reuse connections.
@@ -452,7 +460,7 @@ impl RestClient {
                 }
                 Err(e) if idempotent && e.transient() && attempt < self.retries => {
                     attempt += 1;
-                    let wait = Duration::from_millis(200 << attempt.min(6));
+                    let wait = RETRY_BACKOFF.delay(attempt);
                     tracing::debug!(route, attempt, error = %e, wait = %eventsock_core::human::duration(wait), "retrying");
                     tokio::time::sleep(wait).await;
                 }

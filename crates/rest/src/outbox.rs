@@ -225,9 +225,9 @@ impl Pacing {
     }
 
     fn backoff_after(&self, failures: u32) -> Duration {
-        self.backoff
-            .saturating_mul(1 << failures.saturating_sub(1).min(10))
-            .min(Duration::from_secs(60).max(self.backoff))
+        eventsock_core::Backoff::exponential(self.backoff, Duration::from_secs(60))
+            .jitter(0.0)
+            .delay(failures.max(1))
     }
 }
 
