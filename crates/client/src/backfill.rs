@@ -29,7 +29,7 @@ use eventsock_rest::{RestClient, RestError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -316,21 +316,9 @@ impl CheckpointStore for FileCheckpoint {
     }
 
     fn save(&self, checkpoint: Vec<u8>) -> Result<(), String> {
-        write_atomically(&self.0, &checkpoint).map_err(|e| format!("{}: {e}", self.0.display()))
+        eventsock_core::file::write_atomically(&self.0, &checkpoint, false)
+            .map_err(|e| format!("{}: {e}", self.0.display()))
     }
-}
-
-/// Writes `bytes` to a file beside `path`, then renames it over `path`: a reader (or a
-/// process started after a crash) sees the old checkpoint or the new one, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    std::io::Write::write_all(&mut file, bytes)?;
-    // On disk before it replaces the old one: after a power cut, the old or the new, not empty.
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 impl Gate for Recovery {

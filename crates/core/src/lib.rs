@@ -31,6 +31,7 @@
 mod backoff;
 mod checkpoint;
 mod event;
+pub mod file;
 mod frame;
 pub mod human;
 pub mod legacy;

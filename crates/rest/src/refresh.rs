@@ -298,35 +298,13 @@ impl TokenProvider for RefreshingToken {
     }
 }
 
-/// Writes `token` to `path` through a temporary file in the same folder, synced, then renamed:
-/// a crash leaves the old file or the new one, never a torn one.
+/// Writes `token` to `path` atomically, readable by its owner only.
 fn write_atomically(path: &Path, token: &Token) -> Result<(), RefreshError> {
-    use std::io::Write;
-    let failed = |source| RefreshError::File {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "token".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(failed)?;
-    file.write_all(token.expose().as_bytes())
-        .and_then(|()| file.write_all(b"\n"))
-        .and_then(|()| file.sync_all())
-        .map_err(failed)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(failed)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable; not every platform can open a folder.
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
+    let line = format!("{}\n", token.expose());
+    eventsock_core::file::write_atomically(path, line.as_bytes(), true).map_err(|source| {
+        RefreshError::File {
+            path: path.to_path_buf(),
+            source,
         }
-    }
-    Ok(())
+    })
 }
