@@ -8,7 +8,7 @@ use actix::Actor;
 use common::*;
 use eventsock::client::{Backfill, LifecycleKind, Supervisor};
 use eventsock::core::{legacy, Backoff, Origin, Source, Token};
-use eventsock::sim::{FindMode, SimConfig};
+use eventsock::sim::{FindMode, SimConfig, Ties};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -127,6 +127,38 @@ async fn a_gap_of_500_messages_is_recovered_oldest_first_each_once() {
         .emit("codechat", "messages.upsert", &message("AFTER", now));
     rec.wait_events(521).await;
     assert_eq!(received(&rec)[520], ("AFTER".to_owned(), Origin::Live));
+}
+
+/// The server sorts by the timestamp alone and gives the messages of one second in any order:
+/// recovery puts them in the order the server saved them (its row ids), none missing.
+#[actix_rt::test]
+async fn messages_of_one_second_are_recovered_in_arrival_order() {
+    let s = start_sim(SimConfig::default());
+    s.sim.set_ties(Ties::Shuffled);
+    let backfill = Backfill::new().pages(500, 5);
+    let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(1500));
+    subscribed(&s, "messages.upsert").await;
+    drop_link(&s).await;
+    let second = now_secs();
+    for i in 0..200 {
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("S{i:03}"), second),
+        );
+    }
+    let recovered = rec
+        .wait_lifecycle("the recovery", |k| {
+            matches!(k, LifecycleKind::Recovered { .. })
+        })
+        .await;
+    assert!(
+        matches!(recovered, LifecycleKind::Recovered { delivered: 200, .. }),
+        "{recovered:?}"
+    );
+    let got: Vec<String> = received(&rec).into_iter().map(|(id, _)| id).collect();
+    let sent: Vec<String> = (0..200).map(|i| format!("S{i:03}")).collect();
+    assert_eq!(got, sent, "in arrival order");
 }
 
 #[actix_rt::test]

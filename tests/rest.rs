@@ -41,8 +41,8 @@ async fn sends_text_and_the_message_comes_back() {
         .find_messages(json!({"keyId": sent["keyId"]}))
         .await
         .unwrap();
-    assert_eq!(found["messages"]["total"], 1);
-    let record = &found["messages"]["records"][0];
+    assert_eq!(found.total, Some(1));
+    let record = &found.records[0];
     assert_eq!(
         (&record["keyId"], &record["content"]),
         (&sent["keyId"], &sent["content"])
@@ -65,19 +65,17 @@ async fn find_messages_pages_newest_first_like_the_real_server() {
     }
     let page = |filter, size, n| rest.find_messages_page(filter, size, n);
     let first = page(json!({}), 50, 1).await.unwrap();
-    let m = &first["messages"];
     assert_eq!(
-        (&m["total"], &m["pages"], &m["currentPage"]),
-        (&json!(120), &json!(3), &json!(1))
+        (first.total, first.pages, first.current_page),
+        (Some(120), Some(3), Some(1))
     );
-    let ids: Vec<&str> = m["records"]
-        .as_array()
-        .unwrap()
+    let ids: Vec<&str> = first
+        .records
         .iter()
         .map(|r| r["keyId"].as_str().unwrap())
         .collect();
     assert_eq!((ids.len(), ids[0], ids[49]), (50, "K119", "K070"));
-    let row = &m["records"][0];
+    let row = &first.records[0];
     assert!(
         row.get("isGroup").is_none() && row.get("info").is_none(),
         "{row}"
@@ -85,13 +83,13 @@ async fn find_messages_pages_newest_first_like_the_real_server() {
     assert_eq!(row["MessageUpdate"], json!([]));
     assert_eq!(row["messageTimestamp"], base + 119);
     let last = page(json!({}), 50, 3).await.unwrap();
-    assert_eq!(last["messages"]["records"].as_array().unwrap().len(), 20);
-    assert_eq!(last["messages"]["records"][19]["keyId"], "K000");
+    assert_eq!(last.records.len(), 20);
+    assert_eq!(last.records[19]["keyId"], "K000");
     let mine = page(json!({"keyFromMe": true}), 50, 1).await.unwrap();
-    assert_eq!(mine["messages"]["total"], 60);
+    assert_eq!(mine.total, Some(60));
     // The default page is 50.
     let default = rest.find_messages(json!({})).await.unwrap();
-    assert_eq!(default["messages"]["records"].as_array().unwrap().len(), 50);
+    assert_eq!(default.records.len(), 50);
 
     s.sim.set_saving(false);
     s.sim.emit(
@@ -103,7 +101,7 @@ async fn find_messages_pages_newest_first_like_the_real_server() {
         .find_messages(json!({"keyId": "UNSAVED"}))
         .await
         .unwrap();
-    assert_eq!(found["messages"]["total"], 0);
+    assert_eq!(found.total, Some(0));
     assert_eq!(s.sim.find_requests(), 5);
 }
 

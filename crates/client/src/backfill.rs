@@ -25,9 +25,9 @@
 
 use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin};
 use eventsock_handler::{Gate, Router};
-use eventsock_rest::{RestClient, RestError};
+use eventsock_rest::{FoundPage, RestClient, RestError};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -387,13 +387,6 @@ enum Failure {
     Failed(String),
 }
 
-/// The `messageTimestamp` of a record, in seconds (numbers and numeric strings).
-fn timestamp(record: &Value) -> Option<i64> {
-    eventsock_core::wire::opt_int::deserialize(record.get("messageTimestamp")?)
-        .ok()
-        .flatten()
-}
-
 /// Pages `findMessages` from the newest until older than `from`: the records at or after it,
 /// oldest first.
 async fn fetch(
@@ -401,14 +394,14 @@ async fn fetch(
     from: i64,
     settings: &Backfill,
 ) -> Result<Vec<(i64, String)>, Failure> {
-    let mut found: Vec<(i64, String)> = Vec::new();
+    let mut found: Vec<(i64, i64, String)> = Vec::new();
     let mut bytes = 0usize;
     for page in 1..=settings.max_pages {
         let call = rest.find_messages_page(json!({}), settings.page_size, page);
         // The client's own timeout is the page's (see `SupervisorBuilder::start`); this one only
         // guards against a client built otherwise.
         let guard = settings.page_timeout + Duration::from_secs(1);
-        let answer = match tokio::time::timeout(guard, call).await {
+        let found_page = match tokio::time::timeout(guard, call).await {
             Err(_) => {
                 return Err(Failure::Failed(format!(
                     "findMessages did not answer within {}",
@@ -426,23 +419,19 @@ async fn fetch(
                 ))
             }
             Ok(Err(e)) => return Err(Failure::Failed(format!("findMessages: {e}"))),
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(found_page)) => found_page,
         };
-        let Some(records) = answer["messages"]["records"].as_array() else {
-            return Err(Failure::Failed(format!(
-                "findMessages answered something that is not a page of messages: {}",
-                human::excerpt(&answer.to_string(), 80)
-            )));
-        };
+        let records = &found_page.records;
         let mut older = false;
         // A page holds at most `page_size` records: a server that sends more gets no more read.
         for record in records.iter().take(settings.page_size as usize) {
-            match timestamp(record) {
+            match FoundPage::timestamp(record) {
                 Some(t) if t < from => older = true,
                 t => {
                     let text = record.to_string();
                     bytes += text.len();
-                    found.push((t.unwrap_or(i64::MIN), text));
+                    let row = FoundPage::row_id(record).unwrap_or(i64::MAX);
+                    found.push((t.unwrap_or(i64::MIN), row, text));
                 }
             }
         }
@@ -463,10 +452,10 @@ async fn fetch(
             );
         }
     }
-    // Oldest first; the server gives equal timestamps newest saved first.
-    found.reverse();
-    found.sort_by_key(|(t, _)| *t);
-    Ok(found)
+    // In arrival order: by timestamp, then by row id (the server's autoincrement), since the
+    // server sorts by timestamp alone and gives the messages of one second in any order.
+    found.sort_by_key(|(t, row, _)| (*t, *row));
+    Ok(found.into_iter().map(|(t, _, text)| (t, text)).collect())
 }
 
 /// The most message bytes one recovery holds before it delivers them.
@@ -561,7 +550,7 @@ async fn recover_once(
             let call = rest.find_messages(json!({ "keyId": id }));
             if let Ok(Ok(answer)) = tokio::time::timeout(recovery.settings.page_timeout, call).await
             {
-                if answer["messages"]["total"].as_u64() == Some(0) {
+                if answer.total == Some(0) {
                     return unavailable("the server keeps no messages (findMessages does not find one this client received): start it with DATABASE_SAVE_DATA_NEW_MESSAGE=true".into());
                 }
             }

@@ -191,6 +191,57 @@ impl Quote {
     }
 }
 
+/// A page of `findMessages`, read from the server's `{messages: {total, pages, currentPage,
+/// records}}` (CodeChat's `fetchMessages`): the one reading of that answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FoundPage {
+    /// How many messages match, over every page (`None` when the server did not say).
+    pub total: Option<u64>,
+    /// How many pages there are.
+    pub pages: Option<u64>,
+    /// Which page this is, from 1.
+    pub current_page: Option<u64>,
+    /// The page's messages: the server's `Message` rows, newest first by `messageTimestamp`.
+    pub records: Vec<Value>,
+}
+
+impl FoundPage {
+    /// Reads an answer; anything but a page of messages is a [`RestError::Decode`] that shows
+    /// the start of what came.
+    pub fn parse(mut answer: Value) -> Result<FoundPage, RestError> {
+        let messages = answer.get_mut("messages");
+        let number = |key: &str| messages.as_ref().and_then(|m| m[key].as_u64());
+        let (total, pages, current_page) =
+            (number("total"), number("pages"), number("currentPage"));
+        match messages.and_then(|m| m.get_mut("records")).map(Value::take) {
+            Some(Value::Array(records)) => Ok(FoundPage {
+                total,
+                pages,
+                current_page,
+                records,
+            }),
+            _ => Err(RestError::Decode(format!(
+                "not a page of messages: {}",
+                eventsock_core::human::excerpt(&answer.to_string(), 80)
+            ))),
+        }
+    }
+
+    /// The row id (`id`) of a record: the server's autoincrement, so the order in which it
+    /// saved the messages.
+    pub fn row_id(record: &Value) -> Option<i64> {
+        record["id"].as_i64()
+    }
+
+    /// The `messageTimestamp` of a record, in seconds (a number or a numeric string).
+    pub fn timestamp(record: &Value) -> Option<i64> {
+        eventsock_core::wire::opt_int::deserialize(record.get("messageTimestamp")?)
+            .ok()
+            .flatten()
+    }
+}
+
 /// What to send with [`RestClient::send`].
 #[derive(Debug, Clone, Default)]
 pub struct SendText {
@@ -411,29 +462,33 @@ impl RestClient {
 
     /// Finds stored messages whose fields match `filter` (the server's `where`), for example
     /// `{"keyRemoteJid": "5511...@s.whatsapp.net"}`: how a bot resyncs after a gap notice.
-    /// Returns the server's answer as JSON. Retried on transient failures.
-    pub async fn find_messages(&self, filter: Value) -> Result<Value, RestError> {
-        self.call(
-            Method::Post,
-            "chat/findMessages",
-            &json!({"where": filter}),
-            true,
-        )
-        .await
+    /// The server's first page (50 messages, newest first). Retried on transient failures.
+    pub async fn find_messages(&self, filter: Value) -> Result<FoundPage, RestError> {
+        let answer = self
+            .call(
+                Method::Post,
+                "chat/findMessages",
+                &json!({"where": filter}),
+                true,
+            )
+            .await?;
+        FoundPage::parse(answer)
     }
 
     /// One page of [`find_messages`](Self::find_messages): the server sorts by
-    /// `messageTimestamp`, newest first, and answers `{messages: {total, pages, currentPage,
-    /// records}}` with `page_size` records of page `page` (from 1).
+    /// `messageTimestamp`, newest first, and answers `page_size` records of page `page` (from
+    /// 1).
     pub async fn find_messages_page(
         &self,
         filter: Value,
         page_size: u32,
         page: u32,
-    ) -> Result<Value, RestError> {
+    ) -> Result<FoundPage, RestError> {
         let body = json!({"where": filter, "offset": page_size, "page": page});
-        self.call(Method::Post, "chat/findMessages", &body, true)
-            .await
+        let answer = self
+            .call(Method::Post, "chat/findMessages", &body, true)
+            .await?;
+        FoundPage::parse(answer)
     }
 
     async fn call(

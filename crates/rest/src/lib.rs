@@ -20,7 +20,7 @@ pub mod outbox;
 mod refresh;
 mod tls;
 
-pub use client::{request, MessageKey, Method, Quote, RestClient, RestError, SendText};
+pub use client::{request, FoundPage, MessageKey, Method, Quote, RestClient, RestError, SendText};
 pub use outbox::{
     Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing, WhenFull,
 };

@@ -1320,9 +1320,9 @@ async fn look_up(
     id: &str,
     known: Option<bool>,
 ) -> Result<(bool, bool), RestError> {
-    let answer = rest.find_messages_page(json!({"keyId": id}), 10, 1).await?;
-    let records = records_of(&answer)?;
-    if records
+    let found = rest.find_messages_page(json!({"keyId": id}), 10, 1).await?;
+    if found
+        .records
         .iter()
         .any(|r| r.get("keyId").and_then(Value::as_str) == Some(id))
     {
@@ -1334,16 +1334,7 @@ async fn look_up(
     let mine = rest
         .find_messages_page(json!({"keyFromMe": true}), 1, 1)
         .await?;
-    Ok((false, !records_of(&mine)?.is_empty()))
-}
-
-fn records_of(answer: &Value) -> Result<&Vec<Value>, RestError> {
-    answer
-        .pointer("/messages/records")
-        .or_else(|| answer.get("records"))
-        .or(Some(answer))
-        .and_then(Value::as_array)
-        .ok_or_else(|| RestError::Decode("findMessages answered without a list of messages".into()))
+    Ok((false, !mine.records.is_empty()))
 }
 
 #[cfg(test)]

@@ -133,15 +133,23 @@ async fn saving(sim: web::Data<Sim>, body: web::Json<Saving>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"saving": body.enabled}))
 }
 
-/// `{mode}`: `normal`, `hang` (never answer) or `garbage` (200 with a body that is not JSON).
+/// `{mode?, ties?}`: `mode` is `normal`, `hang` (never answer), `garbage` (200 with a body that
+/// is not JSON) or `flood`; `ties` the order of messages of one second: `descending`,
+/// `ascending` or `shuffled`.
 #[derive(Debug, Deserialize)]
 struct FindMessages {
-    mode: crate::hub::FindMode,
+    mode: Option<crate::hub::FindMode>,
+    ties: Option<crate::hub::Ties>,
 }
 
 async fn find_messages(sim: web::Data<Sim>, body: web::Json<FindMessages>) -> HttpResponse {
-    sim.set_find_mode(body.mode);
-    HttpResponse::Ok().json(json!({"mode": body.mode}))
+    if let Some(mode) = body.mode {
+        sim.set_find_mode(mode);
+    }
+    if let Some(ties) = body.ties {
+        sim.set_ties(ties);
+    }
+    HttpResponse::Ok().json(json!({"mode": body.mode, "ties": body.ties}))
 }
 
 /// Every `sendText` accepted, in arrival order: `[{instance, chat, text, atMs, id, typingMs}]`.

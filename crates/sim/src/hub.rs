@@ -77,6 +77,7 @@ struct Inner {
     stored: Mutex<HashMap<String, std::collections::VecDeque<serde_json::Value>>>,
     saving: AtomicBool,
     find_mode: Mutex<FindMode>,
+    ties: Mutex<Ties>,
     find_requests: AtomicU64,
     /// Every `sendText` accepted, in arrival order (the oldest forgotten past `SENT`).
     sent: Mutex<std::collections::VecDeque<Sent>>,
@@ -143,6 +144,21 @@ pub struct SendFailure {
     pub delivered: bool,
 }
 
+/// In which order `findMessages` gives messages of the same `messageTimestamp`. The real server
+/// sorts by the timestamp alone, without an index: ties come back in any order, which may differ
+/// from one request to the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ties {
+    /// The latest saved first.
+    #[default]
+    Descending,
+    /// The first saved first.
+    Ascending,
+    /// A new random order on every request.
+    Shuffled,
+}
+
 /// How many emitted messages [`Sim::history`] keeps per instance.
 const HISTORY: usize = 10_000;
 /// How many saved messages `findMessages` can find per instance (the oldest are forgotten).
@@ -206,6 +222,7 @@ impl Sim {
                 stored: Mutex::default(),
                 saving: AtomicBool::new(config_saves),
                 find_mode: Mutex::default(),
+                ties: Mutex::default(),
                 find_requests: AtomicU64::new(0),
                 sent: Mutex::default(),
                 send_failures: Mutex::default(),
@@ -554,7 +571,8 @@ impl Sim {
     }
 
     /// The saved messages of `instance` that `keep` keeps, newest first by `messageTimestamp`
-    /// (latest saved first among equals): how many there are, and `take` of them after `skip`.
+    /// (among equals, as [`Sim::set_ties`] says): how many there are, and `take` of them after
+    /// `skip`.
     pub(crate) fn find_stored(
         &self,
         instance: &str,
@@ -567,12 +585,27 @@ impl Sim {
             return (0, Vec::new());
         };
         let mut rows: Vec<&serde_json::Value> = list.iter().rev().filter(|m| keep(m)).collect();
+        match self.ties() {
+            Ties::Descending => {}
+            Ties::Ascending => rows.reverse(),
+            Ties::Shuffled => fastrand::shuffle(&mut rows),
+        }
+        // Stable: among equal timestamps, the order above stays.
         rows.sort_by_key(|m| std::cmp::Reverse(m["messageTimestamp"].as_i64().unwrap_or_default()));
         let total = rows.len();
         (
             total,
             rows.into_iter().skip(skip).take(take).cloned().collect(),
         )
+    }
+
+    /// In which order `findMessages` gives messages of one second from now on.
+    pub fn set_ties(&self, ties: Ties) {
+        *self.inner.ties.lock().unwrap_or_else(|p| p.into_inner()) = ties;
+    }
+
+    fn ties(&self) -> Ties {
+        *self.inner.ties.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every text message accepted on `sendText`, in arrival order.

@@ -44,7 +44,7 @@ mod ws;
 pub use auth::SimClaims;
 pub use config::{Protocol, SimConfig};
 pub use generate::{generate, Generator};
-pub use hub::{FindMode, Request, SendFailure, Sent, Sim, SocketInfo, STORED};
+pub use hub::{FindMode, Request, SendFailure, Sent, Sim, SocketInfo, Ties, STORED};
 
 /// A simulator serving on `127.0.0.1` on a free port, inside the current actix system, until it
 /// is dropped: for examples, tests and demos.
