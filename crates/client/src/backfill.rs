@@ -18,17 +18,18 @@
 //! up by the next gap or the next start. A server that cannot recover (no route, a token
 //! refused, messages not saved) is reported once per instance.
 //!
-//! A limit: the server sorts only by `messageTimestamp`, so messages of the same second that
-//! straddle a page boundary could in principle come back in another order on the next page and
-//! one be missed; a database that returns ties in a stable order (as the simulator does) never
-//! does this.
+//! The server sorts only by `messageTimestamp`, and gives the messages of one second in any
+//! order: what a recovery fetched is delivered by timestamp, then by row id (the server's
+//! autoincrement, so the order it saved them in). A limit: messages of one second that
+//! straddle a page boundary can come back in another order on the next page, and one be
+//! missed; a database that returns ties in a stable order never does this.
 
-use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin};
+use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin, Recent};
 use eventsock_handler::{Gate, Router};
 use eventsock_rest::{FoundPage, RestClient, RestError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -96,6 +97,13 @@ impl Backfill {
         self
     }
 
+    /// How many delivered ids are remembered per instance: the window, and at least what one
+    /// recovery can read, plus 1,000.
+    fn remembered(&self) -> usize {
+        let one_recovery = self.page_size as usize * self.max_pages as usize;
+        self.window.max(one_recovery + 1_000)
+    }
+
     /// Messages per page (50, the server's default; at least 1) and the most pages one recovery
     /// reads (200).
     pub fn pages(mut self, page_size: u32, max_pages: u32) -> Self {
@@ -134,17 +142,11 @@ struct Checkpoint {
     open: HashMap<String, i64>,
 }
 
-/// The ids of one instance's messages delivered most recently.
-#[derive(Debug, Default)]
-struct Window {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
-}
-
 #[derive(Debug, Default)]
 struct State {
     marks: HashMap<String, Mark>,
-    windows: HashMap<String, Window>,
+    /// The ids of each instance's messages delivered most recently.
+    windows: HashMap<String, Recent>,
     /// Gaps not recovered yet, by the start of the earliest.
     open: HashMap<String, i64>,
     /// Instances already told that recovery is unavailable.
@@ -173,10 +175,9 @@ impl Recovery {
                         state.marks = c.instances;
                         state.open = c.open;
                         for (instance, id) in c.recent {
-                            let w = state.windows.entry(instance).or_default();
-                            if w.seen.insert(id.clone()) {
-                                w.order.push_back(id);
-                            }
+                            let limit = settings.remembered();
+                            let w = state.windows.entry(instance);
+                            w.or_insert_with(|| Recent::new(limit)).insert(id, ());
                         }
                     }
                     Err(e) => tracing::warn!(
@@ -219,8 +220,7 @@ impl Recovery {
     /// How many ids are remembered per instance: at least what one recovery can deliver, so
     /// that a recovery never forgets the live messages it must not deliver again.
     fn window(&self) -> usize {
-        let one_recovery = self.settings.page_size as usize * self.settings.max_pages as usize;
-        self.settings.window.max(one_recovery + 1_000)
+        self.settings.remembered()
     }
 
     /// Records that the gap of `instance` from `from` is not recovered yet; returns where the
@@ -287,7 +287,7 @@ impl Recovery {
                 recent: state
                     .windows
                     .iter()
-                    .flat_map(|(i, w)| w.order.iter().map(move |id| (i.clone(), id.clone())))
+                    .flat_map(|(i, w)| w.iter().map(move |(id, ())| (i.clone(), id.to_owned())))
                     .collect(),
                 open: state.open.clone(),
             }
@@ -326,15 +326,12 @@ impl Gate for Recovery {
         let instance = meta.instance.as_deref().unwrap_or_default();
         let limit = self.window();
         let mut state = self.lock();
-        let w = state.windows.entry(instance.to_owned()).or_default();
-        if !w.seen.insert(id.to_owned()) {
+        let w = state.windows.entry(instance.to_owned());
+        if !w
+            .or_insert_with(|| Recent::new(limit))
+            .insert(id.to_owned(), ())
+        {
             return false;
-        }
-        w.order.push_back(id.to_owned());
-        while w.order.len() > limit {
-            if let Some(old) = w.order.pop_front() {
-                w.seen.remove(&old);
-            }
         }
         // A timestamp from the future (a wrong clock) must not pin the mark there.
         let now = now_secs();

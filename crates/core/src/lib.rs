@@ -38,6 +38,7 @@ pub mod legacy;
 mod message;
 mod name;
 mod payload;
+mod recent;
 mod record;
 mod source;
 mod subscription;
@@ -52,6 +53,7 @@ pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use message::{MessageLike, QuotedMessage};
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};
+pub use recent::Recent;
 pub use record::Recorded;
 pub use source::{
     FnTokenProvider, LocalBoxFuture, Protocol, Source, SourceError, TokenProvider,

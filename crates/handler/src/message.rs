@@ -1,8 +1,7 @@
 //! What bots do with messages: route by command, chat or type; drop duplicates.
 
 use crate::Pipeline;
-use eventsock_core::{Event, MessageLike};
-use std::collections::{HashMap, VecDeque};
+use eventsock_core::{Event, MessageLike, Recent};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,16 +52,15 @@ impl std::fmt::Debug for Dedup {
         let seen = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Dedup")
             .field("window", &seen.window)
-            .field("remembered", &seen.order.len())
+            .field("remembered", &seen.keys.len())
             .finish()
     }
 }
 
 struct Seen {
     window: Duration,
-    max: usize,
-    at: HashMap<String, Instant>,
-    order: VecDeque<(Instant, String)>,
+    /// Each key and when it was first seen.
+    keys: Recent<Instant>,
 }
 
 impl Dedup {
@@ -77,9 +75,7 @@ impl Dedup {
         Dedup {
             inner: Arc::new(Mutex::new(Seen {
                 window,
-                max: max.max(1),
-                at: HashMap::new(),
-                order: VecDeque::new(),
+                keys: Recent::new(max),
             })),
         }
     }
@@ -88,22 +84,16 @@ impl Dedup {
     pub fn first_time(&self, key: String) -> bool {
         let now = Instant::now();
         let mut s = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((t, _)) = s.order.front() {
-            if now.duration_since(*t) <= s.window && s.order.len() < s.max {
-                break;
-            }
-            if let Some((t, k)) = s.order.pop_front() {
-                if s.at.get(&k) == Some(&t) {
-                    s.at.remove(&k);
-                }
-            }
+        let window = s.window;
+        while s
+            .keys
+            .oldest()
+            .is_some_and(|(_, t)| now.duration_since(*t) > window)
+        {
+            s.keys.forget_oldest();
         }
-        if s.at.contains_key(&key) {
-            return false;
-        }
-        s.at.insert(key.clone(), now);
-        s.order.push_back((now, key));
-        true
+        // Seen within the window: it keeps the time it was first seen.
+        !s.keys.contains(&key) && s.keys.insert(key, now)
     }
 }
 

@@ -541,8 +541,7 @@ impl Outbox {
             flushes: Vec::new(),
             stopping: false,
             ids: HashMap::new(),
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
+            recent: eventsock_core::Recent::new(RECENT),
             posts: 0,
         };
         actix_rt::spawn(engine.run(inbox));
@@ -776,8 +775,7 @@ struct Engine {
     ids: HashMap<String, Arc<str>>,
     /// The ids of the last [`RECENT`] messages sent (`true`) or left in doubt, with a
     /// fingerprint of what they said.
-    recent: HashMap<String, (u64, bool)>,
-    recent_order: VecDeque<String>,
+    recent: eventsock_core::Recent<(u64, bool)>,
     /// Posts so far, to prune idle chats now and then.
     posts: u64,
 }
@@ -1231,18 +1229,8 @@ impl Engine {
     /// Remembers a settled message's id (`sent`, or left in doubt), so that the same id posted
     /// again is not sent again without a lookup.
     fn remember(&mut self, message: &Outgoing, sent: bool) {
-        if self.recent_order.len() == RECENT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
-        let fresh = self
-            .recent
-            .insert(message.id.clone(), (fingerprint_of(message), sent))
-            .is_none();
-        if fresh {
-            self.recent_order.push_back(message.id.clone());
-        }
+        self.recent
+            .insert(message.id.clone(), (fingerprint_of(message), sent));
     }
 
     /// Forgets idle chats whose interval has run out (every 1,024 posts).
