@@ -124,7 +124,7 @@ pub enum RunError {
     #[error("{0}")]
     Setting(String),
     /// The URL or the token cannot make a source.
-    #[error("{setting}: {0}", setting = setting_of(.0))]
+    #[error("{}", in_flags(.0))]
     Source(#[from] SourceError),
     /// The supervisor refused to start.
     #[error(transparent)]
@@ -142,11 +142,15 @@ pub enum RunError {
     },
 }
 
-/// The setting a source error is about.
-fn setting_of(e: &SourceError) -> &'static str {
+/// A source error in the words of the settings that `run` and the `eventsock` command read
+/// (`--url`, `--token`, `--protocol`): the library says what is wrong, this says which flag.
+fn in_flags(e: &SourceError) -> String {
     match e {
-        SourceError::Url(_) | SourceError::ProtocolMismatch { .. } => "--url",
-        _ => "--token",
+        SourceError::ProtocolMismatch { path, named, given } => format!(
+            "--url ends in {path}, a socket of the {named} server, but --protocol is {given}: drop one of the two"
+        ),
+        SourceError::Url(_) => format!("--url: {e}"),
+        _ => format!("--token: {e}"),
     }
 }
 

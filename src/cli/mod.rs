@@ -7,7 +7,7 @@ pub(crate) mod send;
 pub(crate) mod sim;
 pub(crate) mod tail;
 
-use eventsock_core::{EventName, Protocol, Source, SourceError, Token};
+use eventsock_core::{EventName, Protocol, Source, Token};
 use std::time::Duration;
 
 /// The CodeChat server and the events to take from it: shared by `tail` and `bridge`.
@@ -33,13 +33,7 @@ impl ServerArgs {
     /// The source to subscribe on, and the events.
     pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
         let source = Source::from_url(&self.url, Token::new(self.token), self.protocol)
-            .map_err(|e| match e {
-                SourceError::Url(_) => anyhow::anyhow!("--url: {e}"),
-                SourceError::ProtocolMismatch { path, named, given } => anyhow::anyhow!(
-                    "--url ends in {path}, a socket of the {named} server, but --protocol is {given}: drop one of the two"
-                ),
-                _ => anyhow::anyhow!("--token: {e}"),
-            })?;
+            .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))?;
         // One subscription per event: `--event x --event x` is one.
         let mut events: Vec<EventName> = Vec::new();
         for e in self.events.iter().map(|e| EventName::parse(e)) {

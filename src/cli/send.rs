@@ -2,7 +2,7 @@
 //! `eventsock sender` (the one process that sends what the JetStream outbox holds).
 
 use super::output::Output;
-use eventsock_core::{human, Source, SourceError, Token};
+use eventsock_core::{human, Source, Token};
 use eventsock_nats::{JetStreamOutbox, OutboxConfig, OutboxSender};
 use eventsock_rest::{
     Outbox, OutboxError, Outcome, Outgoing, Pacing, Quote, Receipt, RestClient, Typing,
@@ -86,10 +86,8 @@ impl RestArgs {
                 "no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
             );
         };
-        Source::from_url(url, Token::new(token.clone()), None).map_err(|e| match e {
-            SourceError::Url(_) => anyhow::anyhow!("--url: {e}"),
-            _ => anyhow::anyhow!("--token: {e}"),
-        })
+        Source::from_url(url, Token::new(token.clone()), None)
+            .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))
     }
 }
 
