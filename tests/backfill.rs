@@ -129,13 +129,14 @@ async fn a_gap_of_500_messages_is_recovered_oldest_first_each_once() {
     assert_eq!(received(&rec)[520], ("AFTER".to_owned(), Origin::Live));
 }
 
-/// The server sorts by the timestamp alone and gives the messages of one second in any order:
-/// recovery puts them in the order the server saved them (its row ids), none missing.
+/// The server sorts by the timestamp alone and gives the messages of one second in any order,
+/// anew on every request: 200 messages of one second, read in pages of 50, are all recovered,
+/// in the order the server saved them (its row ids).
 #[actix_rt::test]
 async fn messages_of_one_second_are_recovered_in_arrival_order() {
     let s = start_sim(SimConfig::default());
     s.sim.set_ties(Ties::Shuffled);
-    let backfill = Backfill::new().pages(500, 5);
+    let backfill = Backfill::new().pages(50, 10);
     let (_sup, rec) = supervise(&s, backfill, Duration::from_millis(1500));
     subscribed(&s, "messages.upsert").await;
     drop_link(&s).await;
