@@ -407,6 +407,65 @@ async fn shutdown_closes_with_1000_after_handling_what_was_read() {
     );
 }
 
+/// A handler that takes 5 ms per event, and counts them.
+struct Slow(Arc<AtomicUsize>);
+
+impl Actor for Slow {
+    type Context = Context<Self>;
+}
+
+impl Handler<Event<legacy::MessagesUpsert>> for Slow {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) -> Self::Result {
+        let handled = self.0.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            handled.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+}
+
+/// Stopped while the reader waits for room in a full queue (the server's close is not read by
+/// then): the frame it read still goes to the handlers, and every frame read is handled.
+#[actix_rt::test]
+async fn a_frame_waiting_for_room_at_shutdown_is_still_handled() {
+    let s = start_sim(SimConfig::default());
+    let mut config = fast_config();
+    config.queue_capacity = 2;
+    config.close_timeout = Duration::from_millis(50);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let slow = Slow(handled.clone()).start();
+    let token = Token::new(s.sim.mint_token(INSTANCE, None));
+    let sup = Supervisor::builder()
+        .config(config)
+        .source(Source::new(s.endpoint(), token).unwrap())
+        .handler::<legacy::MessagesUpsert>(slow.recipient())
+        .start()
+        .unwrap();
+    subscribed(&s, "messages.upsert").await;
+    for i in 0..400 {
+        s.sim.emit(
+            INSTANCE,
+            "messages.upsert",
+            &json!({"keyId": format!("K{i}")}),
+        );
+    }
+    until("a few handled", || handled.load(Ordering::SeqCst) >= 5).await;
+    let status = sup.send(Shutdown).await.unwrap();
+    let handled = handled.load(Ordering::SeqCst) as u64;
+    assert!(
+        status[0].frames < 400,
+        "stopped mid-stream: {}",
+        status[0].frames
+    );
+    assert_eq!(
+        (status[0].frames, status[0].dropped),
+        (handled, 0),
+        "every frame read was handled"
+    );
+}
+
 #[actix_rt::test]
 async fn frames_of_several_megabytes_are_accepted() {
     let s = start_sim(SimConfig::default());

@@ -471,10 +471,21 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             }
         }
     };
-    if waiting.is_some() {
-        // Read before the shutdown, but the handlers never made room for it in time.
-        Counters::bump(&p.counters.dropped);
-        tracing::warn!(seq, "a frame read before the connection ended was not handled: the handlers did not make room in time");
+    if let Some(waiting) = waiting.take() {
+        // Read before the end: it goes to the handlers as soon as they make room (the
+        // dispatcher drains until this connection lets go of the queue), within the write
+        // timeout, so a stuck handler cannot hold the shutdown forever.
+        let queued = tokio::time::timeout(cfg.write_timeout, waiting)
+            .await
+            .unwrap_or(false);
+        if !queued {
+            Counters::bump(&p.counters.dropped);
+            tracing::warn!(
+                seq,
+                "a frame read before the connection ended was not handled: the handlers made no room for it within {}",
+                eventsock_core::human::duration(cfg.write_timeout)
+            );
+        }
     }
     if !writer_done && matches!(end.cause, Cause::Closed { .. }) && outbox.has_close() {
         // Let the echo of the server's close go out, within bounds.
