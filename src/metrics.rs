@@ -228,6 +228,7 @@ fn state_name(state: SubscriptionState) -> &'static str {
         SubscriptionState::Connecting => "connecting",
         SubscriptionState::Connected => "connected",
         SubscriptionState::BackingOff => "backing_off",
+        SubscriptionState::Displaced => "displaced",
         SubscriptionState::Failed => "failed",
         SubscriptionState::Stopped => "stopped",
     }

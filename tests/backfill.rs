@@ -162,6 +162,78 @@ async fn messages_of_one_second_are_recovered_in_arrival_order() {
     assert_eq!(got, sent, "in arrival order");
 }
 
+/// Another client takes the bot's stream (the server leaves the bot's socket open and silent):
+/// the watch finds saved messages that never arrived, says so, takes the stream back at once,
+/// and every message sent meanwhile is delivered exactly once. Taken again, the stream is taken
+/// back only after 30 s, then longer: no tug of war.
+#[actix_rt::test]
+async fn a_stream_taken_by_another_client_is_noticed_taken_back_and_recovered() {
+    let s = start_sim(SimConfig::default());
+    let backfill = Backfill::new()
+        .watch(Some(Duration::from_millis(100)))
+        .watch_grace(Duration::from_secs(1));
+    let (sup, rec) = supervise(&s, backfill, Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &message("LIVE", now_secs()));
+    got(&rec, "LIVE").await;
+
+    assert!(
+        s.sim.take("codechat", "messages.upsert"),
+        "the bot had the stream"
+    );
+    for i in 0..10 {
+        let m = message(&format!("T{i}"), now_secs());
+        assert!(
+            !s.sim.emit("codechat", "messages.upsert", &m),
+            "sent to the other client"
+        );
+    }
+    let displaced = rec
+        .wait_lifecycle("the displacement", |k| {
+            matches!(k, LifecycleKind::Displaced { .. })
+        })
+        .await;
+    assert!(
+        matches!(displaced, LifecycleKind::Displaced { missing: 10, retake_in, .. } if retake_in == Duration::ZERO),
+        "{displaced:?}"
+    );
+    rec.wait_lifecycle("the recovery", |k| {
+        matches!(k, LifecycleKind::Recovered { delivered: 10, .. })
+    })
+    .await;
+    let mut expected = vec![("LIVE".to_owned(), Origin::Live)];
+    expected.extend((0..10).map(|i| (format!("T{i}"), Origin::Recovered)));
+    assert_eq!(received(&rec), expected, "each once, in order");
+    subscribed(&s, "messages.upsert").await;
+    s.sim
+        .emit("codechat", "messages.upsert", &message("AFTER", now_secs()));
+    got(&rec, "AFTER").await;
+
+    // Taken again at once: the second time, the stream is taken back after 30 s.
+    s.sim.take("codechat", "messages.upsert");
+    s.sim
+        .emit("codechat", "messages.upsert", &message("T10", now_secs()));
+    let second = rec
+        .wait("the second displacement", |r| {
+            r.lifecycle()
+                .into_iter()
+                .filter_map(|k| match k {
+                    LifecycleKind::Displaced { retake_in, .. } => Some(retake_in),
+                    _ => None,
+                })
+                .nth(1)
+        })
+        .await;
+    assert_eq!(second, Duration::from_secs(30));
+    let status = sup.send(eventsock::client::GetStatus).await.unwrap();
+    assert_eq!(status[0].displacements, 2);
+    assert_eq!(
+        status[0].state,
+        eventsock::client::SubscriptionState::Displaced
+    );
+}
+
 #[actix_rt::test]
 async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
     let s = start_sim(SimConfig {

@@ -47,6 +47,8 @@ pub struct Backfill {
     pub(crate) page_timeout: Duration,
     pub(crate) time_limit: Duration,
     pub(crate) window: usize,
+    pub(crate) watch: Option<Duration>,
+    pub(crate) watch_grace: Duration,
 }
 
 impl Default for Backfill {
@@ -68,6 +70,8 @@ impl Backfill {
             page_timeout: Duration::from_secs(10),
             time_limit: Duration::from_secs(60),
             window: 10_000,
+            watch: Some(Duration::from_secs(30)),
+            watch_grace: Duration::from_secs(15),
         }
     }
 
@@ -109,6 +113,27 @@ impl Backfill {
     pub fn pages(mut self, page_size: u32, max_pages: u32) -> Self {
         self.page_size = page_size.max(1);
         self.max_pages = max_pages.max(1);
+        self
+    }
+
+    /// How often a held `messages.upsert` stream is watched (every 30 s; `None`: never). The
+    /// server gives a stream to the newest client that asks for it and leaves the older socket
+    /// open and silent, so nothing on the socket tells that another client took it: the watch
+    /// asks `findMessages` for the newest saved messages (one request of 20) and compares them
+    /// with what arrived live. One that the socket never delivered, sent after the connection
+    /// came up and older than the grace, means the stream is lost: the supervisor says so
+    /// ([`LifecycleKind::Displaced`](crate::LifecycleKind::Displaced)), takes the stream back
+    /// and recovers what it missed. It cannot see events the server does not save (anything
+    /// but messages, and messages on a server that saves none).
+    pub fn watch(mut self, every: Option<Duration>) -> Self {
+        self.watch = every.map(|d| d.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// How old a saved message must be before its absence from the stream counts (15 s): the
+    /// server saves a message just before it sends it.
+    pub fn watch_grace(mut self, grace: Duration) -> Self {
+        self.watch_grace = grace;
         self
     }
 
@@ -221,6 +246,14 @@ impl Recovery {
     /// that a recovery never forgets the live messages it must not deliver again.
     fn window(&self) -> usize {
         self.settings.remembered()
+    }
+
+    /// Whether message `id` of `instance` was delivered (within what is remembered).
+    pub(crate) fn delivered(&self, instance: &str, id: &str) -> bool {
+        self.lock()
+            .windows
+            .get(instance)
+            .is_some_and(|w| w.contains(id))
     }
 
     /// Records that the gap of `instance` from `from` is not recovered yet; returns where the
@@ -517,6 +550,49 @@ async fn fetch(
     let mut records = fetched.records;
     records.sort_by_key(|(t, row, _)| (*t, *row));
     Ok(records.into_iter().map(|(t, _, text)| (t, text)).collect())
+}
+
+/// How many of the newest saved messages a watch reads.
+const WATCH_PAGE: u32 = 20;
+
+/// What a watch of a held stream found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watched {
+    /// Every saved message it looked at arrived live.
+    Held,
+    /// `missing` saved messages never arrived live, the oldest sent at `since` (seconds).
+    Lost { missing: u64, since: i64 },
+}
+
+/// Compares the newest saved messages of `instance` with what arrived live: a message sent
+/// since `up_since` (when the connection came up) and older than the grace that the socket
+/// never delivered means the server gives the stream to another client.
+pub(crate) async fn watch(
+    recovery: &Recovery,
+    rest: &RestClient,
+    instance: &str,
+    up_since: SystemTime,
+) -> Result<Watched, String> {
+    let settings = &recovery.settings;
+    let found = page(rest, settings, WATCH_PAGE, 1)
+        .await
+        .map_err(|(Failure::Failed(e) | Failure::Unavailable(e))| e)?;
+    let grace = i64::try_from(settings.watch_grace.as_secs()).unwrap_or(i64::MAX);
+    let (from, until) = (secs(up_since), now_secs().saturating_sub(grace));
+    let (mut missing, mut since) = (0, i64::MAX);
+    for record in found.records.iter().take(WATCH_PAGE as usize) {
+        let (Some(t), Some(id)) = (FoundPage::timestamp(record), record["keyId"].as_str()) else {
+            continue;
+        };
+        if (from..=until).contains(&t) && !recovery.delivered(instance, id) {
+            missing += 1;
+            since = since.min(t);
+        }
+    }
+    Ok(match missing {
+        0 => Watched::Held,
+        _ => Watched::Lost { missing, since },
+    })
 }
 
 /// The most message bytes one recovery holds before it delivers them.

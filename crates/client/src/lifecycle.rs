@@ -82,6 +82,18 @@ pub enum LifecycleKind {
         /// Why.
         reason: String,
     },
+    /// The server gives this stream to another client: saved messages never arrived on the
+    /// socket (see [`Backfill::watch`](crate::Backfill::watch)). The supervisor takes the stream
+    /// back after `retake_in` (at once the first time, then at growing intervals up to 10
+    /// minutes while another client keeps taking it) and recovers what it missed.
+    Displaced {
+        /// Saved messages the socket never delivered.
+        missing: u64,
+        /// When the oldest of them was sent.
+        since: SystemTime,
+        /// When the stream is taken back.
+        retake_in: Duration,
+    },
 }
 
 impl std::fmt::Display for LifecycleKind {
@@ -124,6 +136,16 @@ impl std::fmt::Display for LifecycleKind {
                 f,
                 "recovering missed messages failed: {}; the next gap (or start) tries again",
                 escaped(reason)
+            ),
+            LifecycleKind::Displaced {
+                missing,
+                since,
+                retake_in,
+            } => write!(
+                f,
+                "displaced: the server gives this stream to another client ({missing} saved messages since {} never arrived); taking it back in {} and recovering what was missed",
+                humantime::format_rfc3339_seconds(*since),
+                duration(*retake_in)
             ),
         }
     }

@@ -10,6 +10,7 @@ impl std::fmt::Display for SubscriptionState {
             SubscriptionState::Connecting => "connecting",
             SubscriptionState::Connected => "connected",
             SubscriptionState::BackingOff => "waiting to reconnect",
+            SubscriptionState::Displaced => "displaced: waiting to take the stream back",
             SubscriptionState::Failed => "given up",
             SubscriptionState::Stopped => "stopped",
         })
@@ -25,6 +26,8 @@ pub enum SubscriptionState {
     Connected,
     /// Waiting before the next attempt.
     BackingOff,
+    /// Another client took the stream: waiting to take it back.
+    Displaced,
     /// Given up after too many restarts.
     Failed,
     /// Shut down.
@@ -33,10 +36,11 @@ pub enum SubscriptionState {
 
 impl SubscriptionState {
     /// Every state, in the order above.
-    pub const ALL: [SubscriptionState; 5] = [
+    pub const ALL: [SubscriptionState; 6] = [
         SubscriptionState::Connecting,
         SubscriptionState::Connected,
         SubscriptionState::BackingOff,
+        SubscriptionState::Displaced,
         SubscriptionState::Failed,
         SubscriptionState::Stopped,
     ];
@@ -76,6 +80,8 @@ pub struct SubscriptionStatus {
     pub handler_failures: u64,
     /// Bytes of frames read and not yet handled (bounded by `ClientConfig::queue_bytes`).
     pub queued_bytes: u64,
+    /// Times another client was found holding the stream (see `Backfill::watch`).
+    pub displacements: u64,
 }
 
 /// Counters shared by a subscription's connection, its dispatcher and the supervisor.
@@ -87,6 +93,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) unhandled: AtomicU64,
     pub(crate) handler_failures: AtomicU64,
+    pub(crate) displacements: AtomicU64,
 }
 
 impl Counters {

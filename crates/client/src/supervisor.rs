@@ -16,7 +16,7 @@
 //!
 //! [`Intensity`]: eventsock_core::Intensity
 
-use crate::backfill::{self, Backfill, Recovered, Recovery};
+use crate::backfill::{self, Backfill, Recovered, Recovery, Watched};
 use crate::config::{ClientConfig, GiveUp};
 use crate::connection::{
     Cause, CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams, End,
@@ -100,6 +100,15 @@ struct Sub {
     retry: Option<(SpawnHandle, bool)>,
     /// When the previous connection last heard from the server: the start of the next gap.
     last_heard: Option<SystemTime>,
+    /// When the current connection came up.
+    up_since: Option<SystemTime>,
+    /// A watch of the stream is under way.
+    watching: bool,
+    /// Found displaced: the connection is being closed, to take the stream back after the
+    /// delay, recovering from the first message missed.
+    displaced: Option<(SystemTime, Duration)>,
+    /// Displacements in a row (forgotten after an hour without one), and the last one's time.
+    displacements: (u32, Option<Instant>),
     _held: Held,
 }
 
@@ -386,6 +395,10 @@ impl Supervisor {
                 diagnosis: None,
                 retry: None,
                 last_heard: None,
+                up_since: None,
+                watching: false,
+                displaced: None,
+                displacements: (0, None),
                 _held: held,
             });
             self.index.insert(key, i);
@@ -539,6 +552,9 @@ impl Actor for Supervisor {
                 }
             });
         }
+        if let Some(every) = self.recovery.as_ref().and_then(|r| r.settings.watch) {
+            ctx.run_interval(every, |act, ctx| act.watch(ctx));
+        }
         for i in 0..self.subs.len() {
             self.open(i, ctx);
         }
@@ -557,6 +573,7 @@ impl Handler<ConnUp> for Supervisor {
         s.state = SubscriptionState::Connected;
         s.auth_reported = false;
         s.diagnosis = None;
+        s.up_since = Some(msg.at);
         tracing::info!(instance = %s.source.instance(), event = %s.event, generation = msg.generation, "connected");
         let gap = s.last_heard.take();
         self.tell(
@@ -628,7 +645,112 @@ impl Supervisor {
     }
 }
 
+/// The longest wait before taking back a stream that another client keeps taking.
+const LONGEST_RETAKE: Duration = Duration::from_secs(600);
+
 impl Supervisor {
+    /// Watches every held legacy `messages.upsert` stream once (see [`Backfill::watch`]): one
+    /// `findMessages` request each, in tasks of their own, never in the way of live delivery.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(recovery) = self.recovery.clone() else {
+            return;
+        };
+        for sub in 0..self.subs.len() {
+            let s = &mut self.subs[sub];
+            if s.watching
+                || s.state != SubscriptionState::Connected
+                || s.channel != Channel::Legacy
+                || s.event.kind() != Some(EventKind::MessagesUpsert)
+            {
+                continue;
+            }
+            let (Some(up_since), Some(rest)) = (s.up_since, self.rest.get(s.source.instance()))
+            else {
+                continue;
+            };
+            s.watching = true;
+            let (rest, recovery, generation) = (rest.clone(), recovery.clone(), s.generation);
+            let instance = s.source.instance().to_owned();
+            let task = async move { backfill::watch(&recovery, &rest, &instance, up_since).await };
+            ctx.spawn(task.into_actor(self).map(move |found, act, _| {
+                let s = &mut act.subs[sub];
+                s.watching = false;
+                let current = s.generation == generation && s.state == SubscriptionState::Connected;
+                match found {
+                    Ok(Watched::Lost { missing, since }) if current => {
+                        act.displaced(sub, missing, since);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let instance = s.source.instance();
+                        tracing::debug!(%instance, "watching the stream: {e}");
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Another client has the stream of `sub`: says so, and closes the silent connection to
+    /// take the stream back, at once the first time and at growing intervals while another
+    /// client keeps taking it, recovering from `since` (seconds) on.
+    fn displaced(&mut self, sub: usize, missing: u64, since: i64) {
+        let now = Instant::now();
+        let s = &mut self.subs[sub];
+        let (count, last) = &mut s.displacements;
+        if last.is_some_and(|t| now.saturating_duration_since(t) > Duration::from_secs(3600)) {
+            *count = 0;
+        }
+        *count += 1;
+        *last = Some(now);
+        let retake_in = match *count {
+            1 => Duration::ZERO,
+            n => eventsock_core::Backoff::exponential(Duration::from_secs(30), LONGEST_RETAKE)
+                .jitter(0.0)
+                .delay(n - 1),
+        };
+        Counters::bump(&s.counters.displacements);
+        let since = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
+        s.displaced = Some((since, retake_in));
+        s.state = SubscriptionState::Displaced;
+        let kind = LifecycleKind::Displaced {
+            missing,
+            since,
+            retake_in,
+        };
+        tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
+        if let Some(conn) = &s.conn {
+            conn.do_send(CloseConnection);
+        }
+        self.tell(sub, kind);
+    }
+
+    /// The silent connection of a displaced `sub` has ended: waits `retake_in`, then connects
+    /// again, and the gap from `since` is recovered once it is up.
+    fn retake(
+        &mut self,
+        sub: usize,
+        since: SystemTime,
+        retake_in: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let s = &mut self.subs[sub];
+        s.last_heard = Some(since);
+        s.state = SubscriptionState::Displaced;
+        s.last_error = Some("another client took the stream".into());
+        self.tell(
+            sub,
+            LifecycleKind::Disconnected {
+                code: None,
+                reason: "displaced: another client took the stream".into(),
+            },
+        );
+        let handle = ctx.run_later(retake_in, move |act, ctx| {
+            act.subs[sub].retry = None;
+            act.connect(sub, ctx);
+        });
+        self.subs[sub].retry = Some((handle, false));
+    }
+
     /// The server is back: the subscriptions of the same endpoint that wait out a backoff after
     /// a failed connection try now, instead of one by one as their own timers run out. Those
     /// waiting after a refusal (a token, a 429) keep their pace.
@@ -667,10 +789,14 @@ impl Handler<ConnDown> for Supervisor {
             return;
         }
         s.conn = None;
+        s.up_since = None;
         if self.shutting_down || s.state == SubscriptionState::Failed {
             return;
         }
         let end = msg.end;
+        if let Some((since, retake_in)) = s.displaced.take() {
+            return self.retake(msg.sub, since, retake_in, ctx);
+        }
         let was_up = end.up_since.is_some();
         if end.last_heard.is_some() {
             s.last_heard = end.last_heard;
@@ -833,6 +959,7 @@ impl Supervisor {
                 unhandled: Counters::get(&s.counters.unhandled),
                 handler_failures: Counters::get(&s.counters.handler_failures),
                 queued_bytes: s.queue.as_ref().map_or(0, Queue::bytes_held),
+                displacements: Counters::get(&s.counters.displacements),
             })
             .collect()
     }

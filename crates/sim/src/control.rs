@@ -13,6 +13,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/emit", web::post().to(emit))
             .route("/burst", web::post().to(burst))
             .route("/drop", web::post().to(drop_all))
+            .route("/take", web::post().to(take))
             .route("/close", web::post().to(close_all))
             .route("/half-open", web::post().to(half_open))
             .route("/token", web::post().to(token))
@@ -56,6 +57,18 @@ async fn burst(sim: web::Data<Sim>, body: web::Json<Emit>) -> HttpResponse {
     let scope = body.instance.as_deref().unwrap_or(sim.default_instance());
     let delivered = sim.burst(scope, &body.event, &body.data, body.count);
     HttpResponse::Ok().json(json!({ "delivered": delivered }))
+}
+
+/// `{instance?, event}`: another client takes the stream (see [`Sim::take`]).
+#[derive(Debug, Deserialize)]
+struct Take {
+    instance: Option<String>,
+    event: String,
+}
+
+async fn take(sim: web::Data<Sim>, body: web::Json<Take>) -> HttpResponse {
+    let scope = body.instance.as_deref().unwrap_or(sim.default_instance());
+    HttpResponse::Ok().json(json!({ "taken": sim.take(scope, &body.event) }))
 }
 
 async fn drop_all(sim: web::Data<Sim>) -> HttpResponse {

@@ -333,6 +333,19 @@ impl Sim {
         n
     }
 
+    /// A client that is not the one under test connects to (`scope`, `event`), as a dashboard,
+    /// a script or a second copy of a bot would: the server gives it the stream, and the socket
+    /// that had it stays open, answers pings and receives nothing (CodeChat's hub keeps one
+    /// socket per key). Returns whether a socket had the stream.
+    pub fn take(&self, scope: &str, event: &str) -> bool {
+        let thief = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        let held = state
+            .routes
+            .insert((scope.to_owned(), event.to_owned()), thief);
+        held.is_some_and(|id| state.sockets.contains_key(&id))
+    }
+
     pub(crate) fn register(&self, key: Key) -> SocketQueues {
         let id = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
         let (frames_tx, frames) = mpsc::unbounded_channel();
