@@ -229,6 +229,7 @@ fn state_name(state: SubscriptionState) -> &'static str {
         SubscriptionState::Connected => "connected",
         SubscriptionState::BackingOff => "backing_off",
         SubscriptionState::Displaced => "displaced",
+        SubscriptionState::StoodDown => "stood_down",
         SubscriptionState::Failed => "failed",
         SubscriptionState::Stopped => "stopped",
     }

@@ -8,8 +8,8 @@
 
 use actix::Addr;
 use eventsock_client::{
-    Backfill, ClientConfig, ClientError, Shutdown, SubscriptionState, SubscriptionStatus,
-    Supervisor,
+    Backfill, ClientConfig, ClientError, LeaseError, Leases, Shutdown, SubscriptionState,
+    SubscriptionStatus, Supervisor,
 };
 use eventsock_core::{human, Protocol, Source, SourceError, Token};
 use eventsock_handler::Router;
@@ -38,6 +38,10 @@ pub struct Settings {
     /// `EVENTSOCK_BACKFILL=1`), keeping the checkpoint in a file (`--checkpoint FILE`,
     /// `EVENTSOCK_CHECKPOINT`; implies `--backfill`).
     pub backfill: Option<Backfill>,
+    /// Take the streams another eventsock process of this host holds (`--take`,
+    /// `EVENTSOCK_TAKE=1`): it stands down, and takes them back when this bot ends. Without
+    /// it, a bot whose stream another eventsock process holds does not start.
+    pub take: bool,
     /// Connection settings.
     pub config: ClientConfig,
 }
@@ -99,12 +103,20 @@ impl Settings {
             Some(path) => Backfill::new().checkpoint(path),
             None => Backfill::new(),
         });
+        let take = args.iter().any(|a| a == "--take")
+            || var("EVENTSOCK_TAKE").is_some_and(|v| {
+                !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "" | "0" | "false" | "no" | "off"
+                )
+            });
         Ok(Settings {
             backfill,
             url: get("--url", "EVENTSOCK_URL"),
             token: get("--token", "EVENTSOCK_TOKEN").map(Token::new),
             protocol,
             metrics,
+            take,
             config: ClientConfig::default(),
         })
     }
@@ -225,11 +237,22 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
     if let Some(backfill) = settings.backfill.clone() {
         builder = builder.backfill(backfill);
     }
+    if settings.url.is_some() {
+        let leases =
+            Leases::new(Leases::default_dir()).map_err(|e| RunError::Setting(e.to_string()))?;
+        builder = builder.leases(leases).take(settings.take);
+    }
     let supervisor = builder
         .config(settings.config.clone())
         .source(source.clone())
         .router(router.clone())
-        .start()?;
+        .start()
+        .map_err(|e| match e {
+            ClientError::Lease(held @ LeaseError::Held { .. }) => RunError::Setting(format!(
+                "{held}; nothing was connected. Stop that process, or start this bot with --take: the other stands down, and takes the stream back when this bot ends"
+            )),
+            e => e.into(),
+        })?;
     #[cfg(feature = "metrics")]
     let metrics = match settings.metrics {
         Some(addr) => match crate::metrics::serve(addr, supervisor.clone(), router.clone()) {

@@ -617,6 +617,129 @@ async fn tail_killed_and_started_again_with_its_checkpoint_prints_what_it_missed
     second.exits_cleanly_after("SIGTERM").await;
 }
 
+/// One eventsock process per stream: a second `tail` of a held stream exits non-zero before it
+/// connects, naming the holder; with `--take` it gets the stream, the holder stands down without
+/// reconnecting, and when the taker is killed (SIGKILL) the holder takes the stream back and
+/// recovers what was sent meanwhile.
+#[actix_rt::test]
+async fn a_held_stream_is_refused_to_a_second_tail_and_taken_with_take() {
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let url = s.url();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let message = |id: &str| json!({"keyId": id, "keyRemoteJid": "5511988887777@s.whatsapp.net", "messageTimestamp": now()});
+    let mut args = tail_args(&url, &token);
+    args.push("--backfill");
+    let mut holder = Running::start(&args, Stdio::piped());
+    let mut held = json_lines(&mut holder.child);
+    subscribed(&s, "messages.upsert").await;
+    let accepted = s.sim.accepted();
+
+    // A second tail: refused before it connects, the holder unaffected.
+    let mut second = Running::start(&args, Stdio::null());
+    let (status, _) = second.exit().await;
+    assert_eq!(status.code(), Some(1), "{}", second.stderr());
+    let said = second.stderr();
+    assert!(
+        said.contains(&format!(
+            "another eventsock process holds the codechat messages.upsert stream (process {} on ",
+            holder.child.id()
+        )) && said.contains("--take"),
+        "{said}"
+    );
+    assert_eq!(
+        s.sim.accepted(),
+        accepted,
+        "the second tail never connected"
+    );
+    s.sim.emit("codechat", "messages.upsert", &message("H1"));
+    assert_eq!(next_line(&mut held).await["data"]["keyId"], "H1");
+
+    // --take: the holder stands down and does not reconnect while the taker holds the stream.
+    let mut take_args = args.clone();
+    take_args.push("--take");
+    let mut taker = Running::start(&take_args, Stdio::piped());
+    let mut taken = json_lines(&mut taker.child);
+    holder
+        .wait_stderr("another eventsock process takes this stream")
+        .await;
+    until("the taker's socket", || s.sim.accepted() == accepted + 1).await;
+    subscribed(&s, "messages.upsert").await;
+    for i in 0..5 {
+        s.sim
+            .emit("codechat", "messages.upsert", &message(&format!("T{i}")));
+        assert_eq!(
+            next_line(&mut taken).await["data"]["keyId"],
+            format!("T{i}")
+        );
+    }
+    assert_eq!(
+        s.sim.accepted(),
+        accepted + 1,
+        "the holder stood down, no reconnect"
+    );
+
+    // The taker dies: the holder takes the stream back and recovers T0..T4, each once.
+    taker.signal("-KILL");
+    let _ = taker.exit().await;
+    for i in 0..5 {
+        let line = next_line(&mut held).await;
+        assert_eq!(line["data"]["keyId"], format!("T{i}"), "{line}");
+        assert_eq!(line["backfilled"], true);
+    }
+    assert_eq!(
+        s.sim.accepted(),
+        accepted + 2,
+        "one reconnect, when the stream was free"
+    );
+    s.sim.emit("codechat", "messages.upsert", &message("BACK"));
+    assert_eq!(next_line(&mut held).await["data"]["keyId"], "BACK");
+
+    // Taken again, and let go with a clean exit this time: the same.
+    let mut taker = Running::start(&take_args, Stdio::piped());
+    let mut taken = json_lines(&mut taker.child);
+    until("the second taker's socket", || {
+        s.sim.accepted() == accepted + 3
+    })
+    .await;
+    subscribed(&s, "messages.upsert").await;
+    s.sim.emit("codechat", "messages.upsert", &message("U0"));
+    assert_eq!(next_line(&mut taken).await["data"]["keyId"], "U0");
+    taker.signal("-TERM");
+    taker.exits_cleanly_after("SIGTERM").await;
+    let line = next_line(&mut held).await;
+    assert_eq!(
+        (&line["data"]["keyId"], &line["backfilled"]),
+        (&json!("U0"), &json!(true))
+    );
+    holder.signal("-TERM");
+    holder.exits_cleanly_after("SIGTERM").await;
+}
+
+/// A lease folder that cannot be written is a clear error at start, before any connection.
+#[actix_rt::test]
+async fn an_unusable_lease_folder_is_a_clear_error_at_start() {
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let out = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+        .args(tail_args(&s.url(), &token))
+        .env("EVENTSOCK_LEASES", "/proc/eventsock-leases")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the lease folder /proc/eventsock-leases cannot be used"),
+        "{said}"
+    );
+    assert_eq!(s.sim.accepted(), 0);
+}
+
 /// Runs `eventsock ARGS` with `input` on its standard input (closed after it), off the
 /// runtime's thread, until it exits.
 async fn with_input(args: &[&str], input: &str) -> std::process::Output {

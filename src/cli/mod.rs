@@ -45,6 +45,26 @@ impl ServerArgs {
     }
 }
 
+/// The host's leases on streams, for a command that holds streams (see
+/// `eventsock_client::Leases`): one eventsock process per stream, unless asked to take it.
+pub(crate) fn leases() -> anyhow::Result<eventsock_client::Leases> {
+    Ok(eventsock_client::Leases::new(
+        eventsock_client::Leases::default_dir(),
+    )?)
+}
+
+/// Why a supervisor did not start, in the command's words: a stream another eventsock process
+/// holds names it, and the way out.
+pub(crate) fn not_started(e: eventsock_client::ClientError) -> anyhow::Error {
+    use eventsock_client::{ClientError, LeaseError};
+    match e {
+        ClientError::Lease(held @ LeaseError::Held { .. }) => anyhow::anyhow!(
+            "{held}; nothing was connected (the server would have given this process the stream and left the other silent). Stop that process, or take the stream with --take: it stands down, and takes the stream back when this one ends"
+        ),
+        e => e.into(),
+    }
+}
+
 /// Parses `500ms`, `5s`, `1m`...
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)

@@ -17,6 +17,10 @@ pub(crate) struct BridgeArgs {
     /// (one key per instance), so a bridge started again anywhere goes on from there.
     #[arg(long)]
     backfill: bool,
+    /// Take the streams another eventsock process of this host holds: it stands down, and
+    /// takes them back when this one ends.
+    #[arg(long)]
+    take: bool,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -88,8 +92,11 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
     }
     let supervisor = builder
         .source(source)
+        .leases(super::leases()?)
+        .take(args.take)
         .frame_handler(events, ingest.clone().recipient())
-        .start()?;
+        .start()
+        .map_err(super::not_started)?;
     eprintln!(
         "eventsock bridge: ingesting into the {} stream{}; Ctrl-C stops",
         args.stream.stream,

@@ -44,6 +44,10 @@ pub(crate) struct TailArgs {
     /// so that tail started again recovers what arrived while it was down. Needs --backfill.
     #[arg(long, value_name = "FILE", requires = "backfill")]
     checkpoint: Option<std::path::PathBuf>,
+    /// Take the streams another eventsock process holds: it stands down, and takes them back
+    /// (recovering what it missed) when this one ends.
+    #[arg(long)]
+    take: bool,
 }
 
 /// Tails until Ctrl-C, SIGTERM, a reader gone, or nothing left; the exit status.
@@ -78,10 +82,13 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
     let supervisor = builder
         .config(config)
         .source(source)
+        .leases(super::leases()?)
+        .take(args.take)
         .raw_handler(events, printer.clone().recipient())
         .lifecycle(printer.clone().recipient())
         .undelivered(printer.clone().recipient())
-        .start()?;
+        .start()
+        .map_err(super::not_started)?;
     let stop = tokio::select! {
         _ = super::terminated() => Stop::Signal,
         _ = output.gone() => Stop::ReaderGone,

@@ -43,6 +43,10 @@ pub enum ClientError {
     /// The supervisor is shutting down or gone.
     #[error("the supervisor is not running")]
     Stopped,
+    /// Another eventsock process holds a stream, or the lease folder cannot be used (see
+    /// [`SupervisorBuilder::leases`](crate::SupervisorBuilder::leases)).
+    #[error(transparent)]
+    Lease(#[from] crate::LeaseError),
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

@@ -82,6 +82,13 @@ pub enum LifecycleKind {
         /// Why.
         reason: String,
     },
+    /// Another eventsock process takes this stream (`--take`): this one stands down, without
+    /// reconnecting, until that process lets go (it ends, or crashes), then takes the stream
+    /// back and recovers what was sent meanwhile.
+    TakenOver {
+        /// Who took it.
+        by: String,
+    },
     /// The server gives this stream to another client: saved messages never arrived on the
     /// socket (see [`Backfill::watch`](crate::Backfill::watch)). The supervisor takes the stream
     /// back after `retake_in` (at once the first time, then at growing intervals up to 10
@@ -136,6 +143,10 @@ impl std::fmt::Display for LifecycleKind {
                 f,
                 "recovering missed messages failed: {}; the next gap (or start) tries again",
                 escaped(reason)
+            ),
+            LifecycleKind::TakenOver { by } => write!(
+                f,
+                "another eventsock process takes this stream ({by}): standing down until it lets go, then taking it back and recovering what was sent meanwhile"
             ),
             LifecycleKind::Displaced {
                 missing,

@@ -11,6 +11,7 @@ impl std::fmt::Display for SubscriptionState {
             SubscriptionState::Connected => "connected",
             SubscriptionState::BackingOff => "waiting to reconnect",
             SubscriptionState::Displaced => "displaced: waiting to take the stream back",
+            SubscriptionState::StoodDown => "stood down: another eventsock process took the stream",
             SubscriptionState::Failed => "given up",
             SubscriptionState::Stopped => "stopped",
         })
@@ -28,6 +29,8 @@ pub enum SubscriptionState {
     BackingOff,
     /// Another client took the stream: waiting to take it back.
     Displaced,
+    /// Another eventsock process took the stream (`--take`): waiting for it to let go.
+    StoodDown,
     /// Given up after too many restarts.
     Failed,
     /// Shut down.
@@ -36,11 +39,12 @@ pub enum SubscriptionState {
 
 impl SubscriptionState {
     /// Every state, in the order above.
-    pub const ALL: [SubscriptionState; 6] = [
+    pub const ALL: [SubscriptionState; 7] = [
         SubscriptionState::Connecting,
         SubscriptionState::Connected,
         SubscriptionState::BackingOff,
         SubscriptionState::Displaced,
+        SubscriptionState::StoodDown,
         SubscriptionState::Failed,
         SubscriptionState::Stopped,
     ];

@@ -24,6 +24,7 @@ use crate::connection::{
 use crate::dispatch::Dispatcher;
 use crate::error::ClientError;
 use crate::handshake::Heads;
+use crate::lease::{Lease, LeaseError, Leases};
 use crate::lifecycle::{Lifecycle, LifecycleKind};
 use crate::policy::{self, Loudness, Tries};
 use crate::queue::Queue;
@@ -109,8 +110,36 @@ struct Sub {
     displaced: Option<(SystemTime, Duration)>,
     /// Displacements in a row (forgotten after an hour without one), and the last one's time.
     displacements: (u32, Option<Instant>),
+    /// Whether this process may hold the stream (see [`SupervisorBuilder::leases`]).
+    owner: Ownership,
     _held: Held,
 }
+
+/// A subscription's lease on its stream.
+#[derive(Debug)]
+enum Ownership {
+    /// No leases are kept.
+    Free,
+    /// Held: this process has the stream.
+    Held(Lease),
+    /// Held by another process, to be taken from it (`--take`).
+    Taking,
+    /// Asked for, waiting for the holder to let go.
+    Waiting,
+    /// Another process took it at this time: waiting for it to let go.
+    StoodDown(SystemTime),
+}
+
+/// A subscription to open: its source, channel and event, its claim in this process, and its
+/// lease on the host.
+type Planned = (Source, Channel, EventName, Held, Ownership);
+
+/// How long a process that takes a stream waits for its holder to let go.
+const TAKE_WITHIN: Duration = Duration::from_secs(10);
+/// How often a process that stood down looks whether the stream is free again.
+const TAKE_BACK_EVERY: Duration = Duration::from_millis(500);
+/// How often held streams are checked for another process that asks for them.
+const YIELD_EVERY: Duration = Duration::from_millis(250);
 
 /// Builds a [`Supervisor`]: sources, handlers, and who hears about lifecycle and bad frames.
 pub struct SupervisorBuilder {
@@ -120,6 +149,8 @@ pub struct SupervisorBuilder {
     registrations: Vec<Registration>,
     lifecycle: Vec<Recipient<Lifecycle>>,
     backfill: Option<Backfill>,
+    leases: Option<Leases>,
+    take: bool,
 }
 
 impl std::fmt::Debug for SupervisorBuilder {
@@ -196,6 +227,23 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Holds a lease on every stream in `leases` (see [`Leases`]): another eventsock process of
+    /// this host that holds one of them makes [`start`](Self::start) fail with
+    /// [`ClientError::Lease`] before anything connects, unless [`take`](Self::take) is set;
+    /// another process that takes one of this supervisor's streams has it stand down until it
+    /// lets go ([`LifecycleKind::TakenOver`]).
+    pub fn leases(mut self, leases: Leases) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// With [`leases`](Self::leases): takes the streams another process holds, which stands
+    /// down, and takes them back (recovering what it missed) when this process ends.
+    pub fn take(mut self, take: bool) -> Self {
+        self.take = take;
+        self
+    }
+
     /// Sends every [`Lifecycle`] change to `handler`.
     pub fn lifecycle(mut self, handler: Recipient<Lifecycle>) -> Self {
         self.lifecycle.push(handler);
@@ -267,6 +315,8 @@ impl SupervisorBuilder {
             client: None,
             heads: Heads::default(),
             shutting_down: false,
+            leases: self.leases,
+            take: self.take,
         };
         sup.register()?;
         if sup.subs.is_empty() {
@@ -291,6 +341,8 @@ pub struct Supervisor {
     client: Option<awc::Client>,
     heads: Heads,
     shutting_down: bool,
+    leases: Option<Leases>,
+    take: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -312,6 +364,8 @@ impl Supervisor {
             registrations: Vec::new(),
             lifecycle: Vec::new(),
             backfill: None,
+            leases: None,
+            take: false,
         }
     }
 
@@ -324,11 +378,8 @@ impl Supervisor {
 
     /// The subscriptions `router`'s handlers need that are not open yet, each with its
     /// process-wide claim taken. Changes nothing: on an error, the claims taken are let go.
-    fn plan(
-        &self,
-        router: &Router,
-    ) -> Result<Vec<(Source, Channel, EventName, Held)>, ClientError> {
-        let mut plan: Vec<(Source, Channel, EventName, Held)> = Vec::new();
+    fn plan(&self, router: &Router) -> Result<Vec<Planned>, ClientError> {
+        let mut plan: Vec<Planned> = Vec::new();
         for source in &self.sources {
             let protocol = source.protocol();
             let wanted = router
@@ -344,7 +395,7 @@ impl Supervisor {
                 })?;
             for (channel, event) in wanted {
                 let key = Self::key(source, channel, &event);
-                let planned = plan.iter().any(|(s, c, e, _)| Self::key(s, *c, e) == key);
+                let planned = plan.iter().any(|(s, c, e, ..)| Self::key(s, *c, e) == key);
                 if self.index.contains_key(&key) || planned {
                     continue;
                 }
@@ -354,7 +405,15 @@ impl Supervisor {
                     instance: key.1.to_string(),
                     event: key.3.to_string(),
                 })?;
-                plan.push((source.clone(), channel, event, held));
+                let owner = match &self.leases {
+                    None => Ownership::Free,
+                    Some(leases) => match leases.acquire(&key.0, &key.1, &key.3.to_string()) {
+                        Ok(lease) => Ownership::Held(lease),
+                        Err(LeaseError::Held { .. }) if self.take => Ownership::Taking,
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                plan.push((source.clone(), channel, event, held, owner));
             }
         }
         Ok(plan)
@@ -374,9 +433,9 @@ impl Supervisor {
     }
 
     /// Adds the planned subscriptions; returns their indexes.
-    fn commit(&mut self, plan: Vec<(Source, Channel, EventName, Held)>) -> Vec<usize> {
+    fn commit(&mut self, plan: Vec<Planned>) -> Vec<usize> {
         let mut created = Vec::new();
-        for (source, channel, event, held) in plan {
+        for (source, channel, event, held, owner) in plan {
             let key = Self::key(&source, channel, &event);
             let i = self.subs.len();
             self.subs.push(Sub {
@@ -399,6 +458,7 @@ impl Supervisor {
                 watching: false,
                 displaced: None,
                 displacements: (0, None),
+                owner,
                 _held: held,
             });
             self.index.insert(key, i);
@@ -447,6 +507,9 @@ impl Supervisor {
 
     fn connect(&mut self, i: usize, ctx: &mut Context<Self>) {
         if self.shutting_down || self.subs[i].state == SubscriptionState::Failed {
+            return;
+        }
+        if !self.owned(i, ctx) {
             return;
         }
         let Some(client) = self.client.clone() else {
@@ -555,6 +618,9 @@ impl Actor for Supervisor {
         if let Some(every) = self.recovery.as_ref().and_then(|r| r.settings.watch) {
             ctx.run_interval(every, |act, ctx| act.watch(ctx));
         }
+        if self.leases.is_some() {
+            ctx.run_interval(YIELD_EVERY, |act, ctx| act.yield_taken(ctx));
+        }
         for i in 0..self.subs.len() {
             self.open(i, ctx);
         }
@@ -642,6 +708,98 @@ impl Supervisor {
             _ => tracing::warn!(%instance, %event, "{kind}"),
         }
         self.tell(sub, kind);
+    }
+}
+
+impl Supervisor {
+    /// Whether subscription `i` may connect now, as far as its lease goes; when it may not,
+    /// what gets the lease is under way (a take, or a look later).
+    fn owned(&mut self, i: usize, ctx: &mut Context<Self>) -> bool {
+        let Some(leases) = self.leases.clone() else {
+            return true;
+        };
+        let s = &mut self.subs[i];
+        let (endpoint, instance, event) = (
+            s.source.endpoint().to_string(),
+            s.source.instance().to_owned(),
+            s.event.to_string(),
+        );
+        match s.owner {
+            Ownership::Free | Ownership::Held(_) => true,
+            Ownership::Waiting => false,
+            Ownership::Taking => {
+                s.owner = Ownership::Waiting;
+                s.state = SubscriptionState::Connecting;
+                tracing::info!(%instance, %event, "taking the stream from the eventsock process that holds it");
+                let take =
+                    async move { leases.take(&endpoint, &instance, &event, TAKE_WITHIN).await };
+                ctx.spawn(
+                    take.into_actor(self)
+                        .map(move |taken, act, ctx| match taken {
+                            Ok(lease) => {
+                                act.subs[i].owner = Ownership::Held(lease);
+                                act.connect(i, ctx);
+                            }
+                            Err(e) => act.give_up(i, e.to_string(), ctx),
+                        }),
+                );
+                false
+            }
+            Ownership::StoodDown(_) => {
+                // The one that asked goes first; then whoever finds the stream free.
+                if leases.asked(&endpoint, &instance, &event).is_none() {
+                    match leases.acquire(&endpoint, &instance, &event) {
+                        Ok(lease) => {
+                            tracing::info!(%instance, %event, "the stream is free again: taking it back");
+                            s.owner = Ownership::Held(lease);
+                            return true;
+                        }
+                        Err(LeaseError::Held { .. }) => {}
+                        Err(e) => {
+                            self.give_up(i, e.to_string(), ctx);
+                            return false;
+                        }
+                    }
+                }
+                let handle = ctx.run_later(TAKE_BACK_EVERY, move |act, ctx| {
+                    act.subs[i].retry = None;
+                    act.connect(i, ctx);
+                });
+                s.retry = Some((handle, false));
+                false
+            }
+        }
+    }
+
+    /// Stands down from every held stream another eventsock process asks for: says so, lets go
+    /// of the lease and the socket, and waits for the stream to be free again.
+    fn yield_taken(&mut self, ctx: &mut Context<Self>) {
+        for i in 0..self.subs.len() {
+            let s = &mut self.subs[i];
+            let Ownership::Held(lease) = &s.owner else {
+                continue;
+            };
+            let Some(by) = lease.asked() else {
+                continue;
+            };
+            let now = SystemTime::now();
+            s.owner = Ownership::StoodDown(now);
+            s.state = SubscriptionState::StoodDown;
+            let kind = LifecycleKind::TakenOver { by: by.to_string() };
+            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
+            match &s.conn {
+                Some(conn) => conn.do_send(CloseConnection),
+                None => {
+                    // Not connected (waiting to reconnect): wait for the stream instead.
+                    if let Some((handle, _)) = s.retry.take() {
+                        ctx.cancel_future(handle);
+                    }
+                    s.last_heard.get_or_insert(now);
+                    self.connect(i, ctx);
+                }
+            }
+            self.tell(i, kind);
+        }
     }
 }
 
@@ -796,6 +954,14 @@ impl Handler<ConnDown> for Supervisor {
         let end = msg.end;
         if let Some((since, retake_in)) = s.displaced.take() {
             return self.retake(msg.sub, since, retake_in, ctx);
+        }
+        if let Ownership::StoodDown(since) = s.owner {
+            s.last_heard = Some(since);
+            s.state = SubscriptionState::StoodDown;
+            let reason = "stood down: another eventsock process took the stream".to_owned();
+            s.last_error = Some(reason.clone());
+            self.tell(msg.sub, LifecycleKind::Disconnected { code: None, reason });
+            return self.connect(msg.sub, ctx);
         }
         let was_up = end.up_since.is_some();
         if end.last_heard.is_some() {
