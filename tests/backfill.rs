@@ -234,6 +234,57 @@ async fn a_stream_taken_by_another_client_is_noticed_taken_back_and_recovered() 
     );
 }
 
+/// Ten minutes of a client that takes the stream back every 5 s, against the default watch (every
+/// 30 s, a grace of 15 s), with a message every second: the bot takes the stream back at growing
+/// intervals, never in a loop, and in the end every message is delivered exactly once. Slow
+/// (11 minutes): `cargo test --test backfill -- --ignored --nocapture`; its figures are in
+/// docs/benchmarks.md.
+#[actix_rt::test]
+#[ignore = "takes 11 minutes"]
+async fn ten_minutes_of_a_tug_of_war() {
+    let s = start_sim(SimConfig::default());
+    let (sup, rec) = supervise(&s, Backfill::new(), Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+    let started = std::time::Instant::now();
+    let mut sent = Vec::new();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(600) {
+        if n % 5 == 2 {
+            s.sim.take("codechat", "messages.upsert");
+        }
+        let id = format!("W{n:04}");
+        s.sim
+            .emit("codechat", "messages.upsert", &message(&id, now_secs()));
+        sent.push(id);
+        n += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let reconnects = rec.count_lifecycle(|k| matches!(k, LifecycleKind::Connected { .. })) - 1;
+    let retakes: Vec<Duration> = rec
+        .lifecycle()
+        .into_iter()
+        .filter_map(|k| match k {
+            LifecycleKind::Displaced { retake_in, .. } => Some(retake_in),
+            _ => None,
+        })
+        .collect();
+    println!(
+        "in 10 minutes: {} messages, {reconnects} reconnects, retakes after {retakes:?}",
+        sent.len()
+    );
+    // The other client stops; the bot takes the stream back and recovers the rest.
+    let last = sent.last().unwrap().clone();
+    rec.wait_with(Duration::from_secs(660), "the last message", |r| {
+        received(r).iter().any(|(id, _)| *id == last).then_some(())
+    })
+    .await;
+    let got: Vec<String> = received(&rec).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, sent, "every message once, in order");
+    assert!(reconnects <= 6, "{reconnects} reconnects");
+    let status = sup.send(eventsock::client::GetStatus).await.unwrap();
+    println!("displacements: {}", status[0].displacements);
+}
+
 #[actix_rt::test]
 async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
     let s = start_sim(SimConfig {

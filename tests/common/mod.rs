@@ -158,8 +158,18 @@ impl Recorder {
 
     /// Waits until `f` finds what it looks for in the records, or fails after the deadline.
     pub async fn wait<R>(&self, what: &str, f: impl Fn(&Recorder) -> Option<R>) -> R {
+        self.wait_with(DEADLINE, what, f).await
+    }
+
+    /// [`Recorder::wait`] with a deadline of its own.
+    pub async fn wait_with<R>(
+        &self,
+        deadline: Duration,
+        what: &str,
+        f: impl Fn(&Recorder) -> Option<R>,
+    ) -> R {
         let mut rx = self.changed.subscribe();
-        tokio::time::timeout(DEADLINE, async {
+        tokio::time::timeout(deadline, async {
             loop {
                 if let Some(r) = f(self) {
                     return r;

@@ -105,6 +105,8 @@ struct Sub {
     up_since: Option<SystemTime>,
     /// A watch of the stream is under way.
     watching: bool,
+    /// Until when the last watch found every saved message it looked at delivered.
+    verified: Option<SystemTime>,
     /// Found displaced: the connection is being closed, to take the stream back after the
     /// delay, recovering from the first message missed.
     displaced: Option<(SystemTime, Duration)>,
@@ -456,6 +458,7 @@ impl Supervisor {
                 last_heard: None,
                 up_since: None,
                 watching: false,
+                verified: None,
                 displaced: None,
                 displacements: (0, None),
                 owner,
@@ -640,6 +643,7 @@ impl Handler<ConnUp> for Supervisor {
         s.auth_reported = false;
         s.diagnosis = None;
         s.up_since = Some(msg.at);
+        s.verified = None;
         tracing::info!(instance = %s.source.instance(), event = %s.event, generation = msg.generation, "connected");
         let gap = s.last_heard.take();
         self.tell(
@@ -827,6 +831,8 @@ impl Supervisor {
                 continue;
             };
             s.watching = true;
+            let grace = recovery.settings.watch_grace;
+            let checked = SystemTime::now().checked_sub(grace).unwrap_or(up_since);
             let (rest, recovery, generation) = (rest.clone(), recovery.clone(), s.generation);
             let instance = s.source.instance().to_owned();
             let task = async move { backfill::watch(&recovery, &rest, &instance, up_since).await };
@@ -838,6 +844,7 @@ impl Supervisor {
                     Ok(Watched::Lost { missing, since }) if current => {
                         act.displaced(sub, missing, since);
                     }
+                    Ok(Watched::Held) if current => s.verified = Some(checked.max(up_since)),
                     Ok(_) => {}
                     Err(e) => {
                         let instance = s.source.instance();
@@ -868,7 +875,10 @@ impl Supervisor {
         };
         Counters::bump(&s.counters.displacements);
         let since = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
-        s.displaced = Some((since, retake_in));
+        // What was missed may start before the oldest missing message the watch saw (it reads
+        // the newest only): recovery starts where the last watch found the stream held.
+        let gap_from = s.verified.or(s.up_since).map_or(since, |v| v.min(since));
+        s.displaced = Some((gap_from, retake_in));
         s.state = SubscriptionState::Displaced;
         let kind = LifecycleKind::Displaced {
             missing,
