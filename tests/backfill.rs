@@ -285,6 +285,37 @@ async fn ten_minutes_of_a_tug_of_war() {
     println!("displacements: {}", status[0].displacements);
 }
 
+/// A findMessages that hangs, answers garbage or never runs out costs the watch only: live
+/// delivery goes on, and nothing counts as displaced.
+#[actix_rt::test]
+async fn a_watch_against_a_bad_find_messages_costs_the_watch_only() {
+    let s = start_sim(SimConfig::default());
+    let backfill = Backfill::new()
+        .watch(Some(Duration::from_millis(50)))
+        .watch_grace(Duration::from_secs(1))
+        .time_limits(Duration::from_millis(300), Duration::from_secs(1));
+    let (sup, rec) = supervise(&s, backfill, Duration::from_millis(50));
+    subscribed(&s, "messages.upsert").await;
+    for (n, mode) in [FindMode::Hang, FindMode::Garbage, FindMode::Flood]
+        .into_iter()
+        .enumerate()
+    {
+        s.sim.set_find_mode(mode);
+        let before = s.sim.find_requests();
+        until("two watches", || s.sim.find_requests() >= before + 2).await;
+        let id = format!("LIVE{n}");
+        s.sim
+            .emit("codechat", "messages.upsert", &message(&id, now_secs()));
+        got(&rec, &id).await;
+    }
+    let status = sup.send(eventsock::client::GetStatus).await.unwrap();
+    assert_eq!(status[0].displacements, 0);
+    assert_eq!(
+        status[0].state,
+        eventsock::client::SubscriptionState::Connected
+    );
+}
+
 #[actix_rt::test]
 async fn a_server_that_saves_nothing_is_reported_once_without_a_retry_storm() {
     let s = start_sim(SimConfig {
