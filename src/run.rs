@@ -161,6 +161,9 @@ fn in_flags(e: &SourceError) -> String {
         SourceError::ProtocolMismatch { path, named, given } => format!(
             "--url ends in {path}, a socket of the {named} server, but --protocol is {given}: drop one of the two"
         ),
+        SourceError::Url(eventsock_core::EndpointError::TokenInUrl) => {
+            format!("--url: {e} (give it with --token or EVENTSOCK_TOKEN)")
+        }
         SourceError::Url(_) => format!("--url: {e}"),
         _ => format!("--token: {e}"),
     }

@@ -400,7 +400,7 @@ async fn a_401_says_whether_the_token_or_the_path_is_wrong() {
     });
     let token = Token::new(v2.sim.mint_token(INSTANCE, None));
     let cause = first_retry(v2.endpoint(), token).await;
-    assert!(cause.contains("use --protocol v2"), "{cause}");
+    assert!(cause.contains("use its protocol, v2"), "{cause}");
 }
 
 #[actix_rt::test]

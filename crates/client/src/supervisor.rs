@@ -1055,10 +1055,10 @@ impl Supervisor {
         match (cause, s.source.protocol(), &s.diagnosis) {
             (Cause::Refused(401), _, Some(diagnosis)) => format!("{cause}: {diagnosis}"),
             (Cause::Refused(404), Protocol::Legacy, _) => format!(
-                "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use --protocol v2 (Source::v2)"
+                "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use its protocol, v2"
             ),
             (Cause::Refused(404), Protocol::V2, _) => format!(
-                "{cause}; if this is the legacy CodeChat server, use --protocol legacy"
+                "{cause}; if this is the legacy CodeChat server, use the legacy protocol"
             ),
             _ => cause.to_string(),
         }

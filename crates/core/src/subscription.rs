@@ -36,10 +36,12 @@ pub enum EndpointError {
     #[error("unsupported scheme {0:?}: use http, https, ws or wss")]
     Scheme(String),
     /// The URL carries a token in its query. The token is not repeated here.
-    #[error("the URL carries a token in its query: give the server's URL alone and the token separately (--token or EVENTSOCK_TOKEN); the URL is not shown, to keep the token out of logs")]
+    #[error("the URL carries a token in its query: give the server's URL alone and the token separately; the URL is not shown, to keep the token out of logs")]
     TokenInUrl,
     /// A query or fragment, which would clash with the subscription's own.
-    #[error("the URL must not have a query or a fragment: give events with --event and the token separately")]
+    #[error(
+        "the URL must not have a query or a fragment: give the events and the token separately"
+    )]
     Query,
 }
 
