@@ -168,6 +168,38 @@ async fn dead_letters(
     Ok(())
 }
 
+/// Moves `message` to the dead-letter `subject`, saying why in its `Eventsock-Error` header,
+/// then ends its deliveries; when the move fails, leaves it for a redelivery rather than lose
+/// it. Returns how the acknowledgement went.
+async fn move_to_dead_letters(
+    js: &async_nats::jetstream::Context,
+    message: &async_nats::jetstream::Message,
+    subject: String,
+    error: &str,
+) -> Result<(), async_nats::Error> {
+    use async_nats::jetstream::AckKind;
+    let mut headers = async_nats::HeaderMap::new();
+    let reason = error.replace(['\r', '\n'], " ");
+    headers.insert("Eventsock-Error", reason.as_str());
+    let moved = match js
+        .publish_with_headers(subject.clone(), headers, message.payload.clone())
+        .await
+    {
+        Ok(ack) => ack.await.map(drop).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match moved {
+        Ok(()) => {
+            tracing::error!(%error, "given up: moved to the dead-letter subject {subject}");
+            message.ack_with(AckKind::Term).await
+        }
+        Err(e) => {
+            tracing::error!(%error, publish_error = %e, "given up, but it could not be moved to the dead-letter subject {subject}: left for a redelivery");
+            message.ack_with(AckKind::Nak(None)).await
+        }
+    }
+}
+
 /// The stream of the key-value bucket `bucket` (its name made a subject token), laid out as
 /// NATS lays out its buckets: `KV_<bucket>` on `$KV.<bucket>.>`, the last value per key kept.
 /// Created when missing. Returns it with the token.

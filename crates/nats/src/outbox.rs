@@ -431,26 +431,8 @@ async fn settle(
         }
         Err(error) => {
             stats.dead += 1;
-            let mut headers = async_nats::HeaderMap::new();
-            let reason = error.to_string().replace(['\r', '\n'], " ");
-            headers.insert("Eventsock-Error", reason.as_str());
-            let moved = match js
-                .publish_with_headers(dead_subject.to_owned(), headers, message.payload.clone())
-                .await
-            {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match moved {
-                Ok(()) => {
-                    tracing::error!(%error, "a queued message failed: moved to {dead_subject}");
-                    message.ack_with(AckKind::Term).await
-                }
-                Err(e) => {
-                    tracing::error!(%error, publish_error = %e, "a queued message failed, and could not be moved to the dead-letter subject: left in the stream");
-                    message.ack_with(AckKind::Nak(None)).await
-                }
-            }
+            let error = format!("a queued message failed: {error}");
+            crate::move_to_dead_letters(js, &message, dead_subject.to_owned(), &error).await
         }
     };
     if let Err(e) = acked {

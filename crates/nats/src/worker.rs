@@ -224,19 +224,8 @@ impl Worker {
                         &format!("{}-dead.", self.cfg.prefix),
                         1,
                     );
-                    tracing::error!(%subject, %error, delivered, "giving up on a message: moved to the dead-letter subject");
-                    let moved = match js.publish(subject, message.payload.clone()).await {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match moved {
-                        Ok(()) => message.ack_with(AckKind::Term).await,
-                        // Not moved: leave it for a redelivery rather than lose it.
-                        Err(e) => {
-                            tracing::error!(error = %e, "dead-letter publish failed; the message will be redelivered");
-                            message.ack_with(AckKind::Nak(None)).await
-                        }
-                    }
+                    let error = format!("handling failed {delivered} times; the last: {error}");
+                    crate::move_to_dead_letters(&js, &message, subject, &error).await
                 }
                 Err(error) => {
                     stats.failed += 1;
