@@ -923,3 +923,72 @@ async fn a_sender_killed_mid_run_and_started_again_sends_every_queued_message_on
         assert_eq!(texts, sorted, "chat {c} out of order");
     }
 }
+
+/// `tail --nats` prints the stream `eventsock bridge` ingests, as the socket's lines, without
+/// connecting to the server: the bridge keeps its stream.
+#[actix_rt::test]
+async fn tail_nats_follows_the_bridged_stream_without_taking_it() {
+    use common::nats_server::NatsServer;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let (url, nats_url) = (s.url(), nats.url());
+    let bridge = Running::start(
+        &[
+            "bridge",
+            "--nats",
+            &nats_url,
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--event",
+            "messages.upsert",
+        ],
+        Stdio::null(),
+    );
+    subscribed(&s, "messages.upsert").await;
+    bridge.wait_stderr("ingesting").await;
+    let accepted = s.sim.accepted();
+    let mut tail = Running::start(
+        &["tail", "--nats", &nats_url, "--event", "messages.upsert"],
+        Stdio::piped(),
+    );
+    let mut lines = json_lines(&mut tail.child);
+    tail.wait_stderr("following the EVENTSOCK stream").await;
+    // Its consumer starts from now: ping until the first event comes through.
+    let first = loop {
+        s.sim
+            .emit("codechat", "messages.upsert", &json!({"keyId": "PING"}));
+        if let Ok(Some(line)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), lines.recv()).await
+        {
+            break line;
+        }
+    };
+    assert_eq!(first["event"], "messages.upsert");
+    assert_eq!(first["instance"], "codechat");
+    for i in 0..5 {
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &json!({"keyId": format!("N{i}")}),
+        );
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let line = next_line(&mut lines).await;
+        let id = line["data"]["keyId"].as_str().unwrap().to_owned();
+        if id != "PING" {
+            got.push(id);
+        }
+    }
+    assert_eq!(got, ["N0", "N1", "N2", "N3", "N4"]);
+    assert_eq!(s.sim.accepted(), accepted, "tail --nats opened no socket");
+    assert!(s.sim.is_subscribed("codechat", "messages.upsert"));
+    tail.signal("-TERM");
+    tail.exits_cleanly_after("SIGTERM").await;
+    bridge.signal("-TERM");
+}

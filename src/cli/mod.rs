@@ -16,10 +16,10 @@ pub(crate) struct ServerArgs {
     /// The server, for example http://localhost:8084 (an event socket's URL such as
     /// ws://localhost:8084/ws/events also works, and picks the protocol).
     #[arg(long, env = "EVENTSOCK_URL")]
-    url: String,
+    url: Option<String>,
     /// The instance token (JWT).
     #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// An event to take (repeat for several).
     #[arg(long = "event", required = true)]
     events: Vec<String>,
@@ -32,16 +32,26 @@ pub(crate) struct ServerArgs {
 impl ServerArgs {
     /// The source to subscribe on, and the events.
     pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
-        let source = Source::from_url(&self.url, Token::new(self.token), self.protocol)
+        let (Some(url), Some(token)) = (&self.url, self.token.clone()) else {
+            anyhow::bail!(
+                "no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
+            );
+        };
+        let source = Source::from_url(url, Token::new(token), self.protocol)
             .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))?;
-        // One subscription per event: `--event x --event x` is one.
+        let events = self.events();
+        Ok((source, events))
+    }
+
+    /// The events, each once: `--event x --event x` is one.
+    pub(crate) fn events(&self) -> Vec<EventName> {
         let mut events: Vec<EventName> = Vec::new();
         for e in self.events.iter().map(|e| EventName::parse(e)) {
             if !events.contains(&e) {
                 events.push(e);
             }
         }
-        Ok((source, events))
+        events
     }
 }
 
@@ -59,7 +69,7 @@ pub(crate) fn not_started(e: eventsock_client::ClientError) -> anyhow::Error {
     use eventsock_client::{ClientError, LeaseError};
     match e {
         ClientError::Lease(held @ LeaseError::Held { .. }) => anyhow::anyhow!(
-            "{held}; nothing was connected (the server would have given this process the stream and left the other silent). Stop that process, or take the stream with --take: it stands down, and takes the stream back when this one ends"
+            "{held}; nothing was connected (the server would have given this process the stream and left the other silent). Stop that process, or take the stream with --take: it stands down, and takes the stream back when this one ends. To look without taking a stream that eventsock bridge holds: eventsock tail --nats URL"
         ),
         e => e.into(),
     }

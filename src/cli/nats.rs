@@ -42,7 +42,7 @@ pub(crate) struct StreamArgs {
 }
 
 impl StreamArgs {
-    fn config(&self) -> StreamConfig {
+    pub(crate) fn config(&self) -> StreamConfig {
         let mut cfg = StreamConfig::default();
         cfg.stream = self.stream.clone();
         cfg.prefix = self.prefix.clone();

@@ -46,8 +46,15 @@ pub(crate) struct TailArgs {
     checkpoint: Option<std::path::PathBuf>,
     /// Take the streams another eventsock process holds: it stands down, and takes them back
     /// (recovering what it missed) when this one ends.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "nats")]
     take: bool,
+    /// Print the events `eventsock bridge` ingests into this NATS server's JetStream, from now
+    /// on, instead of connecting to the CodeChat server (which would take the bridge's stream):
+    /// no --url or --token needed.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    #[command(flatten)]
+    stream: super::nats::StreamArgs,
 }
 
 /// Tails until Ctrl-C, SIGTERM, a reader gone, or nothing left; the exit status.
@@ -58,6 +65,9 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
         human::duration(args.backoff_min),
         human::duration(args.backoff_max)
     );
+    if let Some(nats) = &args.nats {
+        return follow(nats, &args).await;
+    }
     let (source, events) = args.server.source()?;
     let mut config = ClientConfig::default();
     config.ping_interval = args.ping_interval;
@@ -135,6 +145,40 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
             1
         }
     })
+}
+
+/// `tail --nats`: the bridged stream, printed as a socket's would be, until Ctrl-C, SIGTERM or
+/// the reader is gone.
+async fn follow(nats: &str, args: &TailArgs) -> anyhow::Result<i32> {
+    let events = args.server.events();
+    let output = Output::stdout();
+    let printer = Printer::new(output.clone(), events.len(), Arc::new(Notify::new())).start();
+    say!(
+        "eventsock: following the {} stream at NATS {}; Ctrl-C stops",
+        args.stream.config().stream,
+        super::nats::shown(nats)
+    );
+    let print = |record: eventsock_core::Recorded| {
+        let mut meta = record.meta();
+        if record.backfilled {
+            meta.origin = Origin::Recovered;
+        }
+        printer.do_send(RawEvent {
+            meta,
+            data: Arc::new(record.data),
+        });
+    };
+    let stop = async {
+        tokio::select! {
+            _ = super::terminated() => {}
+            _ = output.gone() => {}
+        }
+    };
+    let followed =
+        eventsock_nats::follow(nats, &args.stream.config(), &events, print, stop).await?;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, output.drained()).await;
+    say!("eventsock: {followed} events followed");
+    Ok(0)
 }
 
 /// How long the shutdown may take to close the sockets and print what was read.

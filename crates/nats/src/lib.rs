@@ -16,12 +16,14 @@
 //! Guarantees and ordering are in `docs/scaling.md`.
 
 mod checkpoint;
+mod follow;
 mod ingest;
 mod outbox;
 mod state;
 mod worker;
 
 pub use checkpoint::KvCheckpoint;
+pub use follow::follow;
 pub use ingest::{FlushIngest, GetIngestStats, Ingest, IngestStats, WINDOW};
 pub use outbox::{JetStreamOutbox, OutboxConfig, OutboxSender, SenderStats};
 pub use state::KvStateStore;
