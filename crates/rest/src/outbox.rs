@@ -739,8 +739,18 @@ struct Chat {
 /// What an attempt found.
 enum Attempt {
     Send(Result<Value, RestError>),
-    /// Whether the message is on the server, and whether the server keeps sent messages at all.
-    Lookup(Result<(bool, bool), RestError>),
+    Lookup(Result<Looked, RestError>),
+}
+
+/// What looking a message up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Looked {
+    /// It is on the server: it was sent.
+    Found,
+    /// It is not, on a server that keeps what it sends: it was not sent.
+    Absent,
+    /// It is not, on a server that keeps nothing: whether it was sent cannot be told.
+    Unknowable,
 }
 
 struct Done {
@@ -1150,20 +1160,20 @@ impl Engine {
                 None
             }
             Attempt::Send(Err(e)) => Some(Err(OutboxError::Refused(e))),
-            Attempt::Lookup(Ok((true, _))) => {
+            Attempt::Lookup(Ok(Looked::Found)) => {
                 bump(&self.counters.found);
                 Some(Ok(Outcome::Found {
                     id: job.message.id.clone(),
                     attempts: job.sends,
                 }))
             }
-            Attempt::Lookup(Ok((false, true))) => {
+            Attempt::Lookup(Ok(Looked::Absent)) => {
                 // Not there, on a server that keeps what it sends: it did not arrive.
                 self.saves = Some(true);
                 job.last = job.doubt.take();
                 None
             }
-            Attempt::Lookup(Ok((false, false))) => Some(Err(OutboxError::InDoubt {
+            Attempt::Lookup(Ok(Looked::Unknowable)) => Some(Err(OutboxError::InDoubt {
                 last: job
                     .doubt
                     .take()
@@ -1301,28 +1311,32 @@ fn in_doubt(error: &RestError) -> bool {
     )
 }
 
-/// Whether message `id` is on the server, and whether the server keeps sent messages at all
-/// (`known`: already learnt; otherwise it is asked whether it has any).
-async fn look_up(
-    rest: &RestClient,
-    id: &str,
-    known: Option<bool>,
-) -> Result<(bool, bool), RestError> {
+/// Whether message `id` is on the server, which tells only on a server that keeps what it sends
+/// (`known`: whether it does, when already learnt; otherwise it is asked whether it has any
+/// message this instance sent).
+async fn look_up(rest: &RestClient, id: &str, known: Option<bool>) -> Result<Looked, RestError> {
     let found = rest.find_messages_page(json!({"keyId": id}), 10, 1).await?;
     if found
         .records
         .iter()
         .any(|r| r.get("keyId").and_then(Value::as_str) == Some(id))
     {
-        return Ok((true, true));
+        return Ok(Looked::Found);
     }
-    if let Some(keeps) = known {
-        return Ok((false, keeps));
-    }
-    let mine = rest
-        .find_messages_page(json!({"keyFromMe": true}), 1, 1)
-        .await?;
-    Ok((false, !mine.records.is_empty()))
+    let keeps = match known {
+        Some(keeps) => keeps,
+        None => {
+            let mine = rest
+                .find_messages_page(json!({"keyFromMe": true}), 1, 1)
+                .await?;
+            !mine.records.is_empty()
+        }
+    };
+    Ok(if keeps {
+        Looked::Absent
+    } else {
+        Looked::Unknowable
+    })
 }
 
 #[cfg(test)]
