@@ -14,8 +14,8 @@
 
 use crate::codec::LimitedCodec;
 use crate::config::ClientConfig;
-use crate::dispatch::{Body, Inbound};
 use crate::handshake::Heads;
+use crate::queue::{Body, Inbound};
 use crate::queue::{Offer, Queue};
 use crate::status::Counters;
 use actix::{

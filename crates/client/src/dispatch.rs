@@ -7,30 +7,12 @@
 //! that is what keeps order within a subscription, and what makes a slow handler push back on
 //! the socket.
 
+use crate::queue::{Body, Inbound};
 use crate::status::Counters;
-use bytestring::ByteString;
 use eventsock_core::{Channel, EventMeta, EventName, Frame, FrameProblem, Origin};
 use eventsock_handler::Router;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::sync::mpsc;
-
-/// One frame read from a socket, waiting for the dispatcher.
-#[derive(Debug)]
-pub(crate) struct Inbound {
-    pub(crate) body: Body,
-    pub(crate) generation: u64,
-    pub(crate) seq: u64,
-    pub(crate) received_at: SystemTime,
-    /// Its share of the queue's byte budget, given back when the dispatcher drops it.
-    pub(crate) room: Option<crate::queue::Room>,
-}
-
-#[derive(Debug)]
-pub(crate) enum Body {
-    Text(ByteString),
-    Binary(usize),
-}
 
 /// What a dispatcher needs to deliver one subscription's frames.
 pub(crate) struct Dispatcher {

@@ -1,11 +1,31 @@
 //! A subscription's queue: frames read but not yet handled, bounded in frames and in bytes.
 
 use crate::config::Overflow;
-use crate::dispatch::Inbound;
+use bytestring::ByteString;
 use futures_util::future::LocalBoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::{mpsc, Notify};
+
+/// One frame read from a socket, waiting for the dispatcher.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) body: Body,
+    pub(crate) generation: u64,
+    pub(crate) seq: u64,
+    pub(crate) received_at: SystemTime,
+    /// Its share of the queue's byte budget, given back when the dispatcher drops it.
+    pub(crate) room: Option<Room>,
+}
+
+/// A frame's body: a text frame's text, or the size of a binary frame (the protocol sends
+/// none).
+#[derive(Debug)]
+pub(crate) enum Body {
+    Text(ByteString),
+    Binary(usize),
+}
 
 /// The sending side, held by the subscription's connections. Each queued frame holds [`Room`]
 /// for its size in the byte budget, given back when the dispatcher drops the frame.
