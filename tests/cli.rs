@@ -215,10 +215,16 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], stdout: Stdio) -> Running {
+        Running::start_with(args, stdout, &[])
+    }
+
+    /// [`Running::start`] with these environment variables.
+    fn start_with(args: &[&str], stdout: Stdio, env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
             .args(args)
             .env_remove("EVENTSOCK_URL")
             .env_remove("EVENTSOCK_TOKEN")
+            .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
@@ -958,16 +964,9 @@ async fn tail_nats_follows_the_bridged_stream_without_taking_it() {
     );
     let mut lines = json_lines(&mut tail.child);
     tail.wait_stderr("following the EVENTSOCK stream").await;
-    // Its consumer starts from now: ping until the first event comes through.
-    let first = loop {
-        s.sim
-            .emit("codechat", "messages.upsert", &json!({"keyId": "PING"}));
-        if let Ok(Some(line)) =
-            tokio::time::timeout(std::time::Duration::from_millis(200), lines.recv()).await
-        {
-            break line;
-        }
-    };
+    // Its consumer starts from now: ping until the first event comes through (each ping its
+    // own id: JetStream drops a message id it has seen).
+    let first = first_through(&s, &mut lines).await;
     assert_eq!(first["event"], "messages.upsert");
     assert_eq!(first["instance"], "codechat");
     for i in 0..5 {
@@ -981,7 +980,7 @@ async fn tail_nats_follows_the_bridged_stream_without_taking_it() {
     while got.len() < 5 {
         let line = next_line(&mut lines).await;
         let id = line["data"]["keyId"].as_str().unwrap().to_owned();
-        if id != "PING" {
+        if !id.starts_with("PING") {
             got.push(id);
         }
     }
@@ -991,4 +990,127 @@ async fn tail_nats_follows_the_bridged_stream_without_taking_it() {
     tail.signal("-TERM");
     tail.exits_cleanly_after("SIGTERM").await;
     bridge.signal("-TERM");
+}
+
+/// Two bridges on two hosts (each its own lease folder) share one NATS: the second refuses
+/// before it connects, naming the first; with --take the first stands down; when the taker is
+/// killed, its lease lapses and the first takes the stream back, recovering what was sent
+/// meanwhile into the stream.
+#[actix_rt::test]
+async fn bridges_on_two_hosts_hold_a_stream_one_at_a_time_through_nats() {
+    use common::nats_server::NatsServer;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let (url, nats_url) = (s.url(), nats.url());
+    let (host_a, host_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let message = |id: &str| json!({"keyId": id, "keyRemoteJid": "5511988887777@s.whatsapp.net", "messageTimestamp": now()});
+    let bridge = |host: &tempfile::TempDir, extra: &[&str]| {
+        let mut args = vec![
+            "bridge",
+            "--nats",
+            &nats_url,
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--event",
+            "messages.upsert",
+            "--lease-ttl",
+            "2s",
+            "--backfill",
+        ];
+        args.extend_from_slice(extra);
+        let dir = host.path().to_str().unwrap().to_owned();
+        Running::start_with(&args, Stdio::null(), &[("EVENTSOCK_LEASES", &dir)])
+    };
+    let first = bridge(&host_a, &[]);
+    first.wait_stderr("ingesting").await;
+    subscribed(&s, "messages.upsert").await;
+    let accepted = s.sim.accepted();
+    let mut follower = Running::start(
+        &["tail", "--nats", &nats_url, "--event", "messages.upsert"],
+        Stdio::piped(),
+    );
+    let mut lines = json_lines(&mut follower.child);
+    follower.wait_stderr("following").await;
+    let first_line = first_through(&s, &mut lines).await;
+    assert!(first_line["data"]["keyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("PING"));
+
+    // Another host, no --take: refused before it connects.
+    let mut second = bridge(&host_b, &[]);
+    let (status, _) = second.exit().await;
+    assert_eq!(status.code(), Some(1), "{}", second.stderr());
+    assert!(
+        second
+            .stderr()
+            .contains("another eventsock process holds the codechat on "),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(s.sim.accepted(), accepted);
+
+    // With --take: the first stands down; the taker ingests.
+    let taker = bridge(&host_b, &["--take"]);
+    first.wait_stderr("standing down until it lets go").await;
+    taker.wait_stderr("ingesting").await;
+    until("the taker's socket", || s.sim.accepted() == accepted + 1).await;
+    subscribed(&s, "messages.upsert").await;
+    // The taker is killed: nobody ingests until its lease lapses and the first takes back.
+    taker.signal("-KILL");
+    until("the taker's socket to close", || {
+        !s.sim.is_subscribed("codechat", "messages.upsert")
+    })
+    .await;
+    for i in 0..3 {
+        s.sim
+            .emit("codechat", "messages.upsert", &message(&format!("K{i}")));
+    }
+    first.wait_stderr("taking them back").await;
+    let mut recovered = Vec::new();
+    while recovered.len() < 3 {
+        let line = next_line(&mut lines).await;
+        let id = line["data"]["keyId"].as_str().unwrap().to_owned();
+        if id.starts_with('K') {
+            assert_eq!(line["backfilled"], true, "{line}");
+            recovered.push(id);
+        }
+    }
+    assert_eq!(recovered, ["K0", "K1", "K2"]);
+    assert_eq!(s.sim.accepted(), accepted + 2, "one socket each time");
+    follower.signal("-TERM");
+    first.signal("-TERM");
+}
+
+/// Emits pings (`PING0`, `PING1`...) until the first comes through `lines`, within the deadline:
+/// for a follower whose consumer starts from now.
+async fn first_through(
+    s: &TestServer,
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+) -> Value {
+    tokio::time::timeout(DEADLINE, async {
+        for n in 0.. {
+            let ping = json!({"keyId": format!("PING{n}"), "messageTimestamp": 1});
+            s.sim.emit("codechat", "messages.upsert", &ping);
+            if let Ok(Some(line)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), lines.recv()).await
+            {
+                return line;
+            }
+        }
+        unreachable!("the loop ends by returning")
+    })
+    .await
+    .expect("an event through the follower within the deadline")
 }

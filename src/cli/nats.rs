@@ -1,9 +1,11 @@
 //! `eventsock bridge` and `eventsock worker`: ingest once into NATS JetStream, process anywhere.
 
-use eventsock_client::{Backfill, Shutdown, Supervisor};
+use eventsock_client::{Backfill, ClientError, Shutdown, StandDown, Supervisor, TakeBack};
 use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
-use eventsock_nats::{FlushIngest, GetIngestStats, Ingest, KvCheckpoint, StreamConfig, Worker};
+use eventsock_nats::{
+    FlushIngest, GetIngestStats, Ingest, KvCheckpoint, KvLease, StreamConfig, Worker,
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BridgeArgs {
@@ -17,10 +19,14 @@ pub(crate) struct BridgeArgs {
     /// (one key per instance), so a bridge started again anywhere goes on from there.
     #[arg(long)]
     backfill: bool,
-    /// Take the streams another eventsock process of this host holds: it stands down, and
-    /// takes them back when this one ends.
+    /// Take the streams another eventsock process holds (on this host, or a bridge on any host
+    /// of this NATS): it stands down, and takes them back when this one ends.
     #[arg(long)]
     take: bool,
+    /// How long a bridge's lease in NATS lasts unless renewed (it is renewed every third of
+    /// this): how long after a bridge dies another one may take its streams.
+    #[arg(long, default_value = "15s", value_parser = super::duration)]
+    lease_ttl: std::time::Duration,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -84,6 +90,14 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    // One bridge per stream across hosts: the lease in NATS decides, before anything connects.
+    let endpoint = source.endpoint().to_string();
+    let mut lease = tokio::select! {
+        lease = KvLease::hold(&args.nats, &endpoint, source.instance(), args.lease_ttl, args.take) => {
+            lease.map_err(|e| super::not_started(ClientError::Lease(e)))?
+        }
+        _ = super::terminated() => return Ok(()),
+    };
     let mut builder = Supervisor::builder();
     if args.backfill {
         let store =
@@ -105,8 +119,26 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
             n => format!(", {n} partitions by chat"),
         }
     );
-    super::terminated().await;
+    let stop = super::terminated();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            by = lease.until_asked() => {
+                eprintln!("eventsock bridge: another eventsock process takes the streams of {} ({by}): standing down until it lets go", lease.streams());
+                supervisor.do_send(StandDown { by: by.to_string() });
+                tokio::select! {
+                    _ = lease.hand_over() => {
+                        eprintln!("eventsock bridge: the streams are free again: taking them back");
+                        supervisor.do_send(TakeBack);
+                    }
+                    _ = &mut stop => break,
+                }
+            }
+        }
+    }
     let status = supervisor.send(Shutdown).await?;
+    lease.release().await;
     // Every event read is published before the process exits.
     ingest.send(FlushIngest).await?;
     let stats = ingest.send(GetIngestStats).await?;

@@ -25,8 +25,8 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// This process, now.
-    fn me() -> Holder {
+    /// This process, from now on.
+    pub fn current() -> Holder {
         Holder {
             pid: std::process::id(),
             host: host_name(),
@@ -165,7 +165,7 @@ impl Leases {
             });
             return Err(LeaseError::Held { stream, holder });
         }
-        let me = serde_json::to_vec(&Holder::me()).unwrap_or_default();
+        let me = serde_json::to_vec(&Holder::current()).unwrap_or_default();
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(&me))
@@ -188,7 +188,7 @@ impl Leases {
         within: Duration,
     ) -> Result<Lease, LeaseError> {
         let (_, take, _) = self.files(endpoint, instance, event);
-        let me = serde_json::to_vec(&Holder::me()).unwrap_or_default();
+        let me = serde_json::to_vec(&Holder::current()).unwrap_or_default();
         eventsock_core::file::write_atomically(&take, &me, false).map_err(|source| {
             LeaseError::Folder {
                 path: take.clone(),

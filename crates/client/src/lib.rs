@@ -66,4 +66,6 @@ pub use error::ClientError;
 pub use lease::{Holder, Lease, LeaseError, Leases};
 pub use lifecycle::{Lifecycle, LifecycleKind};
 pub use status::{SubscriptionState, SubscriptionStatus};
-pub use supervisor::{GetStatus, Shutdown, Subscribe, Supervisor, SupervisorBuilder};
+pub use supervisor::{
+    GetStatus, Shutdown, StandDown, Subscribe, Supervisor, SupervisorBuilder, TakeBack,
+};

@@ -130,6 +130,8 @@ enum Ownership {
     Waiting,
     /// Another process took it at this time: waiting for it to let go.
     StoodDown(SystemTime),
+    /// Stood down at this time when told ([`StandDown`]): waiting to be told to take it back.
+    Outside(SystemTime),
 }
 
 /// A subscription to open: its source, channel and event, its claim in this process, and its
@@ -730,7 +732,7 @@ impl Supervisor {
         );
         match s.owner {
             Ownership::Free | Ownership::Held(_) => true,
-            Ownership::Waiting => false,
+            Ownership::Waiting | Ownership::Outside(_) => false,
             Ownership::Taking => {
                 s.owner = Ownership::Waiting;
                 s.state = SubscriptionState::Connecting;
@@ -965,7 +967,7 @@ impl Handler<ConnDown> for Supervisor {
         if let Some((since, retake_in)) = s.displaced.take() {
             return self.retake(msg.sub, since, retake_in, ctx);
         }
-        if let Ownership::StoodDown(since) = s.owner {
+        if let Ownership::StoodDown(since) | Ownership::Outside(since) = s.owner {
             s.last_heard = Some(since);
             s.state = SubscriptionState::StoodDown;
             let reason = "stood down: another eventsock process took the stream".to_owned();
@@ -1099,6 +1101,69 @@ impl Supervisor {
             act.connect(sub, ctx);
         });
         self.subs[sub].retry = Some((handle, wakeable));
+    }
+}
+
+/// Another process holds the streams now (a lease kept elsewhere, such as
+/// `eventsock_nats::KvLease`): every subscription stands down, its socket closed, and does not
+/// reconnect until [`TakeBack`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StandDown {
+    /// Who holds the streams, in words.
+    pub by: String,
+}
+
+impl Handler<StandDown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StandDown, ctx: &mut Context<Self>) {
+        let now = SystemTime::now();
+        for i in 0..self.subs.len() {
+            let s = &mut self.subs[i];
+            if matches!(s.owner, Ownership::Outside(_)) || s.state == SubscriptionState::Failed {
+                continue;
+            }
+            s.owner = Ownership::Outside(now);
+            s.state = SubscriptionState::StoodDown;
+            let kind = LifecycleKind::TakenOver { by: msg.by.clone() };
+            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
+            match &s.conn {
+                Some(conn) => conn.do_send(CloseConnection),
+                None => {
+                    if let Some((handle, _)) = s.retry.take() {
+                        ctx.cancel_future(handle);
+                    }
+                    s.last_heard.get_or_insert(now);
+                }
+            }
+            self.tell(i, kind);
+        }
+    }
+}
+
+/// The streams are this process's again: the subscriptions stood down by [`StandDown`]
+/// connect, and the messages sent meanwhile are recovered (with [`Backfill`]).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct TakeBack;
+
+impl Handler<TakeBack> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: TakeBack, ctx: &mut Context<Self>) {
+        for i in 0..self.subs.len() {
+            let Ownership::Outside(since) = self.subs[i].owner else {
+                continue;
+            };
+            // With leases on this host too, the host's lease is taken again first.
+            self.subs[i].owner = match self.leases {
+                Some(_) => Ownership::StoodDown(since),
+                None => Ownership::Free,
+            };
+            tracing::info!(instance = %self.subs[i].source.instance(), event = %self.subs[i].event, "the stream is this process's again: taking it back");
+            self.connect(i, ctx);
+        }
     }
 }
 

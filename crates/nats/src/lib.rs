@@ -18,6 +18,7 @@
 mod checkpoint;
 mod follow;
 mod ingest;
+mod lease;
 mod outbox;
 mod state;
 mod worker;
@@ -25,6 +26,7 @@ mod worker;
 pub use checkpoint::KvCheckpoint;
 pub use follow::follow;
 pub use ingest::{FlushIngest, GetIngestStats, Ingest, IngestStats, WINDOW};
+pub use lease::KvLease;
 pub use outbox::{JetStreamOutbox, OutboxConfig, OutboxSender, SenderStats};
 pub use state::KvStateStore;
 pub use worker::{Worker, WorkerStats};
