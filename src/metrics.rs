@@ -100,6 +100,11 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         "restarts",
         "Connections replaced after they ended",
     );
+    let displacements = counter(
+        &mut registry,
+        "displacements",
+        "Times another client was found holding the stream (saved messages never arrived)",
+    );
     let up = gauge(
         &mut registry,
         "subscription_state",
@@ -126,6 +131,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         bad.get_or_create(&labels).inc_by(s.decode_errors);
         dropped.get_or_create(&labels).inc_by(s.dropped);
         restarts.get_or_create(&labels).inc_by(s.restarts);
+        displacements.get_or_create(&labels).inc_by(s.displacements);
         queued
             .get_or_create(&labels)
             .set(i64::try_from(s.queued_bytes).unwrap_or(i64::MAX));

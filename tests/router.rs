@@ -200,6 +200,7 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     assert_eq!(v(&format!("eventsock_bad_frames_total{sub}")), 1.0);
     assert_eq!(v(&format!("eventsock_dropped_total{sub}")), 0.0);
     assert_eq!(v(&format!("eventsock_restarts_total{sub}")), 0.0);
+    assert_eq!(v(&format!("eventsock_displacements_total{sub}")), 0.0);
     assert_eq!(v(&format!("eventsock_queue_bytes{sub}")), 0.0);
     let state = |s: &str| {
         v(&format!(
