@@ -958,15 +958,7 @@ async fn tail_nats_follows_the_bridged_stream_without_taking_it() {
     subscribed(&s, "messages.upsert").await;
     bridge.wait_stderr("ingesting").await;
     let accepted = s.sim.accepted();
-    let mut tail = Running::start(
-        &["tail", "--nats", &nats_url, "--event", "messages.upsert"],
-        Stdio::piped(),
-    );
-    let mut lines = json_lines(&mut tail.child);
-    tail.wait_stderr("following the EVENTSOCK stream").await;
-    // Its consumer starts from now: ping until the first event comes through (each ping its
-    // own id: JetStream drops a message id it has seen).
-    let first = first_through(&s, &mut lines).await;
+    let (mut tail, mut lines, first) = follow(&s, &nats_url).await;
     assert_eq!(first["event"], "messages.upsert");
     assert_eq!(first["instance"], "codechat");
     for i in 0..5 {
@@ -1036,13 +1028,7 @@ async fn bridges_on_two_hosts_hold_a_stream_one_at_a_time_through_nats() {
     first.wait_stderr("ingesting").await;
     subscribed(&s, "messages.upsert").await;
     let accepted = s.sim.accepted();
-    let mut follower = Running::start(
-        &["tail", "--nats", &nats_url, "--event", "messages.upsert"],
-        Stdio::piped(),
-    );
-    let mut lines = json_lines(&mut follower.child);
-    follower.wait_stderr("following").await;
-    let first_line = first_through(&s, &mut lines).await;
+    let (follower, mut lines, first_line) = follow(&s, &nats_url).await;
     assert!(first_line["data"]["keyId"]
         .as_str()
         .unwrap()
@@ -1091,6 +1077,24 @@ async fn bridges_on_two_hosts_hold_a_stream_one_at_a_time_through_nats() {
     assert_eq!(s.sim.accepted(), accepted + 2, "one socket each time");
     follower.signal("-TERM");
     first.signal("-TERM");
+}
+
+/// `eventsock tail --nats` of the stream at `nats_url`, once it prints what the bridge ingests:
+/// the process, its lines, and the first line.
+async fn follow(
+    s: &TestServer,
+    nats_url: &str,
+) -> (Running, tokio::sync::mpsc::UnboundedReceiver<Value>, Value) {
+    let mut tail = Running::start(
+        &["tail", "--nats", nats_url, "--event", "messages.upsert"],
+        Stdio::piped(),
+    );
+    let mut lines = json_lines(&mut tail.child);
+    tail.wait_stderr("following the EVENTSOCK stream").await;
+    // Its consumer starts from now: ping until the first event comes through (each ping its
+    // own id: JetStream drops a message id it has seen).
+    let first = first_through(s, &mut lines).await;
+    (tail, lines, first)
 }
 
 /// Emits pings (`PING0`, `PING1`...) until the first comes through `lines`, within the deadline:

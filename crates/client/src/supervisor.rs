@@ -789,22 +789,31 @@ impl Supervisor {
                 continue;
             };
             let now = SystemTime::now();
-            s.owner = Ownership::StoodDown(now);
-            s.state = SubscriptionState::StoodDown;
-            let kind = LifecycleKind::TakenOver { by: by.to_string() };
-            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
-            match &s.conn {
-                Some(conn) => conn.do_send(CloseConnection),
-                None => {
-                    // Not connected (waiting to reconnect): wait for the stream instead.
-                    if let Some((handle, _)) = s.retry.take() {
-                        ctx.cancel_future(handle);
-                    }
-                    s.last_heard.get_or_insert(now);
-                    self.connect(i, ctx);
+            self.stand_down(i, Ownership::StoodDown(now), by.to_string(), ctx);
+        }
+    }
+
+    /// Another process holds the stream of `i` now (`by`, in words): says so, lets go of the
+    /// lease and the socket, and waits as `owner` says, without reconnecting.
+    fn stand_down(&mut self, i: usize, owner: Ownership, by: String, ctx: &mut Context<Self>) {
+        let s = &mut self.subs[i];
+        s.owner = owner;
+        s.state = SubscriptionState::StoodDown;
+        let kind = LifecycleKind::TakenOver { by };
+        tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
+        self.tell(i, kind);
+        let s = &mut self.subs[i];
+        match &s.conn {
+            // Its end (ConnDown) waits for the stream instead of reconnecting.
+            Some(conn) => conn.do_send(CloseConnection),
+            None => {
+                // Not connected (waiting to reconnect): wait for the stream instead.
+                if let Some((handle, _)) = s.retry.take() {
+                    ctx.cancel_future(handle);
                 }
+                s.last_heard.get_or_insert(SystemTime::now());
+                self.connect(i, ctx);
             }
-            self.tell(i, kind);
         }
     }
 }
@@ -1120,24 +1129,11 @@ impl Handler<StandDown> for Supervisor {
     fn handle(&mut self, msg: StandDown, ctx: &mut Context<Self>) {
         let now = SystemTime::now();
         for i in 0..self.subs.len() {
-            let s = &mut self.subs[i];
+            let s = &self.subs[i];
             if matches!(s.owner, Ownership::Outside(_)) || s.state == SubscriptionState::Failed {
                 continue;
             }
-            s.owner = Ownership::Outside(now);
-            s.state = SubscriptionState::StoodDown;
-            let kind = LifecycleKind::TakenOver { by: msg.by.clone() };
-            tracing::warn!(instance = %s.source.instance(), event = %s.event, "{kind}");
-            match &s.conn {
-                Some(conn) => conn.do_send(CloseConnection),
-                None => {
-                    if let Some((handle, _)) = s.retry.take() {
-                        ctx.cancel_future(handle);
-                    }
-                    s.last_heard.get_or_insert(now);
-                }
-            }
-            self.tell(i, kind);
+            self.stand_down(i, Ownership::Outside(now), msg.by.clone(), ctx);
         }
     }
 }
