@@ -38,6 +38,10 @@ pub struct Settings {
     /// `EVENTSOCK_BACKFILL=1`), keeping the checkpoint in a file (`--checkpoint FILE`,
     /// `EVENTSOCK_CHECKPOINT`; implies `--backfill`).
     pub backfill: Option<Backfill>,
+    /// Also hold the streams in this NATS server (`--lease-nats URL`, `EVENTSOCK_LEASE_NATS`;
+    /// needs the `nats` feature), as `eventsock bridge` does: an eventsock process on another
+    /// host of that NATS then refuses them too, or takes them with `--take`.
+    pub lease_nats: Option<String>,
     /// Take the streams another eventsock process of this host holds (`--take`,
     /// `EVENTSOCK_TAKE=1`): it stands down, and takes them back when this bot ends. Without
     /// it, a bot whose stream another eventsock process holds does not start.
@@ -47,10 +51,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `--url`, `--token`, `--protocol`, `--metrics`, `--checkpoint` (each also as
-    /// `--name=value`) and `--backfill` from the command line, else `EVENTSOCK_URL`,
-    /// `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL`, `EVENTSOCK_METRICS`, `EVENTSOCK_CHECKPOINT` and
-    /// `EVENTSOCK_BACKFILL`. Other arguments are left to the program.
+    /// Reads `--url`, `--token`, `--protocol`, `--metrics`, `--checkpoint`, `--lease-nats` (each
+    /// also as `--name=value`), `--backfill` and `--take` from the command line, else
+    /// `EVENTSOCK_URL`, `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL`, `EVENTSOCK_METRICS`,
+    /// `EVENTSOCK_CHECKPOINT`, `EVENTSOCK_LEASE_NATS`, `EVENTSOCK_BACKFILL` and `EVENTSOCK_TAKE`.
+    /// Other arguments are left to the program.
     pub fn from_env() -> Result<Settings, RunError> {
         Settings::from_args(std::env::args().skip(1), |name| std::env::var(name).ok())
     }
@@ -117,6 +122,7 @@ impl Settings {
             protocol,
             metrics,
             take,
+            lease_nats: get("--lease-nats", "EVENTSOCK_LEASE_NATS"),
             config: ClientConfig::default(),
         })
     }
@@ -245,6 +251,7 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
             Leases::new(Leases::default_dir()).map_err(|e| RunError::Setting(e.to_string()))?;
         builder = builder.leases(leases).take(settings.take);
     }
+    let lease = hold_in_nats(&settings, &source).await?;
     let supervisor = builder
         .config(settings.config.clone())
         .source(source.clone())
@@ -276,6 +283,10 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
             source: std::io::Error::other("built without the `metrics` feature"),
         });
     }
+    #[cfg(feature = "nats")]
+    let lease = lease.map(|lease| keep(lease, supervisor.clone()));
+    #[cfg(not(feature = "nats"))]
+    let () = lease.unwrap_or(());
     Ok(Running {
         supervisor,
         router,
@@ -283,7 +294,60 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
         sim,
         #[cfg(feature = "metrics")]
         metrics,
+        #[cfg(feature = "nats")]
+        lease,
     })
+}
+
+/// The lease in NATS that `settings` ask for, held (or taken) before anything connects.
+#[cfg(feature = "nats")]
+async fn hold_in_nats(
+    settings: &Settings,
+    source: &Source,
+) -> Result<Option<eventsock_nats::KvLease>, RunError> {
+    let Some(url) = &settings.lease_nats else {
+        return Ok(None);
+    };
+    let endpoint = source.endpoint().to_string();
+    let ttl = Duration::from_secs(15);
+    let held = eventsock_nats::KvLease::hold(url, &endpoint, source.instance(), ttl, settings.take);
+    held.await.map(Some).map_err(|e| match e {
+        held @ LeaseError::Held { .. } => RunError::Setting(format!(
+            "{held}; nothing was connected. Stop that process, or start this bot with --take: the other stands down, and takes the stream back when this bot ends"
+        )),
+        e => RunError::Setting(e.to_string()),
+    })
+}
+
+#[cfg(not(feature = "nats"))]
+async fn hold_in_nats(settings: &Settings, _: &Source) -> Result<Option<()>, RunError> {
+    match settings.lease_nats {
+        Some(_) => Err(RunError::Setting(
+            "--lease-nats needs eventsock's `nats` feature".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Keeps `lease` for `supervisor` until told to stop, then lets it go.
+#[cfg(feature = "nats")]
+fn keep(mut lease: eventsock_nats::KvLease, supervisor: Addr<Supervisor>) -> Keeper {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = actix_rt::spawn(async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = lease.keep_for(&supervisor) => {}
+        }
+        lease.release().await;
+    });
+    Keeper { stop, task }
+}
+
+/// The task that keeps a lease in NATS, and how to stop it.
+#[cfg(feature = "nats")]
+struct Keeper {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: actix_rt::task::JoinHandle<()>,
 }
 
 /// The source `settings` name, or the built-in simulator's.
@@ -327,6 +391,8 @@ pub struct Running {
     sim: Option<Sim>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Server>,
+    #[cfg(feature = "nats")]
+    lease: Option<Keeper>,
 }
 
 impl std::fmt::Debug for Running {
@@ -447,6 +513,11 @@ impl Running {
     /// final status.
     pub async fn stop(self) -> Vec<SubscriptionStatus> {
         let status = self.supervisor.send(Shutdown).await.unwrap_or_default();
+        #[cfg(feature = "nats")]
+        if let Some(keeper) = self.lease {
+            let _ = keeper.stop.send(());
+            let _ = keeper.task.await;
+        }
         self.router.drain(DRAIN).await;
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
@@ -541,8 +612,26 @@ mod tests {
             format!("{:?}", s.backfill).contains("cp.json"),
             "a checkpoint implies --backfill"
         );
+        // Taking and the lease in NATS, from a flag or the environment.
+        let s = Settings::from_args(args(&["--take", "--lease-nats", "nats://n:4222"]), |_| None)
+            .unwrap();
+        assert_eq!(
+            (s.take, s.lease_nats.as_deref()),
+            (true, Some("nats://n:4222"))
+        );
+        let var = |name: &str| match name {
+            "EVENTSOCK_TAKE" => Some("1".into()),
+            "EVENTSOCK_LEASE_NATS" => Some("nats://e:4222".into()),
+            _ => None,
+        };
+        let s = Settings::from_args(args(&[]), var).unwrap();
+        assert_eq!(
+            (s.take, s.lease_nats.as_deref()),
+            (true, Some("nats://e:4222"))
+        );
         // An empty variable is no setting.
         let s = Settings::from_args(args(&[]), |_| Some(String::new())).unwrap();
+        assert!(!s.take && s.lease_nats.is_none());
         assert_eq!((s.url, s.token.is_some(), s.protocol), (None, false, None));
     }
 

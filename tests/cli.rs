@@ -1041,7 +1041,7 @@ async fn bridges_on_two_hosts_hold_a_stream_one_at_a_time_through_nats() {
     assert!(
         second
             .stderr()
-            .contains("another eventsock process holds the codechat on "),
+            .contains("another eventsock process holds the codechat (every event, at "),
         "{}",
         second.stderr()
     );
@@ -1063,7 +1063,7 @@ async fn bridges_on_two_hosts_hold_a_stream_one_at_a_time_through_nats() {
         s.sim
             .emit("codechat", "messages.upsert", &message(&format!("K{i}")));
     }
-    first.wait_stderr("taking them back").await;
+    // Taken back once the taker's lease lapses (2 s): what was sent meanwhile is recovered.
     let mut recovered = Vec::new();
     while recovered.len() < 3 {
         let line = next_line(&mut lines).await;
@@ -1117,4 +1117,39 @@ async fn first_through(
     })
     .await
     .expect("an event through the follower within the deadline")
+}
+
+/// Asked to (`--lease-nats`), `tail` holds its streams in NATS too: a tail on another host (its
+/// own lease folder) of that NATS is refused before it connects.
+#[actix_rt::test]
+async fn tails_on_two_hosts_with_lease_nats_hold_a_stream_one_at_a_time() {
+    use common::nats_server::NatsServer;
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let token = s.sim.mint_token("codechat", None);
+    let (url, nats_url) = (s.url(), nats.url());
+    let (host_a, host_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut args = tail_args(&url, &token);
+    args.extend(["--lease-nats", &nats_url]);
+    let dir_a = host_a.path().to_str().unwrap().to_owned();
+    let dir_b = host_b.path().to_str().unwrap().to_owned();
+    let first = Running::start_with(&args, Stdio::null(), &[("EVENTSOCK_LEASES", &dir_a)]);
+    subscribed(&s, "messages.upsert").await;
+    let accepted = s.sim.accepted();
+    let mut second = Running::start_with(&args, Stdio::null(), &[("EVENTSOCK_LEASES", &dir_b)]);
+    let (status, _) = second.exit().await;
+    assert_eq!(status.code(), Some(1), "{}", second.stderr());
+    assert!(
+        second.stderr().contains(&format!(
+            "another eventsock process holds the codechat (every event, at ws://{}/) stream (process {} on ",
+            s.addr,
+            first.child.id()
+        )),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(s.sim.accepted(), accepted, "the second never connected");
+    first.signal("-TERM");
 }

@@ -1,6 +1,6 @@
 //! `eventsock bridge` and `eventsock worker`: ingest once into NATS JetStream, process anywhere.
 
-use eventsock_client::{Backfill, ClientError, Shutdown, StandDown, Supervisor, TakeBack};
+use eventsock_client::{Backfill, ClientError, Shutdown, Supervisor};
 use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
 use eventsock_nats::{
@@ -119,23 +119,9 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
             n => format!(", {n} partitions by chat"),
         }
     );
-    let stop = super::terminated();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            by = lease.until_asked() => {
-                eprintln!("eventsock bridge: another eventsock process takes the streams of {} ({by}): standing down until it lets go", lease.streams());
-                supervisor.do_send(StandDown { by: by.to_string() });
-                tokio::select! {
-                    _ = lease.hand_over() => {
-                        eprintln!("eventsock bridge: the streams are free again: taking them back");
-                        supervisor.do_send(TakeBack);
-                    }
-                    _ = &mut stop => break,
-                }
-            }
-        }
+    tokio::select! {
+        _ = super::terminated() => {}
+        _ = lease.keep_for(&supervisor) => {}
     }
     let status = supervisor.send(Shutdown).await?;
     lease.release().await;

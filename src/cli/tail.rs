@@ -48,6 +48,10 @@ pub(crate) struct TailArgs {
     /// (recovering what it missed) when this one ends.
     #[arg(long, conflicts_with = "nats")]
     take: bool,
+    /// Also hold the streams in this NATS server (as `eventsock bridge` does), so that an
+    /// eventsock process on another host of that NATS does not take them either.
+    #[arg(long, value_name = "URL", conflicts_with = "nats")]
+    lease_nats: Option<String>,
     /// Print the events `eventsock bridge` ingests into this NATS server's JetStream, from now
     /// on, instead of connecting to the CodeChat server (which would take the bridge's stream):
     /// no --url or --token needed.
@@ -78,6 +82,17 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
         within: args.restart_window,
     };
 
+    // Held across hosts when asked: refused (or taken) before anything connects.
+    let mut lease = match &args.lease_nats {
+        Some(url) => {
+            let endpoint = source.endpoint().to_string();
+            let ttl = Duration::from_secs(15);
+            let held =
+                eventsock_nats::KvLease::hold(url, &endpoint, source.instance(), ttl, args.take);
+            Some(held.await.map_err(|e| super::not_started(e.into()))?)
+        }
+        None => None,
+    };
     let output = Output::stdout();
     let nothing_left = Arc::new(Notify::new());
     let printer = Printer::new(output.clone(), events.len(), nothing_left.clone()).start();
@@ -99,10 +114,17 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
         .undelivered(printer.clone().recipient())
         .start()
         .map_err(super::not_started)?;
+    let keep = async {
+        match lease.as_mut() {
+            Some(lease) => lease.keep_for(&supervisor).await,
+            None => std::future::pending().await,
+        }
+    };
     let stop = tokio::select! {
         _ = super::terminated() => Stop::Signal,
         _ = output.gone() => Stop::ReaderGone,
         _ = nothing_left.notified() => Stop::NothingLeft,
+        _ = keep => Stop::Signal,
     };
     // Everything read is handled and printed before the summary, within bounds: a reader that
     // stopped reading must not hold the exit, and a second Ctrl-C ends at once.
@@ -137,6 +159,9 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
     };
     if let Some(status) = &status {
         say!("{}", summary(status).trim_end());
+    }
+    if let Some(lease) = lease {
+        lease.release().await;
     }
     Ok(match stop {
         Stop::Signal | Stop::ReaderGone => 0,

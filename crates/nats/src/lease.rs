@@ -10,9 +10,10 @@
 //! next heartbeat, lets go, and takes the streams back once they are free again.
 
 use crate::NatsError;
+use actix::Addr;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
-use eventsock_client::{Holder, LeaseError};
+use eventsock_client::{Holder, LeaseError, StandDown, Supervisor, TakeBack};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The bucket of the leases.
@@ -80,7 +81,7 @@ impl KvLease {
             stream,
             key: format!("$KV.{bucket}.{name}"),
             take: format!("$KV.{bucket}.{name}-take"),
-            what: format!("{instance} on {endpoint}"),
+            what: format!("{instance} (every event, at {endpoint})"),
             ttl: ttl.max(Duration::from_secs(1)),
             revision: 0,
             me: Holder::current(),
@@ -168,6 +169,20 @@ impl KvLease {
                     return;
                 }
             }
+        }
+    }
+
+    /// Keeps the lease for `supervisor`'s streams for as long as this runs (it never ends by
+    /// itself): when another process asks for them, tells the supervisor to stand down
+    /// ([`StandDown`]), waits until they are free again, holds them again and tells it to take
+    /// them back ([`TakeBack`]), recovering what was sent meanwhile.
+    pub async fn keep_for(&mut self, supervisor: &Addr<Supervisor>) {
+        loop {
+            let by = self.until_asked().await;
+            supervisor.do_send(StandDown { by: by.to_string() });
+            self.hand_over().await;
+            tracing::info!(streams = %self.what, "the streams are free again: taking them back");
+            supervisor.do_send(TakeBack);
         }
     }
 
