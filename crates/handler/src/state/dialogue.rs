@@ -1,0 +1,108 @@
+//! [`Dialogue`]: handlers as a state machine over the state of each chat.
+
+use super::{ChatKey, StateStore, States};
+use crate::{BoxError, Ctx, Router};
+use eventsock_core::{Event, LocalBoxFuture, Payload};
+use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Guard<S> = Arc<dyn Fn(&S) -> bool + Send + Sync>;
+type StateFn<T, S> =
+    Arc<dyn Fn(Event<T>, Ctx, S) -> LocalBoxFuture<'static, Result<S, BoxError>> + Send + Sync>;
+
+/// Handlers as a state machine: each message of a chat goes to the first handler whose guard
+/// holds for the chat's state, which returns the state after it. Register with
+/// [`Router::dialogue`]; events that are not messages with a chat, and the bot's own messages,
+/// are not its business. Per-chat order is the subscription's: one event at a time.
+pub struct Dialogue<S, T: Payload = eventsock_core::legacy::MessagesUpsert> {
+    states: States<S>,
+    branches: Vec<(Guard<S>, StateFn<T, S>)>,
+}
+
+impl<S, T: Payload> std::fmt::Debug for Dialogue<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialogue")
+            .field("branches", &self.branches.len())
+            .finish()
+    }
+}
+
+impl<S, T> Dialogue<S, T>
+where
+    S: Serialize + DeserializeOwned + Default + Clone + Send + 'static,
+    T: Payload,
+{
+    /// A dialogue whose states are kept in `store`.
+    pub fn new(store: Arc<dyn StateStore>) -> Dialogue<S, T> {
+        Dialogue {
+            states: States::new(store),
+            branches: Vec::new(),
+        }
+    }
+
+    /// A conversation idle (no message) this long starts again from the default state.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.states = self.states.idle_timeout(idle);
+        self
+    }
+
+    /// The states, to read or change them outside a handler.
+    pub fn states(&self) -> States<S> {
+        self.states.clone()
+    }
+
+    /// Handles the messages of chats whose state satisfies `guard` with `f`, which returns the
+    /// state after the message (the same one to stay, `S::default()` to start over).
+    pub fn when<F, Fut>(mut self, guard: impl Fn(&S) -> bool + Send + Sync + 'static, f: F) -> Self
+    where
+        F: Fn(Event<T>, Ctx, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, BoxError>> + 'static,
+    {
+        self.branches.push((
+            Arc::new(guard),
+            Arc::new(move |e, cx, s| Box::pin(f(e, cx, s))),
+        ));
+        self
+    }
+
+    /// Handles one event: load, route, save on success.
+    async fn handle(self: Arc<Self>, event: Event<T>, cx: Ctx) -> Result<(), BoxError> {
+        let (Some(instance), Some(chat)) = (cx.instance(), cx.chat()) else {
+            return Ok(());
+        };
+        // The bot's own messages (its replies come back as messages) move no conversation.
+        if event.payload.as_message().is_some_and(|m| m.is_from_me()) {
+            return Ok(());
+        }
+        let key = ChatKey::new(instance, chat);
+        let loaded = self.states.load(&key).await?;
+        let Some((_, f)) = self.branches.iter().find(|(guard, _)| guard(&loaded.state)) else {
+            return Ok(());
+        };
+        // Run again on the same state (a redelivery), the handler's messages get the same ids
+        // and are not sent twice; on a changed state (after a conflict), new ones.
+        let cx = cx.salted(&loaded.revision.unwrap_or(0).to_string());
+        let next = f(event, cx, loaded.state).await?;
+        // Saved after every message handled, changed or not: the write checks the revision the
+        // state was read at, so a handler that acted on a state another worker had changed
+        // meanwhile fails (and its event is handled again), and the idle timeout counts from
+        // the last message.
+        self.states.save(&key, &next, loaded.revision).await?;
+        Ok(())
+    }
+}
+
+impl Router {
+    /// Runs `dialogue`: every `T` message of a chat goes, with the chat's state, to the
+    /// handler of that state, and the state it returns is saved (see [`Dialogue`]).
+    pub fn dialogue<S, T>(self, dialogue: Dialogue<S, T>) -> Self
+    where
+        S: Serialize + DeserializeOwned + Default + Clone + Send + 'static,
+        T: Payload,
+    {
+        let dialogue = Arc::new(dialogue);
+        self.on(move |event: Event<T>, cx: Ctx| dialogue.clone().handle(event, cx))
+    }
+}
