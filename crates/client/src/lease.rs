@@ -7,6 +7,7 @@
 //! process ends, however it ends, so a crash never leaves a stale lease. The file says who holds
 //! it; a file beside it (`.take`) says who asks for it.
 
+use eventsock_core::{fnv1a, FNV_BASIS};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -132,7 +133,7 @@ impl Leases {
     fn files(&self, endpoint: &str, instance: &str, event: &str) -> (PathBuf, PathBuf, String) {
         let stream = format!("{instance} {event}");
         let key = format!("{endpoint}\u{0}{instance}\u{0}{event}");
-        let name = format!("{:016x}", fnv(&key));
+        let name = format!("{:016x}", fnv1a(FNV_BASIS, key.bytes()));
         let lease = self.dir.join(format!("{name}.lease"));
         let take = self.dir.join(format!("{name}.take"));
         (lease, take, stream)
@@ -255,13 +256,6 @@ fn read_holder(file: &mut File) -> Option<Holder> {
     file.rewind().ok()?;
     file.take(4096).read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-/// FNV-1a: the same name for a stream in every process and Rust version.
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Takes the lock of `file` without waiting: `false` when another process holds it.

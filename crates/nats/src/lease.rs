@@ -14,6 +14,7 @@ use actix::Addr;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
 use eventsock_client::{Holder, LeaseError, StandDown, Supervisor, TakeBack};
+use eventsock_core::{fnv1a, FNV_BASIS};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The bucket of the leases.
@@ -75,7 +76,8 @@ impl KvLease {
         let (stream, bucket) = crate::kv_bucket(&js, BUCKET)
             .await
             .map_err(|e| folder(&e))?;
-        let name = format!("{:016x}", fnv(&format!("{endpoint}\u{0}{instance}")));
+        let held = format!("{endpoint}\u{0}{instance}");
+        let name = format!("{:016x}", fnv1a(FNV_BASIS, held.bytes()));
         let mut lease = KvLease {
             js,
             stream,
@@ -292,11 +294,4 @@ fn unknown() -> Holder {
         host: "an unknown host".into(),
         since: now_secs(),
     }
-}
-
-/// FNV-1a: the same key for a stream in every process and Rust version.
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

@@ -284,7 +284,7 @@ pub fn new_message_id() -> String {
 /// output may change between Rust versions).
 pub fn derived_message_id(seed: &str, n: u32) -> String {
     let (a, b) = (
-        fnv(seed, n, 0xcbf2_9ce4_8422_2325),
+        fnv(seed, n, eventsock_core::FNV_BASIS),
         fnv(seed, n, 0x8422_2325_cbf2_9ce4),
     );
     format!("3EB0{a:016X}{:04X}", b & 0xffff)
@@ -806,14 +806,12 @@ fn fingerprint_of(message: &Outgoing) -> u64 {
         seed.push_str(part);
         seed.push('\u{0}');
     }
-    fnv(&seed, 0, 0xcbf2_9ce4_8422_2325)
+    fnv(&seed, 0, eventsock_core::FNV_BASIS)
 }
 
 /// FNV-1a over `seed` and `n`, from `basis`: the same in every process and Rust version.
 fn fnv(seed: &str, n: u32, basis: u64) -> u64 {
-    seed.bytes().chain(n.to_le_bytes()).fold(basis, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    eventsock_core::fnv1a(basis, seed.bytes().chain(n.to_le_bytes()))
 }
 
 /// `at + by`, or as late as can be.
