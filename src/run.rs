@@ -311,7 +311,16 @@ async fn hold_in_nats(
     let endpoint = source.endpoint().to_string();
     let ttl = Duration::from_secs(15);
     let held = eventsock_nats::KvLease::hold(url, &endpoint, source.instance(), ttl, settings.take);
-    held.await.map(Some).map_err(|e| match e {
+    // NATS may be down: its connection is retried until it answers, or Ctrl-C.
+    let held = tokio::select! {
+        held = held => held,
+        _ = terminated() => {
+            return Err(RunError::Setting(
+                "stopped before NATS answered for --lease-nats".into(),
+            ))
+        }
+    };
+    held.map(Some).map_err(|e| match e {
         held @ LeaseError::Held { .. } => RunError::Setting(format!(
             "{held}; nothing was connected. Stop that process, or start this bot with --take: the other stands down, and takes the stream back when this bot ends"
         )),

@@ -534,6 +534,20 @@ async fn bridge_says_where_nats_is_unreachable_and_that_it_retries() {
     bridge.wait_stderr("retrying every").await;
     bridge.signal("-TERM");
     bridge.exits_cleanly_after("SIGTERM").await;
+    // tail waiting for NATS to hold its lease in: the same, and Ctrl-C ends the wait.
+    let mut args = tail_args(&url, &token);
+    args.extend(["--lease-nats", &nats]);
+    let mut tail = Running::start(&args, Stdio::null());
+    tail.wait_stderr(&format!("NATS at {nats} is unreachable"))
+        .await;
+    tail.signal("-INT");
+    tail.exits_cleanly_after("SIGINT").await;
+    assert!(
+        tail.stderr().contains("stopped before NATS answered"),
+        "{}",
+        tail.stderr()
+    );
+    assert_eq!(s.sim.accepted(), 0, "nothing connected");
 }
 
 /// Every stdout line of `child`, parsed, as it comes.

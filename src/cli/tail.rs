@@ -89,7 +89,14 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
             let ttl = Duration::from_secs(15);
             let held =
                 eventsock_nats::KvLease::hold(url, &endpoint, source.instance(), ttl, args.take);
-            Some(held.await.map_err(|e| super::not_started(e.into()))?)
+            // NATS may be down: its connection is retried until it answers, or Ctrl-C.
+            tokio::select! {
+                held = held => Some(held.map_err(|e| super::not_started(e.into()))?),
+                _ = super::terminated() => {
+                    say!("eventsock: stopped before NATS answered for --lease-nats");
+                    return Ok(0);
+                }
+            }
         }
         None => None,
     };
