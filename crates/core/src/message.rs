@@ -25,22 +25,14 @@ pub trait MessageLike {
     /// What a reply needs to quote this message (see [`QuotedMessage`]), or `None` when the
     /// payload lacks its id, chat or type, without which the server cannot build a quote.
     fn quote(&self) -> Option<QuotedMessage> {
-        let message_type = self.message_type().filter(|t| !t.is_empty())?;
-        let content = match (message_type, self.text()) {
-            (_, None) => serde_json::json!({}),
-            ("conversation" | "extendedTextMessage", Some(text)) => {
-                serde_json::json!({"text": text})
-            }
-            (_, Some(caption)) => serde_json::json!({"caption": caption}),
-        };
-        Some(QuotedMessage {
-            key_id: self.message_id().filter(|id| !id.is_empty())?.to_owned(),
-            key_from_me: self.is_from_me(),
-            key_remote_jid: self.chat()?.to_owned(),
-            message_type: message_type.to_owned(),
-            content,
-            message_timestamp: self.timestamp(),
-        })
+        QuotedMessage::new(
+            self.message_id()?,
+            self.is_from_me(),
+            self.chat()?,
+            self.message_type()?,
+            self.text(),
+            self.timestamp(),
+        )
     }
 }
 
@@ -66,6 +58,38 @@ pub struct QuotedMessage {
     /// When it was sent, in seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_timestamp: Option<i64>,
+}
+
+impl QuotedMessage {
+    /// The quote of message `key_id` of `chat`, of `message_type`, whose text (or caption) is
+    /// `text`; `None` without an id or a type, which the server needs to build a quote.
+    pub fn new(
+        key_id: &str,
+        key_from_me: bool,
+        chat: &str,
+        message_type: &str,
+        text: Option<&str>,
+        message_timestamp: Option<i64>,
+    ) -> Option<QuotedMessage> {
+        if key_id.is_empty() || message_type.is_empty() {
+            return None;
+        }
+        let content = match (message_type, text) {
+            (_, None) => serde_json::json!({}),
+            ("conversation" | "extendedTextMessage", Some(text)) => {
+                serde_json::json!({"text": text})
+            }
+            (_, Some(caption)) => serde_json::json!({"caption": caption}),
+        };
+        Some(QuotedMessage {
+            key_id: key_id.to_owned(),
+            key_from_me,
+            key_remote_jid: chat.to_owned(),
+            message_type: message_type.to_owned(),
+            content,
+            message_timestamp,
+        })
+    }
 }
 
 macro_rules! message_like {

@@ -37,8 +37,9 @@ pub(crate) struct EventCtx {
     message_id: Option<String>,
     /// The chat's LID, when the message names one.
     lid: Option<String>,
-    /// What a reply quotes: the message, when it can be quoted.
-    quote: Option<QuotedMessage>,
+    /// What a reply needs to quote the message besides its key (made into a
+    /// [`QuotedMessage`] only when a handler replies): its type, text and time.
+    quotable: Option<Quotable>,
     from_me: bool,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
     /// its context.
@@ -82,7 +83,13 @@ impl EventCtx {
             chat: message.and_then(|m| m.chat()).map(str::to_owned),
             message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
             lid: message.and_then(|m| m.lid()).map(str::to_owned),
-            quote: message.and_then(|m| m.quote()),
+            quotable: message.and_then(|m| {
+                Some(Quotable {
+                    message_type: m.message_type().filter(|t| !t.is_empty())?.into(),
+                    text: m.text().map(Into::into),
+                    timestamp: m.timestamp(),
+                })
+            }),
             from_me: message.is_some_and(|m| m.is_from_me()),
             sent: (0..handlers.max(1)).map(|_| AtomicU32::new(0)).collect(),
         })
@@ -237,8 +244,8 @@ impl Ctx {
     /// queued in the outbox (waiting for room when it is full).
     pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
         let mut message = self.outgoing(self.chat_or_refuse()?, text);
-        match &self.event.quote {
-            Some(quote) => message = message.quoting(quote.clone()),
+        match self.event.quote() {
+            Some(quote) => message = message.quoting(quote),
             None => said_once_unquoted(),
         }
         self.post(message).await
@@ -269,6 +276,28 @@ impl Ctx {
     pub async fn mark_read(&self) -> Result<Value, RestError> {
         let (rest, key) = self.key(true)?;
         rest.mark_as_read(&[key]).await
+    }
+}
+
+/// The parts of a message a quote needs besides its key.
+struct Quotable {
+    message_type: Box<str>,
+    text: Option<Box<str>>,
+    timestamp: Option<i64>,
+}
+
+impl EventCtx {
+    /// The quote of the event's message, when it can be quoted (see [`MessageLike::quote`]).
+    fn quote(&self) -> Option<QuotedMessage> {
+        let q = self.quotable.as_ref()?;
+        QuotedMessage::new(
+            self.message_id.as_deref()?,
+            self.from_me,
+            self.chat.as_deref()?,
+            &q.message_type,
+            q.text.as_deref(),
+            q.timestamp,
+        )
     }
 }
 
