@@ -16,12 +16,13 @@
 use eventsock::prelude::*;
 
 fn main() {
-    Router::new()
-        .on(|msg: Message, cx: Ctx| async move {
+    Router::builder()
+        .on(|msg: Msg| async move {
             if !msg.is_from_me() && msg.text() == Some("!ping") {
-                cx.reply("pong").await?;
+                msg.cx.reply("pong").await?;
             }
             Ok(())
         })
+        .build()
         .run()
 }

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let print = Route::from_fn(|e: Event<legacy::MessagesUpsert>| {
+    let print = Route::from_fn(|e: Msg| {
         println!(
             "[{:<8}] {}: {}",
             e.meta.instance.as_deref().unwrap_or("?"),
@@ -67,8 +67,12 @@ async fn main() -> anyhow::Result<()> {
         );
         async { Ok::<_, std::convert::Infallible>(()) }
     });
-    let mut builder = Supervisor::builder()
-        .handler::<legacy::MessagesUpsert>(Bot::build(print).start().recipient())
+    let mut builder = eventsock::client::Supervisor::builder()
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(Bot::build(print).start().recipient())
+                .build(),
+        )
         .lifecycle(Watcher.start().recipient());
     for token in tokens {
         builder = builder.source(Source::new(endpoint.clone(), token)?);

@@ -51,7 +51,8 @@ fn main() {
         .idle_timeout(Duration::from_secs(3600))
         .when(
             |s| matches!(s, Order::Start),
-            |_: Message, cx: Ctx, _| async move {
+            |msg: Msg, _| async move {
+                let cx = &msg.cx;
                 cx.reply("Hello! What would you like: pizza or salad?")
                     .await?;
                 Ok(Order::Item)
@@ -59,7 +60,8 @@ fn main() {
         )
         .when(
             |s| matches!(s, Order::Item),
-            |msg: Message, cx: Ctx, s| async move {
+            |msg: Msg, s| async move {
+                let cx = &msg.cx;
                 let item = msg.text().unwrap_or_default().trim().to_lowercase();
                 if item != "pizza" && item != "salad" {
                     cx.reply("Pizza or salad?").await?;
@@ -72,7 +74,8 @@ fn main() {
         )
         .when(
             |s| matches!(s, Order::Size { .. }),
-            |msg: Message, cx: Ctx, s| async move {
+            |msg: Msg, s| async move {
+                let cx = &msg.cx;
                 let Order::Size { item } = s else {
                     return Ok(s);
                 };
@@ -87,7 +90,8 @@ fn main() {
         )
         .when(
             |s| matches!(s, Order::Address { .. }),
-            |msg: Message, cx: Ctx, s| async move {
+            |msg: Msg, s| async move {
+                let cx = &msg.cx;
                 let Order::Address { item, size } = s else {
                     return Ok(s);
                 };
@@ -99,9 +103,10 @@ fn main() {
                 Ok(Order::Start)
             },
         );
-    Router::new()
+    Router::builder()
         // Answers at a human pace, one per chat every second.
         .pacing(Pacing::default().rate(2.0).per_chat(Duration::from_secs(1)))
         .dialogue(dialogue)
+        .build()
         .run()
 }

@@ -14,15 +14,16 @@ use eventsock::prelude::*;
 #[actix_rt::main]
 async fn main() -> Result<(), BoxError> {
     let (paired_tx, mut paired) = tokio::sync::mpsc::unbounded_channel();
-    let running = Router::new()
+    let running = Router::builder()
         .route(qr_terminal::<legacy::QrcodeUpdated, _>(std::io::stdout()))
-        .on(move |e: Event<legacy::ConnectionUpdate>, _: Ctx| {
+        .on(move |e: Received<legacy::ConnectionUpdate>| {
             println!("connection: {}", e.state.as_deref().unwrap_or("?"));
             if e.state.as_deref() == Some("open") {
                 let _ = paired_tx.send(());
             }
             async { Ok(()) }
         })
+        .build()
         .start(Settings::from_env()?)
         .await?;
 

@@ -9,12 +9,13 @@
 
 use actix::Actor;
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
+use eventsock::handler::RouterBuilder;
 use eventsock::prelude::*;
 use std::time::Duration;
 
-/// The bot under test: the same router live and in the replay.
-fn bot() -> Router {
-    Router::new().on(|e: Message, _: Ctx| {
+/// The bot under test: the same handlers live and in the replay.
+fn bot() -> RouterBuilder {
+    Router::builder().on(|e: Msg| {
         println!(
             "  #{:<3} {}: {}",
             e.meta.seq,
@@ -37,6 +38,7 @@ async fn main() -> Result<(), BoxError> {
             [EventKind::MessagesUpsert.into()],
             recorder.clone().recipient(),
         )
+        .build()
         .start(Settings::from_env()?)
         .await?;
     running.traffic(10.0, Duration::from_secs(2)).await;
@@ -44,7 +46,7 @@ async fn main() -> Result<(), BoxError> {
     let written = recorder.send(FlushRecorder).await?;
     println!("recorded {written} events to {path}\n\nreplay:");
 
-    let report = Replay::open(&path).router(bot()).run().await?;
+    let report = Replay::open(&path, bot().build()).run().await?;
     println!(
         "replayed {} records: {} delivered, {} did not fit, {} bad lines",
         report.records, report.delivered, report.decode_errors, report.bad_lines

@@ -6,13 +6,14 @@
 //! use eventsock::prelude::*;
 //!
 //! fn main() {
-//!     Router::new()
-//!         .on(|msg: Message, cx: Ctx| async move {
+//!     Router::builder()
+//!         .on(|msg: Msg| async move {
 //!             if !msg.is_from_me() && msg.text() == Some("!ping") {
-//!                 cx.reply("pong").await?;
+//!                 msg.cx.reply("pong").await?;
 //!             }
 //!             Ok(())
 //!         })
+//!         .build()
 //!         .run()
 //! }
 //! ```
@@ -54,22 +55,48 @@ pub use run::{terminated, Run, RunError, Running, Settings};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// A message received or sent on the legacy server (`messages.upsert`): what most bots handle.
-pub type Message = eventsock_core::Event<eventsock_core::legacy::MessagesUpsert>;
+/// A message received or sent on the legacy server (`messages.upsert`), with its context:
+/// what most bots handle.
+pub type Msg = eventsock_handler::Received<eventsock_core::legacy::MessagesUpsert>;
 
-/// Everything a bot needs, in one import: `use eventsock::prelude::*;`.
+/// Everything a bot needs, in one import: `use eventsock::prelude::*;`. No name in it is one of
+/// `actix::prelude`'s, so both can be glob-imported together (the supervisor is
+/// `eventsock::client::Supervisor` and a running bot `eventsock::Running`, not here):
+///
+/// ```
+/// use actix::prelude::*;
+/// use eventsock::prelude::*;
+///
+/// struct Echo;
+/// impl Actor for Echo {
+///     type Context = Context<Self>;
+/// }
+/// impl Handler<Msg> for Echo {
+///     type Result = ();
+///     fn handle(&mut self, m: Msg, _: &mut Context<Self>) {
+///         println!("{}", m.text().unwrap_or_default());
+///     }
+/// }
+/// #[derive(Message)]
+/// #[rtype(result = "()")]
+/// struct Ping;
+/// # #[actix::main] async fn main() {
+/// let router: Router = Router::builder().actor(Echo.start().recipient()).build();
+/// let _: Option<Running> = None; // actix's
+/// # let _ = (router, Ping); }
+/// ```
 pub mod prelude {
-    pub use crate::{Message, Run, Running, Settings};
+    pub use crate::{Msg, Run, Settings};
     pub use eventsock_client::{
         Backfill, ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Subscribe,
-        SubscriptionState, SubscriptionStatus, Supervisor,
+        SubscriptionState, SubscriptionStatus,
     };
     pub use eventsock_core::{
         legacy, v2, Channel, CheckpointStore, Endpoint, Event, EventKind, EventName, MessageLike,
         Origin, Payload, Protocol, RawEvent, Source, Token, TokenProvider, Undelivered,
     };
     pub use eventsock_handler::{
-        Bot, BoxError, Ctx, Dedup, Flow, HandlerError, Pipeline, Route, Router,
+        Bot, BoxError, Ctx, Dedup, Dialogue, Flow, HandlerError, Pipeline, Received, Route, Router,
     };
     pub use eventsock_rest::{
         Outbox, OutboxError, Outgoing, Pacing, Receipt, RefreshingToken, RestClient, RestError,

@@ -2,13 +2,14 @@
 //! `GET /healthz` (liveness: the supervisor runs and not every subscription has given up) and
 //! `GET /readyz` (readiness: every subscription is connected).
 //!
-//! Values are read at each scrape from the supervisor's status and the router's handler
-//! counters, so nothing is counted twice and nothing is kept in between.
+//! Values are read at each scrape from the supervisor's status, its router's handler counters
+//! and its outboxes, so nothing is counted twice and nothing is kept in between.
 
 use actix::Addr;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use eventsock_client::{GetStatus, SubscriptionState, SubscriptionStatus, Supervisor};
-use eventsock_handler::Router;
+use eventsock_client::{
+    GetDispatcher, GetStatus, SubscriptionState, SubscriptionStatus, Supervisor,
+};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,16 +32,11 @@ impl Server {
 #[derive(Clone)]
 struct State {
     supervisor: Addr<Supervisor>,
-    router: Router,
 }
 
 /// Serves the metrics and health routes on `addr` (port 0: any free port).
-pub(crate) fn serve(
-    addr: SocketAddr,
-    supervisor: Addr<Supervisor>,
-    router: Router,
-) -> std::io::Result<Server> {
-    let state = State { supervisor, router };
+pub(crate) fn serve(addr: SocketAddr, supervisor: Addr<Supervisor>) -> std::io::Result<Server> {
+    let state = State { supervisor };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
@@ -68,6 +64,7 @@ async fn status(state: &State) -> Option<Vec<SubscriptionStatus>> {
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     let subs = status(&state).await.unwrap_or_default();
+    let dispatcher = state.supervisor.send(GetDispatcher).await.ok();
     let mut registry = Registry::with_prefix("eventsock");
     let counter = |registry: &mut Registry, name: &str, help: &str| {
         let f = Family::<Labels, Counter>::default();
@@ -141,7 +138,11 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
             up.get_or_create(&l).set(i64::from(s.state == state));
         }
     }
-    for h in state.router.handlers() {
+    let handlers = dispatcher
+        .as_ref()
+        .map(|d| d.router().handlers())
+        .unwrap_or_default();
+    for h in handlers {
         let labels: Labels = vec![("handler".into(), h.name)];
         handled.get_or_create(&labels).inc_by(h.handled);
         failed.get_or_create(&labels).inc_by(h.failed);
@@ -171,7 +172,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         ),
     ]
     .map(|(name, help)| counter(&mut registry, name, help));
-    for o in state.router.outboxes() {
+    for o in dispatcher.iter().flat_map(|d| d.outboxes()) {
         let labels: Labels = vec![("instance".into(), o.instance().to_owned())];
         let s = o.stats();
         outbox_queued

@@ -265,7 +265,7 @@ async fn start(router: Router, settings: Settings) -> Result<Running, RunError> 
         })?;
     #[cfg(feature = "metrics")]
     let metrics = match settings.metrics {
-        Some(addr) => match crate::metrics::serve(addr, supervisor.clone(), router.clone()) {
+        Some(addr) => match crate::metrics::serve(addr, supervisor.clone()) {
             Ok(server) => Some(server),
             Err(source) => {
                 // Nothing half-started is left behind: the supervisor lets its claims go.
@@ -518,7 +518,7 @@ impl Running {
 
     /// Closes every connection, lets the handlers finish every event already read, gives the
     /// outboxes 10 seconds to send what they hold (what is left then is not sent, and says so in
-    /// a warning), stops the metrics server and the simulator. Returns every subscription's
+    /// a warning; see `eventsock_client::Shutdown`), stops the metrics server and the simulator. Returns every subscription's
     /// final status.
     pub async fn stop(self) -> Vec<SubscriptionStatus> {
         let status = self.supervisor.send(Shutdown).await.unwrap_or_default();
@@ -527,7 +527,6 @@ impl Running {
             let _ = keeper.stop.send(());
             let _ = keeper.task.await;
         }
-        self.router.drain(DRAIN).await;
         #[cfg(feature = "metrics")]
         if let Some(m) = self.metrics {
             m.stop().await;
@@ -536,9 +535,6 @@ impl Running {
         status
     }
 }
-
-/// How long [`Running::stop`] waits for the outboxes to send what they hold, in all.
-pub(crate) const DRAIN: Duration = Duration::from_secs(10);
 
 /// Resolves on Ctrl-C or SIGTERM (on Ctrl-C alone where SIGTERM cannot be watched): what
 /// [`Run::run`] stops on, for [`Running::until`] in programs with their own `main`.

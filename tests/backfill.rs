@@ -40,7 +40,11 @@ fn supervise(
     let sup = Supervisor::builder()
         .config(config)
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .backfill(backfill)
         .start()

@@ -9,7 +9,7 @@ use eventsock::client::{
     SubscriptionState, Supervisor,
 };
 use eventsock::core::Protocol;
-use eventsock::core::{legacy, v2, Event, EventKind, FrameProblem, Intensity, Token};
+use eventsock::core::{legacy, v2, EventKind, FrameProblem, Intensity, Token};
 use eventsock::core::{FnTokenProvider, Source, TokenProviderError};
 use eventsock::sim::SimConfig;
 use serde_json::json;
@@ -109,7 +109,11 @@ async fn a_refused_token_is_retried_at_the_slowest_pace_with_a_fresh_token_each_
     let _sup = Supervisor::builder()
         .config(config)
         .source(Source::with_provider(s.endpoint(), INSTANCE, provider))
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();
@@ -227,10 +231,10 @@ impl Actor for BurstCheck {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for BurstCheck {
+impl Handler<Received<legacy::MessagesUpsert>> for BurstCheck {
     type Result = ();
 
-    fn handle(&mut self, msg: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
         let seq = msg.extra.get("burstSeq").and_then(|v| v.as_u64());
         if seq != Some(self.next) {
             self.out_of_order += 1;
@@ -260,7 +264,11 @@ async fn a_burst_of_100k_events_arrives_complete_and_in_order() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(check.recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(check.recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
@@ -281,13 +289,16 @@ async fn fan_out_gives_every_handler_every_event_in_order() {
     let s = start_sim(SimConfig::default());
     let token = Token::new(s.sim.mint_token(INSTANCE, None));
     let recs: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
-    let mut builder = Supervisor::builder()
-        .config(fast_config())
-        .source(Source::new(s.endpoint(), token).unwrap());
+    let mut router = Router::builder();
     for r in &recs {
-        builder = builder.handler::<legacy::MessagesUpsert>(r.clone().start().recipient());
+        router = router.actor::<legacy::MessagesUpsert>(r.clone().start().recipient());
     }
-    let _sup = builder.start().unwrap();
+    let _sup = Supervisor::builder()
+        .config(fast_config())
+        .source(Source::new(s.endpoint(), token).unwrap())
+        .router(router.build())
+        .start()
+        .unwrap();
     subscribed(&s, "messages.upsert").await;
     for i in 0..20 {
         s.sim.emit(
@@ -317,18 +328,24 @@ async fn duplicate_subscriptions_share_one_connection() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token.clone()).unwrap())
-        .handler::<legacy::MessagesUpsert>(typed.clone().start().recipient())
-        .raw_handler(
-            [EventKind::MessagesUpsert.into()],
-            raw.clone().start().recipient(),
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(typed.clone().start().recipient())
+                .raw(
+                    [EventKind::MessagesUpsert.into()],
+                    raw.clone().start().recipient(),
+                )
+                .build(),
         )
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
     // A handler added while running shares the open connection too.
     let late = Recorder::default();
-    sup.send(Subscribe::handler::<legacy::MessagesUpsert>(
-        late.clone().start().recipient(),
+    sup.send(Subscribe(
+        Router::builder()
+            .actor::<legacy::MessagesUpsert>(late.clone().start().recipient())
+            .build(),
     ))
     .await
     .unwrap()
@@ -347,9 +364,13 @@ async fn duplicate_subscriptions_share_one_connection() {
     assert_eq!(s.sim.accepted(), 1, "one handshake for three handlers");
     // A handler that cannot be served is refused and changes nothing: the next one is taken.
     let refused = sup
-        .send(Subscribe::raw(
-            [eventsock::core::EventName::parse("message.upsert")],
-            Recorder::default().start().recipient(),
+        .send(Subscribe(
+            Router::builder()
+                .raw(
+                    [eventsock::core::EventName::parse("message.upsert")],
+                    Recorder::default().start().recipient(),
+                )
+                .build(),
         ))
         .await
         .unwrap();
@@ -358,8 +379,10 @@ async fn duplicate_subscriptions_share_one_connection() {
         "{refused:?}"
     );
     let updates = Recorder::default();
-    sup.send(Subscribe::handler::<legacy::MessagesUpdate>(
-        updates.clone().start().recipient(),
+    sup.send(Subscribe(
+        Router::builder()
+            .actor::<legacy::MessagesUpdate>(updates.clone().start().recipient())
+            .build(),
     ))
     .await
     .unwrap()
@@ -370,7 +393,11 @@ async fn duplicate_subscriptions_share_one_connection() {
     for _ in 0..2 {
         let other = Supervisor::builder()
             .source(Source::new(s.endpoint(), token.clone()).unwrap())
-            .handler::<legacy::MessagesUpsert>(Recorder::default().start().recipient())
+            .router(
+                Router::builder()
+                    .actor::<legacy::MessagesUpsert>(Recorder::default().start().recipient())
+                    .build(),
+            )
             .start();
         assert!(
             matches!(other, Err(ClientError::AlreadyHeld { .. })),
@@ -414,10 +441,14 @@ impl Actor for Slow {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Slow {
+impl Handler<Received<legacy::MessagesUpsert>> for Slow {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        _: Received<legacy::MessagesUpsert>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let handled = self.0.clone();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -440,7 +471,11 @@ async fn a_frame_waiting_for_room_at_shutdown_is_still_handled() {
     let sup = Supervisor::builder()
         .config(config)
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(slow.recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(slow.recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
@@ -525,7 +560,11 @@ async fn v2_envelopes_give_the_instance_and_server_time() {
     let _sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap().v2())
-        .handler::<v2::MessagesUpsert>(rec.clone().start().recipient())
+        .router(
+            Router::builder()
+                .actor::<v2::MessagesUpsert>(rec.clone().start().recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
@@ -546,9 +585,9 @@ async fn a_handler_that_panics_does_not_take_the_connection_down() {
     impl Actor for Bomb {
         type Context = Context<Self>;
     }
-    impl Handler<Event<legacy::MessagesUpsert>> for Bomb {
+    impl Handler<Received<legacy::MessagesUpsert>> for Bomb {
         type Result = ();
-        fn handle(&mut self, msg: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+        fn handle(&mut self, msg: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
             if msg.key_id.as_deref() == Some("boom") {
                 panic!("handler bug");
             }
@@ -563,8 +602,12 @@ async fn a_handler_that_panics_does_not_take_the_connection_down() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(bomb.recipient())
-        .handler::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(bomb.recipient())
+                .actor::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
@@ -611,7 +654,11 @@ async fn close_4001_from_the_server_is_retried_at_the_slowest_pace() {
     let _sup = Supervisor::builder()
         .config(config)
         .source(Source::new(s.endpoint(), token).unwrap().v2())
-        .handler::<v2::MessagesUpsert>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<v2::MessagesUpsert>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();
@@ -656,10 +703,14 @@ impl Actor for Gated {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Gated {
+impl Handler<Received<legacy::MessagesUpsert>> for Gated {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        _: Received<legacy::MessagesUpsert>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let (gate, handled) = (self.gate.clone(), self.handled.clone());
         Box::pin(async move {
             if let Ok(permit) = gate.acquire().await {
@@ -683,13 +734,17 @@ async fn drop_newest_keeps_reading_and_counts_what_it_drops() {
     let sup = Supervisor::builder()
         .config(config)
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(
-            Gated {
-                gate: gate.clone(),
-                handled: handled.clone(),
-            }
-            .start()
-            .recipient(),
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(
+                    Gated {
+                        gate: gate.clone(),
+                        handled: handled.clone(),
+                    }
+                    .start()
+                    .recipient(),
+                )
+                .build(),
         )
         .start()
         .unwrap();
@@ -743,7 +798,11 @@ async fn more_than_a_hundred_subscriptions_all_connect() {
     }
     let rec = Recorder::default();
     let sup = builder
-        .handler::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     until("every subscription", || {

@@ -66,12 +66,14 @@ fn none_refused_by_a_schema(sim: &Sim) {
 /// `quotedMessageId`).
 #[actix_rt::test]
 async fn the_readme_bot_answers_with_a_body_the_server_takes() {
-    let router = Router::new().on(|msg: Message, cx: Ctx| async move {
-        if !msg.is_from_me() && msg.text() == Some("!ping") {
-            cx.reply("pong").await?;
-        }
-        Ok(())
-    });
+    let router = Router::builder()
+        .on(|msg: Msg| async move {
+            if !msg.is_from_me() && msg.text() == Some("!ping") {
+                msg.cx.reply("pong").await?;
+            }
+            Ok(())
+        })
+        .build();
     let (running, sim) = started(router, Settings::default()).await;
     let ping = message("3A5F1C2B9D8E7F6A5B4C", "!ping");
     assert!(sim.emit("codechat", "messages.upsert", &ping));
@@ -212,17 +214,20 @@ async fn a_quote_the_server_cannot_resolve_is_sent_unquoted() {
 /// the server marks read.
 #[actix_rt::test]
 async fn react_mark_read_and_presence_from_a_handler() {
-    let router = Router::new().on(|msg: Message, cx: Ctx| async move {
-        if msg.is_from_me() {
-            return Ok(());
-        }
-        cx.react("👍").await?;
-        cx.mark_read().await?;
-        cx.rest()?
-            .set_presence(cx.chat().unwrap_or_default(), "composing")
-            .await?;
-        Ok(())
-    });
+    let router = Router::builder()
+        .on(|msg: Msg| async move {
+            if msg.is_from_me() {
+                return Ok(());
+            }
+            let cx = &msg.cx;
+            cx.react("👍").await?;
+            cx.mark_read().await?;
+            cx.rest()?
+                .set_presence(cx.chat().unwrap_or_default(), "composing")
+                .await?;
+            Ok(())
+        })
+        .build();
     let (running, sim) = started(router, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("R1", "hello"));
     until("the presence", || {

@@ -7,7 +7,7 @@ use common::*;
 use eventsock::client::Supervisor;
 use eventsock::core::MessageLike;
 use eventsock::core::Source;
-use eventsock::core::{legacy, Event, Token};
+use eventsock::core::{legacy, Token};
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
 use eventsock::handler::{restarting, Bot, Dedup, GetBotStats, HandlerError, Pipeline, Route};
 use eventsock::rest::RestClient;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-type Upsert = Event<legacy::MessagesUpsert>;
+type Upsert = Received<legacy::MessagesUpsert>;
 type Log = Arc<Mutex<Vec<String>>>;
 
 fn note(log: &Log, what: impl Into<String>) {
@@ -38,13 +38,13 @@ fn msg(chat: &str, id: &str, text: &str) -> serde_json::Value {
 
 fn supervise_bot<T: eventsock::core::Payload>(
     s: &TestServer,
-    bot: Recipient<Event<T>>,
+    bot: Recipient<Received<T>>,
 ) -> Addr<Supervisor> {
     let token = Token::new(s.sim.mint_token("codechat", None));
     Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<T>(bot)
+        .router(Router::builder().actor::<T>(bot).build())
         .start()
         .unwrap()
 }
@@ -311,8 +311,12 @@ async fn an_echo_bot_replies_over_rest_and_the_reply_comes_back_as_send_message(
     let _sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .handler::<legacy::MessagesUpsert>(bot.clone().recipient())
-        .handler::<legacy::SendMessage>(sent_addr.recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(bot.clone().recipient())
+                .actor::<legacy::SendMessage>(sent_addr.recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     until("both sockets", || {
@@ -354,11 +358,15 @@ async fn a_recorded_stream_replays_through_the_same_handlers() {
     let _sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .raw_handler(
-            [eventsock::core::EventKind::MessagesUpsert.into()],
-            recorder.clone().recipient(),
+        .router(
+            Router::builder()
+                .raw(
+                    [eventsock::core::EventKind::MessagesUpsert.into()],
+                    recorder.clone().recipient(),
+                )
+                .actor::<legacy::MessagesUpsert>(live.clone().start().recipient())
+                .build(),
         )
-        .handler::<legacy::MessagesUpsert>(live.clone().start().recipient())
         .start()
         .unwrap();
     until("the socket", || {
@@ -383,11 +391,15 @@ async fn a_recorded_stream_replays_through_the_same_handlers() {
     std::fs::write(&path, text).unwrap();
 
     let replayed = Recorder_::default();
-    let report = Replay::open(&path)
-        .handler::<legacy::MessagesUpsert>(replayed.clone().start().recipient())
-        .run()
-        .await
-        .unwrap();
+    let report = Replay::open(
+        &path,
+        Router::builder()
+            .actor::<legacy::MessagesUpsert>(replayed.clone().start().recipient())
+            .build(),
+    )
+    .run()
+    .await
+    .unwrap();
     assert_eq!(
         (
             report.records,
@@ -426,9 +438,9 @@ async fn one_dedup_shared_by_two_streams_lets_an_api_sent_message_through_once()
             );
             async { Ok::<_, HandlerError>(()) }
         });
-    let sends = Pipeline::<Event<legacy::SendMessage>>::new()
+    let sends = Pipeline::<Received<legacy::SendMessage>>::new()
         .dedup_messages(&dedup)
-        .endpoint(move |e: Event<legacy::SendMessage>| {
+        .endpoint(move |e: Received<legacy::SendMessage>| {
             note(&l2, format!("send {}", e.message_id().unwrap_or_default()));
             async { Ok::<_, HandlerError>(()) }
         });
@@ -437,8 +449,12 @@ async fn one_dedup_shared_by_two_streams_lets_an_api_sent_message_through_once()
     let _sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token.clone()).unwrap())
-        .handler::<legacy::MessagesUpsert>(upsert_bot.clone().recipient())
-        .handler::<legacy::SendMessage>(send_bot.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(upsert_bot.clone().recipient())
+                .actor::<legacy::SendMessage>(send_bot.clone().recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     until("both sockets", || {

@@ -12,7 +12,7 @@ use eventsock::client::{
     ClientConfig, ClientError, GetStatus, LifecycleKind, Shutdown, Subscribe, Supervisor,
 };
 use eventsock::core::Source;
-use eventsock::core::{legacy, Backoff, Channel, Endpoint, Event, EventKind, FrameProblem, Token};
+use eventsock::core::{legacy, Backoff, Channel, Endpoint, EventKind, FrameProblem, Token};
 use eventsock::sim::SimConfig;
 use serde_json::json;
 use std::io::Write;
@@ -80,10 +80,14 @@ impl Actor for Gated {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Gated {
+impl Handler<Received<legacy::MessagesUpsert>> for Gated {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        _: Received<legacy::MessagesUpsert>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
         let gate = self.0.clone();
         Box::pin(async move {
             gate.acquire().await.unwrap().forget();
@@ -116,7 +120,11 @@ async fn the_queue_is_bounded_in_bytes() {
     let sup = Supervisor::builder()
         .config(config)
         .source(hostile_source(&server))
-        .handler::<legacy::MessagesUpsert>(handler.recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(handler.recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     // The handler holds the first event: the client must stop reading once 4 MiB wait.
@@ -210,8 +218,12 @@ async fn a_panic_while_decoding_costs_one_frame_and_the_stream_goes_on() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token(INSTANCE, None))).unwrap())
-        .handler::<Fragile>(addr.clone().recipient())
-        .undelivered(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<Fragile>(addr.clone().recipient())
+                .undelivered(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();
@@ -257,8 +269,12 @@ async fn a_v2_date_of_i64_min_is_a_bad_frame_not_a_dead_subscription() {
                 .unwrap()
                 .v2(),
         )
-        .handler::<eventsock::core::v2::ChatsUpdated>(addr.clone().recipient())
-        .undelivered(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<eventsock::core::v2::ChatsUpdated>(addr.clone().recipient())
+                .undelivered(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();
@@ -413,7 +429,11 @@ async fn impossible_settings_and_unserved_events_are_refused_when_built() {
     let err = Supervisor::builder()
         .config(config)
         .source(source.clone())
-        .handler::<legacy::MessagesUpsert>(rec.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(rec.clone().recipient())
+                .build(),
+        )
         .start()
         .unwrap_err();
     assert!(matches!(err, ClientError::Config(_)));
@@ -424,9 +444,13 @@ async fn impossible_settings_and_unserved_events_are_refused_when_built() {
 
     let err = Supervisor::builder()
         .source(source)
-        .raw_handler(
-            [eventsock::core::EventName::parse("message.upsert")],
-            rec.recipient(),
+        .router(
+            Router::builder()
+                .raw(
+                    [eventsock::core::EventName::parse("message.upsert")],
+                    rec.recipient(),
+                )
+                .build(),
         )
         .start()
         .unwrap_err();
@@ -501,9 +525,13 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
     let sup = Supervisor::builder()
         .config(config)
         .source(Source::new(endpoint, token).unwrap())
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
-        .handler::<legacy::ContactsUpsert>(addr.clone().recipient())
-        .handler::<legacy::ChatsUpsert>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
+                .actor::<legacy::ContactsUpsert>(addr.clone().recipient())
+                .actor::<legacy::ChatsUpsert>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.clone().recipient())
         .start()
         .unwrap();
@@ -519,8 +547,10 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
     proxy.up();
     // A new subscription connects at once; its success wakes the three.
     let back = Instant::now();
-    sup.send(Subscribe::handler::<legacy::MessagesUpdate>(
-        addr.recipient(),
+    sup.send(Subscribe(
+        Router::builder()
+            .actor::<legacy::MessagesUpdate>(addr.recipient())
+            .build(),
     ))
     .await
     .unwrap()

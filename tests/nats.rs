@@ -7,9 +7,9 @@ mod common;
 use common::nats_server::{ingest, ingested, NatsServer};
 use common::*;
 use eventsock::client::Supervisor;
-use eventsock::core::{legacy, Event};
+use eventsock::core::legacy;
 use eventsock::core::{EventKind, Source, Token};
-use eventsock::handler::{HandlerError, Route};
+use eventsock::handler::{HandlerError, Received, Route, Router};
 use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker, WorkerStats};
 use eventsock::sim::SimConfig;
 use std::collections::HashMap;
@@ -20,8 +20,12 @@ type Seen = Arc<Mutex<HashMap<u64, u32>>>;
 
 /// Counts each event (by its `burstSeq`) as it is handled. `stall`: count it as begun, then hold
 /// it forever. `poison`: fail on that `burstSeq`, every time.
-fn counting(seen: Seen, stall: bool, poison: Option<u64>) -> Route<Event<legacy::MessagesUpsert>> {
-    Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+fn counting(
+    seen: Seen,
+    stall: bool,
+    poison: Option<u64>,
+) -> Route<Received<legacy::MessagesUpsert>> {
+    Route::from_fn(move |e: Received<legacy::MessagesUpsert>| {
         let seq = e
             .extra
             .get("burstSeq")
@@ -62,9 +66,11 @@ fn spawn_worker_with(
     actix_rt::task::JoinHandle<WorkerStats>,
 ) {
     running(
-        worker
-            .ack_wait(Duration::from_secs(1))
-            .route::<legacy::MessagesUpsert>(counting(seen, stall, poison)),
+        worker.ack_wait(Duration::from_secs(1)).router(
+            Router::builder()
+                .route(counting(seen, stall, poison))
+                .build(),
+        ),
     )
 }
 
@@ -244,7 +250,7 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
     let (_s, _sup, _ingest) = ingested(&nats, N).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let o = order.clone();
-    let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+    let route = Route::from_fn(move |e: Received<legacy::MessagesUpsert>| {
         o.lock().unwrap().push(
             e.extra
                 .get("burstSeq")
@@ -257,7 +263,7 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
         Worker::new(nats.url())
             .durable("codechat-only")
             .filter("eventsock.codechat.>")
-            .route::<legacy::MessagesUpsert>(route),
+            .router(Router::builder().route(route).build()),
     );
     let seen = order.clone();
     eventually("all events", || {
@@ -304,9 +310,17 @@ async fn partitioned_by_chat(raw: bool) {
         .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap());
     let events = [EventKind::MessagesUpsert.into()];
     let _sup = if raw {
-        builder.raw_handler(events, ingest.clone().recipient())
+        builder.router(
+            Router::builder()
+                .raw(events, ingest.clone().recipient())
+                .build(),
+        )
     } else {
-        builder.frame_handler(events, ingest.clone().recipient())
+        builder.router(
+            Router::builder()
+                .frames(events, ingest.clone().recipient())
+                .build(),
+        )
     }
     .start()
     .unwrap();
@@ -326,7 +340,7 @@ async fn partitioned_by_chat(raw: bool) {
     let mut stops = Vec::new();
     for k in 0..PARTS {
         let seen = seen.clone();
-        let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+        let route = Route::from_fn(move |e: Received<legacy::MessagesUpsert>| {
             let n = e
                 .extra
                 .get("n")
@@ -341,7 +355,7 @@ async fn partitioned_by_chat(raw: bool) {
                 .stream(cfg.clone())
                 .durable("parts")
                 .partition(k)
-                .route::<legacy::MessagesUpsert>(route),
+                .router(Router::builder().route(route).build()),
         ));
     }
     let probe = seen.clone();

@@ -587,26 +587,25 @@ async fn a_handler_run_again_on_the_same_message_replies_once() {
     use eventsock::core::{Channel, EventName};
     use eventsock::prelude::*;
     let s = start_sim(SimConfig::default());
-    let router =
-        Router::new()
-            .rest(client(&s))
-            .pacing(fast_pacing())
-            .on(|_: Message, cx: Ctx| async move {
-                cx.reply("pong").await?;
-                cx.send("and again").await?;
-                Ok(())
-            });
+    let router = Router::builder()
+        .pacing(fast_pacing())
+        .on(|m: Msg| async move {
+            m.cx.reply("pong").await?;
+            m.cx.send("and again").await?;
+            Ok(())
+        })
+        .build();
+    let dispatcher = eventsock::handler::Dispatcher::new(router).rest(client(&s));
     let event = EventName::from(EventKind::MessagesUpsert);
     let meta = |_: Option<&eventsock::core::Frame<'_>>| live_meta(&event);
     let frame = r#"{"keyId":"M1","keyFromMe":false,"keyRemoteJid":"5511900000001@s.whatsapp.net","messageType":"conversation","content":{"text":"!ping"},"messageTimestamp":1}"#;
     for _ in 0..2 {
-        let tally = router
-            .dispatch(&event, Some(Channel::Legacy), frame, &meta, true)
-            .settle(&router)
+        let tally = dispatcher
+            .handle(&event, Some(Channel::Legacy), frame, &meta, true)
             .await;
         assert_eq!(tally.handled, 1);
     }
-    let outbox = router.outboxes().pop().unwrap();
+    let outbox = dispatcher.outboxes().pop().unwrap();
     outbox.flush().await.unwrap();
     let texts: Vec<String> = s.sim.sent().into_iter().map(|s| s.text).collect();
     assert_eq!(texts, ["pong", "and again"]);

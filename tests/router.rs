@@ -7,16 +7,17 @@ mod common;
 use common::nats_server::NatsServer;
 use common::*;
 use eventsock::handler::builtin::{FlushRecorder, Recorder, Replay};
+use eventsock::handler::RouterBuilder;
 use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker};
 use eventsock::prelude::*;
 use eventsock::sim::Sim;
 use serde_json::Value;
 
 /// The bot under test, written once: answers `!ping` with `pong`, quoting it.
-fn echo_bot() -> Router {
-    Router::new().on(|msg: Message, cx: Ctx| async move {
+fn echo_bot() -> RouterBuilder {
+    Router::builder().on(|msg: Msg| async move {
         if !msg.is_from_me() && msg.text() == Some("!ping") {
-            cx.reply("pong").await?;
+            msg.cx.reply("pong").await?;
         }
         Ok(())
     })
@@ -53,7 +54,7 @@ async fn answered(sim: &Sim, id: &str) {
 
 #[actix_rt::test]
 async fn the_bot_runs_live_on_the_built_in_simulator() {
-    let (running, sim) = started(echo_bot(), Settings::default()).await;
+    let (running, sim) = started(echo_bot().build(), Settings::default()).await;
     assert!(
         running.describe().contains("built-in simulator"),
         "{}",
@@ -72,10 +73,12 @@ async fn the_same_bot_runs_from_a_recording() {
     let path = dir.path().join("recording.jsonl");
     // Record a live stream: a ping and a message the bot does not answer.
     let recorder = actix::Actor::start(Recorder::create(&path).unwrap());
-    let live = Router::new().raw(
-        [EventKind::MessagesUpsert.into()],
-        recorder.clone().recipient(),
-    );
+    let live = Router::builder()
+        .raw(
+            [EventKind::MessagesUpsert.into()],
+            recorder.clone().recipient(),
+        )
+        .build();
     let (running, sim) = started(live, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("REC1", "!ping"));
     sim.emit("codechat", "messages.upsert", &message("REC2", "hello"));
@@ -91,8 +94,8 @@ async fn the_same_bot_runs_from_a_recording() {
 
     // Replay it through the bot, answering through the simulator's REST API.
     let rest = RestClient::for_source(running.source());
-    let report = Replay::open(&path)
-        .router(echo_bot().rest(rest))
+    let report = Replay::open(&path, echo_bot().build())
+        .rest(rest)
         .run()
         .await
         .unwrap();
@@ -111,10 +114,12 @@ async fn the_same_bot_runs_on_a_nats_worker() {
     let ingest = Ingest::start(&nats.url(), StreamConfig::default())
         .await
         .unwrap();
-    let live = Router::new().raw(
-        [EventKind::MessagesUpsert.into()],
-        ingest.clone().recipient(),
-    );
+    let live = Router::builder()
+        .raw(
+            [EventKind::MessagesUpsert.into()],
+            ingest.clone().recipient(),
+        )
+        .build();
     let (running, sim) = started(live, Settings::default()).await;
     sim.emit("codechat", "messages.upsert", &message("NATS1", "!ping"));
     eventually("the ping published", || {
@@ -126,11 +131,14 @@ async fn the_same_bot_runs_on_a_nats_worker() {
     // ...and a worker runs the bot on it.
     let rest = RestClient::for_source(running.source());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = actix_rt::spawn(Worker::new(nats.url()).router(echo_bot().rest(rest)).run(
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let worker = actix_rt::spawn(
+        Worker::new(nats.url())
+            .router(echo_bot().build())
+            .rest(rest)
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
     answered(&sim, "NATS1").await;
     let _ = stop.send(());
     let stats = worker.await.unwrap().unwrap();
@@ -165,12 +173,14 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         ..Settings::default()
     };
-    let bot = echo_bot().on(|msg: Message, _: Ctx| async move {
-        if msg.text() == Some("!fail") {
-            return Err("asked to fail".into());
-        }
-        Ok(())
-    });
+    let bot = echo_bot()
+        .on(|msg: Msg| async move {
+            if msg.text() == Some("!fail") {
+                return Err("asked to fail".into());
+            }
+            Ok(())
+        })
+        .build();
     let (running, sim) = started(bot, settings).await;
     let addr = running.metrics_addr().expect("metrics served");
     eventually("ready", || async {
@@ -255,7 +265,7 @@ async fn readiness_says_what_is_not_up() {
         config: fast_config(),
         ..Settings::default()
     };
-    let running = echo_bot().start(settings).await.unwrap();
+    let running = echo_bot().build().start(settings).await.unwrap();
     let addr = running.metrics_addr().unwrap();
     let body = eventually("not ready, with the reason", || async {
         let (status, body) = get(addr, "/readyz").await;
@@ -275,7 +285,7 @@ async fn hostile_clients_of_the_metrics_server_stop_neither_it_nor_the_bot() {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         ..Settings::default()
     };
-    let running = echo_bot().start(settings).await.unwrap();
+    let running = echo_bot().build().start(settings).await.unwrap();
     let addr = running.metrics_addr().unwrap();
     let sim = running.sim().unwrap().clone();
     let connect = || tokio::net::TcpStream::connect(addr);
@@ -326,7 +336,7 @@ async fn a_bot_whose_subscriptions_all_gave_up_says_so_and_is_not_healthy() {
         config,
         ..Settings::default()
     };
-    let running = echo_bot().start(settings).await.unwrap();
+    let running = echo_bot().build().start(settings).await.unwrap();
     let addr = running.metrics_addr().unwrap();
     let sim = running.sim().unwrap().clone();
     // Two connections that drop right after they came up: more than the intensity allows.

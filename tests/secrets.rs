@@ -68,9 +68,13 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(source.clone())
-        .handler::<legacy::MessagesUpsert>(addr.clone().recipient())
-        .lifecycle(addr.clone().recipient())
-        .undelivered(addr.recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
+                .undelivered(addr.clone().recipient())
+                .build(),
+        )
+        .lifecycle(addr.recipient())
         .start()
         .unwrap();
     rec.wait_lifecycle("a connection", |k| {

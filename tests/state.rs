@@ -6,9 +6,10 @@ mod common;
 
 use common::nats_server::{ingested, NatsServer};
 use common::*;
-use eventsock::core::{legacy, Event};
+use eventsock::core::legacy;
 use eventsock::handler::{
-    ChatKey, Ctx, Dialogue, MemoryStore, Router, SqliteStore, StateError, StateStore, States,
+    ChatKey, Dialogue, Dispatcher, MemoryStore, Received, Router, SqliteStore, StateError,
+    StateStore, States,
 };
 use eventsock::nats::{KvStateStore, Worker};
 use serde::{Deserialize, Serialize};
@@ -160,7 +161,7 @@ async fn the_nats_kv_store_passes_the_suite() {
     suite(Arc::new(store)).await;
 }
 
-type Message = Event<legacy::MessagesUpsert>;
+type Message = Received<legacy::MessagesUpsert>;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 enum Order {
@@ -181,11 +182,11 @@ async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
     let dialogue = Dialogue::<Order>::new(store.clone())
         .when(
             |s| *s == Order::Start,
-            |_: Message, _: Ctx, _| async move { Ok(Order::Size) },
+            |_: Message, _| async move { Ok(Order::Size) },
         )
         .when(
             |s| *s == Order::Size,
-            |m: Message, _: Ctx, s| async move {
+            |m: Message, s| async move {
                 match m.text() {
                     Some("fail") => Err("asked to fail".into()),
                     Some(size) => Ok(Order::Address { size: size.into() }),
@@ -194,7 +195,8 @@ async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
             },
         );
     let states = dialogue.states();
-    let router = Router::new().dialogue(dialogue);
+    let router = Router::builder().dialogue(dialogue).build();
+    let dispatcher = Dispatcher::new(router);
     let event = EventName::from(EventKind::MessagesUpsert);
     let meta = |_: Option<&eventsock::core::Frame<'_>>| live_meta(&event);
     let say = |id: &str, text: &str| {
@@ -216,9 +218,8 @@ async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
             },
         ),
     ] {
-        let tally = router
-            .dispatch(&event, Some(Channel::Legacy), &say(id, text), &meta, true)
-            .settle(&router)
+        let tally = dispatcher
+            .handle(&event, Some(Channel::Legacy), &say(id, text), &meta, true)
             .await;
         assert_eq!((tally.handled, tally.failed), (handled, failed), "{text}");
         assert_eq!(
@@ -228,9 +229,8 @@ async fn a_dialogue_routes_by_state_and_saves_only_after_success() {
         );
     }
     // A state that no state handles: nothing runs, nothing changes.
-    let tally = router
-        .dispatch(&event, Some(Channel::Legacy), &say("M4", "x"), &meta, true)
-        .settle(&router)
+    let tally = dispatcher
+        .handle(&event, Some(Channel::Legacy), &say("M4", "x"), &meta, true)
         .await;
     assert_eq!(tally.failed, 0);
     assert_eq!(
@@ -258,13 +258,15 @@ async fn two_workers_updating_one_chat_lose_no_update() {
             .unwrap(),
     );
     let count = || {
-        Router::new().dialogue(Dialogue::<Counter>::new(store.clone()).when(
-            |_| true,
-            |_: Message, _: Ctx, c| async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                Ok(Counter { n: c.n + 1 })
-            },
-        ))
+        Router::builder()
+            .dialogue(Dialogue::<Counter>::new(store.clone()).when(
+                |_| true,
+                |_: Message, c| async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Ok(Counter { n: c.n + 1 })
+                },
+            ))
+            .build()
     };
     let mut stops = Vec::new();
     let mut tasks = Vec::new();

@@ -48,7 +48,11 @@ async fn wss_works_through_rustls() {
     let _sup = Supervisor::builder()
         .config(config)
         .source(Source::new(endpoint, Token::new(sim.mint_token("codechat", None))).unwrap())
-        .handler::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(rec.clone().start().recipient())
+                .build(),
+        )
         .start()
         .unwrap();
     until("the TLS socket", || {

@@ -45,7 +45,11 @@ async fn a_refreshing_token_outlives_three_expiries_and_a_restart() {
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(source)
-        .handler::<legacy::SendMessage>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::SendMessage>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();
@@ -107,7 +111,11 @@ async fn a_v2_socket_closed_with_4001_comes_back_at_once_with_a_new_token() {
     let _sup = Supervisor::builder()
         .config(config)
         .source(Source::with_provider(s.endpoint(), INSTANCE, tokens).v2())
-        .handler::<v2::MessagesUpsert>(addr.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<v2::MessagesUpsert>(addr.clone().recipient())
+                .build(),
+        )
         .lifecycle(addr.recipient())
         .start()
         .unwrap();

@@ -3,7 +3,8 @@
 use actix::prelude::*;
 use eventsock_client::{ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Supervisor};
 use eventsock_core::Source;
-use eventsock_core::{human, legacy, Backoff, Endpoint, Event, Token};
+use eventsock_core::{human, legacy, Backoff, Endpoint, Token};
+use eventsock_handler::{Received, Router};
 use eventsock_sim::{Sim, SimConfig};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -47,9 +48,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             Endpoint::parse(&format!("http://{addr}"))?,
             token,
         )?)
-        .handler::<legacy::MessagesUpsert>(chat.clone().recipient())
-        .handler::<legacy::MessagesUpdate>(tally.clone().recipient())
-        .handler::<legacy::PresenceUpdate>(tally.clone().recipient())
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(chat.clone().recipient())
+                .actor::<legacy::MessagesUpdate>(tally.clone().recipient())
+                .actor::<legacy::PresenceUpdate>(tally.clone().recipient())
+                .build(),
+        )
         .lifecycle(chat.clone().recipient())
         .start()?;
     let generator = actix_rt::spawn(eventsock_sim::generate(
@@ -126,10 +131,10 @@ impl Actor for Chat {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Chat {
+impl Handler<Received<legacy::MessagesUpsert>> for Chat {
     type Result = ();
 
-    fn handle(&mut self, msg: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
         println!(
             "  [conn {} #{:<3}] {}: {}",
             msg.meta.generation,
@@ -165,19 +170,19 @@ impl Actor for Tally {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpdate>> for Tally {
+impl Handler<Received<legacy::MessagesUpdate>> for Tally {
     type Result = ();
 
-    fn handle(&mut self, msg: Event<legacy::MessagesUpdate>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Received<legacy::MessagesUpdate>, _: &mut Context<Self>) {
         let key = format!("receipt {}", msg.status.as_deref().unwrap_or("(none)"));
         *self.0.entry(key).or_default() += 1;
     }
 }
 
-impl Handler<Event<legacy::PresenceUpdate>> for Tally {
+impl Handler<Received<legacy::PresenceUpdate>> for Tally {
     type Result = ();
 
-    fn handle(&mut self, msg: Event<legacy::PresenceUpdate>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Received<legacy::PresenceUpdate>, _: &mut Context<Self>) {
         for p in msg.presences.values() {
             let key = format!(
                 "presence {}",

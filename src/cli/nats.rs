@@ -3,6 +3,7 @@
 use eventsock_client::{Backfill, ClientError, Shutdown, Supervisor};
 use eventsock_core::EventName;
 use eventsock_handler::builtin::log_raw;
+use eventsock_handler::Router;
 use eventsock_nats::{
     FlushIngest, GetIngestStats, Ingest, KvCheckpoint, KvLease, StreamConfig, Worker,
 };
@@ -108,7 +109,11 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
         .source(source)
         .leases(super::leases()?)
         .take(args.take)
-        .frame_handler(events, ingest.clone().recipient())
+        .router(
+            Router::builder()
+                .frames(events, ingest.clone().recipient())
+                .build(),
+        )
         .start()
         .map_err(super::not_started)?;
     eprintln!(
@@ -151,7 +156,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         "eventsock worker: connecting to NATS at {}; Ctrl-C stops",
         shown(&args.nats)
     );
-    let stats = worker.run_raw(log_raw(), super::terminated()).await?;
+    let stats = worker
+        .router(Router::builder().raw_route(None, log_raw()).build())
+        .run(super::terminated())
+        .await?;
     eprintln!(
         "handled {} events ({} redelivered), {} failed, {} dead-lettered, {} with no route",
         stats.handled, stats.redelivered, stats.failed, stats.dead, stats.unrouted

@@ -7,6 +7,7 @@ use eventsock_client::{
     Supervisor,
 };
 use eventsock_core::{human, Backoff, Intensity, Origin, RawEvent, Undelivered};
+use eventsock_handler::Router;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,9 +117,13 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
         .source(source)
         .leases(super::leases()?)
         .take(args.take)
-        .raw_handler(events, printer.clone().recipient())
+        .router(
+            Router::builder()
+                .raw(events, printer.clone().recipient())
+                .undelivered(printer.clone().recipient())
+                .build(),
+        )
         .lifecycle(printer.clone().recipient())
-        .undelivered(printer.clone().recipient())
         .start()
         .map_err(super::not_started)?;
     let keep = async {

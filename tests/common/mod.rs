@@ -8,7 +8,8 @@ pub mod nats_server;
 
 use actix::prelude::*;
 use eventsock::client::{ClientConfig, Lifecycle, LifecycleKind};
-use eventsock::core::{Backoff, Endpoint, Event, EventMeta, Payload, RawEvent, Undelivered};
+use eventsock::core::{Backoff, Endpoint, EventMeta, Payload, RawEvent, Undelivered};
+pub use eventsock::handler::{Received, Router};
 use eventsock::sim::{Embedded, SimConfig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -204,13 +205,13 @@ impl Recorder {
     }
 }
 
-impl<T: Payload> Handler<Event<T>> for Recorder {
+impl<T: Payload> Handler<Received<T>> for Recorder {
     type Result = ();
 
-    fn handle(&mut self, msg: Event<T>, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Received<T>, _: &mut Context<Self>) {
         let json = serde_json::to_value(&*msg.payload).unwrap();
         self.push(Record::Event {
-            meta: msg.meta,
+            meta: msg.event.meta,
             json,
         });
     }
@@ -275,9 +276,13 @@ pub fn supervise_with(
     let sup = eventsock::client::Supervisor::builder()
         .config(config)
         .source(source)
-        .handler::<eventsock::core::legacy::MessagesUpsert>(addr.clone().recipient())
-        .lifecycle(addr.clone().recipient())
-        .undelivered(addr.recipient())
+        .router(
+            Router::builder()
+                .actor::<eventsock::core::legacy::MessagesUpsert>(addr.clone().recipient())
+                .undelivered(addr.clone().recipient())
+                .build(),
+        )
+        .lifecycle(addr.recipient())
         .start()
         .unwrap();
     (sup, rec)

@@ -120,9 +120,13 @@ pub async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>,
     let sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
-        .frame_handler(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
+        .router(
+            Router::builder()
+                .frames(
+                    [EventKind::MessagesUpsert.into()],
+                    ingest.clone().recipient(),
+                )
+                .build(),
         )
         .start()
         .unwrap();

@@ -3,8 +3,8 @@
 //! hand-written baseline that only pages `findMessages` with awc and parses the JSON.
 
 use eventsock_client::{Backfill, Shutdown, Supervisor};
-use eventsock_core::{legacy, Event, Source, Token};
-use eventsock_handler::{Ctx, Router};
+use eventsock_core::{legacy, Source, Token};
+use eventsock_handler::{Received, Router};
 use eventsock_sim::{Embedded, SimConfig};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,10 +57,12 @@ async fn run(messages: u64, page: u32) -> anyhow::Result<(f64, f64)> {
     std::fs::write(&checkpoint, mark.to_string())?;
     let delivered = Arc::new(AtomicU64::new(0));
     let counter = delivered.clone();
-    let router = Router::new().on(move |_: Event<legacy::MessagesUpsert>, _: Ctx| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        async { Ok(()) }
-    });
+    let router = Router::builder()
+        .on(move |_: Received<legacy::MessagesUpsert>| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            async { Ok(()) }
+        })
+        .build();
     let started = Instant::now();
     let supervisor = Supervisor::builder()
         .source(Source::new(

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
 use eventsock_core::Source;
 use eventsock_core::{legacy, Endpoint, Event, Token};
-use eventsock_handler::{Ctx, Router};
+use eventsock_handler::{Received, Router};
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -38,11 +38,11 @@ impl Actor for Counter {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Counter {
+impl Handler<Received<legacy::MessagesUpsert>> for Counter {
     type Result = ();
 
-    fn handle(&mut self, e: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
-        self.count(&e);
+    fn handle(&mut self, e: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+        self.count(&e.event);
     }
 }
 
@@ -104,11 +104,13 @@ pub(crate) async fn eventsock(
             Token::new("bench"),
         ));
     let mut waits = Vec::new();
+    let mut router = Router::builder();
     for _ in 0..handlers.max(1) {
         let (counter, rx) = Counter::new(total, latency);
-        builder = builder.handler::<legacy::MessagesUpsert>(counter.start().recipient());
+        router = router.actor::<legacy::MessagesUpsert>(counter.start().recipient());
         waits.push(rx);
     }
+    builder = builder.router(router.build());
     slowest(builder.start()?, waits).await
 }
 
@@ -137,16 +139,16 @@ pub(crate) async fn router(
     latency: bool,
 ) -> anyhow::Result<Run> {
     let endpoint = Endpoint::parse(base)?;
-    let mut router = Router::new();
+    let mut router = Router::builder();
     let mut waits = Vec::new();
     for _ in 0..handlers.max(1) {
         let (counter, rx) = Counter::new(total, latency);
         let counter = std::sync::Mutex::new(counter);
-        router = router.on(move |e: Event<legacy::MessagesUpsert>, _cx: Ctx| {
+        router = router.on(move |e: Received<legacy::MessagesUpsert>| {
             counter
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .count(&e);
+                .count(&e.event);
             std::future::ready(Ok(()))
         });
         waits.push(rx);
@@ -157,7 +159,7 @@ pub(crate) async fn router(
             "bench",
             Token::new("bench"),
         ))
-        .router(router)
+        .router(router.build())
         .start()?;
     slowest(supervisor, waits).await
 }

@@ -21,9 +21,14 @@ impl actix::Actor for Sink {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<eventsock_core::Event<legacy::MessagesUpsert>> for Sink {
+impl actix::Handler<eventsock_handler::Received<legacy::MessagesUpsert>> for Sink {
     type Result = ();
-    fn handle(&mut self, _: eventsock_core::Event<legacy::MessagesUpsert>, _: &mut Self::Context) {}
+    fn handle(
+        &mut self,
+        _: eventsock_handler::Received<legacy::MessagesUpsert>,
+        _: &mut Self::Context,
+    ) {
+    }
 }
 
 /// Opens `k` idle subscriptions and prints `{"k", "before", "after"}` (RSS in bytes).
@@ -44,7 +49,11 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
                 ));
             }
             let sup = builder
-                .handler::<legacy::MessagesUpsert>(Sink.start().recipient())
+                .router(
+                    eventsock_handler::Router::builder()
+                        .actor::<legacy::MessagesUpsert>(Sink.start().recipient())
+                        .build(),
+                )
                 .start()?;
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {

@@ -5,7 +5,7 @@ use crate::{percentile, probes, repo_root, ServerProc};
 use actix::prelude::*;
 use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
 use eventsock_core::Source;
-use eventsock_core::{legacy, Backoff, Endpoint, Event, Token};
+use eventsock_core::{legacy, Backoff, Endpoint, Token};
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -66,10 +66,14 @@ impl Actor for Generations {
     type Context = Context<Self>;
 }
 
-impl Handler<Event<legacy::MessagesUpsert>> for Generations {
+impl Handler<eventsock_handler::Received<legacy::MessagesUpsert>> for Generations {
     type Result = ();
 
-    fn handle(&mut self, e: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+    fn handle(
+        &mut self,
+        e: eventsock_handler::Received<legacy::MessagesUpsert>,
+        _: &mut Context<Self>,
+    ) {
         if e.meta.generation > self.last {
             self.last = e.meta.generation;
             let _ = self.tx.send((e.meta.generation, Instant::now()));
@@ -96,7 +100,11 @@ async fn reconnect(rounds: u64, min_backoff: Duration) -> anyhow::Result<Vec<f64
     let sup = Supervisor::builder()
         .config(config)
         .source(Source::new(Endpoint::parse(&sim.url())?, token)?)
-        .handler::<legacy::MessagesUpsert>(Generations { last: 0, tx }.start().recipient())
+        .router(
+            eventsock_handler::Router::builder()
+                .actor::<legacy::MessagesUpsert>(Generations { last: 0, tx }.start().recipient())
+                .build(),
+        )
         .start()?;
     let traffic = actix_rt::spawn(eventsock_sim::generate(
         sim.sim.clone(),

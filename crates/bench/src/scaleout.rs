@@ -3,8 +3,8 @@
 use crate::ServerProc;
 use eventsock_client::{Shutdown, Supervisor};
 use eventsock_core::Source;
-use eventsock_core::{legacy, Endpoint, Event, EventKind, RawEvent, Token};
-use eventsock_handler::{HandlerError, Route};
+use eventsock_core::{legacy, Endpoint, EventKind, RawEvent, Token};
+use eventsock_handler::{HandlerError, Received, Route, Router};
 use eventsock_nats::{GetIngestStats, Ingest, StreamConfig, Worker};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,10 +59,12 @@ pub(crate) async fn measure(server: &ServerProc, n: u64) -> anyhow::Result<Rates
                     c.fetch_add(1, Ordering::Relaxed);
                     async { Ok::<_, HandlerError>(()) }
                 });
-                let w = Worker::new(url.as_str()).durable(durable);
+                let w = Worker::new(url.as_str())
+                    .durable(durable)
+                    .router(Router::builder().raw_route(None, route).build());
                 actix_rt::spawn(async move {
                     let _ = w
-                        .run_raw(route, async {
+                        .run(async {
                             let _ = stopped.await;
                         })
                         .await;
@@ -179,7 +181,7 @@ async fn partitions(
         arbiter.spawn_fn(move || {
             // The last seq seen of each chat, in this partition.
             let last = std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new());
-            let route = Route::from_fn(move |e: Event<legacy::MessagesUpsert>| {
+            let route = Route::from_fn(move |e: Received<legacy::MessagesUpsert>| {
                 let seq = e.extra.get("seq").and_then(|v| v.as_u64()).unwrap_or(0);
                 let chat = e.key_remote_jid.clone().unwrap_or_default();
                 let before = last
@@ -198,7 +200,7 @@ async fn partitions(
                 .stream(cfg)
                 .durable("bench")
                 .partition(k)
-                .route::<legacy::MessagesUpsert>(route);
+                .router(Router::builder().route(route).build());
             actix_rt::spawn(async move {
                 if let Err(e) = worker.run(std::future::pending()).await {
                     eprintln!("partition worker {k}: {e}");
@@ -238,9 +240,13 @@ async fn ingested(
             "bench",
             Token::new("bench"),
         ))
-        .frame_handler(
-            [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
+        .router(
+            Router::builder()
+                .frames(
+                    [EventKind::MessagesUpsert.into()],
+                    ingest.clone().recipient(),
+                )
+                .build(),
         )
         .start()?;
     while ingest.send(GetIngestStats).await?.published < n {

@@ -3,8 +3,10 @@
 //! floor), a dialogue on each store, and, as the baseline, what a user would write by hand with
 //! rusqlite (read the row, write it back, on the handler's thread).
 
-use eventsock_core::{legacy, Channel, Event, EventKind, EventMeta, EventName};
-use eventsock_handler::{Ctx, Dialogue, MemoryStore, Router, SqliteStore, StateStore};
+use eventsock_core::{legacy, Channel, EventKind, EventMeta, EventName};
+use eventsock_handler::{
+    Dialogue, Dispatcher, MemoryStore, Received, Router, SqliteStore, StateStore,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +15,7 @@ struct Count {
     n: u64,
 }
 
-type Message = Event<legacy::MessagesUpsert>;
+type Message = Received<legacy::MessagesUpsert>;
 
 const CHATS: u64 = 100;
 
@@ -29,11 +31,11 @@ async fn drive(router: &Router, n: u64) -> f64 {
     let event = EventName::from(EventKind::MessagesUpsert);
     let meta = |_: Option<&eventsock_core::Frame<'_>>| EventMeta::live(event.clone(), "codechat");
     let frames: Vec<String> = (0..n).map(frame).collect();
+    let dispatcher = Dispatcher::new(router.clone());
     let started = Instant::now();
     for f in &frames {
-        let tally = router
-            .dispatch(&event, Some(Channel::Legacy), f, &meta, true)
-            .settle(router)
+        let tally = dispatcher
+            .handle(&event, Some(Channel::Legacy), f, &meta, true)
             .await;
         assert_eq!(tally.handled, 1, "{:?}", tally.errors);
     }
@@ -41,10 +43,12 @@ async fn drive(router: &Router, n: u64) -> f64 {
 }
 
 fn counting(store: Arc<dyn StateStore>) -> Router {
-    Router::new().dialogue(Dialogue::<Count>::new(store).when(
-        |_| true,
-        |_: Message, _: Ctx, c| async move { Ok(Count { n: c.n + 1 }) },
-    ))
+    Router::builder()
+        .dialogue(Dialogue::<Count>::new(store).when(
+            |_| true,
+            |_: Message, c| async move { Ok(Count { n: c.n + 1 }) },
+        ))
+        .build()
 }
 
 /// The baseline: a handler that keeps the count in SQLite itself.
@@ -56,7 +60,7 @@ fn by_hand(path: &std::path::Path) -> anyhow::Result<Router> {
         "CREATE TABLE IF NOT EXISTS counts (chat TEXT PRIMARY KEY, n INTEGER NOT NULL)",
     )?;
     let db = Arc::new(std::sync::Mutex::new(db));
-    Ok(Router::new().on(move |m: Message, _: Ctx| {
+    Ok(Router::builder().on(move |m: Message| {
         let db = db.clone();
         async move {
             let chat = eventsock_core::MessageLike::chat(&*m.payload).unwrap_or_default().to_owned();
@@ -71,14 +75,14 @@ fn by_hand(path: &std::path::Path) -> anyhow::Result<Router> {
             )?;
             Ok(())
         }
-    }))
+    }).build())
 }
 
 pub(crate) async fn state(events: u64, nats: Option<String>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("eventsock-bench-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows: Vec<(String, f64)> = Vec::new();
-    let floor = Router::new().on(|_: Message, _: Ctx| async { Ok(()) });
+    let floor = Router::builder().on(|_: Message| async { Ok(()) }).build();
     rows.push(("no state (the floor)".into(), drive(&floor, events).await));
     rows.push((
         "Dialogue, MemoryStore".into(),

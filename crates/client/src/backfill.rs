@@ -25,7 +25,7 @@
 //! a second straddles pages, the recovery reads everything again in one request.
 
 use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin, Recent};
-use eventsock_handler::{Gate, Router};
+use eventsock_handler::{Dispatcher, Gate};
 use eventsock_rest::{FoundPage, RestClient, RestError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -599,11 +599,11 @@ pub(crate) async fn watch(
 const MAX_BYTES: usize = 64 << 20;
 
 /// Recovers the messages of `instance` from `from` (seconds) and delivers them through
-/// `router`; runs again, when asked meanwhile, for a later gap.
+/// `dispatcher`; runs again, when asked meanwhile, for a later gap.
 pub(crate) async fn recover(
     recovery: Arc<Recovery>,
     rest: RestClient,
-    router: Router,
+    dispatcher: Dispatcher,
     instance: Arc<str>,
     from: i64,
 ) -> Recovered {
@@ -617,7 +617,7 @@ pub(crate) async fn recover(
         // Open until recovered: a recovery that fails, or is cut short by a shutdown or a
         // kill, leaves its gap to the next one (or the next start).
         let start = recovery.open(&instance, from);
-        result = recover_once(&recovery, &rest, &router, &instance, start).await;
+        result = recover_once(&recovery, &rest, &dispatcher, &instance, start).await;
         if matches!(result, Recovered::Delivered(_)) {
             recovery.close(&instance);
         }
@@ -633,7 +633,7 @@ pub(crate) async fn recover(
 async fn recover_once(
     recovery: &Recovery,
     rest: &RestClient,
-    router: &Router,
+    dispatcher: &Dispatcher,
     instance: &Arc<str>,
     from: i64,
 ) -> Recovered {
@@ -666,17 +666,9 @@ async fn recover_once(
             generation: 0,
             origin: Origin::Recovered,
         };
-        let dispatch = router.dispatch(&event, None, text, &|_| meta.clone(), true);
-        if dispatch.duplicate {
-            continue;
-        }
-        for problem in &dispatch.problems {
-            tracing::warn!(%instance, error = %problem, "a recovered message was not delivered");
-        }
-        let tally = dispatch.settle(router).await;
-        for error in &tally.errors {
-            tracing::warn!(%instance, %error, "a handler failed on a recovered message");
-        }
+        let tally = dispatcher
+            .handle(&event, None, text, &|_| meta.clone(), true)
+            .await;
         delivered += u64::from(tally.delivered());
     }
     if records.is_empty() {

@@ -1,7 +1,8 @@
-//! The dispatcher: one task per subscription that takes its frames off the queue, in order,
-//! hands each to the [`Router`] (which reads, decodes and delivers it) and counts the outcome.
+//! A subscription's feed: one task per subscription that takes its frames off the queue, in
+//! order, hands each to the supervisor's [`Dispatcher`] (which reads, decodes and delivers it,
+//! and logs what went wrong) and counts the outcome.
 //!
-//! Each subscription has one dispatcher task, fed by its connections (one after another, across
+//! Each subscription has one feed, fed by its connections (one after another, across
 //! reconnects) through a bounded queue. It waits until every handler has handled an event before
 //! it takes the next one (with `Delivery::Pipelined`, actors confirm only the last frame queued):
 //! that is what keeps order within a subscription, and what makes a slow handler push back on
@@ -10,31 +11,38 @@
 use crate::queue::{Body, Inbound};
 use crate::status::Counters;
 use eventsock_core::{Channel, EventMeta, EventName, Frame, FrameProblem, Origin};
-use eventsock_handler::Router;
+use eventsock_handler::Dispatcher;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-/// What a dispatcher needs to deliver one subscription's frames.
-pub(crate) struct Dispatcher {
+/// What a feed needs to deliver one subscription's frames.
+pub(crate) struct Feed {
     pub(crate) event: EventName,
     /// The endpoint: legacy frames are bare by protocol, so they are read only by their decodes.
     pub(crate) channel: Channel,
     /// [`Delivery::Pipelined`](crate::Delivery): wait for handlers only on the last frame queued.
     pub(crate) pipelined: bool,
     pub(crate) instance: Arc<str>,
-    pub(crate) router: Router,
+    /// The supervisor's dispatcher; it changes only when handlers are added while running.
+    pub(crate) dispatcher: watch::Receiver<Dispatcher>,
     pub(crate) counters: Arc<Counters>,
 }
 
-impl Dispatcher {
+impl Feed {
     /// Delivers every frame from `queue`, in order, until every sender is gone and the queue is
     /// empty: frames already read are always handled, also at shutdown.
-    pub(crate) async fn run(self, mut queue: mpsc::Receiver<Inbound>) {
+    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Inbound>) {
+        let mut dispatcher = self.dispatcher.borrow_and_update().clone();
         while let Some(item) = queue.recv().await {
-            // Pipelined: wait for the handlers only when this is the last frame there is (see
-            // `Handlers::send`); under load, frames go straight into the handlers' mailboxes.
+            // One atomic load per frame; a new router is taken between two frames.
+            if self.dispatcher.has_changed().unwrap_or(false) {
+                dispatcher = self.dispatcher.borrow_and_update().clone();
+            }
+            // Pipelined: wait for the handlers only when this is the last frame there is;
+            // under load, frames go straight into the handlers' mailboxes.
             let wait = !self.pipelined || queue.is_empty();
-            self.deliver(item, wait).await;
+            self.deliver(&dispatcher, item, wait).await;
         }
     }
 
@@ -59,42 +67,32 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, item: Inbound, wait: bool) {
+    async fn deliver(&self, dispatcher: &Dispatcher, item: Inbound, wait: bool) {
         let text = match &item.body {
             Body::Text(t) => t.clone(),
             Body::Binary(len) => {
+                Counters::bump(&self.counters.decode_errors);
                 let meta = self.meta(None, &item);
-                return self.report(meta, FrameProblem::Binary { len: *len }).await;
+                return dispatcher
+                    .report(&meta, &FrameProblem::Binary { len: *len })
+                    .await;
             }
         };
-        let dispatch = self.router.dispatch(
-            &self.event,
-            Some(self.channel),
-            &text,
-            &|frame| self.meta(frame, &item),
-            wait,
-        );
-        if dispatch.duplicate {
-            tracing::debug!(
-                seq = dispatch.meta.seq,
-                "a message already delivered (recovered over REST); skipped"
-            );
-            return;
-        }
-        if !dispatch.problems.is_empty() {
+        let tally = dispatcher
+            .handle(
+                &self.event,
+                Some(self.channel),
+                &text,
+                &|frame| self.meta(frame, &item),
+                wait,
+            )
+            .await;
+        if !tally.problems.is_empty() {
             Counters::bump(&self.counters.decode_errors);
         }
-        for problem in &dispatch.problems {
-            tracing::warn!(seq = dispatch.meta.seq, generation = dispatch.meta.generation, error = %problem, "frame not delivered");
-        }
-        let seq = dispatch.meta.seq;
-        let tally = dispatch.settle(&self.router).await;
-        if !tally.delivered() {
-            if tally.problems == 0 {
-                Counters::bump(&self.counters.unhandled);
-                tracing::debug!(seq, "no live handler took the event");
-            }
-            return;
+        if tally.unrouted() {
+            Counters::bump(&self.counters.unhandled);
+            tracing::debug!(seq = item.seq, "no live handler took the event");
         }
         if tally.handled > 0 {
             Counters::bump(&self.counters.events);
@@ -103,24 +101,7 @@ impl Dispatcher {
         if failed > 0 {
             self.counters
                 .handler_failures
-                .fetch_add(failed as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(failed as u64, Ordering::Relaxed);
         }
-        for error in &tally.errors {
-            tracing::warn!(seq, %error, "a handler failed on this event");
-        }
-        if tally.gone > 0 {
-            let left = self.router.prune();
-            tracing::warn!(
-                failed = tally.gone,
-                handlers_left = left,
-                "a handler actor stopped or panicked; the event did not reach it, and it was removed"
-            );
-        }
-    }
-
-    async fn report(&self, meta: EventMeta, problem: FrameProblem) {
-        Counters::bump(&self.counters.decode_errors);
-        tracing::warn!(seq = meta.seq, generation = meta.generation, error = %problem, "frame not delivered");
-        self.router.report(&meta, &problem).await;
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! The path of a frame, by name: a `ConnectionActor` (`src/connection.rs`) reads it from the
 //! socket and queues it for its subscription (`src/queue.rs`, bounded in frames and bytes); the
-//! subscription's `Dispatcher` (`src/dispatch.rs`) takes it off the queue and hands it to the
-//! router ([`Router::dispatch`](eventsock_handler::Router::dispatch)), which decodes it once per
-//! registered payload type and delivers it; the dispatcher counts the outcome. The
+//! subscription's `Feed` (`src/dispatch.rs`) takes it off the queue and hands it to the
+//! supervisor's [`Dispatcher`](eventsock_handler::Dispatcher) (crate `eventsock-handler`,
+//! `src/dispatcher.rs`), which has the router decode it once per registered payload type and
+//! deliver it, with its context, to each handler; the feed counts the outcome. The
 //! [`Supervisor`] hears when connections go up or down ([`Lifecycle`]) and decides when to
 //! reconnect (`src/policy.rs`).
 //!
@@ -17,15 +18,16 @@
 //! ```no_run
 //! use actix::prelude::*;
 //! use eventsock_client::Supervisor;
-//! use eventsock_core::{legacy, Endpoint, Event, Source, Token};
+//! use eventsock_core::{legacy, Endpoint, MessageLike, Source, Token};
+//! use eventsock_handler::{Received, Router};
 //!
 //! struct Printer;
 //! impl Actor for Printer {
 //!     type Context = Context<Self>;
 //! }
-//! impl Handler<Event<legacy::MessagesUpsert>> for Printer {
+//! impl Handler<Received<legacy::MessagesUpsert>> for Printer {
 //!     type Result = ();
-//!     fn handle(&mut self, msg: Event<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+//!     fn handle(&mut self, msg: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
 //!         let who = msg.push_name.as_deref().unwrap_or("someone");
 //!         println!("{who} says {}", msg.text().unwrap_or_default());
 //!     }
@@ -38,7 +40,7 @@
 //!     let printer = Printer.start();
 //!     let supervisor = Supervisor::builder()
 //!         .source(Source::new(endpoint, token)?)
-//!         .handler::<legacy::MessagesUpsert>(printer.recipient())
+//!         .router(Router::builder().actor(printer.recipient()).build())
 //!         .start()?;
 //!     tokio::signal::ctrl_c().await?;
 //!     supervisor.send(eventsock_client::Shutdown).await?;
@@ -67,5 +69,6 @@ pub use lease::{Holder, Lease, LeaseError, Leases};
 pub use lifecycle::{Lifecycle, LifecycleKind};
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use supervisor::{
-    GetStatus, Shutdown, StandDown, Subscribe, Supervisor, SupervisorBuilder, TakeBack,
+    GetDispatcher, GetStatus, Shutdown, StandDown, Subscribe, Supervisor, SupervisorBuilder,
+    TakeBack, DRAIN,
 };

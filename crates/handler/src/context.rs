@@ -1,18 +1,18 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
-use eventsock_core::{EventMeta, MessageLike, QuotedMessage};
+use eventsock_core::{EventMeta, MessageLike};
 use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// Given to every handler registered with [`Router::on`](crate::Router::on): replies, sends,
+/// Given to every handler with its event ([`Received::cx`](crate::Received)): replies, sends,
 /// reactions and read receipts go to the event's chat, through the REST client of the event's
 /// instance. Cheap to clone.
 ///
 /// Messages ([`reply`](Ctx::reply), [`send`](Ctx::send), [`send_to`](Ctx::send_to)) go through
 /// the instance's [`Outbox`](eventsock_rest::Outbox), which paces them, keeps each chat's in
-/// order and retries without sending twice (see [`Router::pacing`](crate::Router::pacing)).
+/// order and retries without sending twice (see [`RouterBuilder::pacing`](crate::RouterBuilder::pacing)).
 /// They return once the message is queued, so a handler never holds up the stream while the
 /// outbox waits for its turn; await the [`Receipt`] to learn how the send went. A message that
 /// fails is logged and counted in the outbox's stats either way.
@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// On an event that is not a message (a connection update, say) there is no chat: the calls
 /// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client for
 /// the event's instance (a replay or a NATS worker given none, see
-/// [`Router::rest`](crate::Router::rest)) every call fails with [`RestError::Unavailable`].
+/// [`Dispatcher::rest`](crate::Dispatcher::rest)) every call fails with [`RestError::Unavailable`].
 #[derive(Clone)]
 pub struct Ctx {
     event: Arc<EventCtx>,
@@ -28,19 +28,24 @@ pub struct Ctx {
     ids: Option<Ids>,
 }
 
-/// The part of a context every handler of one event shares: made once per event.
+/// What a context reads the event's message from: its payload, shared with the event.
+pub(crate) trait MessageOf: Send + Sync {
+    fn message(&self) -> Option<&dyn MessageLike>;
+}
+
+impl<T: eventsock_core::Payload> MessageOf for T {
+    fn message(&self) -> Option<&dyn MessageLike> {
+        self.as_message()
+    }
+}
+
+/// The part of a context every handler of one event shares: made once per event, it holds the
+/// payload (one refcount) and reads the chat, the id and the quote from it when asked.
 pub(crate) struct EventCtx {
     rest: Option<RestClient>,
     postbox: Option<Arc<dyn Postbox>>,
     instance: Option<Arc<str>>,
-    chat: Option<String>,
-    message_id: Option<String>,
-    /// The chat's LID, when the message names one.
-    lid: Option<String>,
-    /// What a reply needs to quote the message besides its key (made into a
-    /// [`QuotedMessage`] only when a handler replies): its type, text and time.
-    quotable: Option<Quotable>,
-    from_me: bool,
+    payload: Option<Arc<dyn MessageOf>>,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
     /// its context.
     sent: Box<[AtomicU32]>,
@@ -58,8 +63,8 @@ impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
             .field("instance", &self.event.instance)
-            .field("chat", &self.event.chat)
-            .field("message_id", &self.event.message_id)
+            .field("chat", &self.chat())
+            .field("message_id", &self.event.message_id())
             .field("rest", &self.event.rest.is_some())
             .field("outbox", &self.event.postbox.is_some())
             .finish()
@@ -67,50 +72,37 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl EventCtx {
-    /// What the `handlers` handlers of an event with `meta` (which is `message` when it is one)
-    /// share.
+    /// What the `handlers` handlers of an event with `meta` and `payload` share.
     pub(crate) fn new(
         rest: Option<RestClient>,
         postbox: Option<Arc<dyn Postbox>>,
         meta: &EventMeta,
-        message: Option<&dyn MessageLike>,
+        payload: Option<Arc<dyn MessageOf>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
         Arc::new(EventCtx {
             rest,
             postbox,
             instance: meta.instance.clone(),
-            chat: message.and_then(|m| m.chat()).map(str::to_owned),
-            message_id: message.and_then(|m| m.message_id()).map(str::to_owned),
-            lid: message.and_then(|m| m.lid()).map(str::to_owned),
-            quotable: message.and_then(|m| {
-                Some(Quotable {
-                    message_type: m.message_type().filter(|t| !t.is_empty())?.into(),
-                    text: m.text().map(Into::into),
-                    timestamp: m.timestamp(),
-                })
-            }),
-            from_me: message.is_some_and(|m| m.is_from_me()),
+            payload,
             sent: (0..handlers.max(1)).map(|_| AtomicU32::new(0)).collect(),
         })
+    }
+
+    fn message(&self) -> Option<&dyn MessageLike> {
+        self.payload.as_deref()?.message()
+    }
+
+    fn chat(&self) -> Option<&str> {
+        self.message()?.chat()
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        self.message()?.message_id()
     }
 }
 
 impl Ctx {
-    /// The context of an event with `meta`, which is `message` when it is one: calls go
-    /// through `rest`, messages through `postbox`.
-    pub fn new(
-        rest: Option<RestClient>,
-        postbox: Option<Arc<dyn Postbox>>,
-        meta: &EventMeta,
-        message: Option<&dyn MessageLike>,
-    ) -> Ctx {
-        Ctx {
-            event: EventCtx::new(rest, postbox, meta, message, 1),
-            ids: None,
-        }
-    }
-
     /// The context of the handler in `slot` for an event: the router makes the event's part
     /// once and gives each handler its own ids.
     pub(crate) fn of_handler(event: Arc<EventCtx>, handler: Arc<str>, slot: usize) -> Ctx {
@@ -131,7 +123,7 @@ impl Ctx {
     fn named(mut self, handler: Arc<str>, slot: usize) -> Ctx {
         let slot = slot.min(self.event.sent.len() - 1);
         self.ids =
-            (self.event.instance.is_some() && self.event.message_id.is_some()).then_some(Ids {
+            (self.event.instance.is_some() && self.event.message_id().is_some()).then_some(Ids {
                 handler,
                 slot,
                 salt: None,
@@ -156,7 +148,7 @@ impl Ctx {
     fn outgoing(&self, to: &str, text: &str) -> Outgoing {
         let message = Outgoing::text(to, text);
         let (Some(ids), Some(instance), Some(id)) =
-            (&self.ids, &self.event.instance, &self.event.message_id)
+            (&self.ids, &self.event.instance, self.event.message_id())
         else {
             return message;
         };
@@ -176,14 +168,14 @@ impl Ctx {
 
     /// The chat the event belongs to (see [`MessageLike::chat`]).
     pub fn chat(&self) -> Option<&str> {
-        self.event.chat.as_deref()
+        self.event.chat()
     }
 
     /// The REST client of the event's instance, for calls the context does not wrap.
     pub fn rest(&self) -> Result<&RestClient, RestError> {
         self.event.rest.as_ref().ok_or_else(|| {
             RestError::Unavailable(
-                "no REST client answers this event's instance: give one with Router::rest".into(),
+                "no REST client answers this event's instance: the run was given none for it (Replay::rest, Worker::rest)".into(),
             )
         })
     }
@@ -191,19 +183,20 @@ impl Ctx {
     /// The message's key; `lid` names a person's chat by its LID when the message gives one.
     fn key(&self, lid: bool) -> Result<(&RestClient, MessageKey), RestError> {
         let rest = self.rest()?;
-        let chat = self.event.chat.as_deref().ok_or(RestError::NoRecipient)?;
-        let chat = match self.event.lid.as_deref() {
+        let message = self.event.message().ok_or(RestError::NoRecipient)?;
+        let chat = message.chat().ok_or(RestError::NoRecipient)?;
+        let chat = match message.lid() {
             Some(l) if lid && !chat.ends_with("@g.us") => l,
             _ => chat,
         };
-        let id = self.event.message_id.as_deref().ok_or_else(|| {
+        let id = message.message_id().ok_or_else(|| {
             RestError::Unavailable("the message has no id: nothing to react to or mark".into())
         })?;
         Ok((
             rest,
             MessageKey {
                 remote_jid: chat.to_owned(),
-                from_me: self.event.from_me,
+                from_me: message.is_from_me(),
                 id: id.to_owned(),
             },
         ))
@@ -212,7 +205,7 @@ impl Ctx {
     fn postbox(&self) -> Result<(&dyn Postbox, &str), OutboxError> {
         let unavailable = || {
             OutboxError::Refused(RestError::Unavailable(
-                "nothing sends for this event's instance: give a REST client with Router::rest"
+                "nothing sends for this event's instance: the run was given no REST client for it (Replay::rest, Worker::rest)"
                     .into(),
             ))
         };
@@ -232,8 +225,7 @@ impl Ctx {
 
     fn chat_or_refuse(&self) -> Result<&str, OutboxError> {
         self.event
-            .chat
-            .as_deref()
+            .chat()
             .ok_or(OutboxError::Refused(RestError::NoRecipient))
     }
 
@@ -244,7 +236,7 @@ impl Ctx {
     /// queued in the outbox (waiting for room when it is full).
     pub async fn reply(&self, text: &str) -> Result<Receipt, OutboxError> {
         let mut message = self.outgoing(self.chat_or_refuse()?, text);
-        match self.event.quote() {
+        match self.event.message().and_then(MessageLike::quote) {
             Some(quote) => message = message.quoting(quote),
             None => said_once_unquoted(),
         }
@@ -276,28 +268,6 @@ impl Ctx {
     pub async fn mark_read(&self) -> Result<Value, RestError> {
         let (rest, key) = self.key(true)?;
         rest.mark_as_read(&[key]).await
-    }
-}
-
-/// The parts of a message a quote needs besides its key.
-struct Quotable {
-    message_type: Box<str>,
-    text: Option<Box<str>>,
-    timestamp: Option<i64>,
-}
-
-impl EventCtx {
-    /// The quote of the event's message, when it can be quoted (see [`MessageLike::quote`]).
-    fn quote(&self) -> Option<QuotedMessage> {
-        let q = self.quotable.as_ref()?;
-        QuotedMessage::new(
-            self.message_id.as_deref()?,
-            self.from_me,
-            self.chat.as_deref()?,
-            &q.message_type,
-            q.text.as_deref(),
-            q.timestamp,
-        )
     }
 }
 

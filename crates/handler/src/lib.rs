@@ -1,26 +1,30 @@
 //! What bot authors write and compose: the [`Router`], typed pipelines, bot actors with
 //! per-chat ordering, supervised handlers, and built-ins.
 //!
-//! # One router
+//! # One handler model
 //!
-//! A [`Router`] holds "payload type → handlers", and is the one place where a frame is decoded
-//! (once per registered type) and delivered. Handlers come in three kinds, all registered on
-//! it: async closures given the event and a [`Ctx`] to answer with ([`Router::on`]), [`Route`]s
-//! built from typed steps ([`Pipeline`], [`Router::route`]), and actix actors that handle
-//! [`Event<T>`](eventsock_core::Event) ([`Router::actor`]; [`Bot`] runs a route as one, with
-//! per-chat ordering). The live supervisor (crate `eventsock-client`), [`builtin::Replay`] and
-//! the NATS worker all deliver through a router, so a bot is written once.
+//! Every handler of a `T` event receives a [`Received<T>`]: the event together with its
+//! [`Ctx`], which answers it (`reply`, `send`, `send_to`, `react`, `mark_read`) through the
+//! outbox of the event's instance. The handler can be a closure ([`RouterBuilder::on`]), a
+//! [`Route`] built from [`Pipeline`] steps ([`RouterBuilder::route`]), an actix actor that
+//! handles `Received<T>` ([`RouterBuilder::actor`]; [`Bot`] runs a route as one, with per-chat
+//! ordering), or a [`Dialogue`] over each chat's state. Handlers are registered on one
+//! [`RouterBuilder`]; the [`Router`] it builds never changes. The live supervisor (crate
+//! `eventsock-client`), [`builtin::Replay`] and the NATS worker each run a router in a
+//! [`Dispatcher`] of their own, so a bot is written once.
 //!
 //! ```
-//! use eventsock_core::{legacy, Event, MessageLike};
-//! use eventsock_handler::{Ctx, Router};
+//! use eventsock_core::{legacy, MessageLike};
+//! use eventsock_handler::{Received, Router};
 //!
-//! let bot = Router::new().on(|msg: Event<legacy::MessagesUpsert>, cx: Ctx| async move {
-//!     if !msg.is_from_me() && msg.text() == Some("!ping") {
-//!         cx.reply("pong").await?;
-//!     }
-//!     Ok(())
-//! });
+//! let bot = Router::builder()
+//!     .on(|m: Received<legacy::MessagesUpsert>| async move {
+//!         if !m.is_from_me() && m.text() == Some("!ping") {
+//!             m.cx.reply("pong").await?;
+//!         }
+//!         Ok(())
+//!     })
+//!     .build();
 //! # let _ = bot;
 //! ```
 //!
@@ -31,31 +35,31 @@
 //! **1. React to one event type.** A [`Route`] from a closure; [`Bot`] runs it:
 //!
 //! ```
-//! use eventsock_core::{legacy, Event};
-//! use eventsock_handler::{Bot, Route};
+//! use eventsock_core::legacy;
+//! use eventsock_handler::{Bot, Received, Route, Router};
 //!
 //! # #[actix::main] async fn main() {
-//! let hello = Route::from_fn(|e: Event<legacy::MessagesUpsert>| async move {
-//!     let who = e.push_name.as_deref().unwrap_or("someone");
-//!     println!("{who} wrote {}", e.text().unwrap_or_default());
+//! let hello = Route::from_fn(|m: Received<legacy::MessagesUpsert>| async move {
+//!     let who = m.push_name.as_deref().unwrap_or("someone");
+//!     println!("{who} wrote {}", m.text().unwrap_or_default());
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
 //! let bot = Bot::build(hello).start();
-//! let router = eventsock_handler::Router::new().actor(bot.recipient());
+//! let router = Router::builder().actor(bot.recipient()).build();
 //! # let _ = router; }
 //! ```
 //!
-//! **2. Only commands, never our own messages.** [`Pipeline`] steps read left to right:
+//! **2. Only commands, never our own messages, and an answer.** [`Pipeline`] steps read left
+//! to right; the end gets the message with its context:
 //!
 //! ```
-//! # use eventsock_core::{legacy, Event};
-//! # use eventsock_handler::{Pipeline, Route};
-//! let ping: Route<Event<legacy::MessagesUpsert>> = Pipeline::new()
+//! # use eventsock_core::legacy;
+//! # use eventsock_handler::{Pipeline, Received, Route};
+//! let ping: Route<Received<legacy::MessagesUpsert>> = Pipeline::new()
 //!     .incoming()
 //!     .command("!ping")
-//!     .endpoint(|e: Event<legacy::MessagesUpsert>| async move {
-//!         println!("ping from {}", e.key_remote_jid.as_deref().unwrap_or("?"));
-//!         Ok::<_, std::convert::Infallible>(())
+//!     .endpoint(|m: Received<legacy::MessagesUpsert>| async move {
+//!         m.cx.reply("pong").await.map(drop)
 //!     });
 //! ```
 //!
@@ -63,16 +67,12 @@
 //! is a dead letter ([`BotBuilder::on_dead_letter`]):
 //!
 //! ```
-//! # use eventsock_core::{legacy, Event};
-//! # use eventsock_handler::{Bot, Pipeline, Route};
-//! # use std::convert::Infallible;
-//! type Msg = Event<legacy::MessagesUpsert>;
+//! # use eventsock_core::legacy;
+//! # use eventsock_handler::{Bot, Pipeline, Received, Route};
+//! type Msg = Received<legacy::MessagesUpsert>;
 //! # #[actix::main] async fn main() {
 //! let say = |word: &'static str| {
-//!     Route::from_fn(move |_: Msg| async move {
-//!         println!("{word}");
-//!         Ok::<_, Infallible>(())
-//!     })
+//!     Route::from_fn(move |m: Msg| async move { m.cx.reply(word).await.map(drop) })
 //! };
 //! let commands = Pipeline::<Msg>::new().incoming().branch([
 //!     Pipeline::new().command("!ping").to_route(say("pong")),
@@ -84,22 +84,22 @@
 //! # let _ = bot; }
 //! ```
 //!
-//! **4. Reply.** A closure registered with [`Router::on`] is given a [`Ctx`]: `cx.reply(text)`
-//! answers in the message's chat, quoting it. The server emits the reply on `send.message` and
-//! `messages.upsert` (which is why step 2 keeps only `incoming()` messages).
-//! `examples/echo_bot.rs` is this step; `eventsock::Run::run` runs it.
+//! **4. Reply.** `m.cx.reply(text)` answers in the message's chat, quoting it, through the
+//! instance's outbox (paced, in order per chat, never sent twice). The server emits the reply
+//! on `send.message` and `messages.upsert` (which is why step 2 keeps only `incoming()`
+//! messages). `examples/echo_bot.rs` is this step; `eventsock::Run::run` runs it.
 //!
 //! **5. Many chats at once, each in order.** The chat is the key: one chat's messages stay in
 //! order, different chats are handled concurrently, on at most 8 workers, with at most 64
 //! messages waiting per chat:
 //!
 //! ```
-//! # use eventsock_core::{legacy, Event};
+//! # use eventsock_core::legacy;
 //! # use eventsock_core::MessageLike;
-//! # use eventsock_handler::{Bot, Route};
+//! # use eventsock_handler::{Bot, Received, Route};
 //! # use std::time::Duration;
 //! # #[actix::main] async fn main() {
-//! let slow = Route::from_fn(|m: Event<legacy::MessagesUpsert>| async move {
+//! let slow = Route::from_fn(|m: Received<legacy::MessagesUpsert>| async move {
 //!     tokio::time::sleep(Duration::from_millis(100)).await; // a database, an LLM...
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
@@ -126,8 +126,10 @@
 mod bot;
 pub mod builtin;
 mod context;
+mod dispatcher;
 mod message;
 mod pipeline;
+mod received;
 mod restart;
 mod route;
 mod router;
@@ -135,11 +137,13 @@ pub mod state;
 
 pub use bot::{Bot, BotBuilder, BotStats, Failure, GetBotStats};
 pub use context::Ctx;
+pub use dispatcher::{Dispatch, Dispatcher, Gate, Tally};
 pub use message::Dedup;
 pub use pipeline::{to_actor, Pipeline};
+pub use received::Received;
 pub use restart::restarting;
 pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
-pub use router::{Dispatch, Gate, HandlerStats, Outcome, Router, Tally};
+pub use router::{HandlerStats, Outcome, Router, RouterBuilder};
 #[cfg(feature = "sqlite")]
 pub use state::SqliteStore;
 pub use state::{

@@ -1,11 +1,12 @@
 //! What bots do with messages: route by command, chat or type; drop duplicates.
 
 use crate::Pipeline;
-use eventsock_core::{Event, MessageLike, Recent};
+use crate::Received;
+use eventsock_core::{MessageLike, Recent};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-impl<In: 'static, T: MessageLike + 'static> Pipeline<In, Event<T>> {
+impl<In: 'static, T: MessageLike + 'static> Pipeline<In, Received<T>> {
     /// Keeps messages whose text starts with `prefix` (for example `!ping`), as a whole word:
     /// `!ping` and `!ping now`, not `!pingpong`.
     pub fn command(self, prefix: &'static str) -> Self {

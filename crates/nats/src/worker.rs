@@ -3,10 +3,12 @@
 use crate::{ensure_streams, NatsError, StreamConfig};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::AckKind;
-use eventsock_core::{Event, EventName, Payload, RawEvent, Recorded};
-use eventsock_handler::{Route, Router};
+use eventsock_core::{EventName, Recorded};
+use eventsock_handler::{Dispatcher, Router};
+use eventsock_rest::{Postbox, RestClient};
 use futures_util::StreamExt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a worker did.
@@ -34,7 +36,7 @@ pub struct Worker {
     partition: Option<u32>,
     ack_wait: Duration,
     max_deliver: i64,
-    router: Router,
+    dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for Worker {
@@ -42,7 +44,7 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("durable", &self.durable)
             .field("events", &self.events)
-            .field("router", &self.router)
+            .field("dispatcher", &self.dispatcher)
             .finish_non_exhaustive()
     }
 }
@@ -61,7 +63,7 @@ impl Worker {
             partition: None,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
-            router: Router::new(),
+            dispatcher: Dispatcher::new(Router::builder().build()),
         }
     }
 
@@ -114,27 +116,24 @@ impl Worker {
     }
 
     /// Handles the events through `router` (the same one a bot runs live with); a message is
-    /// acknowledged only if every handler that takes it succeeds. Give the router a REST client
-    /// ([`Router::rest`]) for its handlers to answer through.
+    /// acknowledged only if every handler that takes it succeeds.
     pub fn router(mut self, router: Router) -> Self {
-        self.router = router;
+        self.dispatcher = self.dispatcher.with_router(router);
         self
     }
 
-    /// Sends the events that fit `T` through `route` (added to the worker's router).
-    pub fn route<T: Payload>(mut self, route: Route<Event<T>>) -> Self {
-        self.router = self.router.route(route);
+    /// The REST client the handlers' contexts answer through (one per instance; the one client,
+    /// when there is only one, also answers events that name no instance).
+    pub fn rest(mut self, client: RestClient) -> Self {
+        self.dispatcher = self.dispatcher.rest(client);
         self
     }
 
-    /// Sends every event, as JSON, through `route`, then runs like [`Worker::run`].
-    pub async fn run_raw(
-        mut self,
-        route: Route<RawEvent>,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<WorkerStats, NatsError> {
-        self.router = self.router.raw_route(None, route);
-        self.run(shutdown).await
+    /// Sends every message the handlers send through `postbox` instead of this worker's own
+    /// outboxes: a JetStream outbox, whose one sender paces for every worker.
+    pub fn postbox(mut self, postbox: Arc<dyn Postbox>) -> Self {
+        self.dispatcher = self.dispatcher.postbox(postbox);
+        self
     }
 
     /// Processes messages until `shutdown` completes, then gives the router's outboxes 10 s to
@@ -238,7 +237,7 @@ impl Worker {
             }
         }
         // Replies still queued in this process's outboxes: sent, or said not to be.
-        self.router.drain(Duration::from_secs(10)).await;
+        self.dispatcher.drain(Duration::from_secs(10)).await;
         Ok(stats)
     }
 
@@ -248,21 +247,17 @@ impl Worker {
             serde_json::from_slice(payload).map_err(|e| format!("not an eventsock record: {e}"))?;
         let text = record.data.to_string();
         let meta = record.meta();
-        let dispatch = self
-            .router
-            .dispatch(&record.event, None, &text, &|_| meta.clone(), true);
-        // A payload that does not fit will not fit on a redelivery either: it fails, and ends
-        // as a dead letter.
-        let problem = dispatch.problems.first().map(ToString::to_string);
-        let tally = dispatch.settle(&self.router).await;
-        if let Some(problem) = problem {
+        let tally = self
+            .dispatcher
+            .handle(&record.event, None, &text, &|_| meta.clone(), true)
+            .await;
+        if let Some(problem) = tally.problems.into_iter().next() {
             return Err(problem);
         }
         if let Some(error) = tally.errors.into_iter().next() {
             return Err(error);
         }
         if tally.gone > 0 {
-            self.router.prune();
             return Err("a handler actor has stopped".into());
         }
         Ok(tally.handled > 0)

@@ -21,7 +21,7 @@ use crate::config::{ClientConfig, GiveUp};
 use crate::connection::{
     Cause, CloseConnection, ConnDown, ConnUp, ConnectionActor, ConnectionParams, End,
 };
-use crate::dispatch::Dispatcher;
+use crate::dispatch::Feed;
 use crate::error::ClientError;
 use crate::handshake::Heads;
 use crate::lease::{LeaseError, Leases};
@@ -30,25 +30,19 @@ use crate::policy::{self, Loudness, Tries};
 use crate::queue::Queue;
 use crate::status::{Counters, SubscriptionState, SubscriptionStatus};
 use actix::prelude::*;
-use eventsock_core::{
-    human, Channel, Event, EventKind, EventName, Payload, Protocol, RawEvent, RawFrame, Source,
-    Token, Undelivered,
-};
-use eventsock_handler::Router;
+use eventsock_core::{human, Channel, EventKind, EventName, Protocol, Source, Token};
+use eventsock_handler::{Dispatcher, Router};
 use eventsock_rest::{Method, RestClient, RestError};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 mod ownership;
 
 use ownership::{Ownership, YIELD_EVERY};
 pub use ownership::{StandDown, TakeBack};
-
-/// A registration given to the builder or in [`Subscribe`], applied to the supervisor's router.
-type Registration = Box<dyn Fn(Router) -> Router + Send>;
 
 /// The (endpoint, instance, event) triples held by supervisors in this process. The server
 /// keeps one socket per (instance, event): two supervisors opening the same one would silently
@@ -131,7 +125,6 @@ pub struct SupervisorBuilder {
     config: ClientConfig,
     sources: Vec<Source>,
     router: Option<Router>,
-    registrations: Vec<Registration>,
     lifecycle: Vec<Recipient<Lifecycle>>,
     backfill: Option<Backfill>,
     leases: Option<Leases>,
@@ -143,7 +136,7 @@ impl std::fmt::Debug for SupervisorBuilder {
         f.debug_struct("SupervisorBuilder")
             .field("config", &self.config)
             .field("sources", &self.sources)
-            .field("registrations", &self.registrations.len())
+            .field("router", &self.router)
             .finish_non_exhaustive()
     }
 }
@@ -161,47 +154,13 @@ impl SupervisorBuilder {
         self
     }
 
-    /// Delivers through `router`: every source subscribes the events its handlers need (a
-    /// handler of `legacy::MessagesUpsert` on a legacy source means `messages.upsert` on
-    /// `/ws/events`). Handlers given with [`handler`](Self::handler) and the others are added
-    /// to it. Each source's [`RestClient`] is given to the router (unless it has one for that
-    /// instance), so its handlers' [`Ctx`](eventsock_handler::Ctx) can answer.
+    /// Delivers through `router`, whose handlers are all the supervisor runs: every source
+    /// subscribes the events they need (a handler of `legacy::MessagesUpsert` on a legacy
+    /// source means `messages.upsert` on `/ws/events`). The supervisor runs it with a REST
+    /// client per source, so that its handlers' [`Ctx`](eventsock_handler::Ctx) can answer,
+    /// and outboxes of its own: another supervisor running the same router shares none of them.
     pub fn router(mut self, router: Router) -> Self {
         self.router = Some(router);
-        self
-    }
-
-    /// Delivers every `T` event to `handler`; subscribes `T`'s events on every source whose
-    /// protocol has that shape.
-    pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
-        self.registrations
-            .push(Box::new(move |r| r.actor(handler.clone())));
-        self
-    }
-
-    /// Delivers every frame of `events`, as JSON, to `handler`, whatever its shape.
-    pub fn raw_handler(
-        mut self,
-        events: impl IntoIterator<Item = EventName>,
-        handler: Recipient<RawEvent>,
-    ) -> Self {
-        let events: Vec<_> = events.into_iter().collect();
-        self.registrations
-            .push(Box::new(move |r| r.raw(events.clone(), handler.clone())));
-        self
-    }
-
-    /// Sends every frame of `events` to `handler` as the text the server sent, checked to be
-    /// JSON but not parsed (see [`Router::frames`](eventsock_handler::Router::frames)): for
-    /// handlers that pass events on, such as the NATS ingest.
-    pub fn frame_handler(
-        mut self,
-        events: impl IntoIterator<Item = EventName>,
-        handler: Recipient<RawFrame>,
-    ) -> Self {
-        let events: Vec<_> = events.into_iter().collect();
-        self.registrations
-            .push(Box::new(move |r| r.frames(events.clone(), handler.clone())));
         self
     }
 
@@ -235,22 +194,12 @@ impl SupervisorBuilder {
         self
     }
 
-    /// Sends every frame that could not be delivered as its type to `handler` (with its data,
-    /// when it was valid JSON).
-    pub fn undelivered(mut self, handler: Recipient<Undelivered>) -> Self {
-        self.registrations
-            .push(Box::new(move |r| r.undelivered(handler.clone())));
-        self
-    }
-
     /// Starts the supervisor on the current arbiter. Fails when no handler fits any source, or
     /// when another supervisor in this process holds one of the subscriptions.
     pub fn start(self) -> Result<Addr<Supervisor>, ClientError> {
         self.config.validate()?;
-        let mut router = self.router.unwrap_or_default();
-        for reg in self.registrations {
-            router = reg(router);
-        }
+        let router = self.router.unwrap_or_else(|| Router::builder().build());
+        let mut dispatcher = Dispatcher::new(router);
         // One REST client per source, with the connections' TLS settings.
         let rest_of = |source: &Source| {
             let rest = RestClient::for_source(source);
@@ -260,8 +209,8 @@ impl SupervisorBuilder {
             }
         };
         for source in &self.sources {
-            if !router.has_rest(source.instance()) {
-                router = router.rest(rest_of(source));
+            if !dispatcher.has_rest(source.instance()) {
+                dispatcher = dispatcher.rest(rest_of(source));
             }
         }
         if self.backfill.is_some() {
@@ -274,7 +223,7 @@ impl SupervisorBuilder {
         }
         let recovery = self.backfill.map(|b| Arc::new(Recovery::load(b)));
         if let Some(r) = &recovery {
-            router = router.gate(r.clone());
+            dispatcher = dispatcher.gate(r.clone());
         }
         // Recovery's own clients: one try per page, each bounded by the page's time limit.
         let rest = match &recovery {
@@ -296,7 +245,7 @@ impl SupervisorBuilder {
             subs: Vec::new(),
             index: HashMap::new(),
             lifecycle: self.lifecycle,
-            router,
+            dispatcher: watch::Sender::new(dispatcher),
             client: None,
             heads: Heads::default(),
             shutting_down: false,
@@ -318,7 +267,9 @@ pub struct Supervisor {
     subs: Vec<Sub>,
     index: HashMap<(String, Arc<str>, Channel, EventName), usize>,
     lifecycle: Vec<Recipient<Lifecycle>>,
-    router: Router,
+    /// The router at work, with this supervisor's REST clients, outboxes and gate; every
+    /// subscription's feed follows it (it changes only when [`Subscribe`] adds handlers).
+    dispatcher: watch::Sender<Dispatcher>,
     /// Recovery over REST after gaps, when asked for.
     recovery: Option<Arc<Recovery>>,
     /// A REST client per instance, for recovery.
@@ -346,7 +297,6 @@ impl Supervisor {
             config: ClientConfig::default(),
             sources: Vec::new(),
             router: None,
-            registrations: Vec::new(),
             lifecycle: Vec::new(),
             backfill: None,
             leases: None,
@@ -357,7 +307,8 @@ impl Supervisor {
     /// Opens the subscriptions the router's handlers need that are not open yet. Returns the
     /// indexes of those it created.
     fn register(&mut self) -> Result<Vec<usize>, ClientError> {
-        let plan = self.plan(&self.router)?;
+        let router = self.dispatcher.borrow().router().clone();
+        let plan = self.plan(&router)?;
         Ok(self.commit(plan))
     }
 
@@ -469,12 +420,12 @@ impl Supervisor {
         let (tx, rx) = Queue::new(self.config.queue_capacity, self.config.queue_bytes);
         let (done_tx, done_rx) = oneshot::channel();
         let s = &mut self.subs[i];
-        let dispatcher = Dispatcher {
+        let feed = Feed {
             event: s.event.clone(),
             channel: s.channel,
             pipelined: self.config.delivery == crate::config::Delivery::Pipelined,
             instance: Arc::from(s.source.instance()),
-            router: self.router.clone(),
+            dispatcher: self.dispatcher.subscribe(),
             counters: s.counters.clone(),
         };
         let span =
@@ -483,7 +434,7 @@ impl Supervisor {
         s.drained = Some(done_rx);
         actix_rt::spawn(tracing::Instrument::instrument(
             async move {
-                dispatcher.run(rx).await;
+                feed.run(rx).await;
                 let _ = done_tx.send(());
             },
             span,
@@ -670,7 +621,8 @@ impl Supervisor {
         let (Some(from), Some(rest)) = (from, self.rest.get(&*instance).cloned()) else {
             return;
         };
-        let task = backfill::recover(recovery, rest, self.router.clone(), instance, from);
+        let dispatcher = self.dispatcher.borrow().clone();
+        let task = backfill::recover(recovery, rest, dispatcher, instance, from);
         ctx.spawn(
             task.into_actor(self)
                 .map(move |outcome, act, _| act.recovered(sub, from, outcome)),
@@ -921,33 +873,12 @@ impl Supervisor {
     }
 }
 
-/// Adds a handler while running; opens the subscriptions it needs that are not open yet, and
-/// shares those that are.
-#[derive(Message)]
+/// Adds the handlers of a router while running (after the supervisor's own, which keep their
+/// names); opens the subscriptions they need that are not open yet, and shares those that are.
+/// A router whose handlers cannot be served is refused, and changes nothing.
+#[derive(Debug, Message)]
 #[rtype(result = "Result<(), ClientError>")]
-pub struct Subscribe(Registration);
-
-impl std::fmt::Debug for Subscribe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Subscribe")
-    }
-}
-
-impl Subscribe {
-    /// A handler of `T` events.
-    pub fn handler<T: Payload>(handler: Recipient<Event<T>>) -> Subscribe {
-        Subscribe(Box::new(move |r| r.actor(handler.clone())))
-    }
-
-    /// A raw handler of `events`.
-    pub fn raw(
-        events: impl IntoIterator<Item = EventName>,
-        handler: Recipient<RawEvent>,
-    ) -> Subscribe {
-        let events: Vec<_> = events.into_iter().collect();
-        Subscribe(Box::new(move |r| r.raw(events.clone(), handler.clone())))
-    }
-}
+pub struct Subscribe(pub Router);
 
 impl Handler<Subscribe> for Supervisor {
     type Result = Result<(), ClientError>;
@@ -956,9 +887,11 @@ impl Handler<Subscribe> for Supervisor {
         if self.shutting_down {
             return Err(ClientError::Stopped);
         }
-        // Checked on a router of its own first: a handler that cannot be served changes nothing.
-        let plan = self.plan(&(msg.0)(Router::new()))?;
-        self.router = (msg.0)(self.router.clone());
+        let plan = self.plan(&msg.0)?;
+        self.dispatcher.send_modify(|d| {
+            let router = d.router().to_builder().include(&msg.0).build();
+            *d = d.with_router(router);
+        });
         for i in self.commit(plan) {
             self.open(i, ctx);
         }
@@ -966,8 +899,26 @@ impl Handler<Subscribe> for Supervisor {
     }
 }
 
-/// Closes every connection with 1000, lets handlers finish the frames already read, then stops
-/// the supervisor. The reply, every subscription's final status, comes when all of that is done.
+/// How long [`Shutdown`] waits for the outboxes to send what the handlers queued, in all.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+/// The router at work and what this supervisor runs it with: its handlers' counters and the
+/// outboxes made so far (for metrics).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Dispatcher")]
+pub struct GetDispatcher;
+
+impl Handler<GetDispatcher> for Supervisor {
+    type Result = MessageResult<GetDispatcher>;
+
+    fn handle(&mut self, _: GetDispatcher, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.dispatcher.borrow().clone())
+    }
+}
+
+/// Closes every connection with 1000, lets handlers finish the frames already read, gives the
+/// outboxes up to [`DRAIN`] to send what the handlers queued (what is left then is not sent,
+/// and a warning says how many), then stops the supervisor. The reply, every subscription's final status, comes when all of that is done.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Vec<SubscriptionStatus>")]
 pub struct Shutdown;
@@ -979,6 +930,7 @@ impl Handler<Shutdown> for Supervisor {
         tracing::info!("shutting down");
         let drained = self.begin_shutdown();
         let recovery = self.recovery.clone();
+        let dispatcher = self.dispatcher.borrow().clone();
         Box::pin(
             async move {
                 futures_util::future::join_all(drained).await;
@@ -989,6 +941,8 @@ impl Handler<Shutdown> for Supervisor {
                         store.flush().await;
                     }
                 }
+                // What the handlers queued is sent, within a bound.
+                dispatcher.drain(DRAIN).await;
             }
             .into_actor(self)
             .map(|_, act, ctx| {

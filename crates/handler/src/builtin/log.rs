@@ -1,12 +1,13 @@
 //! Logging every event.
 
 use crate::route::{Flow, Route};
-use eventsock_core::{human, Event, Payload, RawEvent};
+use crate::Received;
+use eventsock_core::{human, Payload, RawEvent};
 
 /// Logs every event at info level: name, instance, connection and sequence, and the payload
 /// (as JSON, escaped, cut to 200 characters).
-pub fn log<T: Payload>() -> Route<Event<T>> {
-    Route::new(|e: Event<T>| {
+pub fn log<T: Payload>() -> Route<Received<T>> {
+    Route::new(|e: Received<T>| {
         let json = serde_json::to_string(&*e.payload).unwrap_or_default();
         tracing::info!(event = %human::escaped(e.meta.event.as_str()),
             instance = %human::escaped(e.meta.instance.as_deref().unwrap_or("?")),

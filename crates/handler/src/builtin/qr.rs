@@ -1,7 +1,8 @@
 //! Pairing a phone from the terminal: `qrcode.updated` drawn as a QR code.
 
 use crate::route::Route;
-use eventsock_core::{legacy, v2, Event, Payload};
+use crate::Received;
+use eventsock_core::{legacy, v2, Payload};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::QrCode;
 use std::io::Write;
@@ -59,9 +60,9 @@ impl QrPayload for v2::QrcodeUpdated {
 
 /// Prints each `qrcode.updated` (`legacy::QrcodeUpdated` or `v2::QrcodeUpdated`) to `out` as a
 /// QR code, with the attempt number and the pairing code when there is one.
-pub fn qr_terminal<T: QrPayload, W: Write + Send + 'static>(out: W) -> Route<Event<T>> {
+pub fn qr_terminal<T: QrPayload, W: Write + Send + 'static>(out: W) -> Route<Received<T>> {
     let out = Arc::new(Mutex::new(out));
-    Route::from_fn(move |e: Event<T>| {
+    Route::from_fn(move |e: Received<T>| {
         let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
             let instance = e.meta.instance.as_deref().unwrap_or("?");
@@ -101,16 +102,16 @@ mod tests {
                 Ok(())
             }
         }
-        fn event<T: Payload>(json: &str) -> Event<T> {
+        fn event<T: Payload>(json: &str) -> Received<T> {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let data = v.get("data").cloned().unwrap_or(v);
-            Event {
+            crate::Received::offline(eventsock_core::Event {
                 meta: eventsock_core::EventMeta::live(
                     eventsock_core::EventKind::QrcodeUpdated,
                     "codechat",
                 ),
                 payload: Arc::new(serde_json::from_value(data).unwrap()),
-            }
+            })
         }
         let buf = Buf::default();
         let legacy_route = qr_terminal::<legacy::QrcodeUpdated, _>(buf.clone());

@@ -4,9 +4,10 @@
 //! Replaying decodes `data` as the live client would, so a bot can be tested offline and a bug
 //! reproduced from the exact frames that caused it.
 
-use crate::Router;
+use crate::{Dispatcher, Router};
 use actix::prelude::*;
-use eventsock_core::{Event, Payload, RawEvent, Recorded};
+use eventsock_core::{RawEvent, Recorded};
+use eventsock_rest::RestClient;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -133,43 +134,32 @@ pub struct ReplayReport {
 /// decoded for every registered type and each handler has handled it before the next.
 pub struct Replay {
     path: PathBuf,
-    router: Router,
+    dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for Replay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replay")
             .field("path", &self.path)
-            .field("router", &self.router)
+            .field("dispatcher", &self.dispatcher)
             .finish()
     }
 }
 
 impl Replay {
-    /// A replay of the recording at `path`.
-    pub fn open(path: impl AsRef<Path>) -> Replay {
+    /// A replay of the recording at `path` through `router` (the same one a bot runs live
+    /// with).
+    pub fn open(path: impl AsRef<Path>, router: Router) -> Replay {
         Replay {
             path: path.as_ref().to_owned(),
-            router: Router::new(),
+            dispatcher: Dispatcher::new(router),
         }
     }
 
-    /// Delivers through `router` (the same one a bot runs live with), and through the handlers
-    /// added here.
-    pub fn router(mut self, router: Router) -> Self {
-        self.router = router;
-        self
-    }
-
-    /// Delivers the recorded events that fit `T` to `handler`.
-    pub fn handler<T: Payload>(mut self, handler: Recipient<Event<T>>) -> Self {
-        self.router = self.router.actor(handler);
-        self
-    }
-
-    /// Delivers every recorded event, as JSON, to `handler`.
-    pub fn raw(mut self, handler: Recipient<RawEvent>) -> Self {
-        self.router = self.router.raw_all(handler);
+    /// The REST client the handlers' contexts answer through (without one, every send fails
+    /// with `RestError::Unavailable`): the replayed messages are answered for real.
+    pub fn rest(mut self, client: RestClient) -> Self {
+        self.dispatcher = self.dispatcher.rest(client);
         self
     }
 
@@ -198,20 +188,16 @@ impl Replay {
             // Recorded data is the payload itself, checked as a whole.
             let text = record.data.to_string();
             let meta = record.meta();
-            let dispatch =
-                self.router
-                    .dispatch(&record.event, None, &text, &|_| meta.clone(), true);
-            if !dispatch.is_routed() && dispatch.problems.is_empty() {
-                report.unrouted += 1;
-            }
-            for problem in &dispatch.problems {
-                tracing::warn!(line = n + 1, error = %problem, "recorded event not delivered");
-            }
-            let tally = dispatch.settle(&self.router).await;
-            report.decode_errors += tally.problems as u64;
+            let tally = self
+                .dispatcher
+                .handle(&record.event, None, &text, &|_| meta.clone(), true)
+                .await;
+            report.unrouted += u64::from(tally.unrouted());
+            report.decode_errors += tally.problems.len() as u64;
             report.delivered += tally.handled as u64;
             report.failed += tally.failed as u64;
         }
+        self.dispatcher.drain(Duration::from_secs(10)).await;
         Ok(report)
     }
 }

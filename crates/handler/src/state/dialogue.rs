@@ -1,8 +1,8 @@
 //! [`Dialogue`]: handlers as a state machine over the state of each chat.
 
 use super::{ChatKey, StateStore, States};
-use crate::{BoxError, Ctx, Router};
-use eventsock_core::{Event, LocalBoxFuture, Payload};
+use crate::{BoxError, Flow, HandlerError, Received, Route, RouterBuilder};
+use eventsock_core::{LocalBoxFuture, Payload};
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -10,11 +10,11 @@ use std::time::Duration;
 
 type Guard<S> = Arc<dyn Fn(&S) -> bool + Send + Sync>;
 type StateFn<T, S> =
-    Arc<dyn Fn(Event<T>, Ctx, S) -> LocalBoxFuture<'static, Result<S, BoxError>> + Send + Sync>;
+    Arc<dyn Fn(Received<T>, S) -> LocalBoxFuture<'static, Result<S, BoxError>> + Send + Sync>;
 
 /// Handlers as a state machine: each message of a chat goes to the first handler whose guard
 /// holds for the chat's state, which returns the state after it. Register with
-/// [`Router::dialogue`]; events that are not messages with a chat, and the bot's own messages,
+/// [`RouterBuilder::dialogue`] (or end a pipeline with it: [`Dialogue::into_route`]); events that are not messages with a chat, and the bot's own messages,
 /// are not its business. Per-chat order is the subscription's: one event at a time.
 pub struct Dialogue<S, T: Payload = eventsock_core::legacy::MessagesUpsert> {
     states: States<S>,
@@ -53,22 +53,35 @@ where
         self.states.clone()
     }
 
-    /// Handles the messages of chats whose state satisfies `guard` with `f`, which returns the
-    /// state after the message (the same one to stay, `S::default()` to start over).
+    /// Handles the messages of chats whose state satisfies `guard` with `f`, given the message
+    /// (with its context) and the state, which returns the state after the message (the same
+    /// one to stay, `S::default()` to start over).
     pub fn when<F, Fut>(mut self, guard: impl Fn(&S) -> bool + Send + Sync + 'static, f: F) -> Self
     where
-        F: Fn(Event<T>, Ctx, S) -> Fut + Send + Sync + 'static,
+        F: Fn(Received<T>, S) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<S, BoxError>> + 'static,
     {
-        self.branches.push((
-            Arc::new(guard),
-            Arc::new(move |e, cx, s| Box::pin(f(e, cx, s))),
-        ));
+        self.branches
+            .push((Arc::new(guard), Arc::new(move |m, s| Box::pin(f(m, s)))));
         self
     }
 
+    /// The dialogue as a route, to end a [`Pipeline`](crate::Pipeline) or run in a
+    /// [`Bot`](crate::Bot): what [`RouterBuilder::dialogue`] registers.
+    pub fn into_route(self) -> Route<Received<T>> {
+        let dialogue = Arc::new(self);
+        Route::new(move |m: Received<T>| {
+            let dialogue = dialogue.clone();
+            async move {
+                dialogue.handle(m).await.map_err(HandlerError::failed)?;
+                Ok(Flow::Taken)
+            }
+        })
+    }
+
     /// Handles one event: load, route, save on success.
-    async fn handle(self: Arc<Self>, event: Event<T>, cx: Ctx) -> Result<(), BoxError> {
+    async fn handle(&self, m: Received<T>) -> Result<(), BoxError> {
+        let Received { event, cx } = m;
         let (Some(instance), Some(chat)) = (cx.instance(), cx.chat()) else {
             return Ok(());
         };
@@ -84,7 +97,7 @@ where
         // Run again on the same state (a redelivery), the handler's messages get the same ids
         // and are not sent twice; on a changed state (after a conflict), new ones.
         let cx = cx.salted(&loaded.revision.unwrap_or(0).to_string());
-        let next = f(event, cx, loaded.state).await?;
+        let next = f(Received { event, cx }, loaded.state).await?;
         // Saved after every message handled, changed or not: the write checks the revision the
         // state was read at, so a handler that acted on a state another worker had changed
         // meanwhile fails (and its event is handled again), and the idle timeout counts from
@@ -94,7 +107,7 @@ where
     }
 }
 
-impl Router {
+impl RouterBuilder {
     /// Runs `dialogue`: every `T` message of a chat goes, with the chat's state, to the
     /// handler of that state, and the state it returns is saved (see [`Dialogue`]).
     pub fn dialogue<S, T>(self, dialogue: Dialogue<S, T>) -> Self
@@ -102,7 +115,6 @@ impl Router {
         S: Serialize + DeserializeOwned + Default + Clone + Send + 'static,
         T: Payload,
     {
-        let dialogue = Arc::new(dialogue);
-        self.on(move |event: Event<T>, cx: Ctx| dialogue.clone().handle(event, cx))
+        self.route(dialogue.into_route())
     }
 }

@@ -6,8 +6,8 @@
 //! state, which returns the state after the message:
 //!
 //! ```
-//! use eventsock_core::{legacy, Event};
-//! use eventsock_handler::{Ctx, Dialogue, MemoryStore, Router};
+//! use eventsock_core::legacy;
+//! use eventsock_handler::{Dialogue, MemoryStore, Received, Router};
 //! use std::sync::Arc;
 //!
 //! #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -17,18 +17,18 @@
 //!     Size,
 //! }
 //!
-//! type Message = Event<legacy::MessagesUpsert>;
+//! type Msg = Received<legacy::MessagesUpsert>;
 //!
 //! let dialogue = Dialogue::<Order>::new(Arc::new(MemoryStore::default()))
-//!     .when(|s| *s == Order::Start, |_: Message, cx: Ctx, _| async move {
-//!         cx.reply("What size?").await?;
+//!     .when(|s| *s == Order::Start, |msg: Msg, _| async move {
+//!         msg.cx.reply("What size?").await?;
 //!         Ok(Order::Size)
 //!     })
-//!     .when(|s| *s == Order::Size, |msg: Message, cx: Ctx, _| async move {
-//!         cx.reply(&format!("{} it is.", msg.text().unwrap_or_default())).await?;
+//!     .when(|s| *s == Order::Size, |msg: Msg, _| async move {
+//!         msg.cx.reply(&format!("{} it is.", msg.text().unwrap_or_default())).await?;
 //!         Ok(Order::Start)
 //!     });
-//! let router = Router::new().dialogue(dialogue);
+//! let router = Router::builder().dialogue(dialogue).build();
 //! # let _ = router;
 //! ```
 //!

@@ -1,0 +1,485 @@
+//! The handlers of one payload type, and how one event is delivered to each of them.
+
+use crate::context::{Ctx, MessageOf};
+use crate::dispatcher::RunState;
+use crate::route::{BoxError, HandlerError, Route};
+use crate::Received;
+use actix::prelude::SendError;
+use actix::Recipient;
+use eventsock_core::{
+    human, Channel, DecodeError, Event, EventMeta, EventName, Frame, Payload, Protocol, RawEvent,
+    RawFrame,
+};
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How one handler did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled (for an actor: in its mailbox, or handled when the caller waited).
+    Handled,
+    /// The handler returned an error or panicked; it stays registered.
+    Failed(String),
+    /// The handler actor has stopped: no event reaches it again.
+    Gone,
+}
+
+/// Counters of one handler, shared by every delivery to it (and by the routers that hold it).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    handled: AtomicU64,
+    failed: AtomicU64,
+    /// The handler is an actor that has stopped: it is skipped from then on.
+    gone: AtomicBool,
+}
+
+/// How one handler has done so far: [`Router::handlers`](crate::Router::handlers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// The handler's name: its payload type and its registration number (`legacy::MessagesUpsert#0`).
+    pub name: String,
+    /// Events handled (for an actor: put in its mailbox).
+    pub handled: u64,
+    /// Events whose handling failed (an error, a panic, a stopped actor).
+    pub failed: u64,
+}
+
+pub(crate) type FnHandler<M> =
+    dyn Fn(M) -> LocalBoxFuture<'static, Result<(), BoxError>> + Send + Sync;
+
+/// One handler of `M`, as registered.
+pub(crate) enum Sink<M: actix::Message<Result = ()> + Send> {
+    Actor(Recipient<M>),
+    Route(Route<M>),
+    Fn(Arc<FnHandler<M>>),
+}
+
+impl<M: actix::Message<Result = ()> + Send> Clone for Sink<M> {
+    fn clone(&self) -> Self {
+        match self {
+            Sink::Actor(a) => Sink::Actor(a.clone()),
+            Sink::Route(r) => Sink::Route(r.clone()),
+            Sink::Fn(f) => Sink::Fn(f.clone()),
+        }
+    }
+}
+
+pub(crate) struct Handler<M: actix::Message<Result = ()> + Send> {
+    pub(crate) name: Arc<str>,
+    pub(crate) sink: Sink<M>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<M: actix::Message<Result = ()> + Send> Clone for Handler<M> {
+    fn clone(&self) -> Self {
+        Handler {
+            name: self.name.clone(),
+            sink: self.sink.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+type Pending = LocalBoxFuture<'static, Outcome>;
+
+/// The deliveries of one frame: those that completed at once, and those to wait for.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    pub(crate) pending: Vec<Pending>,
+    pub(crate) done: Vec<Outcome>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("pending", &self.pending.len())
+            .field("done", &self.done.len())
+            .finish()
+    }
+}
+
+/// Runs a handler's future; a panic in it becomes [`Outcome::Failed`].
+fn guarded<F>(fut: F, counters: Arc<Counters>) -> Pending
+where
+    F: Future<Output = Result<(), String>> + 'static,
+{
+    Box::pin(async move {
+        let outcome = match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(Ok(())) => Outcome::Handled,
+            Ok(Err(e)) => Outcome::Failed(e),
+            Err(panic) => {
+                Outcome::Failed(HandlerError::Panicked(panic_message(&*panic)).to_string())
+            }
+        };
+        counters.count(&outcome);
+        outcome
+    })
+}
+
+impl Counters {
+    fn count(&self, outcome: &Outcome) {
+        let c = match outcome {
+            Outcome::Handled => &self.handled,
+            Outcome::Failed(_) => &self.failed,
+            Outcome::Gone => {
+                self.gone.store(true, Ordering::Relaxed);
+                &self.failed
+            }
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an outcome known at once.
+    fn done(&self, outcome: Outcome, out: &mut Deliveries) {
+        self.count(&outcome);
+        out.done.push(outcome);
+    }
+}
+
+/// The text of a panic's payload, escaped.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    human::escaped(&text).to_string()
+}
+
+impl<M> Handler<M>
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+{
+    /// Whether this handler still takes events (an actor that stopped does not).
+    pub(crate) fn alive(&self) -> bool {
+        !self.counters.gone.load(Ordering::Relaxed)
+    }
+
+    /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
+    /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
+    /// full mailbox makes the delivery wait. A closure or route always runs to completion.
+    pub(crate) fn deliver(&self, m: M, wait: bool, out: &mut Deliveries) {
+        let counters = self.counters.clone();
+        match &self.sink {
+            Sink::Actor(actor) => {
+                let sent = if wait {
+                    actor.send(m)
+                } else {
+                    match actor.try_send(m) {
+                        Ok(()) => return counters.done(Outcome::Handled, out),
+                        Err(SendError::Full(m)) => actor.send(m),
+                        Err(SendError::Closed(_)) => return counters.done(Outcome::Gone, out),
+                    }
+                };
+                out.pending.push(Box::pin(async move {
+                    let outcome = match sent.await {
+                        Ok(()) => Outcome::Handled,
+                        Err(_) => Outcome::Gone,
+                    };
+                    counters.count(&outcome);
+                    outcome
+                }));
+            }
+            // A closure may panic before it returns its future: that fails this delivery only.
+            Sink::Route(route) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| route.call(m))) {
+                    Ok(call) => out.pending.push(guarded(
+                        async move { call.await.map(drop).map_err(|e| e.to_string()) },
+                        counters,
+                    )),
+                    Err(panic) => counters.done(panicked(&*panic), out),
+                }
+            }
+            Sink::Fn(f) => {
+                // Called and polled once at once: a handler that does not wait (most, and any
+                // that only queues a reply) is done here, without a task of its own.
+                let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut call = f(m);
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match call.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(result) => Ok(result),
+                        std::task::Poll::Pending => Err(call),
+                    }
+                }));
+                match first {
+                    Ok(Ok(Ok(()))) => counters.done(Outcome::Handled, out),
+                    Ok(Ok(Err(e))) => counters.done(failed(e), out),
+                    Ok(Err(call)) => out.pending.push(guarded(
+                        async move { call.await.map_err(failure) },
+                        counters,
+                    )),
+                    Err(panic) => counters.done(panicked(&*panic), out),
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> HandlerStats {
+        HandlerStats {
+            name: self.name.to_string(),
+            handled: self.counters.handled.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn failure(e: BoxError) -> String {
+    HandlerError::Failed(Arc::new(e)).to_string()
+}
+
+fn failed(e: BoxError) -> Outcome {
+    Outcome::Failed(failure(e))
+}
+
+fn panicked(panic: &(dyn Any + Send)) -> Outcome {
+    Outcome::Failed(HandlerError::Panicked(panic_message(panic)).to_string())
+}
+
+/// The handlers of one kind of message.
+pub(crate) trait Entry: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// A copy holding the same handlers (their names and counters too).
+    fn copy(&self) -> Box<dyn Entry>;
+    /// An entry of the same type, with no handlers.
+    fn empty(&self) -> Box<dyn Entry>;
+    /// Adds copies of `other`'s handlers (an entry of the same type), named by `name`.
+    fn extend(&mut self, other: &dyn Entry, name: &mut dyn FnMut(&str) -> Arc<str>);
+    /// The (channel, event) pairs this entry needs a server of `protocol` to send; `Err` names
+    /// an event that server never serves.
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName>;
+    /// Decodes the frame, if this entry takes it, and starts a delivery to each handler.
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        channel: Option<Channel>,
+        run: &RunState,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError>;
+    /// How many handlers still take events.
+    fn alive(&self) -> usize;
+    fn stats(&self, out: &mut Vec<HandlerStats>);
+}
+
+/// Copies `other`'s handlers into `mine`, each renamed by `name`.
+fn extend_with<H: Clone>(
+    mine: &mut Vec<H>,
+    other: &[H],
+    name: &mut dyn FnMut(&str) -> Arc<str>,
+    rename: impl Fn(&mut H, &mut dyn FnMut(&str) -> Arc<str>),
+) {
+    for h in other {
+        let mut h = h.clone();
+        rename(&mut h, name);
+        mine.push(h);
+    }
+}
+
+/// The handlers of `Received<T>`.
+pub(crate) struct Typed<T: Payload> {
+    pub(crate) handlers: Vec<Handler<Received<T>>>,
+}
+
+impl<T: Payload> Entry for Typed<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn copy(&self) -> Box<dyn Entry> {
+        Box::new(Typed::<T> {
+            handlers: self.handlers.clone(),
+        })
+    }
+
+    fn empty(&self) -> Box<dyn Entry> {
+        Box::new(Typed::<T> {
+            handlers: Vec::new(),
+        })
+    }
+
+    fn extend(&mut self, other: &dyn Entry, name: &mut dyn FnMut(&str) -> Arc<str>) {
+        if let Some(other) = other.as_any().downcast_ref::<Typed<T>>() {
+            extend_with(&mut self.handlers, &other.handlers, name, |h, name| {
+                h.name = name(&h.name)
+            });
+        }
+    }
+
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+        if Protocol::of(T::CHANNEL) != protocol {
+            return Ok(Vec::new());
+        }
+        Ok(T::EVENTS
+            .iter()
+            .map(|k| (T::CHANNEL, EventName::from(*k)))
+            .collect())
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        channel: Option<Channel>,
+        run: &RunState,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError> {
+        if channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
+            return Ok(());
+        }
+        if !self.handlers.iter().any(Handler::alive) {
+            return Ok(());
+        }
+        let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        out.done.reserve(self.handlers.len());
+        // One context per event, shared by its handlers; each gets its own ids.
+        let shared = run.event_ctx(
+            meta,
+            Some(payload.clone() as Arc<dyn MessageOf>),
+            self.handlers.len(),
+        );
+        for (slot, h) in self.handlers.iter().enumerate() {
+            if !h.alive() {
+                continue;
+            }
+            let received = Received {
+                event: Event {
+                    meta: meta.clone(),
+                    payload: payload.clone(),
+                },
+                cx: Ctx::of_handler(shared.clone(), h.name.clone(), slot),
+            };
+            h.deliver(received, wait, out);
+        }
+        Ok(())
+    }
+
+    fn alive(&self) -> usize {
+        self.handlers.iter().filter(|h| h.alive()).count()
+    }
+
+    fn stats(&self, out: &mut Vec<HandlerStats>) {
+        out.extend(self.handlers.iter().map(Handler::stats));
+    }
+}
+
+/// A message of a whole frame, for raw handlers: [`RawEvent`] (the payload as a
+/// `serde_json::Value`) or [`RawFrame`] (its text).
+pub(crate) trait RawMessage: actix::Message<Result = ()> + Clone + Send + 'static {
+    /// The payload of `frame`, read once for all the handlers of one frame.
+    type Data: Clone;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError>;
+    fn new(meta: EventMeta, data: Self::Data) -> Self;
+}
+
+impl RawMessage for RawEvent {
+    type Data = Arc<serde_json::Value>;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError> {
+        frame.value(event).map(Arc::new)
+    }
+    fn new(meta: EventMeta, data: Self::Data) -> Self {
+        RawEvent { meta, data }
+    }
+}
+
+impl RawMessage for RawFrame {
+    type Data = Arc<serde_json::value::RawValue>;
+    fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError> {
+        frame.raw_data(event).map(Arc::from)
+    }
+    fn new(meta: EventMeta, data: Self::Data) -> Self {
+        RawFrame { meta, data }
+    }
+}
+
+/// A raw handler and the events it takes (`None`: all).
+pub(crate) type RawHandler<M> = (Option<Vec<EventName>>, Handler<M>);
+
+/// The raw handlers of one kind of message: taps that see every frame whole (a recorder, the
+/// NATS ingest, a printer), with no context to answer with.
+pub(crate) struct Raw<M: RawMessage> {
+    pub(crate) handlers: Vec<RawHandler<M>>,
+}
+
+impl<M: RawMessage> Entry for Raw<M> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn copy(&self) -> Box<dyn Entry> {
+        Box::new(Raw::<M> {
+            handlers: self.handlers.clone(),
+        })
+    }
+
+    fn empty(&self) -> Box<dyn Entry> {
+        Box::new(Raw::<M> {
+            handlers: Vec::new(),
+        })
+    }
+
+    fn extend(&mut self, other: &dyn Entry, name: &mut dyn FnMut(&str) -> Arc<str>) {
+        if let Some(other) = other.as_any().downcast_ref::<Raw<M>>() {
+            extend_with(&mut self.handlers, &other.handlers, name, |h, name| {
+                h.1.name = name(&h.1.name)
+            });
+        }
+    }
+
+    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+        let mut subs = Vec::new();
+        for event in self.handlers.iter().filter_map(|h| h.0.as_ref()).flatten() {
+            match protocol.channel_of(event) {
+                Some(channel) => subs.push((channel, event.clone())),
+                None => return Err(event.clone()),
+            }
+        }
+        Ok(subs)
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        meta: &EventMeta,
+        _: Option<Channel>,
+        _: &RunState,
+        wait: bool,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError> {
+        let mut data = None;
+        for (events, h) in &self.handlers {
+            if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) || !h.alive() {
+                continue;
+            }
+            let data = match &data {
+                Some(d) => d,
+                None => data.insert(M::data(frame, &meta.event)?),
+            };
+            h.deliver(M::new(meta.clone(), data.clone()), wait, out);
+        }
+        Ok(())
+    }
+
+    fn alive(&self) -> usize {
+        self.handlers.iter().filter(|(_, h)| h.alive()).count()
+    }
+
+    fn stats(&self, out: &mut Vec<HandlerStats>) {
+        out.extend(self.handlers.iter().map(|raw| raw.1.stats()));
+    }
+}
