@@ -12,6 +12,7 @@ use eventsock::nats::{GetIngestStats, Ingest, StreamConfig, Worker};
 use eventsock::prelude::*;
 use eventsock::sim::Sim;
 use serde_json::Value;
+use std::time::Duration;
 
 /// The bot under test, written once: answers `!ping` with `pong`, quoting it.
 fn echo_bot() -> RouterBuilder {
@@ -361,4 +362,112 @@ async fn a_bot_whose_subscriptions_all_gave_up_says_so_and_is_not_healthy() {
     );
     let status = running.stop().await;
     assert_eq!(status[0].state, SubscriptionState::Failed);
+}
+
+/// The echo bot written three ways: a closure, a pipeline (a filter and a branch of commands),
+/// and an actor of its own. Each runs alone on a simulator and is sent four pings in each of
+/// three chats, interleaved: every ping is answered once, quoting it, each chat's answers come
+/// in the order of its pings, and no chat is answered faster than the router's pacing allows.
+#[actix_rt::test]
+async fn one_bot_written_three_ways_answers_once_paced_and_in_order() {
+    use actix::prelude::{Actor, Context, Handler, ResponseFuture};
+
+    struct Echo;
+    impl Actor for Echo {
+        type Context = Context<Self>;
+    }
+    impl Handler<Msg> for Echo {
+        type Result = ResponseFuture<()>;
+        fn handle(&mut self, msg: Msg, _: &mut Context<Self>) -> Self::Result {
+            Box::pin(async move {
+                if !msg.is_from_me() && msg.text() == Some("!ping") {
+                    msg.cx.reply("pong").await.expect("queued");
+                }
+            })
+        }
+    }
+
+    let per_chat = Duration::from_millis(150);
+    let pacing = Pacing::default().rate(50.0).per_chat(per_chat).jitter(0.0);
+    let closure = echo_bot().pacing(pacing.clone());
+    let reply = |text: &'static str| {
+        Route::from_fn(move |m: Msg| async move { m.cx.reply(text).await.map(drop) })
+    };
+    let pipeline = Router::builder().pacing(pacing.clone()).route(
+        Pipeline::<Msg>::new()
+            .incoming()
+            .filter(|m| m.text().is_some())
+            .branch([
+                Pipeline::new().command("!ping").to_route(reply("pong")),
+                Pipeline::new()
+                    .command("!help")
+                    .to_route(reply("try !ping")),
+            ]),
+    );
+    let actor = Router::builder()
+        .pacing(pacing.clone())
+        .actor(Echo.start().recipient());
+
+    let chats = ["5511900000001", "5511900000002", "5511900000003"];
+    for (way, router) in [
+        ("closure", closure),
+        ("pipeline", pipeline),
+        ("actor", actor),
+    ] {
+        let (running, sim) = started(router.build(), Settings::default()).await;
+        let mut pings: Vec<(String, String)> = Vec::new();
+        for n in 0..4 {
+            for chat in chats {
+                let id = format!("{way}-{chat}-{n}");
+                let mut m = message(&id, "!ping");
+                m["keyRemoteJid"] = format!("{chat}@s.whatsapp.net").into();
+                sim.emit("codechat", "messages.upsert", &m);
+                pings.push((format!("{chat}@s.whatsapp.net"), id));
+            }
+        }
+        // Something else the bot must not answer: it shows a late extra answer, if any.
+        sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("{way}-x"), "hello"),
+        );
+        until(&format!("the {way}'s 12 answers"), || {
+            sim.sent().len() >= 12
+        })
+        .await;
+        let status = running.stop().await;
+        assert_eq!(status[0].handler_failures, 0, "{way}");
+        let sent = sim.sent();
+        assert_eq!(
+            sent.len(),
+            12,
+            "{way}: one answer per ping, no more: {sent:?}"
+        );
+        for chat in chats {
+            let jid = format!("{chat}@s.whatsapp.net");
+            let answers: Vec<_> = sent.iter().filter(|s| s.chat == jid).collect();
+            let quoted: Vec<_> = answers.iter().map(|s| s.quoted.clone().unwrap()).collect();
+            let asked: Vec<_> = pings
+                .iter()
+                .filter(|(c, _)| *c == jid)
+                .map(|(_, id)| id.clone())
+                .collect();
+            assert_eq!(
+                quoted, asked,
+                "{way}: {chat}'s answers in the order of its pings"
+            );
+            assert!(
+                answers.iter().all(|s| s.text == "pong"),
+                "{way}: {answers:?}"
+            );
+            for pair in answers.windows(2) {
+                let gap = pair[1].at_ms - pair[0].at_ms;
+                assert!(
+                    gap >= per_chat.as_millis() as u64,
+                    "{way}: {chat} answered {gap} ms apart, under its pace of {} ms",
+                    per_chat.as_millis()
+                );
+            }
+        }
+    }
 }

@@ -535,4 +535,75 @@ mod tests {
             "message.upsert"
         );
     }
+
+    /// A router is a value: two runs of it (two dispatchers) have their own REST clients, and
+    /// a router built from it with more handlers leaves it as it was.
+    #[test]
+    fn runs_of_one_router_share_only_its_handlers() {
+        let router = Router::builder().on(|_: Msg| async { Ok(()) }).build();
+        let endpoint = eventsock_core::Endpoint::parse("http://127.0.0.1:9").unwrap();
+        let token = eventsock_core::Token::new("t");
+        let one = Dispatcher::new(router.clone()).rest(eventsock_rest::RestClient::new(
+            &endpoint,
+            "one",
+            token.clone(),
+        ));
+        let two = Dispatcher::new(router.clone())
+            .rest(eventsock_rest::RestClient::new(&endpoint, "two", token));
+        assert!(one.has_rest("one") && !one.has_rest("two"));
+        assert!(two.has_rest("two") && !two.has_rest("one"));
+        let more = router
+            .to_builder()
+            .include(&Router::builder().on(|_: Msg| async { Ok(()) }).build())
+            .build();
+        let names =
+            |r: &Router| -> Vec<String> { r.handlers().into_iter().map(|h| h.name).collect() };
+        assert_eq!(names(&router), ["legacy::MessagesUpsert#0"]);
+        assert_eq!(
+            names(&more),
+            ["legacy::MessagesUpsert#0", "legacy::MessagesUpsert#1"]
+        );
+        // The handler they share counts for both.
+        let (_, tally) = settle(&more, EventKind::MessagesUpsert, r#"{"keyId":"A"}"#);
+        assert_eq!(tally.handled, 2);
+        assert_eq!(router.handlers()[0].handled, 1);
+    }
+
+    /// An actor that has stopped fails the event it was offered, and is offered no other.
+    #[test]
+    fn a_stopped_actor_is_offered_no_more_events() {
+        struct Quits;
+        impl actix::Actor for Quits {
+            type Context = actix::Context<Self>;
+        }
+        impl actix::Handler<Msg> for Quits {
+            type Result = ();
+            fn handle(&mut self, _: Msg, cx: &mut actix::Context<Self>) {
+                actix::ActorContext::stop(cx);
+            }
+        }
+        actix_rt::System::new().block_on(async {
+            let router = Router::builder()
+                .actor(actix::Actor::start(Quits).recipient())
+                .build();
+            let dispatcher = Dispatcher::new(router.clone());
+            let event = EventName::from(EventKind::MessagesUpsert);
+            let mut gone = Vec::new();
+            for _ in 0..3 {
+                let tally = dispatcher
+                    .handle(
+                        &event,
+                        Some(Channel::Legacy),
+                        r#"{"keyId":"A"}"#,
+                        &meta(&event),
+                        true,
+                    )
+                    .await;
+                gone.push((tally.handled, tally.gone));
+            }
+            // Handled, then found gone, then not offered at all.
+            assert_eq!(gone, [(1, 0), (0, 1), (0, 0)]);
+            assert_eq!(router.alive(), 0);
+        });
+    }
 }
