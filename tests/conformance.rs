@@ -220,8 +220,9 @@ async fn react_mark_read_and_presence_from_a_handler() {
                 return Ok(());
             }
             let cx = &msg.cx;
-            cx.react("👍").await?;
-            cx.mark_read().await?;
+            // Both go through the outbox: awaited here so that the presence comes after.
+            cx.react("👍").await?.await?;
+            cx.mark_read().await?.await?;
             cx.rest()?
                 .set_presence(cx.chat().unwrap_or_default(), "composing")
                 .await?;

@@ -662,3 +662,62 @@ async fn a_sender_stopped_cleanly_gives_back_unsent_messages_the_next_one_sends(
         "{first:?} {second:?}"
     );
 }
+
+/// Reactions and read receipts from a handler go through the outbox with its messages: in the
+/// order the handler asked for them, the reaction paced like a message (its chat waits its
+/// interval after it), the read receipt not.
+#[actix_rt::test]
+async fn reactions_and_read_receipts_go_through_the_outbox_in_order() {
+    use eventsock::prelude::*;
+    let per_chat = Duration::from_millis(200);
+    let router = Router::builder()
+        .pacing(fast_pacing().per_chat(per_chat))
+        .on(|m: Msg| async move {
+            if m.is_from_me() {
+                return Ok(());
+            }
+            m.cx.reply("first").await?;
+            m.cx.react("👍").await?;
+            m.cx.mark_read().await?;
+            m.cx.send("second").await?;
+            Ok(())
+        })
+        .build();
+    let (running, sim) = started(router, Settings::default()).await;
+    let mut ping: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/legacy/messages.upsert.json")).unwrap();
+    ping["keyId"] = "R1".into();
+    sim.emit("codechat", "messages.upsert", &ping);
+    until("the second message", || sim.sent().len() >= 2).await;
+    running.stop().await;
+    let calls: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .map(|r| {
+            r.path
+                .rsplit_once('/')
+                .map(|(p, _)| p.to_owned())
+                .unwrap_or(r.path)
+        })
+        .filter(|p| p != "/chat/findMessages")
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "/message/sendText",
+            "/message/sendReaction",
+            "/chat/markMessageAsRead",
+            "/message/sendText"
+        ]
+    );
+    let sent = sim.sent();
+    assert_eq!(
+        sent.iter().map(|s| s.text.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    assert!(
+        sent[1].at_ms - sent[0].at_ms >= per_chat.as_millis() as u64,
+        "the reaction between them waited its turn: {} ms",
+        sent[1].at_ms - sent[0].at_ms
+    );
+}

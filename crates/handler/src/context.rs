@@ -2,20 +2,20 @@
 
 use eventsock_core::{EventMeta, MessageLike};
 use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
-use serde_json::Value;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// Given to every handler with its event ([`Received::cx`](crate::Received)): replies, sends,
-/// reactions and read receipts go to the event's chat, through the REST client of the event's
-/// instance. Cheap to clone.
+/// reactions and read receipts go to the event's chat, through the event's instance. Cheap to
+/// clone.
 ///
-/// Messages ([`reply`](Ctx::reply), [`send`](Ctx::send), [`send_to`](Ctx::send_to)) go through
-/// the instance's [`Outbox`](eventsock_rest::Outbox), which paces them, keeps each chat's in
-/// order and retries without sending twice (see [`RouterBuilder::pacing`](crate::RouterBuilder::pacing)).
-/// They return once the message is queued, so a handler never holds up the stream while the
-/// outbox waits for its turn; await the [`Receipt`] to learn how the send went. A message that
-/// fails is logged and counted in the outbox's stats either way.
+/// All of them ([`reply`](Ctx::reply), [`send`](Ctx::send), [`send_to`](Ctx::send_to),
+/// [`react`](Ctx::react), [`mark_read`](Ctx::mark_read)) go through the instance's
+/// [`Outbox`](eventsock_rest::Outbox), which paces them, keeps each chat's in order and retries
+/// without sending twice (see [`RouterBuilder::pacing`](crate::RouterBuilder::pacing)). They
+/// return once queued, so a handler never holds up the stream while the outbox waits for its
+/// turn; await the [`Receipt`] to learn how it went. One that fails is logged and counted in
+/// the outbox's stats either way. [`rest`](Ctx::rest) gives the REST client for other calls.
 ///
 /// On an event that is not a message (a connection update, say) there is no chat: the calls
 /// that need one fail with [`RestError::NoRecipient`] and send nothing. With no REST client for
@@ -146,7 +146,12 @@ impl Ctx {
 
     /// A message to `to`, with the next id of this context.
     fn outgoing(&self, to: &str, text: &str) -> Outgoing {
-        let message = Outgoing::text(to, text);
+        self.with_next_id(Outgoing::text(to, text))
+    }
+
+    /// `message` with the next id of this context, when its ids are derived (see
+    /// [`Ctx::for_handler`]).
+    fn with_next_id(&self, message: Outgoing) -> Outgoing {
         let (Some(ids), Some(instance), Some(id)) =
             (&self.ids, &self.event.instance, self.event.message_id())
         else {
@@ -181,25 +186,28 @@ impl Ctx {
     }
 
     /// The message's key; `lid` names a person's chat by its LID when the message gives one.
-    fn key(&self, lid: bool) -> Result<(&RestClient, MessageKey), RestError> {
-        let rest = self.rest()?;
-        let message = self.event.message().ok_or(RestError::NoRecipient)?;
-        let chat = message.chat().ok_or(RestError::NoRecipient)?;
+    fn key(&self, lid: bool) -> Result<MessageKey, OutboxError> {
+        let refused = |e| Err(OutboxError::Refused(e));
+        let Some(message) = self.event.message() else {
+            return refused(RestError::NoRecipient);
+        };
+        let Some(chat) = message.chat() else {
+            return refused(RestError::NoRecipient);
+        };
         let chat = match message.lid() {
             Some(l) if lid && !chat.ends_with("@g.us") => l,
             _ => chat,
         };
-        let id = message.message_id().ok_or_else(|| {
-            RestError::Unavailable("the message has no id: nothing to react to or mark".into())
-        })?;
-        Ok((
-            rest,
-            MessageKey {
-                remote_jid: chat.to_owned(),
-                from_me: message.is_from_me(),
-                id: id.to_owned(),
-            },
-        ))
+        let Some(id) = message.message_id() else {
+            return refused(RestError::Unavailable(
+                "the message has no id: nothing to react to or mark".into(),
+            ));
+        };
+        Ok(MessageKey {
+            remote_jid: chat.to_owned(),
+            from_me: message.is_from_me(),
+            id: id.to_owned(),
+        })
     }
 
     fn postbox(&self) -> Result<(&dyn Postbox, &str), OutboxError> {
@@ -254,20 +262,25 @@ impl Ctx {
         self.post(self.outgoing(chat, text)).await
     }
 
-    /// Reacts to the message with an emoji (empty removes the reaction).
-    pub async fn react(&self, emoji: &str) -> Result<Value, RestError> {
-        let (rest, key) = self.key(false)?;
-        rest.send_reaction(&key, emoji).await
+    /// Reacts to the message with an emoji (empty removes the reaction), through the outbox:
+    /// paced like a message, in the chat's order. Returns once it is queued.
+    pub async fn react(&self, emoji: &str) -> Result<Receipt, OutboxError> {
+        let reaction = Outgoing::reaction(self.key(false)?, emoji);
+        self.post(self.with_next_id(reaction)).await
     }
 
-    /// Marks the message as read. The legacy server passes on only the keys of groups and
-    /// LIDs, and answers success for the others without marking them: a person's chat is
-    /// therefore named by its LID when the message carries one (`keyLid`, which messages
-    /// from phones mostly do); without one, the server says it marked the message and does
-    /// not (see `docs/conformance.md`).
-    pub async fn mark_read(&self) -> Result<Value, RestError> {
-        let (rest, key) = self.key(true)?;
-        rest.mark_as_read(&[key]).await
+    /// Marks the message as read, through the outbox: in the chat's order (after what the
+    /// handler queued before it), without waiting for the pace. Returns once it is queued.
+    ///
+    /// The legacy server passes on only the keys of groups and LIDs, and answers success for
+    /// the others without marking them: a person's chat is therefore named by its LID when the
+    /// message carries one (`keyLid`, which messages from phones mostly do); without one, the
+    /// server says it marked the message and does not (see `docs/conformance.md`).
+    pub async fn mark_read(&self) -> Result<Receipt, OutboxError> {
+        let mut read = Outgoing::read(self.key(true)?);
+        // Queued with the chat's other messages, whichever name (a LID) its key gives.
+        read.to = self.chat_or_refuse()?.to_owned();
+        self.post(self.with_next_id(read)).await
     }
 }
 

@@ -137,7 +137,7 @@ impl RestError {
 }
 
 /// A message's key, to react to it or mark it read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageKey {
     /// The chat.

@@ -22,7 +22,8 @@ mod tls;
 
 pub use client::{request, FoundPage, MessageKey, Method, Quote, RestClient, RestError, SendText};
 pub use outbox::{
-    Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing, WhenFull,
+    Action, Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing,
+    WhenFull,
 };
 pub use refresh::{RefreshError, RefreshingToken};
 pub use tls::default_tls;

@@ -32,7 +32,7 @@
 //! chat may send goes first. A [`Pacing::daily_cap`] holds messages back (they stay queued)
 //! once that many were sent in the last 24 hours.
 
-use crate::{Quote, RestClient, RestError, SendText};
+use crate::{MessageKey, Quote, RestClient, RestError, SendText};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
@@ -231,19 +231,61 @@ impl Pacing {
     }
 }
 
-/// A message for an [`Outbox`]: a text to a chat, with its own WhatsApp id.
+/// A message for an [`Outbox`]: a text to a chat with its own WhatsApp id, or a reaction or a
+/// read receipt for a message of the chat ([`Action`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outgoing {
     /// The chat: a JID or a phone number.
     pub to: String,
-    /// The text.
+    /// The text (for a reaction, its emoji; empty removes it).
     pub text: String,
+    /// What it asks the server for: a text message unless said otherwise.
+    #[serde(default, skip_serializing_if = "Action::is_text")]
+    pub action: Action,
     /// The message to quote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<Quote>,
     /// The message's WhatsApp id, sent as the server's `options.messageId`: the same on every
-    /// attempt, so that the message can be looked up after an answer was lost.
+    /// attempt, so that the message can be looked up after an answer was lost. (A reaction or a
+    /// read receipt is not given an id by the server's API: the outbox knows it by this one.)
     pub id: String,
+}
+
+/// What an [`Outgoing`] asks the server for. A text is sent with its own id and looked up when
+/// its answer is lost, so that it is never sent twice; a reaction or a read receipt, which the
+/// server takes without an id, is tried again instead (setting the same reaction twice, or
+/// marking a message read twice, changes nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// A text message (`POST /message/sendText`): paced, with typing when asked.
+    #[default]
+    Text,
+    /// A reaction to the message `key` with the emoji in [`Outgoing::text`]
+    /// (`POST /message/sendReaction`): paced like a text, with no typing.
+    Reaction {
+        /// The message reacted to.
+        key: MessageKey,
+    },
+    /// A read receipt for the message `key` (`PUT /chat/markMessageAsRead`): in the chat's
+    /// order, but neither paced nor counted against the daily cap (it sends nothing to anyone).
+    Read {
+        /// The message marked read.
+        key: MessageKey,
+    },
+}
+
+impl Action {
+    /// Whether it is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Action::Text)
+    }
+
+    /// Whether it is paced: takes a turn of the rate, waits its chat's interval after it, and
+    /// counts against the daily cap.
+    fn is_paced(&self) -> bool {
+        !matches!(self, Action::Read { .. })
+    }
 }
 
 impl Outgoing {
@@ -252,6 +294,29 @@ impl Outgoing {
         Outgoing {
             to: to.into(),
             text: text.into(),
+            action: Action::Text,
+            quote: None,
+            id: new_message_id(),
+        }
+    }
+
+    /// A reaction with `emoji` (empty removes it) to the message `key`, in its chat.
+    pub fn reaction(key: MessageKey, emoji: impl Into<String>) -> Outgoing {
+        Outgoing {
+            to: key.remote_jid.clone(),
+            text: emoji.into(),
+            action: Action::Reaction { key },
+            quote: None,
+            id: new_message_id(),
+        }
+    }
+
+    /// A read receipt for the message `key`, in its chat.
+    pub fn read(key: MessageKey) -> Outgoing {
+        Outgoing {
+            to: key.remote_jid.clone(),
+            text: String::new(),
+            action: Action::Read { key },
             quote: None,
             id: new_message_id(),
         }
@@ -1026,31 +1091,46 @@ impl Engine {
                 }));
                 continue;
             }
-            // Take a token: the next send may start one (jittered) interval later.
-            self.tat = later(
-                self.tat.max(now),
-                self.pacing.jittered(self.pacing.interval()),
-            );
-            if self.pacing.daily_cap.is_some() {
-                self.day.push_back(now);
+            if job.message.action.is_paced() {
+                // Take a token: the next send may start one (jittered) interval later.
+                self.tat = later(
+                    self.tat.max(now),
+                    self.pacing.jittered(self.pacing.interval()),
+                );
+                if self.pacing.daily_cap.is_some() {
+                    self.day.push_back(now);
+                }
             }
             job.sends += 1;
             if job.sends > 1 {
                 bump(&self.counters.retried);
             }
-            let send = SendText {
-                number: job.message.to.clone(),
-                text: job.message.text.clone(),
-                quote: job.message.quote.clone().filter(|_| !job.unquoted),
-                delay: self
-                    .pacing
-                    .typing
-                    .map(|t| u64::try_from(t.for_text(&job.message.text).as_millis()).unwrap_or(0)),
-                external_attributes: None,
-                message_id: Some(id),
+            let call: Pin<Box<dyn Future<Output = Result<Value, RestError>>>> = match job
+                .message
+                .action
+                .clone()
+            {
+                Action::Text => {
+                    let send = SendText {
+                        number: job.message.to.clone(),
+                        text: job.message.text.clone(),
+                        quote: job.message.quote.clone().filter(|_| !job.unquoted),
+                        delay: self.pacing.typing.map(|t| {
+                            u64::try_from(t.for_text(&job.message.text).as_millis()).unwrap_or(0)
+                        }),
+                        external_attributes: None,
+                        message_id: Some(id),
+                    };
+                    Box::pin(async move { rest.send(send).await })
+                }
+                Action::Reaction { key } => {
+                    let emoji = job.message.text.clone();
+                    Box::pin(async move { rest.send_reaction(&key, &emoji).await })
+                }
+                Action::Read { key } => Box::pin(async move { rest.mark_as_read(&[key]).await }),
             };
             self.running.push(Box::pin(async move {
-                let attempt = Attempt::Send(rest.send(send).await);
+                let attempt = Attempt::Send(call.await);
                 Done { chat, attempt }
             }));
         }
@@ -1119,6 +1199,14 @@ impl Engine {
                 }
                 again = pacing.per_chat;
                 job.last = Some(RestError::RateLimited { retry_after, body });
+                None
+            }
+            Attempt::Send(Err(e)) if in_doubt(&e) && !job.message.action.is_text() => {
+                // A reaction or a read receipt: doing it again changes nothing, so it is
+                // tried again rather than looked up.
+                job.failures += 1;
+                again = pacing.backoff_after(job.failures);
+                job.last = Some(e);
                 None
             }
             Attempt::Send(Err(e)) if in_doubt(&e) => {
@@ -1199,7 +1287,11 @@ impl Engine {
         match settled {
             Some(outcome) => {
                 let job = entry.queue.pop_front().expect("the head was just read");
-                entry.next_at = Some(later(now, pacing.jittered(pacing.per_chat)));
+                entry.next_at = Some(if job.message.action.is_paced() {
+                    later(now, pacing.jittered(pacing.per_chat))
+                } else {
+                    now
+                });
                 self.settle(job, outcome);
             }
             None => entry.next_at = Some(later(now, again)),
