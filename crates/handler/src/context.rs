@@ -1,5 +1,6 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
+use crate::dispatcher::Answerer;
 use eventsock_core::{EventMeta, MessageLike};
 use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,8 +25,13 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Ctx {
     event: Arc<EventCtx>,
-    /// What the ids of this context's messages are made from (see [`Ctx::for_handler`]).
-    ids: Option<Ids>,
+    /// The handler whose context it is: what the ids of its messages are made from (see
+    /// [`Ctx::for_handler`]); `None`, every message gets a new random id.
+    handler: Option<Arc<str>>,
+    /// The handler's slot in [`EventCtx::sent`].
+    slot: u32,
+    /// Added to what the ids are made from (see [`Ctx::salted`]).
+    salt: Option<Arc<str>>,
 }
 
 /// What a context reads the event's message from: its payload, shared with the event.
@@ -42,21 +48,42 @@ impl<T: eventsock_core::Payload> MessageOf for T {
 /// The part of a context every handler of one event shares: made once per event, it holds the
 /// payload (one refcount) and reads the chat, the id and the quote from it when asked.
 pub(crate) struct EventCtx {
-    rest: Option<RestClient>,
+    /// The REST client of the event's instance, and its outbox (made at its first send).
+    answerer: Option<Arc<Answerer>>,
+    /// Where every message goes instead of the answerer's outbox, when the run has one.
     postbox: Option<Arc<dyn Postbox>>,
     instance: Option<Arc<str>>,
     payload: Option<Arc<dyn MessageOf>>,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
     /// its context.
-    sent: Box<[AtomicU32]>,
+    sent: Sent,
 }
 
-/// A handler's part of a context: its name, its slot in [`EventCtx::sent`], and a salt.
-#[derive(Clone)]
-struct Ids {
-    handler: Arc<str>,
-    slot: usize,
-    salt: Option<Arc<str>>,
+/// Counts of messages sent per handler slot: inline for the first few handlers of an event (no
+/// allocation on the per-event path), on the heap for the rest.
+struct Sent {
+    first: [AtomicU32; 4],
+    more: Box<[AtomicU32]>,
+}
+
+impl Sent {
+    fn new(handlers: usize) -> Sent {
+        Sent {
+            first: Default::default(),
+            more: (4..handlers).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        4 + self.more.len()
+    }
+
+    fn slot(&self, slot: usize) -> &AtomicU32 {
+        match slot.checked_sub(4) {
+            None => &self.first[slot],
+            Some(n) => &self.more[n],
+        }
+    }
 }
 
 impl std::fmt::Debug for Ctx {
@@ -65,8 +92,8 @@ impl std::fmt::Debug for Ctx {
             .field("instance", &self.event.instance)
             .field("chat", &self.chat())
             .field("message_id", &self.event.message_id())
-            .field("rest", &self.event.rest.is_some())
-            .field("outbox", &self.event.postbox.is_some())
+            .field("rest", &self.event.answerer.is_some())
+            .field("postbox", &self.event.postbox.is_some())
             .finish()
     }
 }
@@ -74,18 +101,18 @@ impl std::fmt::Debug for Ctx {
 impl EventCtx {
     /// What the `handlers` handlers of an event with `meta` and `payload` share.
     pub(crate) fn new(
-        rest: Option<RestClient>,
+        answerer: Option<Arc<Answerer>>,
         postbox: Option<Arc<dyn Postbox>>,
         meta: &EventMeta,
         payload: Option<Arc<dyn MessageOf>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
         Arc::new(EventCtx {
-            rest,
+            answerer,
             postbox,
             instance: meta.instance.clone(),
             payload,
-            sent: (0..handlers.max(1)).map(|_| AtomicU32::new(0)).collect(),
+            sent: Sent::new(handlers),
         })
     }
 
@@ -106,7 +133,13 @@ impl Ctx {
     /// The context of the handler in `slot` for an event: the router makes the event's part
     /// once and gives each handler its own ids.
     pub(crate) fn of_handler(event: Arc<EventCtx>, handler: Arc<str>, slot: usize) -> Ctx {
-        Ctx { event, ids: None }.named(handler, slot)
+        Ctx {
+            event,
+            handler: None,
+            slot: 0,
+            salt: None,
+        }
+        .named(handler, slot)
     }
 
     /// The same context for `handler` (a name that stays the same from one run of the program
@@ -121,13 +154,9 @@ impl Ctx {
     }
 
     fn named(mut self, handler: Arc<str>, slot: usize) -> Ctx {
-        let slot = slot.min(self.event.sent.len() - 1);
-        self.ids =
-            (self.event.instance.is_some() && self.event.message_id().is_some()).then_some(Ids {
-                handler,
-                slot,
-                salt: None,
-            });
+        self.handler = Some(handler);
+        self.slot = u32::try_from(slot.min(self.event.sent.len() - 1)).unwrap_or(0);
+        self.salt = None;
         self
     }
 
@@ -135,12 +164,10 @@ impl Ctx {
     /// adds the revision of the state it handles, so that a handler run again on a changed
     /// state makes new ids (and on the same state, the same ones).
     pub(crate) fn salted(mut self, salt: &str) -> Ctx {
-        if let Some(ids) = &mut self.ids {
-            ids.salt = Some(match &ids.salt {
-                Some(before) => format!("{before}\u{0}{salt}").into(),
-                None => salt.into(),
-            });
-        }
+        self.salt = Some(match &self.salt {
+            Some(before) => format!("{before}\u{0}{salt}").into(),
+            None => salt.into(),
+        });
         self
     }
 
@@ -152,17 +179,21 @@ impl Ctx {
     /// `message` with the next id of this context, when its ids are derived (see
     /// [`Ctx::for_handler`]).
     fn with_next_id(&self, message: Outgoing) -> Outgoing {
-        let (Some(ids), Some(instance), Some(id)) =
-            (&self.ids, &self.event.instance, self.event.message_id())
+        let (Some(handler), Some(instance), Some(id)) =
+            (&self.handler, &self.event.instance, self.event.message_id())
         else {
             return message;
         };
-        let mut seed = format!("{instance}\u{0}{id}\u{0}{}", ids.handler);
-        if let Some(salt) = &ids.salt {
+        let mut seed = format!("{instance}\u{0}{id}\u{0}{handler}");
+        if let Some(salt) = &self.salt {
             seed.push('\u{0}');
             seed.push_str(salt);
         }
-        let n = self.event.sent[ids.slot].fetch_add(1, Ordering::Relaxed);
+        let n = self
+            .event
+            .sent
+            .slot(self.slot as usize)
+            .fetch_add(1, Ordering::Relaxed);
         message.with_id(eventsock_rest::outbox::derived_message_id(&seed, n))
     }
 
@@ -178,7 +209,7 @@ impl Ctx {
 
     /// The REST client of the event's instance, for calls the context does not wrap.
     pub fn rest(&self) -> Result<&RestClient, RestError> {
-        self.event.rest.as_ref().ok_or_else(|| {
+        self.event.answerer.as_deref().map(Answerer::rest).ok_or_else(|| {
             RestError::Unavailable(
                 "no REST client answers this event's instance: the run was given none for it (Replay::rest, Worker::rest)".into(),
             )
@@ -210,25 +241,24 @@ impl Ctx {
         })
     }
 
-    fn postbox(&self) -> Result<(&dyn Postbox, &str), OutboxError> {
+    async fn post(&self, message: Outgoing) -> Result<Receipt, OutboxError> {
         let unavailable = || {
             OutboxError::Refused(RestError::Unavailable(
                 "nothing sends for this event's instance: the run was given no REST client for it (Replay::rest, Worker::rest)"
                     .into(),
             ))
         };
-        let postbox = self.event.postbox.as_deref().ok_or_else(unavailable)?;
-        let instance = match (self.event.instance.as_deref(), self.event.rest.as_ref()) {
+        let answerer = self.event.answerer.as_deref();
+        let instance = match (self.event.instance.as_deref(), answerer) {
             (Some(i), _) => i,
-            (None, Some(rest)) => rest.instance(),
+            (None, Some(a)) => a.rest().instance(),
             (None, None) => return Err(unavailable()),
         };
-        Ok((postbox, instance))
-    }
-
-    async fn post(&self, message: Outgoing) -> Result<Receipt, OutboxError> {
-        let (postbox, instance) = self.postbox()?;
-        postbox.post(instance, message).await
+        match (&self.event.postbox, answerer) {
+            (Some(postbox), _) => postbox.post(instance, message).await,
+            (None, Some(a)) => Postbox::post(a.outbox(), instance, message).await,
+            (None, None) => Err(unavailable()),
+        }
     }
 
     fn chat_or_refuse(&self) -> Result<&str, OutboxError> {

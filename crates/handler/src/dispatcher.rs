@@ -48,7 +48,7 @@ impl std::fmt::Debug for Dispatcher {
 /// What one run gives the handlers of its router.
 #[derive(Clone)]
 pub(crate) struct RunState {
-    answerers: Vec<Answerer>,
+    answerers: Vec<Arc<Answerer>>,
     /// Where every message goes instead of the outboxes, when set.
     postbox: Option<Arc<dyn Postbox>>,
     gate: Option<Arc<dyn Gate>>,
@@ -56,10 +56,22 @@ pub(crate) struct RunState {
 }
 
 /// A REST client of one instance, and its outbox, made at its first send.
-#[derive(Clone)]
-struct Answerer {
+pub(crate) struct Answerer {
     rest: RestClient,
-    outbox: OnceLock<Arc<Outbox>>,
+    pacing: eventsock_rest::Pacing,
+    outbox: OnceLock<Outbox>,
+}
+
+impl Answerer {
+    pub(crate) fn rest(&self) -> &RestClient {
+        &self.rest
+    }
+
+    /// The outbox, made at the first call.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        self.outbox
+            .get_or_init(|| Outbox::new(self.rest.clone(), self.pacing.clone()))
+    }
 }
 
 impl RunState {
@@ -78,16 +90,9 @@ impl RunState {
                 _ => None,
             },
         };
-        let postbox = self.postbox.clone().or_else(|| {
-            let answerer = answerer?;
-            let outbox = answerer
-                .outbox
-                .get_or_init(|| Arc::new(Outbox::new(answerer.rest.clone(), self.pacing.clone())));
-            Some(outbox.clone() as Arc<dyn Postbox>)
-        });
         EventCtx::new(
-            answerer.map(|a| a.rest.clone()),
-            postbox,
+            answerer.cloned(),
+            self.postbox.clone(),
             meta,
             payload,
             handlers,
@@ -146,10 +151,12 @@ impl Dispatcher {
         let run = Arc::make_mut(&mut self.run);
         run.answerers
             .retain(|r| r.rest.instance() != client.instance());
-        run.answerers.push(Answerer {
+        let pacing = run.pacing.clone();
+        run.answerers.push(Arc::new(Answerer {
             rest: client,
+            pacing,
             outbox: OnceLock::new(),
-        });
+        }));
         self
     }
 
@@ -184,7 +191,7 @@ impl Dispatcher {
         self.run
             .answerers
             .iter()
-            .filter_map(|a| a.outbox.get().map(|o| Outbox::clone(o)))
+            .filter_map(|a| a.outbox.get().cloned())
             .collect()
     }
 
@@ -226,13 +233,12 @@ impl Dispatcher {
                 "frame not delivered"
             );
         }
-        let (instance, event, seq) = (meta.instance.clone(), meta.event.clone(), meta.seq);
-        let tally = dispatch.settle(&self.router).await;
+        let (meta, tally) = dispatch.settled(&self.router).await;
         for error in &tally.errors {
             tracing::warn!(
-                instance = %human::escaped(instance.as_deref().unwrap_or("")),
-                %event,
-                seq,
+                instance = %human::escaped(meta.instance.as_deref().unwrap_or("")),
+                event = %meta.event,
+                seq = meta.seq,
                 %error,
                 "a handler failed on this event"
             );
@@ -468,6 +474,11 @@ impl Dispatch {
 
     /// Reports the problems to `router`'s undelivered handlers, then waits for every delivery.
     pub async fn settle(self, router: &Router) -> Tally {
+        self.settled(router).await.1
+    }
+
+    /// [`Dispatch::settle`], giving the event's metadata back.
+    async fn settled(self, router: &Router) -> (EventMeta, Tally) {
         for problem in &self.problems {
             router.report(&self.meta, problem).await;
         }
@@ -493,6 +504,6 @@ impl Dispatch {
                 Outcome::Gone => tally.gone += 1,
             }
         }
-        tally
+        (self.meta, tally)
     }
 }
