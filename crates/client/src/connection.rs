@@ -332,13 +332,13 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     // The frame size is checked on each frame's header, before its payload is buffered.
     let framed = framed.into_map_codec(|codec| LimitedCodec::new(codec, cfg.max_frame_size));
     let (sink, mut stream) = framed.split();
-    // Writes go through the outbox to a task of their own: nothing below ever waits on a write.
-    let outbox = Rc::new(Outbox::default());
+    // Writes go through the controls to a task of their own: nothing below ever waits on a write.
+    let controls = Rc::new(Controls::default());
     let (written_tx, mut written) = oneshot::channel();
     let writer = actix_rt::spawn({
-        let (outbox, limit) = (outbox.clone(), cfg.write_timeout);
+        let (controls, limit) = (controls.clone(), cfg.write_timeout);
         async move {
-            let _ = written_tx.send(write_all(sink, outbox, limit).await);
+            let _ = written_tx.send(write_all(sink, controls, limit).await);
         }
     });
     // Ends the writer (and closes the socket's writing half) however this function returns.
@@ -369,7 +369,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             biased;
             _ = &mut close, if closing_deadline.is_none() => {
                 tracing::debug!("closing with 1000");
-                outbox.close(Some(CloseReason::from(CloseCode::Normal)));
+                controls.close(Some(CloseReason::from(CloseCode::Normal)));
                 let at = tokio::time::Instant::now() + cfg.close_timeout;
                 closing_deadline = Some(at);
                 deadline.as_mut().reset(at);
@@ -389,7 +389,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                 }
             }
             _ = ping.tick(), if closing_deadline.is_none() && pong_deadline.is_none() && waiting.is_none() => {
-                outbox.ping();
+                controls.ping();
                 let at = tokio::time::Instant::now() + cfg.pong_timeout;
                 pong_deadline = Some(at);
                 deadline.as_mut().reset(at);
@@ -425,7 +425,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                     Frame::Ping(b) => {
                         // Only the latest pong waits: a peer that pings and never reads costs
                         // one pong of memory, and is found out by `write_timeout`.
-                        outbox.pong(b);
+                        controls.pong(b);
                         None
                     }
                     Frame::Pong(_) => None,
@@ -434,7 +434,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                             break Cause::Shutdown;
                         }
                         // Echo the close, as the protocol asks, before ending.
-                        outbox.close(reason.clone());
+                        controls.close(reason.clone());
                         break Cause::Closed {
                             code: reason.as_ref().map(|r| u16::from(r.code)),
                             reason: reason.and_then(|r| r.description).unwrap_or_default(),
@@ -487,7 +487,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
             );
         }
     }
-    if !writer_done && matches!(end.cause, Cause::Closed { .. }) && outbox.has_close() {
+    if !writer_done && matches!(end.cause, Cause::Closed { .. }) && controls.has_close() {
         // Let the echo of the server's close go out, within bounds.
         let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut written).await;
     }
@@ -510,9 +510,10 @@ fn http_version(v: Version) -> &'static str {
     }
 }
 
-/// What the connection wants written, coalesced: our close, the latest pong, a ping.
+/// The control frames the connection wants written, coalesced: our close, the latest pong, a
+/// ping (the socket's own writes; messages to chats go through `eventsock_rest::Outbox`).
 #[derive(Default)]
-struct Outbox {
+struct Controls {
     pending: RefCell<Pending>,
     wake: Notify,
 }
@@ -525,7 +526,7 @@ struct Pending {
     ping: bool,
 }
 
-impl Outbox {
+impl Controls {
     fn close(&self, reason: Option<CloseReason>) {
         self.pending.borrow_mut().close = Some(reason);
         self.wake.notify_one();
@@ -578,19 +579,19 @@ enum WriteFail {
     Failed(String),
 }
 
-/// Writes what the outbox holds, each write bounded by `limit`. Ends once a close frame is out,
+/// Writes what the controls holds, each write bounded by `limit`. Ends once a close frame is out,
 /// or with the first failure.
-async fn write_all<S>(mut sink: S, outbox: Rc<Outbox>, limit: Duration) -> Result<(), WriteFail>
+async fn write_all<S>(mut sink: S, controls: Rc<Controls>, limit: Duration) -> Result<(), WriteFail>
 where
     S: futures_util::Sink<WsMessage> + Unpin,
     S::Error: std::fmt::Display,
 {
     loop {
         let message = loop {
-            if let Some(m) = outbox.next() {
+            if let Some(m) = controls.next() {
                 break m;
             }
-            outbox.wake.notified().await;
+            controls.wake.notified().await;
         };
         let closing = matches!(message, WsMessage::Close(_));
         match tokio::time::timeout(limit, sink.send(message)).await {
@@ -700,24 +701,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_the_peer_never_takes_ends_in_stalled() {
-        let outbox = Rc::new(Outbox::default());
-        outbox.pong(Bytes::from_static(b"1"));
-        let ended = write_all(Full, outbox, Duration::from_millis(50)).await;
+        let controls = Rc::new(Controls::default());
+        controls.pong(Bytes::from_static(b"1"));
+        let ended = write_all(Full, controls, Duration::from_millis(50)).await;
         assert!(matches!(ended, Err(WriteFail::Stalled)));
     }
 
     #[tokio::test]
     async fn pongs_are_coalesced_and_a_close_ends_the_writer() {
-        let outbox = Rc::new(Outbox::default());
+        let controls = Rc::new(Controls::default());
         for n in [b"1", b"2", b"3"] {
-            outbox.pong(Bytes::from_static(n));
+            controls.pong(Bytes::from_static(n));
         }
-        outbox.ping();
-        outbox.close(None);
+        controls.ping();
+        controls.close(None);
         let sent = Rc::new(RefCell::new(Vec::new()));
         let ended = write_all(
             Recording(sent.clone()),
-            outbox.clone(),
+            controls.clone(),
             Duration::from_secs(5),
         )
         .await;
@@ -726,14 +727,14 @@ mod tests {
         // The close goes first and nothing follows it.
         assert_eq!(sent, vec![WsMessage::Close(None)]);
 
-        let outbox = Rc::new(Outbox::default());
+        let controls = Rc::new(Controls::default());
         for n in [b"1", b"2", b"3"] {
-            outbox.pong(Bytes::from_static(n));
+            controls.pong(Bytes::from_static(n));
         }
         assert_eq!(
-            outbox.next(),
+            controls.next(),
             Some(WsMessage::Pong(Bytes::from_static(b"3")))
         );
-        assert_eq!(outbox.next(), None, "one pong for three pings");
+        assert_eq!(controls.next(), None, "one pong for three pings");
     }
 }

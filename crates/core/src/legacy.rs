@@ -51,7 +51,7 @@ payload!(ConnectionUpdate, Legacy, [ConnectionUpdate]);
 /// A stored message, as sent on `messages.upsert` and `send.message`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Message {
+pub struct StoredMessage {
     /// Database id; present only when the server stores new messages.
     #[serde(default, with = "wire::opt_int")]
     pub id: Option<i64>,
@@ -97,7 +97,7 @@ pub struct Message {
     pub extra: Extra,
 }
 
-impl Message {
+impl StoredMessage {
     /// The text of the message: a text body, or a media caption.
     pub fn text(&self) -> Option<&str> {
         self.content
@@ -156,7 +156,7 @@ pub struct MediaRef {
     pub extra: Extra,
 }
 
-wire::lossless_deserialize!(Message {
+wire::lossless_deserialize!(StoredMessage {
     "id" => id: Option<i64> = wire::opt_int::deserialize,
     "keyId" => key_id: Option<String>,
     "keyFromMe" => key_from_me: bool = wire::null_default,
@@ -197,17 +197,17 @@ macro_rules! message_event {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
         #[serde(transparent)]
-        pub struct $name(pub Message);
+        pub struct $name(pub StoredMessage);
 
         impl Deref for $name {
-            type Target = Message;
-            fn deref(&self) -> &Message {
+            type Target = StoredMessage;
+            fn deref(&self) -> &StoredMessage {
                 &self.0
             }
         }
 
         impl DerefMut for $name {
-            fn deref_mut(&mut self) -> &mut Message {
+            fn deref_mut(&mut self) -> &mut StoredMessage {
                 &mut self.0
             }
         }
@@ -585,7 +585,7 @@ mod tests {
             "sentAtUs": 17,
             "key\"odd": [1, 2]
         });
-        let m: Message = serde_json::from_value(wire.clone()).unwrap();
+        let m: StoredMessage = serde_json::from_value(wire.clone()).unwrap();
         assert_eq!(m.key_id.as_deref(), Some("A1"));
         assert!(!m.key_from_me);
         assert_eq!(m.message_timestamp, Some(1747310400));
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(m.extra["sentAtUs"], 17);
         assert_eq!(m.extra["key\"odd"], json!([1, 2]));
         // The same from text (borrowed keys, escaped keys) as from a value.
-        let from_text: Message = serde_json::from_str(&wire.to_string()).unwrap();
+        let from_text: StoredMessage = serde_json::from_str(&wire.to_string()).unwrap();
         assert_eq!(from_text, m);
         // Nothing modelled is lost on the way back.
         let back = serde_json::to_value(&m).unwrap();
@@ -605,19 +605,19 @@ mod tests {
 
     #[test]
     fn a_message_of_the_wrong_shape_is_refused_with_the_field() {
-        let twice = serde_json::from_str::<Message>(r#"{"keyId":"A","keyId":"B"}"#);
+        let twice = serde_json::from_str::<StoredMessage>(r#"{"keyId":"A","keyId":"B"}"#);
         assert!(twice
             .unwrap_err()
             .to_string()
             .contains("duplicate field `keyId`"));
-        let wrong = serde_json::from_str::<Message>(r#"{"keyId": 5}"#);
+        let wrong = serde_json::from_str::<StoredMessage>(r#"{"keyId": 5}"#);
         assert!(wrong.unwrap_err().to_string().contains("invalid type"));
-        let not_object = serde_json::from_str::<Message>("[1]");
+        let not_object = serde_json::from_str::<StoredMessage>("[1]");
         assert!(not_object
             .unwrap_err()
             .to_string()
-            .contains("an object (Message)"));
-        let empty: Message = serde_json::from_str("{}").unwrap();
+            .contains("an object (StoredMessage)"));
+        let empty: StoredMessage = serde_json::from_str("{}").unwrap();
         assert_eq!(empty.content, MessageContent::default());
     }
 }

@@ -15,7 +15,7 @@ use std::ops::{Deref, DerefMut};
 /// A stored message, as sent on `messages.upsert` and `send.message`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Message {
+pub struct StoredMessage {
     /// Database id.
     #[serde(default, with = "wire::opt_int")]
     pub id: Option<i64>,
@@ -59,7 +59,7 @@ pub struct Message {
     pub extra: Extra,
 }
 
-impl Message {
+impl StoredMessage {
     /// The text of the message: a text body, or a media caption.
     pub fn text(&self) -> Option<&str> {
         self.content
@@ -97,13 +97,13 @@ macro_rules! newtype_payload {
 
 newtype_payload!(
     /// `messages.upsert`: a message received or sent.
-    MessagesUpsert(Message),
+    MessagesUpsert(StoredMessage),
     [MessagesUpsert],
     message
 );
 newtype_payload!(
     /// `send.message`: a message sent through the REST API.
-    SendMessage(Message),
+    SendMessage(StoredMessage),
     [SendMessage],
     message
 );

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// How one handler did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Handled (for an actor: in its mailbox, or handled when the caller waited).
     Handled,
     /// The handler returned an error or panicked; it stays registered.

@@ -15,9 +15,10 @@ use crate::dispatcher::RunState;
 use crate::route::{BoxError, Route};
 use crate::Received;
 use actix::Recipient;
+pub use entry::HandlerStats;
+pub(crate) use entry::Outcome;
 pub(crate) use entry::{panic_message, Deliveries};
 use entry::{Entry, FnHandler, Handler, Raw, RawMessage, Sink, Typed};
-pub use entry::{HandlerStats, Outcome};
 use eventsock_core::{
     Channel, DecodeError, EventMeta, EventName, Frame, FrameProblem, Payload, Protocol, RawEvent,
     RawFrame, Undelivered,
