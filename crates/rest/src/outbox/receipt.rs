@@ -1,0 +1,170 @@
+//! What comes out of an outbox: [`Outcome`], [`OutboxError`], [`Receipt`] and the counters.
+
+use crate::RestError;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::oneshot;
+
+/// How a message left.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The server took it.
+    Sent {
+        /// Its WhatsApp id.
+        id: String,
+        /// The server's answer: the sent message.
+        answer: Value,
+        /// Sends made (1 unless an earlier one was refused or provably lost).
+        attempts: u32,
+    },
+    /// An answer was lost, and the message was then found on the server: sent, once.
+    Found {
+        /// Its WhatsApp id.
+        id: String,
+        /// Sends made.
+        attempts: u32,
+    },
+    /// Queued durably, for another process to send (a JetStream outbox).
+    Queued {
+        /// Its WhatsApp id.
+        id: String,
+    },
+}
+
+impl Outcome {
+    /// The message's WhatsApp id.
+    pub fn id(&self) -> &str {
+        match self {
+            Outcome::Sent { id, .. } | Outcome::Found { id, .. } | Outcome::Queued { id } => id,
+        }
+    }
+}
+
+/// Why a message was not sent (or may not have been).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    /// The outbox holds its capacity and its policy is [`WhenFull::Fail`]: nothing was queued.
+    #[error("the outbox is full ({capacity} messages waiting): nothing was queued; send slower, or raise the capacity")]
+    Full {
+        /// The capacity.
+        capacity: usize,
+    },
+    /// The message could not be queued (a durable queue refused it): it was not sent.
+    #[error("could not queue the message, so it was not sent: {0}")]
+    Unqueued(String),
+    /// The outbox stopped before the message was sent: it was not sent.
+    #[error("the outbox stopped before the message was sent: it was not sent")]
+    Stopped,
+    /// The outbox stopped while the message was in doubt (an attempt may have reached the
+    /// server, and it had not been looked up yet): it may or may not have been sent.
+    #[error("the outbox stopped while the message was in doubt: it may or may not have been sent; look it up before sending it again")]
+    StoppedInDoubt,
+    /// The id was already used by a different message: nothing was queued.
+    #[error("the id {0} is already used by another message: nothing was queued")]
+    IdTaken(String),
+    /// The server refused the message (a 4xx other than 429): it was not sent, and sending it
+    /// again would be refused again.
+    #[error("refused: {0}")]
+    Refused(RestError),
+    /// Every attempt failed in a way that proves nothing was sent, and the retries ran out.
+    #[error("not sent after {attempts} attempts; the last error: {last}")]
+    GaveUp {
+        /// Attempts made (sends and lookups).
+        attempts: u32,
+        /// The last failure.
+        last: RestError,
+    },
+    /// An attempt may have reached the server, and the outbox could not find out whether it
+    /// did (the server keeps no sent messages, or the lookups failed): it was not tried again,
+    /// so that it is never sent twice. Check the chat.
+    #[error("may or may not have been sent ({last}), and the server could not say: not tried again, so that it is never sent twice")]
+    InDoubt {
+        /// The failure that left it in doubt.
+        last: RestError,
+    },
+}
+
+/// An [`Outbox`]'s counters, from [`Outbox::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxStats {
+    /// Messages waiting or in flight now.
+    pub queued: u64,
+    /// Messages sent (found on the server after a lost answer included).
+    pub sent: u64,
+    /// Of those, messages found on the server after an answer was lost.
+    pub found: u64,
+    /// Attempts after the first: sends again and lookups.
+    pub retried: u64,
+    /// Messages that failed ([`OutboxError`]), in doubt included.
+    pub failed: u64,
+    /// Messages that failed in doubt ([`OutboxError::InDoubt`]).
+    pub in_doubt: u64,
+    /// Sends that may or may not have arrived (a 5xx, a timeout, a lost connection), each
+    /// then looked up.
+    pub doubts: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) queued: AtomicU64,
+    pub(super) sent: AtomicU64,
+    pub(super) found: AtomicU64,
+    pub(super) retried: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) in_doubt: AtomicU64,
+    pub(super) doubts: AtomicU64,
+}
+
+pub(super) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(super) type Answer = oneshot::Sender<Result<Outcome, OutboxError>>;
+
+/// The outcome of a message given to [`Outbox::post`]: await it for the [`Outcome`], or drop it
+/// (the message is sent all the same).
+#[derive(Debug)]
+pub struct Receipt {
+    pub(super) id: String,
+    pub(super) answer: Option<oneshot::Receiver<Result<Outcome, OutboxError>>>,
+}
+
+impl Receipt {
+    /// The message's WhatsApp id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A receipt that is already settled.
+    pub fn settled(id: String, outcome: Result<Outcome, OutboxError>) -> Receipt {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(outcome);
+        Receipt {
+            id,
+            answer: Some(rx),
+        }
+    }
+}
+
+impl Future for Receipt {
+    type Output = Result<Outcome, OutboxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(answer) = self.answer.as_mut() else {
+            return Poll::Ready(Err(OutboxError::Stopped));
+        };
+        match Pin::new(answer).poll(cx) {
+            Poll::Ready(outcome) => {
+                self.answer = None;
+                Poll::Ready(outcome.unwrap_or(Err(OutboxError::Stopped)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
