@@ -253,6 +253,8 @@ fn redact(message: String, token: &str) -> String {
     }
 }
 
+/// Runs one connection from its handshake to its end: the handshake ([`handshake`]), then a
+/// read loop whose steps are the [`Reader`]'s, then the ending ([`Reader::finish`]).
 async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
     let mut end = End {
         cause: Cause::Shutdown,
@@ -262,72 +264,9 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         retry_after: None,
         refused_token: None,
     };
-    let token = tokio::select! {
-        t = p.source.tokens().token() => t,
-        _ = &mut close => return end,
-    };
-    let token = match token {
-        Ok(t) => t,
-        Err(e) => {
-            end.cause = Cause::Token(e.to_string());
-            return end;
-        }
-    };
-    let url = p
-        .source
-        .endpoint()
-        .subscription(p.channel, &p.event, &token);
-    tracing::debug!(url = %url, "connecting");
-    let request = p
-        .client
-        .ws(url.expose())
-        .max_frame_size(p.config.max_frame_size);
-    let connect = tokio::time::timeout(p.config.connect_timeout, request.connect());
-    let connected = tokio::select! {
-        r = connect => r,
-        _ = &mut close => {
-            p.heads.forget(url.expose());
-            return end;
-        }
-    };
-    let refused_head = p.heads.forget(url.expose());
-    let (response, framed) = match connected {
-        Err(_) => {
-            end.cause = Cause::ConnectTimeout;
-            return end;
-        }
-        Ok(Err(WsClientError::InvalidResponseStatus(s))) => {
-            end.cause = Cause::Refused(s.as_u16());
-            end.retry_after = refused_head.and_then(|h| h.retry_after);
-            if end.cause.is_auth() {
-                end.renewed = p.source.tokens().refused(&token);
-                end.refused_token = Some(token);
-            }
-            return end;
-        }
-        Ok(Err(e)) => {
-            end.cause = Cause::ConnectFailed(redact(e.to_string(), token.expose()));
-            return end;
-        }
-        Ok(Ok(parts)) => parts,
-    };
-    drop(url);
-    if response.version() != Version::HTTP_11 {
-        end.cause = Cause::Protocol(format!(
-            "the server switched to WebSocket over {}; only HTTP/1.1 can carry an upgrade",
-            http_version(response.version())
-        ));
+    let Some((token, framed)) = handshake(p, &mut close, &mut end).await else {
         return end;
-    }
-    end.up_since = Some(Instant::now());
-    end.last_heard = Some(SystemTime::now());
-    p.up.do_send(ConnUp {
-        sub: p.sub,
-        generation: p.generation,
-        at: SystemTime::now(),
-    });
-    tracing::debug!("connected");
-
+    };
     let cfg = &p.config;
     // The frame size is checked on each frame's header, before its payload is buffered.
     let framed = framed.into_map_codec(|codec| LimitedCodec::new(codec, cfg.max_frame_size));
@@ -349,154 +288,333 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         cfg.ping_interval,
     );
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Set when a ping is out and nothing has been heard since; cleared by anything heard.
-    let mut pong_deadline: Option<tokio::time::Instant> = None;
-    // Set once we have sent our close frame.
-    let mut closing_deadline: Option<tokio::time::Instant> = None;
-    let mut partial: Option<(bool, BytesMut)> = None;
-    let mut seq = 0u64;
-    // A frame waiting for room in the subscription's queue (frames or bytes): while it waits,
-    // the socket is not read, so TCP pushes back on the server.
-    let mut waiting: Option<LocalBoxFuture<'static, bool>> = None;
+    let mut r = Reader {
+        p,
+        controls,
+        pong_deadline: None,
+        closing_deadline: None,
+        partial: None,
+        seq: 0,
+        waiting: None,
+    };
     // One timer, re-armed only when a deadline is set: building a fresh one (and reading the
     // clock) on every frame showed up in profiles.
     let deadline = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(deadline);
-
     end.cause = loop {
-        let pong_wait = pong_deadline.or(closing_deadline);
-        tokio::select! {
+        let pong_wait = r.pong_deadline.or(r.closing_deadline);
+        let step = tokio::select! {
             biased;
-            _ = &mut close, if closing_deadline.is_none() => {
-                tracing::debug!("closing with 1000");
-                controls.close(Some(CloseReason::from(CloseCode::Normal)));
-                let at = tokio::time::Instant::now() + cfg.close_timeout;
-                closing_deadline = Some(at);
-                deadline.as_mut().reset(at);
-                pong_deadline = None;
-            }
-            _ = &mut deadline, if pong_wait.is_some() => {
-                break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Dead(cfg.pong_timeout) };
-            }
+            _ = &mut close, if r.closing_deadline.is_none() => Step::Wait(r.close()),
+            _ = &mut deadline, if pong_wait.is_some() => Step::End(r.timed_out()),
             written = &mut written, if !writer_done => {
                 writer_done = true;
-                match written.unwrap_or(Err(WriteFail::Failed("the writer stopped".into()))) {
-                    // Our close frame is out; wait for the server's.
-                    Ok(()) => {}
-                    Err(_) if closing_deadline.is_some() => break Cause::Shutdown,
-                    Err(WriteFail::Stalled) => break Cause::Stalled(cfg.write_timeout),
-                    Err(WriteFail::Failed(e)) => break Cause::Protocol(format!("cannot write: {e}")),
-                }
+                r.written(written.unwrap_or(Err(WriteFail::Failed("the writer stopped".into()))))
             }
-            _ = ping.tick(), if closing_deadline.is_none() && pong_deadline.is_none() && waiting.is_none() => {
-                controls.ping();
-                let at = tokio::time::Instant::now() + cfg.pong_timeout;
-                pong_deadline = Some(at);
-                deadline.as_mut().reset(at);
-            }
-            queued = async { match waiting.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if waiting.is_some() => {
-                waiting = None;
+            _ = ping.tick(), if r.may_ping() => Step::Wait(r.ping()),
+            queued = async { match r.waiting.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if r.waiting.is_some() => {
+                r.waiting = None;
                 if !queued {
                     break Cause::DispatcherGone;
                 }
                 // Time spent waiting for handlers is not the link's silence.
                 end.last_heard = Some(SystemTime::now());
+                Step::Go
             }
-            frame = stream.next(), if waiting.is_none() => {
+            frame = stream.next(), if r.waiting.is_none() => {
                 let heard = SystemTime::now();
                 end.last_heard = Some(heard);
-                let frame = match frame {
-                    None => break if closing_deadline.is_some() { Cause::Shutdown } else { Cause::Eof },
-                    Some(Err(e)) => break Cause::Protocol(e.to_string()),
-                    Some(Ok(f)) => f,
-                };
-                // Anything but a ping answers ours: a peer that only pings may not be reading
-                // at all (and its pings are answered with one coalesced pong at a time).
-                if !matches!(frame, Frame::Ping(_)) {
-                    pong_deadline = None;
-                }
-                let body = match frame {
-                    Frame::Text(b) => Some((true, b)),
-                    Frame::Binary(b) => Some((false, b)),
-                    Frame::Continuation(item) => match assemble(&mut partial, item, cfg.max_frame_size) {
-                        Ok(done) => done,
-                        Err(e) => break Cause::Protocol(e),
-                    },
-                    Frame::Ping(b) => {
-                        // Only the latest pong waits: a peer that pings and never reads costs
-                        // one pong of memory, and is found out by `write_timeout`.
-                        controls.pong(b);
-                        None
-                    }
-                    Frame::Pong(_) => None,
-                    Frame::Close(reason) => {
-                        if closing_deadline.is_some() {
-                            break Cause::Shutdown;
-                        }
-                        // Echo the close, as the protocol asks, before ending.
-                        controls.close(reason.clone());
-                        break Cause::Closed {
-                            code: reason.as_ref().map(|r| u16::from(r.code)),
-                            reason: reason.and_then(|r| r.description).unwrap_or_default(),
-                        };
-                    }
-                };
-                let Some((text, bytes)) = body else { continue };
-                seq += 1;
-                Counters::bump(&p.counters.frames);
-                let size = bytes.len();
-                let body = if text {
-                    match bytestring::ByteString::try_from(bytes) {
-                        Ok(s) => Body::Text(s),
-                        Err(_) => break Cause::Protocol("a text frame is not UTF-8".into()),
-                    }
-                } else {
-                    Body::Binary(size)
-                };
-                let item = Inbound { body, generation: p.generation, seq, received_at: heard, room: None };
-                match p.queue.offer(item, size, cfg.overflow) {
-                    Offer::Queued => {}
-                    Offer::Closed => break Cause::DispatcherGone,
-                    Offer::Dropped(seq) => {
-                        Counters::bump(&p.counters.dropped);
-                        tracing::warn!(seq, size, "queue full: frame dropped");
-                    }
-                    Offer::Wait(w) => {
-                        waiting = Some(w);
-                        // Time spent waiting for handlers is not the link's silence: no pong
-                        // is awaited (and no ping sent) until the frame is queued.
-                        pong_deadline = None;
-                    }
+                match frame {
+                    None => Step::End(r.eof()),
+                    Some(Err(e)) => Step::End(Cause::Protocol(e.to_string())),
+                    Some(Ok(f)) => r.frame(f, heard),
                 }
             }
+        };
+        match step {
+            Step::Go => {}
+            Step::Wait(at) => deadline.as_mut().reset(at),
+            Step::End(cause) => break cause,
         }
     };
-    if let Some(waiting) = waiting.take() {
-        // Read before the end: it goes to the handlers as soon as they make room (the
-        // dispatcher drains until this connection lets go of the queue), within the write
-        // timeout, so a stuck handler cannot hold the shutdown forever.
-        let queued = tokio::time::timeout(cfg.write_timeout, waiting)
-            .await
-            .unwrap_or(false);
-        if !queued {
-            Counters::bump(&p.counters.dropped);
-            tracing::warn!(
-                seq,
-                "a frame read before the connection ended was not handled: the handlers made no room for it within {}",
-                eventsock_core::human::duration(cfg.write_timeout)
-            );
-        }
-    }
-    if !writer_done && matches!(end.cause, Cause::Closed { .. }) && controls.has_close() {
-        // Let the echo of the server's close go out, within bounds.
-        let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), &mut written).await;
-    }
+    r.finish(&mut end, writer_done, &mut written).await;
     // A close with 4001 or 4003: the same rule as a refused handshake.
     if end.cause.is_auth() {
         end.renewed = p.source.tokens().refused(&token);
     }
     tracing::debug!(cause = %end.cause, "connection ended");
     end
+}
+
+/// The socket of a successful handshake.
+type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+/// Gets a token and opens the socket. `None`: it did not open, and `end` says why (or a close
+/// was asked for meanwhile).
+async fn handshake(
+    p: &ConnectionParams,
+    close: &mut oneshot::Receiver<()>,
+    end: &mut End,
+) -> Option<(Token, Socket)> {
+    let token = tokio::select! {
+        t = p.source.tokens().token() => t,
+        _ = &mut *close => return None,
+    };
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            end.cause = Cause::Token(e.to_string());
+            return None;
+        }
+    };
+    let url = p
+        .source
+        .endpoint()
+        .subscription(p.channel, &p.event, &token);
+    tracing::debug!(url = %url, "connecting");
+    let request = p
+        .client
+        .ws(url.expose())
+        .max_frame_size(p.config.max_frame_size);
+    let connect = tokio::time::timeout(p.config.connect_timeout, request.connect());
+    let connected = tokio::select! {
+        r = connect => r,
+        _ = &mut *close => {
+            p.heads.forget(url.expose());
+            return None;
+        }
+    };
+    let refused_head = p.heads.forget(url.expose());
+    let (response, framed) = match connected {
+        Err(_) => {
+            end.cause = Cause::ConnectTimeout;
+            return None;
+        }
+        Ok(Err(WsClientError::InvalidResponseStatus(s))) => {
+            end.cause = Cause::Refused(s.as_u16());
+            end.retry_after = refused_head.and_then(|h| h.retry_after);
+            if end.cause.is_auth() {
+                end.renewed = p.source.tokens().refused(&token);
+                end.refused_token = Some(token);
+            }
+            return None;
+        }
+        Ok(Err(e)) => {
+            end.cause = Cause::ConnectFailed(redact(e.to_string(), token.expose()));
+            return None;
+        }
+        Ok(Ok(parts)) => parts,
+    };
+    drop(url);
+    if response.version() != Version::HTTP_11 {
+        end.cause = Cause::Protocol(format!(
+            "the server switched to WebSocket over {}; only HTTP/1.1 can carry an upgrade",
+            http_version(response.version())
+        ));
+        return None;
+    }
+    end.up_since = Some(Instant::now());
+    end.last_heard = Some(SystemTime::now());
+    p.up.do_send(ConnUp {
+        sub: p.sub,
+        generation: p.generation,
+        at: SystemTime::now(),
+    });
+    tracing::debug!("connected");
+    Some((token, framed))
+}
+
+/// What the read loop does after one step.
+enum Step {
+    /// Go on.
+    Go,
+    /// Go on, waking at this deadline unless something comes first.
+    Wait(tokio::time::Instant),
+    /// The connection ends.
+    End(Cause),
+}
+
+/// The state of an open connection's reading: what it waits for, and the frame it assembles.
+struct Reader<'a> {
+    p: &'a ConnectionParams,
+    controls: Rc<Controls>,
+    /// Set when a ping is out and nothing has been heard since; cleared by anything heard.
+    pong_deadline: Option<tokio::time::Instant>,
+    /// Set once we have sent our close frame.
+    closing_deadline: Option<tokio::time::Instant>,
+    /// A message arriving in continuation frames: whether it is text, and its bytes so far.
+    partial: Option<(bool, BytesMut)>,
+    /// Frames read on this connection.
+    seq: u64,
+    /// A frame waiting for room in the subscription's queue (frames or bytes): while it waits,
+    /// the socket is not read, so TCP pushes back on the server.
+    waiting: Option<LocalBoxFuture<'static, bool>>,
+}
+
+impl Reader<'_> {
+    /// Closing was asked for: our close frame goes out, and the server's is awaited until the
+    /// deadline returned.
+    fn close(&mut self) -> tokio::time::Instant {
+        tracing::debug!("closing with 1000");
+        self.controls
+            .close(Some(CloseReason::from(CloseCode::Normal)));
+        let at = tokio::time::Instant::now() + self.p.config.close_timeout;
+        self.closing_deadline = Some(at);
+        self.pong_deadline = None;
+        at
+    }
+
+    /// Whether a ping may go out now: not while closing, while one is out, or while a frame
+    /// waits for the handlers (their time is not the link's silence).
+    fn may_ping(&self) -> bool {
+        self.closing_deadline.is_none() && self.pong_deadline.is_none() && self.waiting.is_none()
+    }
+
+    /// Sends a ping; the answer is awaited until the deadline returned.
+    fn ping(&mut self) -> tokio::time::Instant {
+        self.controls.ping();
+        let at = tokio::time::Instant::now() + self.p.config.pong_timeout;
+        self.pong_deadline = Some(at);
+        at
+    }
+
+    /// A deadline passed: the server's close never came, or our ping was never answered.
+    fn timed_out(&self) -> Cause {
+        if self.closing_deadline.is_some() {
+            Cause::Shutdown
+        } else {
+            Cause::Dead(self.p.config.pong_timeout)
+        }
+    }
+
+    /// The stream ended.
+    fn eof(&self) -> Cause {
+        if self.closing_deadline.is_some() {
+            Cause::Shutdown
+        } else {
+            Cause::Eof
+        }
+    }
+
+    /// The writer ended: our close frame is out (the server's is awaited), or writing failed.
+    fn written(&self, written: Result<(), WriteFail>) -> Step {
+        match written {
+            Ok(()) => Step::Go,
+            Err(_) if self.closing_deadline.is_some() => Step::End(Cause::Shutdown),
+            Err(WriteFail::Stalled) => Step::End(Cause::Stalled(self.p.config.write_timeout)),
+            Err(WriteFail::Failed(e)) => Step::End(Cause::Protocol(format!("cannot write: {e}"))),
+        }
+    }
+
+    /// One frame read at `heard`: a control frame is answered, a data frame (whole, or the last
+    /// piece of one) is queued for the subscription.
+    fn frame(&mut self, frame: Frame, heard: SystemTime) -> Step {
+        let cfg = &self.p.config;
+        // Anything but a ping answers ours: a peer that only pings may not be reading at all
+        // (and its pings are answered with one coalesced pong at a time).
+        if !matches!(frame, Frame::Ping(_)) {
+            self.pong_deadline = None;
+        }
+        let (text, bytes) = match frame {
+            Frame::Text(b) => (true, b),
+            Frame::Binary(b) => (false, b),
+            Frame::Continuation(item) => {
+                match assemble(&mut self.partial, item, cfg.max_frame_size) {
+                    Ok(Some(done)) => done,
+                    Ok(None) => return Step::Go,
+                    Err(e) => return Step::End(Cause::Protocol(e)),
+                }
+            }
+            Frame::Ping(b) => {
+                // Only the latest pong waits: a peer that pings and never reads costs one pong
+                // of memory, and is found out by `write_timeout`.
+                self.controls.pong(b);
+                return Step::Go;
+            }
+            Frame::Pong(_) => return Step::Go,
+            Frame::Close(reason) => {
+                if self.closing_deadline.is_some() {
+                    return Step::End(Cause::Shutdown);
+                }
+                // Echo the close, as the protocol asks, before ending.
+                self.controls.close(reason.clone());
+                return Step::End(Cause::Closed {
+                    code: reason.as_ref().map(|r| u16::from(r.code)),
+                    reason: reason.and_then(|r| r.description).unwrap_or_default(),
+                });
+            }
+        };
+        self.queue(text, bytes, heard)
+    }
+
+    /// Queues a data frame for the subscription.
+    fn queue(&mut self, text: bool, bytes: Bytes, heard: SystemTime) -> Step {
+        let p = self.p;
+        self.seq += 1;
+        Counters::bump(&p.counters.frames);
+        let size = bytes.len();
+        let body = if text {
+            match bytestring::ByteString::try_from(bytes) {
+                Ok(s) => Body::Text(s),
+                Err(_) => return Step::End(Cause::Protocol("a text frame is not UTF-8".into())),
+            }
+        } else {
+            Body::Binary(size)
+        };
+        let item = Inbound {
+            body,
+            generation: p.generation,
+            seq: self.seq,
+            received_at: heard,
+            room: None,
+        };
+        match p.queue.offer(item, size, p.config.overflow) {
+            Offer::Queued => {}
+            Offer::Closed => return Step::End(Cause::DispatcherGone),
+            Offer::Dropped(seq) => {
+                Counters::bump(&p.counters.dropped);
+                tracing::warn!(seq, size, "queue full: frame dropped");
+            }
+            Offer::Wait(w) => {
+                self.waiting = Some(w);
+                // Time spent waiting for handlers is not the link's silence: no pong is
+                // awaited (and no ping sent) until the frame is queued.
+                self.pong_deadline = None;
+            }
+        }
+        Step::Go
+    }
+
+    /// After the loop: a frame read but still waiting for room is handed over (within the write
+    /// timeout), and the echo of the server's close is let out.
+    async fn finish(
+        mut self,
+        end: &mut End,
+        writer_done: bool,
+        written: &mut oneshot::Receiver<Result<(), WriteFail>>,
+    ) {
+        let cfg = &self.p.config;
+        if let Some(waiting) = self.waiting.take() {
+            // Read before the end: it goes to the handlers as soon as they make room (the
+            // dispatcher drains until this connection lets go of the queue), within the write
+            // timeout, so a stuck handler cannot hold the shutdown forever.
+            let queued = tokio::time::timeout(cfg.write_timeout, waiting)
+                .await
+                .unwrap_or(false);
+            if !queued {
+                Counters::bump(&self.p.counters.dropped);
+                tracing::warn!(
+                    seq = self.seq,
+                    "a frame read before the connection ended was not handled: the handlers made no room for it within {}",
+                    eventsock_core::human::duration(cfg.write_timeout)
+                );
+            }
+        }
+        if !writer_done && matches!(end.cause, Cause::Closed { .. }) && self.controls.has_close() {
+            // Let the echo of the server's close go out, within bounds.
+            let _ = tokio::time::timeout(cfg.close_timeout.min(cfg.write_timeout), written).await;
+        }
+    }
 }
 
 fn http_version(v: Version) -> &'static str {
