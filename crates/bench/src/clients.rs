@@ -130,8 +130,8 @@ async fn slowest(
 }
 
 /// What a bot author writes: a [`Router`] with `handlers` closures counting
-/// `messages.upsert` (`Router::on`), run by the supervisor with the default configuration, as
-/// `Router::run` does. Returns the slowest handler's run.
+/// `messages.upsert` (`RouterBuilder::on`), run by the supervisor with the default configuration, as
+/// `Run::run` does. Returns the slowest handler's run.
 pub(crate) async fn router(
     base: &str,
     total: u64,

@@ -60,7 +60,7 @@ enum Cmd {
     },
     /// One throughput run of one client (for profiling).
     Throughput {
-        /// router (a `Router::on` closure, the default), eventsock (a handler actor),
+        /// router (a `RouterBuilder::on` closure, the default), eventsock (a handler actor),
         /// pipelined, lean (raw into a lean struct), raw (into eventsock's type) or node.
         #[arg(long, default_value = "router")]
         client: String,

@@ -286,7 +286,7 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
             .join(", ")
     };
     let labels = [
-        "eventsock, default (what `Router::run` starts): supervisor, connection, dispatcher, one `Router::on` closure",
+        "eventsock, default (what `Run::run` starts): supervisor, connection, dispatcher, one `RouterBuilder::on` closure",
         "eventsock, a typed handler actor (`Delivery::Confirmed`, the default)",
         "eventsock, a typed handler actor, `Delivery::Pipelined`",
         "lean raw: tokio-tungstenite + serde_json into a lean struct",
@@ -315,7 +315,7 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "The same stream delivered to 1, 4 and 16 handlers of one type (the payload is decoded once and shared):")?;
     writeln!(
         md,
-        "`Router::on` closures, and typed handler actors (`Delivery::Confirmed`).\n"
+        "`RouterBuilder::on` closures, and typed handler actors (`Delivery::Confirmed`).\n"
     )?;
     writeln!(
         md,
@@ -364,7 +364,7 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "Send (the generator's clock, in the frame) to handler receipt, at fixed rates for 3 s each; eventsock")?;
     writeln!(
         md,
-        "with one `Router::on` closure, against the lean raw client.\n"
+        "with one `RouterBuilder::on` closure, against the lean raw client.\n"
     )?;
     writeln!(
         md,
