@@ -122,6 +122,11 @@ where
 }
 
 impl Counters {
+    /// Whether the handler still takes events (an actor that stopped does not).
+    pub(crate) fn alive(&self) -> bool {
+        !self.gone.load(Ordering::Relaxed)
+    }
+
     fn count(&self, outcome: &Outcome) {
         let c = match outcome {
             Outcome::Handled => &self.handled,
@@ -157,7 +162,7 @@ where
 {
     /// Whether this handler still takes events (an actor that stopped does not).
     pub(crate) fn alive(&self) -> bool {
-        !self.counters.gone.load(Ordering::Relaxed)
+        self.counters.alive()
     }
 
     /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
@@ -218,14 +223,6 @@ where
             }
         }
     }
-
-    fn stats(&self) -> HandlerStats {
-        HandlerStats {
-            name: self.name.to_string(),
-            handled: self.counters.handled.load(Ordering::Relaxed),
-            failed: self.counters.failed.load(Ordering::Relaxed),
-        }
-    }
 }
 
 fn failure(e: BoxError) -> String {
@@ -240,7 +237,8 @@ fn panicked(panic: &(dyn Any + Send)) -> Outcome {
     Outcome::Failed(HandlerError::Panicked(panic_message(panic)).to_string())
 }
 
-/// The handlers of one kind of message.
+/// The handlers of one kind of message, as the router keeps them (an [`Entries`] of a
+/// [`Kind`]: typed or raw).
 pub(crate) trait Entry: Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -257,10 +255,7 @@ pub(crate) trait Entry: Send + Sync + 'static {
     fn dispatch(
         &self,
         frame: &Frame<'_>,
-        meta: &EventMeta,
-        channel: Option<Channel>,
-        run: &RunState,
-        wait: bool,
+        to: &To<'_>,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError>;
     /// How many handlers still take events.
@@ -268,26 +263,46 @@ pub(crate) trait Entry: Send + Sync + 'static {
     fn stats(&self, out: &mut Vec<HandlerStats>);
 }
 
-/// Copies `other`'s handlers into `mine`, each renamed by `name`.
-fn extend_with<H: Clone>(
-    mine: &mut Vec<H>,
-    other: &[H],
-    name: &mut dyn FnMut(&str) -> Arc<str>,
-    rename: impl Fn(&mut H, &mut dyn FnMut(&str) -> Arc<str>),
-) {
-    for h in other {
-        let mut h = h.clone();
-        rename(&mut h, name);
-        mine.push(h);
+/// Where one frame goes: its metadata, the endpoint it came from (`None`: a recorded or
+/// recovered payload), the run, and whether to wait for actors.
+pub(crate) struct To<'a> {
+    pub(crate) meta: &'a EventMeta,
+    pub(crate) channel: Option<Channel>,
+    pub(crate) run: &'a RunState,
+    pub(crate) wait: bool,
+}
+
+/// One kind of handler: what is registered, which events it needs, and how a frame reaches it.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// One handler, as registered.
+    type Item: Clone + Send + Sync + 'static;
+    /// Its name and counters.
+    fn head(item: &Self::Item) -> (&Arc<str>, &Counters);
+    fn rename(item: &mut Self::Item, name: Arc<str>);
+    fn subscriptions(
+        items: &[Self::Item],
+        protocol: Protocol,
+    ) -> Result<Vec<(Channel, EventName)>, EventName>;
+    fn dispatch(
+        items: &[Self::Item],
+        frame: &Frame<'_>,
+        to: &To<'_>,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError>;
+}
+
+/// The handlers of one kind, in registration order.
+pub(crate) struct Entries<K: Kind> {
+    pub(crate) items: Vec<K::Item>,
+}
+
+impl<K: Kind> Default for Entries<K> {
+    fn default() -> Self {
+        Entries { items: Vec::new() }
     }
 }
 
-/// The handlers of `Received<T>`.
-pub(crate) struct Typed<T: Payload> {
-    pub(crate) handlers: Vec<Handler<Received<T>>>,
-}
-
-impl<T: Payload> Entry for Typed<T> {
+impl<K: Kind> Entry for Entries<K> {
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -297,26 +312,74 @@ impl<T: Payload> Entry for Typed<T> {
     }
 
     fn copy(&self) -> Box<dyn Entry> {
-        Box::new(Typed::<T> {
-            handlers: self.handlers.clone(),
+        Box::new(Entries::<K> {
+            items: self.items.clone(),
         })
     }
 
     fn empty(&self) -> Box<dyn Entry> {
-        Box::new(Typed::<T> {
-            handlers: Vec::new(),
-        })
+        Box::new(Entries::<K>::default())
     }
 
     fn extend(&mut self, other: &dyn Entry, name: &mut dyn FnMut(&str) -> Arc<str>) {
-        if let Some(other) = other.as_any().downcast_ref::<Typed<T>>() {
-            extend_with(&mut self.handlers, &other.handlers, name, |h, name| {
-                h.name = name(&h.name)
-            });
+        let Some(other) = other.as_any().downcast_ref::<Entries<K>>() else {
+            return;
+        };
+        for item in &other.items {
+            let mut item = item.clone();
+            let renamed = name(K::head(&item).0);
+            K::rename(&mut item, renamed);
+            self.items.push(item);
         }
     }
 
     fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+        K::subscriptions(&self.items, protocol)
+    }
+
+    fn dispatch(
+        &self,
+        frame: &Frame<'_>,
+        to: &To<'_>,
+        out: &mut Deliveries,
+    ) -> Result<(), DecodeError> {
+        K::dispatch(&self.items, frame, to, out)
+    }
+
+    fn alive(&self) -> usize {
+        self.items.iter().filter(|i| K::head(i).1.alive()).count()
+    }
+
+    fn stats(&self, out: &mut Vec<HandlerStats>) {
+        out.extend(self.items.iter().map(|i| {
+            let (name, counters) = K::head(i);
+            HandlerStats {
+                name: name.to_string(),
+                handled: counters.handled.load(Ordering::Relaxed),
+                failed: counters.failed.load(Ordering::Relaxed),
+            }
+        }));
+    }
+}
+
+/// Handlers of `Received<T>`: each event decoded once as `T`, and given with its context.
+pub(crate) struct Typed<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Payload> Kind for Typed<T> {
+    type Item = Handler<Received<T>>;
+
+    fn head(h: &Self::Item) -> (&Arc<str>, &Counters) {
+        (&h.name, &h.counters)
+    }
+
+    fn rename(h: &mut Self::Item, name: Arc<str>) {
+        h.name = name;
+    }
+
+    fn subscriptions(
+        _: &[Self::Item],
+        protocol: Protocol,
+    ) -> Result<Vec<(Channel, EventName)>, EventName> {
         if Protocol::of(T::CHANNEL) != protocol {
             return Ok(Vec::new());
         }
@@ -327,29 +390,27 @@ impl<T: Payload> Entry for Typed<T> {
     }
 
     fn dispatch(
-        &self,
+        handlers: &[Self::Item],
         frame: &Frame<'_>,
-        meta: &EventMeta,
-        channel: Option<Channel>,
-        run: &RunState,
-        wait: bool,
+        to: &To<'_>,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
-        if channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
+        let meta = to.meta;
+        if to.channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
             return Ok(());
         }
-        if !self.handlers.iter().any(Handler::alive) {
+        if !handlers.iter().any(Handler::alive) {
             return Ok(());
         }
         let payload = Arc::new(frame.decode::<T>(&meta.event)?);
-        out.done.reserve(self.handlers.len());
+        out.done.reserve(handlers.len());
         // One context per event, shared by its handlers; each gets its own ids.
-        let shared = run.event_ctx(
+        let shared = to.run.event_ctx(
             meta,
             Some(payload.clone() as Arc<dyn MessageOf>),
-            self.handlers.len(),
+            handlers.len(),
         );
-        for (slot, h) in self.handlers.iter().enumerate() {
+        for (slot, h) in handlers.iter().enumerate() {
             if !h.alive() {
                 continue;
             }
@@ -360,17 +421,9 @@ impl<T: Payload> Entry for Typed<T> {
                 },
                 cx: Ctx::of_handler(shared.clone(), h.name.clone(), slot),
             };
-            h.deliver(received, wait, out);
+            h.deliver(received, to.wait, out);
         }
         Ok(())
-    }
-
-    fn alive(&self) -> usize {
-        self.handlers.iter().filter(|h| h.alive()).count()
-    }
-
-    fn stats(&self, out: &mut Vec<HandlerStats>) {
-        out.extend(self.handlers.iter().map(Handler::stats));
     }
 }
 
@@ -406,44 +459,27 @@ impl RawMessage for RawFrame {
 /// A raw handler and the events it takes (`None`: all).
 pub(crate) type RawHandler<M> = (Option<Vec<EventName>>, Handler<M>);
 
-/// The raw handlers of one kind of message: taps that see every frame whole (a recorder, the
-/// NATS ingest, a printer), with no context to answer with.
-pub(crate) struct Raw<M: RawMessage> {
-    pub(crate) handlers: Vec<RawHandler<M>>,
-}
+/// Raw handlers of `M`: taps that see every frame whole (a recorder, the NATS ingest, a
+/// printer), with no context to answer with.
+pub(crate) struct Raw<M>(std::marker::PhantomData<fn() -> M>);
 
-impl<M: RawMessage> Entry for Raw<M> {
-    fn as_any(&self) -> &dyn Any {
-        self
+impl<M: RawMessage> Kind for Raw<M> {
+    type Item = RawHandler<M>;
+
+    fn head(h: &Self::Item) -> (&Arc<str>, &Counters) {
+        (&h.1.name, &h.1.counters)
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
+    fn rename(h: &mut Self::Item, name: Arc<str>) {
+        h.1.name = name;
     }
 
-    fn copy(&self) -> Box<dyn Entry> {
-        Box::new(Raw::<M> {
-            handlers: self.handlers.clone(),
-        })
-    }
-
-    fn empty(&self) -> Box<dyn Entry> {
-        Box::new(Raw::<M> {
-            handlers: Vec::new(),
-        })
-    }
-
-    fn extend(&mut self, other: &dyn Entry, name: &mut dyn FnMut(&str) -> Arc<str>) {
-        if let Some(other) = other.as_any().downcast_ref::<Raw<M>>() {
-            extend_with(&mut self.handlers, &other.handlers, name, |h, name| {
-                h.1.name = name(&h.1.name)
-            });
-        }
-    }
-
-    fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName> {
+    fn subscriptions(
+        handlers: &[Self::Item],
+        protocol: Protocol,
+    ) -> Result<Vec<(Channel, EventName)>, EventName> {
         let mut subs = Vec::new();
-        for event in self.handlers.iter().filter_map(|h| h.0.as_ref()).flatten() {
+        for event in handlers.iter().filter_map(|h| h.0.as_ref()).flatten() {
             match protocol.channel_of(event) {
                 Some(channel) => subs.push((channel, event.clone())),
                 None => return Err(event.clone()),
@@ -453,16 +489,14 @@ impl<M: RawMessage> Entry for Raw<M> {
     }
 
     fn dispatch(
-        &self,
+        handlers: &[Self::Item],
         frame: &Frame<'_>,
-        meta: &EventMeta,
-        _: Option<Channel>,
-        _: &RunState,
-        wait: bool,
+        to: &To<'_>,
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
+        let meta = to.meta;
         let mut data = None;
-        for (events, h) in &self.handlers {
+        for (events, h) in handlers {
             if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) || !h.alive() {
                 continue;
             }
@@ -470,16 +504,8 @@ impl<M: RawMessage> Entry for Raw<M> {
                 Some(d) => d,
                 None => data.insert(M::data(frame, &meta.event)?),
             };
-            h.deliver(M::new(meta.clone(), data.clone()), wait, out);
+            h.deliver(M::new(meta.clone(), data.clone()), to.wait, out);
         }
         Ok(())
-    }
-
-    fn alive(&self) -> usize {
-        self.handlers.iter().filter(|(_, h)| h.alive()).count()
-    }
-
-    fn stats(&self, out: &mut Vec<HandlerStats>) {
-        out.extend(self.handlers.iter().map(|raw| raw.1.stats()));
     }
 }

@@ -18,7 +18,7 @@ use actix::Recipient;
 pub use entry::HandlerStats;
 pub(crate) use entry::Outcome;
 pub(crate) use entry::{panic_message, Deliveries};
-use entry::{Entry, FnHandler, Handler, Raw, RawMessage, Sink, Typed};
+use entry::{Entries, Entry, FnHandler, Handler, Kind, Raw, RawMessage, Sink, To, Typed};
 use eventsock_core::{
     Channel, DecodeError, EventMeta, EventName, Frame, FrameProblem, Payload, Protocol, RawEvent,
     RawFrame, Undelivered,
@@ -97,19 +97,23 @@ impl RouterBuilder {
         format!("{kind}#{n}").into()
     }
 
-    /// The entry of type `E`, created with `make` if there is none yet.
-    fn entry<E: Entry>(&mut self, make: impl FnOnce() -> E) -> &mut E {
-        let at = match self.entries.iter().position(|e| e.as_any().is::<E>()) {
+    /// The entry of kind `K`, created if there is none yet.
+    fn entry<K: Kind>(&mut self) -> &mut Entries<K> {
+        let at = match self
+            .entries
+            .iter()
+            .position(|e| e.as_any().is::<Entries<K>>())
+        {
             Some(at) => at,
             None => {
-                self.entries.push(Box::new(make()));
+                self.entries.push(Box::new(Entries::<K>::default()));
                 self.entries.len() - 1
             }
         };
         self.entries[at]
             .as_any_mut()
-            .downcast_mut::<E>()
-            .expect("the entry found is of this type")
+            .downcast_mut::<Entries<K>>()
+            .expect("the entry found is of this kind")
     }
 
     fn typed<T: Payload>(mut self, sink: Sink<Received<T>>) -> Self {
@@ -118,11 +122,7 @@ impl RouterBuilder {
             sink,
             counters: Arc::default(),
         };
-        self.entry(|| Typed::<T> {
-            handlers: Vec::new(),
-        })
-        .handlers
-        .push(handler);
+        self.entry::<Typed<T>>().items.push(handler);
         self
     }
 
@@ -132,11 +132,7 @@ impl RouterBuilder {
             sink,
             counters: Arc::default(),
         };
-        self.entry(|| Raw::<M> {
-            handlers: Vec::new(),
-        })
-        .handlers
-        .push((events, handler));
+        self.entry::<Raw<M>>().items.push((events, handler));
         self
     }
 
@@ -331,9 +327,15 @@ impl Router {
         wait: bool,
         out: &mut Deliveries,
     ) -> Vec<DecodeError> {
+        let to = To {
+            meta,
+            channel,
+            run,
+            wait,
+        };
         let mut errors = Vec::new();
         for entry in self.routes.entries.iter() {
-            if let Err(e) = entry.dispatch(frame, meta, channel, run, wait, out) {
+            if let Err(e) = entry.dispatch(frame, &to, out) {
                 errors.push(e);
             }
         }
