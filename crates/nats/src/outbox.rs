@@ -98,7 +98,7 @@ fn unsent_subject(prefix: &str, instance: &str, id: &str) -> String {
 }
 
 /// The queueing side: messages go into the stream, for the sender to send. A [`Postbox`], so
-/// a worker's router sends through it (`Router::postbox`). Cheap to clone.
+/// a worker's handlers send through it (`Worker::postbox`). Cheap to clone.
 #[derive(Clone)]
 pub struct JetStreamOutbox {
     js: jetstream::Context,

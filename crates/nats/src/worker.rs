@@ -136,8 +136,8 @@ impl Worker {
         self
     }
 
-    /// Processes messages until `shutdown` completes, then gives the router's outboxes 10 s to
-    /// send the replies they hold ([`Router::drain`](eventsock_handler::Router::drain)).
+    /// Processes messages until `shutdown` completes, then gives the worker's outboxes 10 s to
+    /// send the replies they hold ([`Dispatcher::drain`](eventsock_handler::Dispatcher::drain)).
     /// Messages fetched but not yet acknowledged when it returns are redelivered to other
     /// workers after `ack_wait`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerStats, NatsError> {

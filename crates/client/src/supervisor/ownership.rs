@@ -273,7 +273,7 @@ impl Handler<StandDown> for Supervisor {
 }
 
 /// The streams are this process's again: the subscriptions stood down by [`StandDown`]
-/// connect, and the messages sent meanwhile are recovered (with [`Backfill`]).
+/// connect, and the messages sent meanwhile are recovered (with [`Backfill`](crate::Backfill)).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct TakeBack;

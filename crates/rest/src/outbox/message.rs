@@ -2,7 +2,7 @@
 
 use crate::{MessageKey, Quote};
 
-/// A message for an [`Outbox`]: a text to a chat with its own WhatsApp id, or a reaction or a
+/// A message for an [`Outbox`](super::Outbox): a text to a chat with its own WhatsApp id, or a reaction or a
 /// read receipt for a message of the chat ([`Action`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outgoing {

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// A day: the longest any interval of the pacing may be, and the daily cap's window.
 pub(super) const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// How an [`Outbox`] paces, queues and retries. The defaults are cautious, for a number that
+/// How an [`Outbox`](super::Outbox) paces, queues and retries. The defaults are cautious, for a number that
 /// must not be banned: 1 message per second over all chats, one per chat every 2 seconds, 25%
 /// jitter, no typing, 10,000 messages queued (callers wait for room beyond), 8 retries.
 #[derive(Debug, Clone)]
@@ -41,13 +41,13 @@ impl Default for Pacing {
     }
 }
 
-/// What [`Outbox::post`] does when the outbox holds [`Pacing::capacity`] messages.
+/// What [`Outbox::post`](super::Outbox::post) does when the outbox holds [`Pacing::capacity`] messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenFull {
     /// The caller waits until there is room (back-pressure).
     #[default]
     Wait,
-    /// The caller gets [`OutboxError::Full`] at once, and nothing is queued.
+    /// The caller gets [`OutboxError::Full`](super::OutboxError::Full) at once, and nothing is queued.
     Fail,
 }
 

@@ -48,7 +48,7 @@ impl Outcome {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum OutboxError {
-    /// The outbox holds its capacity and its policy is [`WhenFull::Fail`]: nothing was queued.
+    /// The outbox holds its capacity and its policy is [`WhenFull::Fail`](super::WhenFull::Fail): nothing was queued.
     #[error("the outbox is full ({capacity} messages waiting): nothing was queued; send slower, or raise the capacity")]
     Full {
         /// The capacity.
@@ -89,7 +89,7 @@ pub enum OutboxError {
     },
 }
 
-/// An [`Outbox`]'s counters, from [`Outbox::stats`].
+/// An [`Outbox`](super::Outbox)'s counters, from [`Outbox::stats`](super::Outbox::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OutboxStats {
@@ -127,7 +127,7 @@ pub(super) fn bump(counter: &AtomicU64) {
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, OutboxError>>;
 
-/// The outcome of a message given to [`Outbox::post`]: await it for the [`Outcome`], or drop it
+/// The outcome of a message given to [`Outbox::post`](super::Outbox::post): await it for the [`Outcome`], or drop it
 /// (the message is sent all the same).
 #[derive(Debug)]
 pub struct Receipt {
