@@ -2,7 +2,7 @@
 //! restarts it when it ends, and feeds its frames, in order, to a
 //! [`Router`](eventsock_handler::Router).
 //!
-//! The path of a frame, by name: a `ConnectionActor` (`src/connection.rs`) reads it from the
+//! The path of a frame, by name: a `ConnectionActor` (`src/connection/mod.rs`; its writes in `connection/write.rs`) reads it from the
 //! socket and queues it for its subscription (`src/queue.rs`, bounded in frames and bytes); the
 //! subscription's `Feed` (`src/dispatch.rs`) takes it off the queue and hands it to the
 //! supervisor's [`Dispatcher`](eventsock_handler::Dispatcher) (crate `eventsock-handler`,
