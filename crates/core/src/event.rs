@@ -1,4 +1,5 @@
-//! The messages handler actors receive.
+//! Events as the router reads them: [`Event`] (typed), [`RawEvent`] and [`RawFrame`] (whole
+//! frames, for taps), [`Undelivered`] (a frame no type took), and their [`EventMeta`].
 
 use crate::frame::{DecodeError, FrameError, InstanceInfo};
 use crate::name::EventName;
@@ -57,7 +58,8 @@ pub enum Origin {
     Recovered,
 }
 
-/// A typed event, as delivered to handlers of `T`.
+/// A typed event: its metadata and its payload. Handlers receive it with its context, as
+/// `eventsock_handler::Received<T>`.
 ///
 /// The payload is shared (`Arc`), so fan-out to many handlers copies no payload. It derefs to
 /// the payload: `event.key_remote_jid` reads a field directly.
@@ -75,10 +77,6 @@ impl<T> Deref for Event<T> {
     fn deref(&self) -> &T {
         &self.payload
     }
-}
-
-impl<T: 'static> actix::Message for Event<T> {
-    type Result = ();
 }
 
 /// Any event as JSON, for raw handlers: delivered for every frame of the subscriptions a raw
