@@ -36,7 +36,7 @@ async fn main() -> Result<(), BoxError> {
     let running = bot()
         .raw(
             [EventKind::MessagesUpsert.into()],
-            recorder.clone().recipient(),
+            recorder.clone().recipient::<RawEvent>(),
         )
         .build()
         .start(Settings::from_env()?)

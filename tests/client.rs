@@ -333,7 +333,7 @@ async fn duplicate_subscriptions_share_one_connection() {
                 .actor::<legacy::MessagesUpsert>(typed.clone().start().recipient())
                 .raw(
                     [EventKind::MessagesUpsert.into()],
-                    raw.clone().start().recipient(),
+                    raw.clone().start().recipient::<eventsock::core::RawEvent>(),
                 )
                 .build(),
         )
@@ -368,7 +368,9 @@ async fn duplicate_subscriptions_share_one_connection() {
             Router::builder()
                 .raw(
                     [eventsock::core::EventName::parse("message.upsert")],
-                    Recorder::default().start().recipient(),
+                    Recorder::default()
+                        .start()
+                        .recipient::<eventsock::core::RawEvent>(),
                 )
                 .build(),
         ))

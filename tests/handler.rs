@@ -362,7 +362,7 @@ async fn a_recorded_stream_replays_through_the_same_handlers() {
             Router::builder()
                 .raw(
                     [eventsock::core::EventKind::MessagesUpsert.into()],
-                    recorder.clone().recipient(),
+                    recorder.clone().recipient::<eventsock::core::RawEvent>(),
                 )
                 .actor::<legacy::MessagesUpsert>(live.clone().start().recipient())
                 .build(),

@@ -448,7 +448,7 @@ async fn impossible_settings_and_unserved_events_are_refused_when_built() {
             Router::builder()
                 .raw(
                     [eventsock::core::EventName::parse("message.upsert")],
-                    rec.recipient(),
+                    rec.recipient::<eventsock::core::RawEvent>(),
                 )
                 .build(),
         )

@@ -312,13 +312,19 @@ async fn partitioned_by_chat(raw: bool) {
     let _sup = if raw {
         builder.router(
             Router::builder()
-                .raw(events, ingest.clone().recipient())
+                .raw(
+                    events,
+                    ingest.clone().recipient::<eventsock::core::RawEvent>(),
+                )
                 .build(),
         )
     } else {
         builder.router(
             Router::builder()
-                .frames(events, ingest.clone().recipient())
+                .raw(
+                    events,
+                    ingest.clone().recipient::<eventsock::core::RawFrame>(),
+                )
                 .build(),
         )
     }

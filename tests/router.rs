@@ -77,7 +77,7 @@ async fn the_same_bot_runs_from_a_recording() {
     let live = Router::builder()
         .raw(
             [EventKind::MessagesUpsert.into()],
-            recorder.clone().recipient(),
+            recorder.clone().recipient::<RawEvent>(),
         )
         .build();
     let (running, sim) = started(live, Settings::default()).await;
@@ -118,7 +118,7 @@ async fn the_same_bot_runs_on_a_nats_worker() {
     let live = Router::builder()
         .raw(
             [EventKind::MessagesUpsert.into()],
-            ingest.clone().recipient(),
+            ingest.clone().recipient::<RawEvent>(),
         )
         .build();
     let (running, sim) = started(live, Settings::default()).await;

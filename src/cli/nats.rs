@@ -111,7 +111,10 @@ pub(crate) async fn bridge(args: BridgeArgs) -> anyhow::Result<()> {
         .take(args.take)
         .router(
             Router::builder()
-                .frames(events, ingest.clone().recipient())
+                .raw(
+                    events,
+                    ingest.clone().recipient::<eventsock_core::RawFrame>(),
+                )
                 .build(),
         )
         .start()

@@ -119,7 +119,7 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<i32> {
         .take(args.take)
         .router(
             Router::builder()
-                .raw(events, printer.clone().recipient())
+                .raw(events, printer.clone().recipient::<RawEvent>())
                 .undelivered(printer.clone().recipient())
                 .build(),
         )

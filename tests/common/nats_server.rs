@@ -122,9 +122,9 @@ pub async fn ingest(nats: &NatsServer, n: u64) -> (TestServer, Addr<Supervisor>,
         .source(Source::new(s.endpoint(), Token::new(s.sim.mint_token("codechat", None))).unwrap())
         .router(
             Router::builder()
-                .frames(
+                .raw(
                     [EventKind::MessagesUpsert.into()],
-                    ingest.clone().recipient(),
+                    ingest.clone().recipient::<eventsock::core::RawFrame>(),
                 )
                 .build(),
         )

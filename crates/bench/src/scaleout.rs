@@ -242,9 +242,9 @@ async fn ingested(
         ))
         .router(
             Router::builder()
-                .frames(
+                .raw(
                     [EventKind::MessagesUpsert.into()],
-                    ingest.clone().recipient(),
+                    ingest.clone().recipient::<eventsock_core::RawFrame>(),
                 )
                 .build(),
         )

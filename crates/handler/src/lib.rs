@@ -143,7 +143,7 @@ pub use pipeline::{to_actor, Pipeline};
 pub use received::Received;
 pub use restart::restarting;
 pub use route::{branch, fan_out, BoxError, Flow, HandlerError, Route};
-pub use router::{HandlerStats, Router, RouterBuilder};
+pub use router::{HandlerStats, RawMessage, Router, RouterBuilder};
 #[cfg(feature = "sqlite")]
 pub use state::SqliteStore;
 pub use state::{

@@ -278,7 +278,7 @@ impl<'a> ChatOf<'a> {
     }
 }
 
-/// Registered as a frame handler (`RouterBuilder::frames`, as `eventsock bridge`
+/// Registered as a frame handler (`RouterBuilder::raw` with a `Recipient<RawFrame>`, as `eventsock bridge`
 /// does), the ingest publishes each payload's text as the server wrote it, without parsing it
 /// into a value.
 impl Handler<RawFrame> for Ingest {

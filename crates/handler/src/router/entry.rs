@@ -427,13 +427,25 @@ impl<T: Payload> Kind for Typed<T> {
     }
 }
 
-/// A message of a whole frame, for raw handlers: [`RawEvent`] (the payload as a
-/// `serde_json::Value`) or [`RawFrame`] (its text).
-pub(crate) trait RawMessage: actix::Message<Result = ()> + Clone + Send + 'static {
+/// What a tap receives: a whole frame, as JSON ([`RawEvent`]) or as the text the server sent
+/// ([`RawFrame`], checked to be JSON, not parsed: for handlers that pass events on). Sealed: these
+/// two are all there are.
+pub trait RawMessage:
+    sealed::Sealed + actix::Message<Result = ()> + Clone + Send + 'static
+{
     /// The payload of `frame`, read once for all the handlers of one frame.
+    #[doc(hidden)]
     type Data: Clone;
+    #[doc(hidden)]
     fn data(frame: &Frame<'_>, event: &EventName) -> Result<Self::Data, DecodeError>;
+    #[doc(hidden)]
     fn new(meta: EventMeta, data: Self::Data) -> Self;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for eventsock_core::RawEvent {}
+    impl Sealed for eventsock_core::RawFrame {}
 }
 
 impl RawMessage for RawEvent {

@@ -4,7 +4,7 @@
 //! A router holds "payload type → handlers": closures ([`RouterBuilder::on`]), [`Route`]s built
 //! from pipelines ([`RouterBuilder::route`]) and actors ([`RouterBuilder::actor`]), each given
 //! a [`Received`] (the event and its [`Ctx`](crate::Ctx)); and taps of whole frames
-//! ([`RouterBuilder::raw`], [`RouterBuilder::frames`]). Once built it never changes: the per-event
+//! ([`RouterBuilder::raw`], [`RouterBuilder::raw_route`]). Once built it never changes: the per-event
 //! path reads it without a lock, and any number of runs ([`Dispatcher`](crate::Dispatcher)s: the
 //! live supervisor, [`Replay`](crate::builtin::Replay), the NATS worker) can run one router
 //! without changing each other.
@@ -17,11 +17,11 @@ use crate::Received;
 use actix::Recipient;
 pub use entry::HandlerStats;
 pub(crate) use entry::Outcome;
+pub use entry::RawMessage;
 pub(crate) use entry::{panic_message, Deliveries};
-use entry::{Entries, Entry, FnHandler, Handler, Kind, Raw, RawMessage, Sink, To, Typed};
+use entry::{Entries, Entry, FnHandler, Handler, Kind, Raw, Sink, To, Typed};
 use eventsock_core::{
-    Channel, DecodeError, EventMeta, EventName, Frame, FrameProblem, Payload, Protocol, RawEvent,
-    RawFrame, Undelivered,
+    Channel, DecodeError, EventMeta, EventName, Frame, FrameProblem, Payload, Protocol, Undelivered,
 };
 use eventsock_rest::Pacing;
 use futures_util::future::join_all;
@@ -161,35 +161,21 @@ impl RouterBuilder {
         self.typed(Sink::Actor(actor))
     }
 
-    /// Sends every frame of `events` to an actor as the text the server sent ([`RawFrame`]),
-    /// checked to be JSON but not parsed (and subscribes them): for handlers that pass events
-    /// on, such as the NATS ingest.
-    pub fn frames(
+    /// Taps every frame of `events` with an actor (and subscribes them), whatever its shape:
+    /// as JSON with a `Recipient<RawEvent>` (a recorder, a printer), or as the text the server
+    /// sent with a `Recipient<RawFrame>` (checked to be JSON, not parsed: for handlers that pass
+    /// events on, such as the NATS ingest). A tap gets no context: it answers nobody.
+    pub fn raw<M: RawMessage>(
         self,
         events: impl IntoIterator<Item = EventName>,
-        actor: Recipient<RawFrame>,
+        actor: Recipient<M>,
     ) -> Self {
         self.raw_sink(Some(events.into_iter().collect()), Sink::Actor(actor))
     }
 
-    /// Sends every frame of `events`, as JSON, to an actor, whatever its shape (and subscribes
-    /// them).
-    pub fn raw(
-        self,
-        events: impl IntoIterator<Item = EventName>,
-        actor: Recipient<RawEvent>,
-    ) -> Self {
-        self.raw_sink(Some(events.into_iter().collect()), Sink::Actor(actor))
-    }
-
-    /// Sends every event the others subscribe, as JSON, to an actor (a recorder, a bridge),
-    /// without subscribing anything itself.
-    pub fn raw_all(self, actor: Recipient<RawEvent>) -> Self {
-        self.raw_sink(None, Sink::Actor(actor))
-    }
-
-    /// Handles every frame of `events` (`None`: every event there is), as JSON, with a route.
-    pub fn raw_route(self, events: Option<Vec<EventName>>, route: Route<RawEvent>) -> Self {
+    /// Taps every frame of `events` with a route (`None`: every event the other handlers
+    /// subscribe, without subscribing anything itself).
+    pub fn raw_route<M: RawMessage>(self, events: Option<Vec<EventName>>, route: Route<M>) -> Self {
         self.raw_sink(events, Sink::Route(route))
     }
 
@@ -359,7 +345,7 @@ impl Router {
 mod tests {
     use super::*;
     use crate::{Ctx, Dispatcher, Tally};
-    use eventsock_core::{legacy, EventKind};
+    use eventsock_core::{legacy, EventKind, RawEvent, RawFrame};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, PoisonError};
 
@@ -489,7 +475,7 @@ mod tests {
         actix_rt::System::new().block_on(async {
             let texts = Arc::<Mutex<Vec<String>>>::default();
             let router = Router::builder()
-                .frames(
+                .raw(
                     [EventKind::MessagesUpsert.into()],
                     actix::Actor::start(Texts(texts.clone())).recipient(),
                 )
