@@ -7,7 +7,7 @@
 //! handler of that type; it then waits for them, logs what went wrong, and says how each did.
 
 use crate::context::{EventCtx, MessageOf};
-use crate::router::{panic_message, Deliveries, Outcome, Router};
+use crate::router::{panic_message, Deliveries, Router};
 use eventsock_core::{human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem};
 use eventsock_rest::{Outbox, Postbox, RestClient};
 use futures_util::future::join_all;
@@ -469,7 +469,7 @@ pub struct Dispatch {
 impl Dispatch {
     /// Whether the frame reached any handler.
     pub fn is_routed(&self) -> bool {
-        !self.deliveries.pending.is_empty() || !self.deliveries.done.is_empty()
+        !self.deliveries.is_empty()
     }
 
     /// Reports the problems to `router`'s undelivered handlers, then waits for every delivery.
@@ -487,23 +487,11 @@ impl Dispatch {
             duplicate: self.duplicate,
             ..Tally::default()
         };
-        let outcomes = self.deliveries.done.into_iter();
-        let mut pending = self.deliveries.pending;
-        let pending = match pending.len() {
-            0 => Vec::new(),
-            1 => vec![pending.swap_remove(0).await],
-            _ => join_all(pending).await,
-        };
-        for outcome in outcomes.chain(pending) {
-            match outcome {
-                Outcome::Handled => tally.handled += 1,
-                Outcome::Failed(e) => {
-                    tally.failed += 1;
-                    tally.errors.push(e);
-                }
-                Outcome::Gone => tally.gone += 1,
-            }
-        }
+        let outcomes = self.deliveries.settle().await;
+        tally.handled = outcomes.handled;
+        tally.failed = outcomes.failed;
+        tally.gone = outcomes.gone;
+        tally.errors = outcomes.errors;
         (self.meta, tally)
     }
 }

@@ -87,18 +87,79 @@ impl<M: actix::Message<Result = ()> + Send> Clone for Handler<M> {
 
 type Pending = LocalBoxFuture<'static, Outcome>;
 
-/// The deliveries of one frame: those that completed at once, and those to wait for.
+/// The deliveries of one frame: what came of those that completed at once (counted, with no
+/// allocation unless one failed), and those to wait for (the first kept inline: one handler, the
+/// common case, allocates no list).
 #[derive(Default)]
 pub(crate) struct Deliveries {
-    pub(crate) pending: Vec<Pending>,
-    pub(crate) done: Vec<Outcome>,
+    first: Option<Pending>,
+    more: Vec<Pending>,
+    outcomes: Outcomes,
+}
+
+/// How the deliveries of one frame did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
+    pub(crate) handled: usize,
+    pub(crate) failed: usize,
+    pub(crate) gone: usize,
+    /// The errors of the failed deliveries, in order.
+    pub(crate) errors: Vec<String>,
+}
+
+impl Outcomes {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Handled => self.handled += 1,
+            Outcome::Failed(e) => {
+                self.failed += 1;
+                self.errors.push(e);
+            }
+            Outcome::Gone => self.gone += 1,
+        }
+    }
+}
+
+impl Deliveries {
+    /// A delivery to wait for.
+    fn wait_for(&mut self, pending: Pending) {
+        match self.first {
+            None => self.first = Some(pending),
+            Some(_) => self.more.push(pending),
+        }
+    }
+
+    /// Whether nothing was delivered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+            && self.outcomes.handled + self.outcomes.failed + self.outcomes.gone == 0
+    }
+
+    /// Waits for every delivery; how they all did, those done at once first.
+    pub(crate) async fn settle(self) -> Outcomes {
+        let mut outcomes = self.outcomes;
+        match (self.first, self.more.is_empty()) {
+            (None, _) => {}
+            (Some(one), true) => outcomes.add(one.await),
+            (Some(first), false) => {
+                let all = std::iter::once(first).chain(self.more);
+                for outcome in futures_util::future::join_all(all).await {
+                    outcomes.add(outcome);
+                }
+            }
+        }
+        outcomes
+    }
 }
 
 impl std::fmt::Debug for Deliveries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deliveries")
-            .field("pending", &self.pending.len())
-            .field("done", &self.done.len())
+            .field(
+                "pending",
+                &(usize::from(self.first.is_some()) + self.more.len()),
+            )
+            .field("done", &self.outcomes)
             .finish()
     }
 }
@@ -142,7 +203,7 @@ impl Counters {
     /// Counts an outcome known at once.
     fn done(&self, outcome: Outcome, out: &mut Deliveries) {
         self.count(&outcome);
-        out.done.push(outcome);
+        out.outcomes.add(outcome);
     }
 }
 
@@ -181,7 +242,7 @@ where
                         Err(SendError::Closed(_)) => return counters.done(Outcome::Gone, out),
                     }
                 };
-                out.pending.push(Box::pin(async move {
+                out.wait_for(Box::pin(async move {
                     let outcome = match sent.await {
                         Ok(()) => Outcome::Handled,
                         Err(_) => Outcome::Gone,
@@ -193,7 +254,7 @@ where
             // A closure may panic before it returns its future: that fails this delivery only.
             Sink::Route(route) => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| route.call(m))) {
-                    Ok(call) => out.pending.push(guarded(
+                    Ok(call) => out.wait_for(guarded(
                         async move { call.await.map(drop).map_err(|e| e.to_string()) },
                         counters,
                     )),
@@ -214,7 +275,7 @@ where
                 match first {
                     Ok(Ok(Ok(()))) => counters.done(Outcome::Handled, out),
                     Ok(Ok(Err(e))) => counters.done(failed(e), out),
-                    Ok(Err(call)) => out.pending.push(guarded(
+                    Ok(Err(call)) => out.wait_for(guarded(
                         async move { call.await.map_err(failure) },
                         counters,
                     )),
@@ -403,7 +464,6 @@ impl<T: Payload> Kind for Typed<T> {
             return Ok(());
         }
         let payload = Arc::new(frame.decode::<T>(&meta.event)?);
-        out.done.reserve(handlers.len());
         // One context per event, shared by its handlers; each gets its own ids.
         let shared = to.run.event_ctx(
             meta,

@@ -16,7 +16,6 @@ use crate::route::{BoxError, Route};
 use crate::Received;
 use actix::Recipient;
 pub use entry::HandlerStats;
-pub(crate) use entry::Outcome;
 pub use entry::RawMessage;
 pub(crate) use entry::{panic_message, Deliveries};
 use entry::{Entries, Entry, FnHandler, Handler, Kind, Raw, Sink, To, Typed};
