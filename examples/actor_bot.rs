@@ -3,7 +3,7 @@
 //! goes through the instance's outbox (paced, in order per chat, never sent twice).
 //!
 //! ```sh
-//! cargo run --example actor_bot -- --url http://HOST:8084 --token JWT   # a real server
+//! cargo run --example actor_bot -- --url http://HOST:8084 --token-file PATH   # a real server
 //! cargo run --example actor_bot                                         # the built-in simulator
 //! ```
 //! Ctrl-C stops it.

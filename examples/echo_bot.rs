@@ -1,7 +1,7 @@
 //! An echo bot: answers `!ping` with `pong`, quoting the ping.
 //!
 //! ```sh
-//! cargo run --example echo_bot -- --url http://HOST:8084 --token JWT   # a real server
+//! cargo run --example echo_bot -- --url http://HOST:8084 --token-file PATH   # a real server
 //! cargo run --example echo_bot                                         # the built-in simulator
 //! ```
 //!

@@ -4,7 +4,7 @@
 //! started again.
 //!
 //! ```sh
-//! cargo run --example order_bot -- --url http://HOST:8084 --token JWT   # a real server
+//! cargo run --example order_bot -- --url http://HOST:8084 --token-file PATH   # a real server
 //! cargo run --example order_bot                 # the built-in simulator
 //! ```
 //!

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --example pipeline                                   # built-in simulator, 3 s of traffic
-//! cargo run --example pipeline -- --url http://HOST:8084 --token JWT
+//! cargo run --example pipeline -- --url http://HOST:8084 --token-file PATH
 //! ```
 
 use eventsock::handler::GetBotStats;

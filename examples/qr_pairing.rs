@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --example qr_pairing                                 # built-in simulator
-//! cargo run --example qr_pairing -- --url http://HOST:8084 --token JWT
+//! cargo run --example qr_pairing -- --url http://HOST:8084 --token-file PATH
 //! ```
 //!
 //! Against a real server, call `GET /instance/connect/{instance}` first so it starts pairing.

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --example record_replay                              # built-in simulator, 2 s of traffic
-//! cargo run --example record_replay -- --url http://HOST:8084 --token JWT   # Ctrl-C ends the recording
+//! cargo run --example record_replay -- --url http://HOST:8084 --token-file PATH   # Ctrl-C ends the recording
 //! ```
 //! The recording goes to `eventsock-recording.jsonl` (or the path in `RECORDING`).
 

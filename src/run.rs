@@ -26,7 +26,8 @@ pub struct Settings {
     /// event socket's URL such as `ws://localhost:8084/ws/events` (`--url`, `EVENTSOCK_URL`).
     /// `None`: the built-in simulator, with the `sim` feature.
     pub url: Option<String>,
-    /// The instance's token (`--token`, `EVENTSOCK_TOKEN`).
+    /// The instance's token (`--token-file PATH`, `EVENTSOCK_TOKEN_FILE`; or `--token`,
+    /// `EVENTSOCK_TOKEN`).
     pub token: Option<Token>,
     /// The server's protocol (`--protocol legacy|v2`, `EVENTSOCK_PROTOCOL`); by default the one
     /// the URL's path names, else legacy.
@@ -51,11 +52,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `--url`, `--token`, `--protocol`, `--metrics`, `--checkpoint`, `--lease-nats` (each
+    /// Reads `--url`, `--token-file` (or `--token`, which every user of the machine can read with
+    /// `ps`: a warning says so), `--protocol`, `--metrics`, `--checkpoint`, `--lease-nats` (each
     /// also as `--name=value`), `--backfill` and `--take` from the command line, else
-    /// `EVENTSOCK_URL`, `EVENTSOCK_TOKEN`, `EVENTSOCK_PROTOCOL`, `EVENTSOCK_METRICS`,
-    /// `EVENTSOCK_CHECKPOINT`, `EVENTSOCK_LEASE_NATS`, `EVENTSOCK_BACKFILL` and `EVENTSOCK_TAKE`.
-    /// Other arguments are left to the program.
+    /// `EVENTSOCK_URL`, `EVENTSOCK_TOKEN_FILE` (or `EVENTSOCK_TOKEN`), `EVENTSOCK_PROTOCOL`,
+    /// `EVENTSOCK_METRICS`, `EVENTSOCK_CHECKPOINT`, `EVENTSOCK_LEASE_NATS`, `EVENTSOCK_BACKFILL`
+    /// and `EVENTSOCK_TAKE`. A token file's token wins over a token. Other arguments are left to
+    /// the program.
     pub fn from_env() -> Result<Settings, RunError> {
         Settings::from_args(std::env::args().skip(1), |name| std::env::var(name).ok())
     }
@@ -115,10 +118,24 @@ impl Settings {
                     "" | "0" | "false" | "no" | "off"
                 )
             });
+        let token = match get("--token-file", "EVENTSOCK_TOKEN_FILE") {
+            Some(path) => Some(
+                Token::from_file(&path)
+                    .map_err(|e| RunError::Setting(format!("--token-file: {e}")))?,
+            ),
+            None => {
+                if flag("--token").is_some() {
+                    tracing::warn!(
+                        "a token given with --token can be read by every user of this machine (ps); give it with EVENTSOCK_TOKEN or --token-file PATH"
+                    );
+                }
+                get("--token", "EVENTSOCK_TOKEN").map(Token::new)
+            }
+        };
         Ok(Settings {
             backfill,
             url: get("--url", "EVENTSOCK_URL"),
-            token: get("--token", "EVENTSOCK_TOKEN").map(Token::new),
+            token,
             protocol,
             metrics,
             take,
@@ -133,10 +150,10 @@ impl Settings {
 #[non_exhaustive]
 pub enum RunError {
     /// No server was given and the simulator is not compiled in.
-    #[error("no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN (with the `sim` feature, no URL runs against the built-in simulator)")]
+    #[error("no server given: pass --url URL and --token-file PATH, or set EVENTSOCK_URL and EVENTSOCK_TOKEN (with the `sim` feature, no URL runs against the built-in simulator)")]
     NoServer,
     /// A server without a token, or a token without a server.
-    #[error("give both --url and --token (or EVENTSOCK_URL and EVENTSOCK_TOKEN); with neither, a bot built with the `sim` feature runs against the built-in simulator")]
+    #[error("give both --url and --token-file (or EVENTSOCK_URL and EVENTSOCK_TOKEN); with neither, a bot built with the `sim` feature runs against the built-in simulator")]
     Incomplete,
     /// A setting that cannot be used.
     #[error("{0}")]
@@ -168,7 +185,7 @@ fn in_flags(e: &SourceError) -> String {
             "--url ends in {path}, a socket of the {named} server, but --protocol is {given}: drop one of the two"
         ),
         SourceError::Url(eventsock_core::EndpointError::TokenInUrl) => {
-            format!("--url: {e} (give it with --token or EVENTSOCK_TOKEN)")
+            format!("--url: {e} (give it with --token-file or EVENTSOCK_TOKEN)")
         }
         SourceError::Url(_) => format!("--url: {e}"),
         _ => format!("--token: {e}"),
@@ -587,6 +604,37 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// A token file wins over a token; a file that cannot give one is a setting error that
+    /// names the file and never the contents.
+    #[test]
+    fn a_token_file_is_read_and_its_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  file.jwt.token\n").unwrap();
+        let env = |name: &str| (name == "EVENTSOCK_TOKEN").then(|| "env-token".to_owned());
+        let file = path.to_str().unwrap();
+        let s = Settings::from_args(args(&["--token-file", file]), env).unwrap();
+        assert_eq!(s.token.as_ref().map(Token::expose), Some("file.jwt.token"));
+        let by_env = |name: &str| (name == "EVENTSOCK_TOKEN_FILE").then(|| file.to_owned());
+        let s = Settings::from_args(args(&[]), by_env).unwrap();
+        assert_eq!(s.token.as_ref().map(Token::expose), Some("file.jwt.token"));
+        std::fs::write(&path, " \n").unwrap();
+        let empty = Settings::from_args(args(&["--token-file", file]), |_| None).unwrap_err();
+        assert_eq!(
+            empty.to_string(),
+            format!("--token-file: the token file {file} is empty")
+        );
+        let missing = dir.path().join("nothing-here");
+        let missing = missing.to_str().unwrap();
+        let e = Settings::from_args(args(&["--token-file", missing]), |_| None).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "--token-file: cannot read the token file {missing}: "
+            )),
+            "{e}"
+        );
     }
 
     #[test]

@@ -163,6 +163,65 @@ fn tail_refuses_bad_arguments_with_clear_errors() {
     assert!(e.contains("--url"), "{e}");
 }
 
+/// A token is read from `--token-file` (or `EVENTSOCK_TOKEN_FILE`), whose errors name the file
+/// and never its contents; a token on the command line, which `ps` shows to every user, is
+/// warned about.
+#[test]
+fn a_token_comes_from_a_file_and_one_on_the_command_line_is_warned_about() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+            .args(["tail", "--event", "messages.upsert"])
+            .args(args)
+            .env_remove("EVENTSOCK_URL")
+            .env_remove("EVENTSOCK_TOKEN")
+            .env_remove("EVENTSOCK_TOKEN_FILE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    let path = file.to_str().unwrap();
+    // Read from the file, by flag or variable: the URL is what fails, so the token was taken.
+    std::fs::write(&file, "a.b.c\n").unwrap();
+    let e = run(&["--url", "ftp://x", "--token-file", path], &[]);
+    assert!(
+        e.contains("unsupported scheme") && !e.contains("warning"),
+        "{e}"
+    );
+    let e = run(&["--url", "ftp://x"], &[("EVENTSOCK_TOKEN_FILE", path)]);
+    assert!(e.contains("unsupported scheme"), "{e}");
+    // An empty file, a missing one: named, and nothing they hold is printed.
+    std::fs::write(&file, "  \n").unwrap();
+    let e = run(&["--url", "http://x", "--token-file", path], &[]);
+    assert!(
+        e.contains(&format!("the token file {path} is empty")),
+        "{e}"
+    );
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let e = run(&["--url", "http://x", "--token-file", missing], &[]);
+    assert!(
+        e.contains(&format!("cannot read the token file {missing}")),
+        "{e}"
+    );
+    // On the command line: taken, and warned about (without the token).
+    let e = run(&["--url", "ftp://x", "--token", "a.b.c"], &[]);
+    assert!(
+        e.contains("warning: a token given with --token can be read by every user")
+            && !e.contains("a.b.c"),
+        "{e}"
+    );
+    // From the environment: no warning.
+    let e = run(&["--url", "ftp://x"], &[("EVENTSOCK_TOKEN", "a.b.c")]);
+    assert!(
+        e.contains("unsupported scheme") && !e.contains("warning"),
+        "{e}"
+    );
+}
+
 #[test]
 fn sim_prints_a_ready_url_and_token_and_demo_runs_to_its_summary() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))

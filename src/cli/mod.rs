@@ -17,9 +17,8 @@ pub(crate) struct ServerArgs {
     /// ws://localhost:8084/ws/events also works, and picks the protocol).
     #[arg(long, env = "EVENTSOCK_URL")]
     url: Option<String>,
-    /// The instance token (JWT).
-    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
     /// An event to take (repeat for several).
     #[arg(long = "event", required = true)]
     events: Vec<String>,
@@ -32,12 +31,12 @@ pub(crate) struct ServerArgs {
 impl ServerArgs {
     /// The source to subscribe on, and the events.
     pub(crate) fn source(self) -> anyhow::Result<(Source, Vec<EventName>)> {
-        let (Some(url), Some(token)) = (&self.url, self.token.clone()) else {
+        let (Some(url), Some(token)) = (&self.url, self.token.token()?) else {
             anyhow::bail!(
-                "no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
+                "no server given: pass --url URL and --token-file PATH, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
             );
         };
-        let source = Source::from_url(url, Token::new(token), self.protocol)
+        let source = Source::from_url(url, token, self.protocol)
             .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))?;
         let events = self.events();
         Ok((source, events))
@@ -53,6 +52,44 @@ impl ServerArgs {
         }
         events
     }
+}
+
+/// Where the instance's token comes from: a file, or the environment (or, readable by every
+/// user of the machine through `ps`, the command line).
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    /// A file holding the instance token (JWT), read at start; preferred to --token, which every
+    /// user of the machine can read with `ps`.
+    #[arg(long, env = "EVENTSOCK_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// The instance token (JWT). On a command line every user of the machine can read it: give
+    /// EVENTSOCK_TOKEN or --token-file instead.
+    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl TokenArgs {
+    /// The token: from the file when one is given, else from `--token` or `EVENTSOCK_TOKEN`
+    /// (with a warning when it was on the command line).
+    pub(crate) fn token(&self) -> anyhow::Result<Option<Token>> {
+        if let Some(path) = &self.token_file {
+            return Ok(Some(Token::from_file(path)?));
+        }
+        if self.token.is_some() && on_command_line("--token") {
+            output::say!(
+                "eventsock: warning: a token given with --token can be read by every user of this machine (ps); give it with EVENTSOCK_TOKEN or --token-file PATH"
+            );
+        }
+        Ok(self.token.clone().map(Token::new))
+    }
+}
+
+/// Whether flag `name` was given on this process's command line (as `name value` or
+/// `name=value`).
+pub(crate) fn on_command_line(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .any(|a| a == name || a.strip_prefix(name).is_some_and(|r| r.starts_with('=')))
 }
 
 /// The host's leases on streams, for a command that holds streams (see

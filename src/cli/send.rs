@@ -2,7 +2,7 @@
 //! `eventsock sender` (the one process that sends what the JetStream outbox holds).
 
 use super::output::Output;
-use eventsock_core::{human, Source, Token};
+use eventsock_core::{human, Source};
 use eventsock_nats::{JetStreamOutbox, OutboxConfig, OutboxSender};
 use eventsock_rest::{
     Outbox, OutboxError, Outcome, Outgoing, Pacing, Quote, Receipt, RestClient, Typing,
@@ -74,19 +74,18 @@ pub(crate) struct RestArgs {
     /// The server, for example http://localhost:8084.
     #[arg(long, env = "EVENTSOCK_URL")]
     url: Option<String>,
-    /// The instance token (JWT).
-    #[arg(long, env = "EVENTSOCK_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: super::TokenArgs,
 }
 
 impl RestArgs {
     fn source(&self) -> anyhow::Result<Source> {
-        let (Some(url), Some(token)) = (&self.url, &self.token) else {
+        let (Some(url), Some(token)) = (&self.url, self.token.token()?) else {
             anyhow::bail!(
-                "no server given: pass --url URL --token JWT, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
+                "no server given: pass --url URL and --token-file PATH, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
             );
         };
-        Source::from_url(url, Token::new(token.clone()), None)
+        Source::from_url(url, token, None)
             .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))
     }
 }

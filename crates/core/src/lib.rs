@@ -62,4 +62,4 @@ pub use source::{
     TokenProviderError,
 };
 pub use subscription::{Endpoint, EndpointError, SubscriptionUrl};
-pub use token::{Claims, Token, TokenError};
+pub use token::{Claims, Token, TokenError, TokenFileError};

@@ -16,6 +16,22 @@ impl Token {
         Token(token.into())
     }
 
+    /// The token held in the file at `path` (surrounding whitespace and a final newline
+    /// trimmed): how a service is given its token without putting it on a command line, where
+    /// every user of the machine can read it (`ps`). An empty file is an error.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Token, TokenFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(TokenFileError::Empty(path.to_owned()));
+        }
+        Ok(Token::new(token))
+    }
+
     /// The token itself. Use it only to put it on the wire.
     pub fn expose(&self) -> &str {
         &self.0
@@ -128,4 +144,21 @@ mod tests {
         ));
         assert_eq!(Token::new("a.!!.c").claims(), Err(TokenError::NotAJwt));
     }
+}
+
+/// Why [`Token::from_file`] gave no token. It names the file, never its contents.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenFileError {
+    /// The file could not be read.
+    #[error("cannot read the token file {}: {source}", .path.display())]
+    Unreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no token.
+    #[error("the token file {} is empty", .0.display())]
+    Empty(std::path::PathBuf),
 }
