@@ -5,12 +5,12 @@ use crate::hub::Sim;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const LEGACY_UPSERT: &str = include_str!("../../../tests/fixtures/legacy/messages.upsert.json");
-const LEGACY_UPDATE: &str = include_str!("../../../tests/fixtures/legacy/messages.update.json");
-const LEGACY_PRESENCE: &str = include_str!("../../../tests/fixtures/legacy/presence.update.json");
-const V2_UPSERT: &str = include_str!("../../../tests/fixtures/v2/messages.upsert.json");
-const V2_UPDATE: &str = include_str!("../../../tests/fixtures/v2/messages.update.json");
-const V2_PRESENCE: &str = include_str!("../../../tests/fixtures/v2/presence.updated.json");
+const LEGACY_UPSERT: &str = include_str!("../samples/legacy/messages.upsert.json");
+const LEGACY_UPDATE: &str = include_str!("../samples/legacy/messages.update.json");
+const LEGACY_PRESENCE: &str = include_str!("../samples/legacy/presence.update.json");
+const V2_UPSERT: &str = include_str!("../samples/v2/messages.upsert.json");
+const V2_UPDATE: &str = include_str!("../samples/v2/messages.update.json");
+const V2_PRESENCE: &str = include_str!("../samples/v2/presence.updated.json");
 
 const CONTACTS: &[(&str, &str)] = &[
     ("5511988887777@s.whatsapp.net", "Maria Silva"),
@@ -182,6 +182,47 @@ mod tests {
                 "presence.updated" => decodes::<v2::PresenceUpdated>(event, &data),
                 other => panic!("unexpected {other}"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod samples {
+    /// The samples the generator builds traffic from are copies of the workspace's fixtures
+    /// (which say where each shape comes from), kept in the crate so that it packages alone: the
+    /// copies must not drift.
+    #[test]
+    fn the_samples_are_the_fixtures() {
+        for (sample, fixture) in [
+            (
+                super::LEGACY_UPSERT,
+                include_str!("../../../tests/fixtures/legacy/messages.upsert.json"),
+            ),
+            (
+                super::LEGACY_UPDATE,
+                include_str!("../../../tests/fixtures/legacy/messages.update.json"),
+            ),
+            (
+                super::LEGACY_PRESENCE,
+                include_str!("../../../tests/fixtures/legacy/presence.update.json"),
+            ),
+            (
+                super::V2_UPSERT,
+                include_str!("../../../tests/fixtures/v2/messages.upsert.json"),
+            ),
+            (
+                super::V2_UPDATE,
+                include_str!("../../../tests/fixtures/v2/messages.update.json"),
+            ),
+            (
+                super::V2_PRESENCE,
+                include_str!("../../../tests/fixtures/v2/presence.updated.json"),
+            ),
+        ] {
+            assert_eq!(
+                sample, fixture,
+                "crates/sim/samples/ differs from tests/fixtures/"
+            );
         }
     }
 }
