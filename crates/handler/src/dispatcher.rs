@@ -267,14 +267,12 @@ impl Dispatcher {
         std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.prepare(event, channel, text, meta, wait)
         }))
-        .unwrap_or_else(|panic| Dispatch {
-            meta: meta(None),
-            deliveries: Deliveries::default(),
-            problems: vec![FrameProblem::Panicked {
+        .unwrap_or_else(|panic| {
+            let problem = FrameProblem::Panicked {
                 message: panic_message(&*panic),
                 excerpt: human::excerpt(text, 80),
-            }],
-            duplicate: false,
+            };
+            Dispatch::undelivered(meta(None), problem)
         })
     }
 
@@ -286,19 +284,13 @@ impl Dispatcher {
         meta: &dyn Fn(Option<&Frame<'_>>) -> EventMeta,
         wait: bool,
     ) -> Dispatch {
-        let problem = |meta: EventMeta, p: FrameProblem| Dispatch {
-            meta,
-            deliveries: Deliveries::default(),
-            problems: vec![p],
-            duplicate: false,
-        };
         // Legacy frames are bare payloads: the decodes below are the only pass over them.
         let frame = if channel == Some(Channel::Legacy) {
             Frame::bare(text)
         } else {
             match Frame::parse(event, text) {
                 Ok(f) => f,
-                Err(e) => return problem(meta(None), FrameProblem::InvalidJson(e)),
+                Err(e) => return Dispatch::undelivered(meta(None), FrameProblem::InvalidJson(e)),
             }
         };
         let meta = meta(Some(&frame));
@@ -326,7 +318,7 @@ impl Dispatcher {
         // it is not, every decode failed and nothing was delivered.)
         if !frame.is_checked() {
             if let Err(e) = Frame::parse(event, text) {
-                return problem(meta, FrameProblem::InvalidJson(e));
+                return Dispatch::undelivered(meta, FrameProblem::InvalidJson(e));
             }
         }
         let data = Arc::new(frame.value(event).unwrap_or_default());
@@ -467,6 +459,16 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// A frame that reached no handler, for `problem`.
+    fn undelivered(meta: EventMeta, problem: FrameProblem) -> Dispatch {
+        Dispatch {
+            meta,
+            deliveries: Deliveries::default(),
+            problems: vec![problem],
+            duplicate: false,
+        }
+    }
+
     /// Whether the frame reached any handler.
     pub fn is_routed(&self) -> bool {
         !self.deliveries.is_empty()
