@@ -33,7 +33,8 @@
 //! - `nats`: the module `nats`, ingest into JetStream and workers.
 //! - `qr`: pair a phone from the terminal (`handler::builtin::qr_terminal`).
 //! - `metrics`: Prometheus metrics and health checks served by the runtime ([`Settings::metrics`]).
-//! - `cli`: the `eventsock` command (all of the above). `full`: everything.
+//! - `testkit`: test a bot in process, on a virtual clock (the module `testkit`).
+//! - `cli`: the `eventsock` command (all of the above but `testkit`). `full`: everything.
 
 pub use eventsock_client as client;
 pub use eventsock_core as core;
@@ -47,6 +48,8 @@ pub use eventsock_sim as sim;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod run;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use run::{terminated, Run, RunError, Running, Settings};
 
@@ -96,7 +99,8 @@ pub mod prelude {
         Origin, Payload, Protocol, RawEvent, Source, Token, TokenProvider, Undelivered,
     };
     pub use eventsock_handler::{
-        Bot, BoxError, Ctx, Dedup, Dialogue, Flow, HandlerError, Pipeline, Received, Route, Router,
+        Bot, BoxError, CommandError, Commands, Ctx, Dedup, Dialogue, Flow, HandlerError, Pipeline,
+        Received, Route, Router,
     };
     pub use eventsock_rest::{
         Outbox, OutboxError, Outgoing, Pacing, Receipt, RefreshingToken, RestClient, RestError,

@@ -125,6 +125,7 @@
 
 mod bot;
 pub mod builtin;
+mod command;
 mod context;
 mod dispatcher;
 mod message;
@@ -136,8 +137,11 @@ mod router;
 pub mod state;
 
 pub use bot::{Bot, BotBuilder, BotStats, Failure, GetBotStats};
+pub use command::{ArgSpec, CommandArgs, CommandError, CommandErrorKind, CommandSpec, Commands};
 pub use context::Ctx;
 pub use dispatcher::{Dispatch, Dispatcher, Gate, Tally};
+/// `#[derive(Commands)]`: see the [`Commands`](trait@Commands) trait.
+pub use eventsock_macros::Commands;
 pub use message::Dedup;
 pub use pipeline::{to_actor, Pipeline};
 pub use received::Received;

@@ -13,7 +13,7 @@ mod entry;
 
 use crate::dispatcher::RunState;
 use crate::route::{BoxError, Route};
-use crate::Received;
+use crate::{Commands, Received};
 use actix::Recipient;
 pub use entry::HandlerStats;
 pub use entry::RawMessage;
@@ -147,6 +147,73 @@ impl RouterBuilder {
     {
         let f: Arc<FnHandler<Received<T>>> = Arc::new(move |m| Box::pin(f(m)));
         self.typed(Sink::Fn(f))
+    }
+
+    /// Handles the commands of `C` in the text of every `T` message with `f` (a [`Commands`]
+    /// type, usually an enum with `#[derive(Commands)]`), given the message and the command
+    /// parsed. Messages from the bot's own number, messages without text and messages that
+    /// are none of `C`'s commands (no prefix, or an unknown name) are skipped. A command with
+    /// wrong arguments is answered with what is wrong and the command's usage
+    /// ([`CommandError`](crate::CommandError)'s text, through [`Ctx::reply`](crate::Ctx::reply)),
+    /// and `f` is not called. Errors and panics are as with [`on`](RouterBuilder::on).
+    ///
+    /// ```
+    /// use eventsock_core::legacy::MessagesUpsert;
+    /// use eventsock_handler::{Commands, Received, Router};
+    ///
+    /// #[derive(Commands)]
+    /// enum Cmd {
+    ///     /// Check the bot is alive
+    ///     Ping,
+    ///     /// Order something
+    ///     Order { qty: u32, item: String },
+    ///     Help,
+    /// }
+    ///
+    /// let router = Router::builder()
+    ///     .commands(|m: Received<MessagesUpsert>, cmd: Cmd| async move {
+    ///         let answer = match cmd {
+    ///             Cmd::Ping => "pong".to_owned(),
+    ///             Cmd::Order { qty, item } => format!("{qty} × {item}, coming up"),
+    ///             Cmd::Help => Cmd::help(),
+    ///         };
+    ///         m.cx.reply(&answer).await?;
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// # let _ = router;
+    /// ```
+    pub fn commands<T, C, F, Fut>(self, f: F) -> Self
+    where
+        T: Payload,
+        C: Commands,
+        F: Fn(Received<T>, C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + 'static,
+    {
+        /// What to do with a message, decided before the handler's future starts.
+        enum Next<T, Fut> {
+            Skip,
+            Run(Fut),
+            Reply(Received<T>, String),
+        }
+        self.on(move |m: Received<T>| {
+            let parsed = match m.event.payload.as_message() {
+                Some(message) if !message.is_from_me() => message.text().map(C::parse),
+                _ => None,
+            };
+            let next = match parsed {
+                None | Some(Ok(None)) => Next::Skip,
+                Some(Ok(Some(command))) => Next::Run(f(m, command)),
+                Some(Err(e)) => Next::Reply(m, e.to_string()),
+            };
+            async move {
+                match next {
+                    Next::Skip => Ok(()),
+                    Next::Run(run) => run.await,
+                    Next::Reply(m, usage) => m.cx.reply(&usage).await.map(drop).map_err(Into::into),
+                }
+            }
+        })
     }
 
     /// Handles every `T` event with a [`Route`] (a [`Pipeline`](crate::Pipeline)'s end, or a
