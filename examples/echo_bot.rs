@@ -16,6 +16,11 @@
 use eventsock::prelude::*;
 
 fn main() {
+    router().run()
+}
+
+/// The bot: `!ping` is answered `pong`, quoting it.
+fn router() -> Router {
     Router::builder()
         .on(|msg: Msg| async move {
             if !msg.is_from_me() && msg.text() == Some("!ping") {
@@ -24,5 +29,44 @@ fn main() {
             Ok(())
         })
         .build()
-        .run()
+}
+
+/// `cargo test --example echo_bot --features testkit`
+#[cfg(test)]
+mod tests {
+    use super::router;
+    use eventsock::testkit::TestKit;
+
+    #[actix_rt::test]
+    async fn a_ping_is_answered_pong_quoting_it() {
+        let kit = TestKit::new(router());
+        let chat = kit.chat("5511988887777");
+        let tally = chat.says("!ping").await;
+        assert_eq!(tally.handled, 1);
+        assert_eq!(chat.replies().await, ["pong"]);
+        let sent = kit.sent();
+        let ping = &kit.sim().stored(kit.instance())[0];
+        assert_eq!(sent[0].quoted.as_deref(), ping["keyId"].as_str());
+    }
+
+    #[actix_rt::test]
+    async fn anything_else_is_not_answered() {
+        let kit = TestKit::new(router());
+        let chat = kit.chat("5511988887777");
+        for text in ["ping", "!pong", "hello", "!ping please"] {
+            chat.says(text).await;
+        }
+        assert_eq!(chat.replies().await, Vec::<String>::new());
+    }
+
+    #[actix_rt::test]
+    async fn each_chat_gets_its_own_answer() {
+        let kit = TestKit::new(router());
+        let (ana, bruno) = (kit.chat("5511911110000"), kit.chat("5511922220000"));
+        ana.says("!ping").await;
+        bruno.says("!ping").await;
+        ana.says("!ping").await;
+        assert_eq!(ana.replies().await, ["pong", "pong"]);
+        assert_eq!(bruno.replies().await, ["pong"]);
+    }
 }

@@ -16,7 +16,7 @@
 //! `scripts/order-bot-restart.sh` does this, killing the bot with SIGKILL in the middle of an
 //! order and starting it again.
 
-use eventsock::handler::{Dialogue, SqliteStore};
+use eventsock::handler::{Dialogue, SqliteStore, StateStore};
 use eventsock::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -46,6 +46,11 @@ fn main() {
             std::process::exit(1);
         }
     };
+    router(store).run()
+}
+
+/// The bot, keeping each chat's state in `store`.
+fn router(store: Arc<dyn StateStore>) -> Router {
     let dialogue = Dialogue::<Order>::new(store)
         // A conversation left for an hour starts over.
         .idle_timeout(Duration::from_secs(3600))
@@ -108,5 +113,93 @@ fn main() {
         .pacing(Pacing::default().rate(2.0).per_chat(Duration::from_secs(1)))
         .dialogue(dialogue)
         .build()
-        .run()
+}
+
+/// `cargo test --example order_bot --features testkit`
+#[cfg(test)]
+mod tests {
+    use super::router;
+    use eventsock::handler::MemoryStore;
+    use eventsock::testkit::TestKit;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn kit() -> TestKit {
+        TestKit::new(router(Arc::new(MemoryStore::default())))
+    }
+
+    #[actix_rt::test]
+    async fn an_order_from_greeting_to_confirmation() {
+        let kit = kit();
+        let chat = kit.chat("5511988887777");
+        for text in ["hi", "Pizza", "huge", "large", "Rua Augusta 100"] {
+            chat.says(text).await;
+        }
+        assert_eq!(
+            chat.replies().await,
+            [
+                "Hello! What would you like: pizza or salad?",
+                "One pizza. Which size: small or large?",
+                "Small or large?",
+                "Where shall we bring it?",
+                "Ordered: one large pizza, to Rua Augusta 100. Thank you!",
+            ]
+        );
+        // One chat, paced at one answer a second: a second of the virtual clock between two
+        // answers, and no real time.
+        let sent = kit.sent();
+        for pair in sent.windows(2) {
+            assert!(
+                pair[1].at_ms - pair[0].at_ms >= 1000,
+                "paced: {} ms",
+                pair[1].at_ms - pair[0].at_ms
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn two_chats_order_at_once_without_mixing_their_states() {
+        let kit = kit();
+        let (ana, bruno) = (kit.chat("5511911110000"), kit.chat("5511922220000"));
+        ana.says("hi").await;
+        bruno.says("hi").await;
+        ana.says("salad").await;
+        bruno.says("pizza").await;
+        ana.says("small").await;
+        assert_eq!(
+            ana.replies().await.last().map(String::as_str),
+            Some("Where shall we bring it?")
+        );
+        assert_eq!(
+            bruno.replies().await.last().map(String::as_str),
+            Some("One pizza. Which size: small or large?")
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_conversation_left_for_an_hour_starts_over() {
+        let kit = kit();
+        let chat = kit.chat("5511988887777");
+        chat.says("hi").await;
+        chat.says("pizza").await;
+        chat.replies().await;
+        kit.advance(Duration::from_secs(3601)).await;
+        chat.says("large").await;
+        assert_eq!(
+            chat.replies().await,
+            ["Hello! What would you like: pizza or salad?"]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn within_the_hour_it_goes_on() {
+        let kit = kit();
+        let chat = kit.chat("5511988887777");
+        chat.says("hi").await;
+        chat.says("pizza").await;
+        chat.replies().await;
+        kit.advance(Duration::from_secs(3500)).await;
+        chat.says("large").await;
+        assert_eq!(chat.replies().await, ["Where shall we bring it?"]);
+    }
 }

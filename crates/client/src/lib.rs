@@ -62,7 +62,7 @@ mod queue;
 mod status;
 mod supervisor;
 
-pub use backfill::Backfill;
+pub use backfill::{Backfill, GapRecovery};
 pub use config::{ClientConfig, ConfigError, Delivery, GiveUp, Overflow};
 pub use error::ClientError;
 pub use lease::{Holder, Lease, LeaseError, Leases};

@@ -30,10 +30,12 @@
 
 mod backoff;
 mod checkpoint;
+pub mod clock;
 mod event;
 pub mod file;
 mod frame;
 mod hash;
+pub mod histogram;
 pub mod human;
 pub mod legacy;
 mod message;
@@ -52,6 +54,7 @@ pub use checkpoint::CheckpointStore;
 pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Undelivered};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use hash::{fnv1a, FNV_BASIS};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use message::{MessageLike, QuotedMessage};
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};

@@ -281,6 +281,8 @@ thread_local! {
 #[derive(Clone)]
 pub struct RestClient {
     id: u64,
+    /// A server in this process that answers instead of the network (a test kit's).
+    loopback: Option<Arc<dyn Loopback>>,
     base: url::Url,
     instance: Arc<str>,
     tokens: Arc<dyn TokenProvider>,
@@ -320,12 +322,28 @@ impl RestClient {
     ) -> RestClient {
         RestClient {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            loopback: None,
             base: endpoint.rest_base(),
             instance: instance.into(),
             tokens: Arc::new(tokens),
             tls: crate::tls::default_tls(),
             timeout: Duration::from_secs(30),
             retries: 2,
+        }
+    }
+
+    /// A client whose calls `server`, in this process, answers instead of the network: the
+    /// same requests (URL, token, JSON body), the same answers and errors, and no socket. The
+    /// test kit's in-memory simulator is one.
+    pub fn loopback(
+        instance: impl Into<Arc<str>>,
+        tokens: impl TokenProvider,
+        server: Arc<dyn Loopback>,
+    ) -> RestClient {
+        let endpoint = Endpoint::parse("http://loopback.invalid").expect("a valid URL");
+        RestClient {
+            loopback: Some(server),
+            ..Self::with_provider(&endpoint, instance, tokens)
         }
     }
 
@@ -507,7 +525,22 @@ impl RestClient {
                 .await
                 .map_err(|e| RestError::Token(e.to_string()))?;
             let url = self.url(route)?;
-            match request(&self.http(), method, &url, Some(&token), body, self.timeout).await {
+            let answer = match &self.loopback {
+                Some(server) => {
+                    let call = LoopbackCall {
+                        method,
+                        url: url.clone(),
+                        token: Some(token.clone()),
+                        body: body.clone(),
+                    };
+                    match tokio::time::timeout(self.timeout, server.answer(call)).await {
+                        Ok(reply) => reply.into_result(),
+                        Err(_) => Err(RestError::Timeout(self.timeout)),
+                    }
+                }
+                None => request(&self.http(), method, &url, Some(&token), body, self.timeout).await,
+            };
+            match answer {
                 // A refused token was not used: any call may go again, once, with a new one.
                 Err(RestError::Unauthorized { .. }) if !renewed && self.tokens.refused(&token) => {
                     renewed = true;
@@ -600,21 +633,85 @@ pub async fn request(
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let bytes = response
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = response
         .body()
         .limit(64 * 1024 * 1024)
         .await
         .map_err(|e| RestError::Decode(e.to_string()))?;
-    let body: Value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    match status {
-        200..=299 => Ok(body),
-        401 => Err(RestError::Unauthorized { body }),
-        404 => Err(RestError::NotFound { body }),
-        429 => Err(RestError::RateLimited { retry_after, body }),
-        400..=499 => Err(RestError::Rejected { status, body }),
-        _ => Err(RestError::Server { status, body }),
+    LoopbackReply {
+        status,
+        retry_after,
+        body: body.to_vec(),
     }
+    .into_result()
+}
+
+/// One call a [`RestClient::loopback`] client makes: what would go over HTTP.
+#[derive(Clone)]
+pub struct LoopbackCall {
+    /// The method.
+    pub method: Method,
+    /// The URL, with the instance's name as its last segment.
+    pub url: url::Url,
+    /// The token, for `Authorization: Bearer`.
+    pub token: Option<Token>,
+    /// The JSON body (ignored for GET).
+    pub body: Value,
+}
+
+impl std::fmt::Debug for LoopbackCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token stays out, as it does from every other Debug.
+        f.debug_struct("LoopbackCall")
+            .field("method", &self.method)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server's answer to a [`LoopbackCall`]: what would come back over HTTP.
+#[derive(Debug, Clone)]
+pub struct LoopbackReply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl LoopbackReply {
+    /// The answer as a call's result: the body as JSON (or as a string when it is not), or the
+    /// error its status means. Every answer, over HTTP or not, is read here.
+    pub fn into_result(self) -> Result<Value, RestError> {
+        let LoopbackReply {
+            status,
+            retry_after,
+            body: bytes,
+        } = self;
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        match status {
+            200..=299 => Ok(body),
+            401 => Err(RestError::Unauthorized { body }),
+            404 => Err(RestError::NotFound { body }),
+            429 => Err(RestError::RateLimited {
+                retry_after: retry_after.map(Duration::from_secs),
+                body,
+            }),
+            400..=499 => Err(RestError::Rejected { status, body }),
+            _ => Err(RestError::Server { status, body }),
+        }
+    }
+}
+
+/// A server in this process that answers a [`RestClient::loopback`] client's calls, with no
+/// socket between them: the test kit's simulator.
+pub trait Loopback: Send + Sync + 'static {
+    /// Answers one call.
+    fn answer(
+        &self,
+        call: LoopbackCall,
+    ) -> futures_util::future::LocalBoxFuture<'static, LoopbackReply>;
 }

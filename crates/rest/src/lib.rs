@@ -20,7 +20,10 @@ pub mod outbox;
 mod refresh;
 mod tls;
 
-pub use client::{request, FoundPage, MessageKey, Method, Quote, RestClient, RestError, SendText};
+pub use client::{
+    request, FoundPage, Loopback, LoopbackCall, LoopbackReply, MessageKey, Method, Quote,
+    RestClient, RestError, SendText,
+};
 pub use outbox::{
     Action, Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing,
     WhenFull,

@@ -63,27 +63,39 @@ impl Generator {
         }
     }
 
+    /// A `messages.upsert` payload of a text message `text` from `jid` (a chat's JID), whose
+    /// sender is called `name`, sent now, with an id of its own.
+    pub fn message(&mut self, jid: &str, name: &str, text: &str) -> Value {
+        self.n += 1;
+        let mut m = self.upsert.clone();
+        m["keyId"] = json!(format!("3A{:018X}", self.n));
+        m["keyRemoteJid"] = json!(jid);
+        m["keyFromMe"] = json!(false);
+        if let Some(m) = m.as_object_mut() {
+            // The sample's LID belongs to the sample's chat.
+            m.remove("keyLid");
+        }
+        m["pushName"] = json!(name);
+        m["content"]["text"] = json!(text);
+        m["messageTimestamp"] = json!(crate::auth::now_secs());
+        // The row id is the server's to give, when it saves the message (Sim::emit).
+        if let Some(m) = m.as_object_mut() {
+            m.remove("id");
+        }
+        m
+    }
+
     /// The next event: `(event name, payload)`. About 6 in 10 are messages, 1 in 4 receipts, the
     /// rest presence.
     pub fn next_event(&mut self) -> (&'static str, Value) {
         self.n += 1;
         let n = self.n;
         let (jid, name) = CONTACTS[(n as usize) % CONTACTS.len()];
-        let now = crate::auth::now_secs();
         let legacy = self.protocol == Protocol::Legacy;
         match n % 20 {
             0..=11 => {
-                let mut m = self.upsert.clone();
-                m["keyId"] = json!(format!("3A{n:018X}"));
-                m["keyRemoteJid"] = json!(jid);
-                m["pushName"] = json!(name);
-                m["content"]["text"] = json!(TEXTS[(n as usize / 3) % TEXTS.len()]);
-                m["messageTimestamp"] = json!(now);
-                // The row id is the server's to give, when it saves the message (Sim::emit).
-                if let Some(m) = m.as_object_mut() {
-                    m.remove("id");
-                }
-                ("messages.upsert", m)
+                let text = TEXTS[(n as usize / 3) % TEXTS.len()];
+                ("messages.upsert", self.message(jid, name, text))
             }
             12..=16 => {
                 let mut u = self.update.clone();

@@ -636,9 +636,7 @@ impl Sim {
         typing_ms: u64,
         quoted: Option<String>,
     ) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let at_ms = eventsock_core::clock::now_ms();
         let mut sent = self.inner.sent.lock().unwrap_or_else(|p| p.into_inner());
         if sent.len() == SENT {
             sent.pop_front();

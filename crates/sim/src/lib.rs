@@ -38,6 +38,7 @@ mod contract;
 mod control;
 mod generate;
 mod hub;
+mod listen;
 mod rest;
 mod ws;
 
@@ -45,6 +46,7 @@ pub use auth::SimClaims;
 pub use config::{Protocol, SimConfig};
 pub use generate::{generate, Generator};
 pub use hub::{FindMode, Request, SendFailure, Sent, Sim, SocketInfo, Ties, STORED};
+pub use listen::Listener;
 
 /// A simulator serving on `127.0.0.1` on a free port, inside the current actix system, until it
 /// is dropped: for examples, tests and demos.
@@ -103,16 +105,13 @@ pub async fn run_tls(
     serve(listener, Some(tls), sim, shutdown).await
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
-    tls: Option<rustls::ServerConfig>,
-    sim: Sim,
-    shutdown: impl Future<Output = ()> + 'static,
-) -> std::io::Result<()> {
-    let data = web::Data::new(sim.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
+/// The simulator's HTTP service: its REST API, control API and WebSocket endpoints, for an
+/// actix-web `App` (`App::new().configure(eventsock_sim::configure(sim))`). [`run`] serves it on
+/// a socket; the test kit calls it in process.
+pub fn configure(sim: Sim) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let data = web::Data::new(sim);
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
             .app_data(web::PayloadConfig::default().limit(1024 * 1024))
             .configure(control::routes)
@@ -148,14 +147,24 @@ async fn serve(
                 "/instance/connectionState/{instance}",
                 web::get().to(rest::connection_state),
             )
-            .default_service(web::to(ws::any_path))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    // An abrupt drop must be abrupt. With a disconnect timeout (1 s by default) the connection
-    // lingers that long after the response ends; ZERO disables the timer and closes at once.
-    .client_disconnect_timeout(std::time::Duration::ZERO);
+            .default_service(web::to(ws::any_path));
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    sim: Sim,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()> {
+    let app = configure(sim.clone());
+    let server = HttpServer::new(move || App::new().configure(app.clone()))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        // An abrupt drop must be abrupt. With a disconnect timeout (1 s by default) the connection
+        // lingers that long after the response ends; ZERO disables the timer and closes at once.
+        .client_disconnect_timeout(std::time::Duration::ZERO);
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
         None => server.listen(listener)?,

@@ -153,6 +153,55 @@ impl Backfill {
     }
 }
 
+/// The recovery of gaps the supervisor runs after each reconnect, for code that reads events
+/// without a supervisor (the test kit): give its [`gate`](GapRecovery::gate) to the
+/// [`Dispatcher`] that delivers live events, so each message is delivered once whichever way it
+/// came, and [`recover`](GapRecovery::recover) a gap over REST through the same dispatcher.
+#[derive(Clone)]
+pub struct GapRecovery(Arc<Recovery>);
+
+impl std::fmt::Debug for GapRecovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GapRecovery")
+            .field(&self.0.settings)
+            .finish()
+    }
+}
+
+impl GapRecovery {
+    /// A recovery with `settings` (its checkpoint loaded, when it has one).
+    pub fn new(settings: Backfill) -> GapRecovery {
+        GapRecovery(Arc::new(Recovery::load(settings)))
+    }
+
+    /// The gate that remembers what was delivered, for [`Dispatcher::gate`].
+    pub fn gate(&self) -> Arc<dyn Gate> {
+        self.0.clone()
+    }
+
+    /// Recovers the messages of `rest`'s instance sent since `since` (less the margin) and
+    /// delivers them through `dispatcher`, oldest first, each once. Returns how many were
+    /// delivered, or why nothing could be.
+    pub async fn recover(
+        &self,
+        rest: RestClient,
+        dispatcher: Dispatcher,
+        since: SystemTime,
+    ) -> Result<u64, String> {
+        let margin = i64::try_from(self.0.settings.margin.as_secs()).unwrap_or(i64::MAX);
+        let from = secs(since).saturating_sub(margin);
+        let instance: Arc<str> = Arc::from(rest.instance());
+        match recover(self.0.clone(), rest, dispatcher, instance, from).await {
+            Recovered::Delivered(n) => Ok(n),
+            Recovered::Merged => Ok(0),
+            Recovered::Unavailable(reason) => {
+                Err(reason.unwrap_or_else(|| "recovery is not possible on this server".to_owned()))
+            }
+            Recovered::Failed(reason) => Err(reason),
+        }
+    }
+}
+
 fn now_secs() -> i64 {
     secs(SystemTime::now())
 }

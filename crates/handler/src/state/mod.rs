@@ -51,7 +51,6 @@ pub use sqlite::SqliteStore;
 pub use states::{Loaded, States, ATTEMPTS};
 
 use eventsock_core::LocalBoxFuture;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Whose state: an instance and a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,9 +125,8 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> LocalBoxFuture<'a, Result<(), StateError>>;
 }
 
-/// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch, now, on tokio's clock ([`eventsock_core::clock::now`]): a
+/// test that advances a paused clock sees a conversation's idle timeout pass.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    eventsock_core::clock::now_ms()
 }

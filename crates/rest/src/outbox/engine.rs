@@ -36,6 +36,8 @@ pub(super) struct Job {
     pub(super) in_flight: bool,
     /// The server refused its quote: it goes without.
     pub(super) unquoted: bool,
+    /// When it was posted, for the send latency.
+    pub(super) posted: Instant,
     pub(super) _permit: OwnedSemaphorePermit,
 }
 
@@ -506,6 +508,7 @@ impl Engine {
         match &outcome {
             Ok(_) => {
                 bump(&self.counters.sent);
+                self.counters.send_latency.observe(job.posted.elapsed());
                 self.remember(&job.message, true);
             }
             Err(e) => {

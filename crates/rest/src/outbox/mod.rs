@@ -207,6 +207,7 @@ impl Outbox {
             answers: vec![tx],
             in_flight: false,
             unquoted: false,
+            posted: Instant::now(),
             _permit: permit,
         };
         self.commands
@@ -277,6 +278,7 @@ impl Outbox {
             failed: get(&c.failed),
             in_doubt: get(&c.in_doubt),
             doubts: get(&c.doubts),
+            send_latency: c.send_latency.snapshot(),
         }
     }
 }

@@ -90,7 +90,7 @@ pub enum OutboxError {
 }
 
 /// An [`Outbox`](super::Outbox)'s counters, from [`Outbox::stats`](super::Outbox::stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OutboxStats {
     /// Messages waiting or in flight now.
@@ -108,9 +108,11 @@ pub struct OutboxStats {
     /// Sends that may or may not have arrived (a 5xx, a timeout, a lost connection), each
     /// then looked up.
     pub doubts: u64,
+    /// How long each message sent took, from posted to sent (pacing included).
+    pub send_latency: eventsock_core::HistogramSnapshot,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Counters {
     pub(super) queued: AtomicU64,
     pub(super) sent: AtomicU64,
@@ -119,6 +121,22 @@ pub(super) struct Counters {
     pub(super) failed: AtomicU64,
     pub(super) in_doubt: AtomicU64,
     pub(super) doubts: AtomicU64,
+    pub(super) send_latency: eventsock_core::Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            queued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            found: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            in_doubt: AtomicU64::new(0),
+            doubts: AtomicU64::new(0),
+            send_latency: eventsock_core::Histogram::new(eventsock_core::histogram::SHORT),
+        }
+    }
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
