@@ -10,10 +10,13 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use eventsock_client::{
     GetDispatcher, GetStatus, SubscriptionState, SubscriptionStatus, Supervisor,
 };
+use eventsock_core::HistogramSnapshot;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 
@@ -112,7 +115,22 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         "queue_bytes",
         "Bytes of frames read and waiting for the handlers",
     );
+    let histogram = |registry: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Observed>::default();
+        registry.register(name, help, f.clone());
+        f
+    };
     let handled = counter(&mut registry, "handler_handled", "Events a handler handled");
+    let duration = histogram(
+        &mut registry,
+        "handler_duration_seconds",
+        "How long a handler took with an event, to its outcome",
+    );
+    let age = histogram(
+        &mut registry,
+        "handler_event_age_seconds",
+        "How old a message was when it reached a handler (now less its timestamp)",
+    );
     let failed = counter(
         &mut registry,
         "handler_failed",
@@ -146,6 +164,8 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         let labels: Labels = vec![("handler".into(), h.name)];
         handled.get_or_create(&labels).inc_by(h.handled);
         failed.get_or_create(&labels).inc_by(h.failed);
+        duration.get_or_create(&labels).set(h.duration);
+        age.get_or_create(&labels).set(h.age);
     }
     let outbox_queued = gauge(
         &mut registry,
@@ -172,6 +192,11 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         ),
     ]
     .map(|(name, help)| counter(&mut registry, name, help));
+    let latency = histogram(
+        &mut registry,
+        "outbox_send_latency_seconds",
+        "How long a message took from posted to sent, pacing included",
+    );
     for o in dispatcher.iter().flat_map(|d| d.outboxes()) {
         let labels: Labels = vec![("instance".into(), o.instance().to_owned())];
         let s = o.stats();
@@ -184,6 +209,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         {
             family.get_or_create(&labels).inc_by(value);
         }
+        latency.get_or_create(&labels).set(s.send_latency);
     }
     let mut body = String::new();
     if encode(&mut body, &registry).is_err() {
@@ -239,5 +265,45 @@ fn state_name(state: SubscriptionState) -> &'static str {
         SubscriptionState::StoodDown => "stood_down",
         SubscriptionState::Failed => "failed",
         SubscriptionState::Stopped => "stopped",
+    }
+}
+
+/// A histogram read at scrape time from eventsock's own counters.
+#[derive(Debug, Default)]
+struct Observed(std::sync::Mutex<HistogramSnapshot>);
+
+impl Observed {
+    fn set(&self, snapshot: HistogramSnapshot) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+    }
+}
+
+impl TypedMetric for Observed {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Observed {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The encoder sums the buckets itself: give each its own count, then what is over the
+        // last bound.
+        let mut buckets = Vec::with_capacity(s.buckets.len() + 1);
+        let mut below = 0;
+        for &(bound, cumulative) in &s.buckets {
+            buckets.push((bound, cumulative - below));
+            below = cumulative;
+        }
+        buckets.push((f64::INFINITY, s.count - below));
+        encoder.encode_histogram::<NoLabelSet>(s.sum, s.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }

@@ -241,6 +241,45 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
         (v(&outbox("queued")), v(&outbox("failed_total"))),
         (0.0, 0.0)
     );
+    // Histograms: every delivery timed (the failed one too), every message's age taken, every
+    // send's latency.
+    let hist = |name: &str, labels: &str| {
+        (
+            v(&format!("eventsock_{name}_count{{{labels}}}")),
+            v(&format!("eventsock_{name}_sum{{{labels}}}")),
+        )
+    };
+    for (n, deliveries) in [("0", 7.0), ("1", 7.0)] {
+        let labels = format!(r#"handler="legacy::MessagesUpsert#{n}""#);
+        let (count, sum) = hist("handler_duration_seconds", &labels);
+        assert_eq!(count, deliveries, "{page}");
+        assert!((0.0..10.0).contains(&sum), "{sum}");
+        // The frame that is not JSON reached no handler. Of the 7 messages, the 4 pings (the
+        // fixture's, sent in May 2025) are over a day old, and the 3 pongs are new.
+        let (aged, _) = hist("handler_event_age_seconds", &labels);
+        assert_eq!(aged, 7.0, "{page}");
+        let age_bucket = |le: &str| {
+            v(&format!(
+                r#"eventsock_handler_event_age_seconds_bucket{{le="{le}",{labels}}}"#
+            ))
+        };
+        assert_eq!(
+            (age_bucket("60.0"), age_bucket("86400.0")),
+            (3.0, 3.0),
+            "{page}"
+        );
+        assert_eq!(age_bucket("+Inf"), 7.0);
+    }
+    let (sends, latency) = hist("outbox_send_latency_seconds", r#"instance="codechat""#);
+    assert_eq!(sends, 3.0, "{page}");
+    assert!(latency > 0.0, "{latency}");
+    println!(
+        "{}",
+        page.lines()
+            .filter(|l| l.contains("_seconds_") && !l.contains("_bucket"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
     let (status, body) = get(addr, "/readyz").await;

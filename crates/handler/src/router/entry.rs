@@ -6,6 +6,7 @@ use crate::route::{BoxError, HandlerError, Route};
 use crate::Received;
 use actix::prelude::SendError;
 use actix::Recipient;
+use eventsock_core::histogram::{self, Histogram, HistogramSnapshot};
 use eventsock_core::{
     human, Channel, DecodeError, Event, EventMeta, EventName, Frame, Payload, Protocol, RawEvent,
     RawFrame,
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How one handler did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,16 +32,32 @@ pub(crate) enum Outcome {
 }
 
 /// Counters of one handler, shared by every delivery to it (and by the routers that hold it).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     handled: AtomicU64,
     failed: AtomicU64,
     /// The handler is an actor that has stopped: it is skipped from then on.
     gone: AtomicBool,
+    /// How long each delivery took, to its outcome.
+    duration: Histogram,
+    /// How old each message was when it reached the handler (now less its timestamp).
+    age: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            handled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+            duration: Histogram::new(histogram::SHORT),
+            age: Histogram::new(histogram::AGES),
+        }
+    }
 }
 
 /// How one handler has done so far: [`Router::handlers`](crate::Router::handlers).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HandlerStats {
     /// The handler's name: its payload type and its registration number (`legacy::MessagesUpsert#0`).
     pub name: String,
@@ -47,6 +65,12 @@ pub struct HandlerStats {
     pub handled: u64,
     /// Events whose handling failed (an error, a panic, a stopped actor).
     pub failed: u64,
+    /// How long each delivery took, to its outcome (for an actor that was not waited for:
+    /// until it was in the mailbox).
+    pub duration: HistogramSnapshot,
+    /// How old each message was when it reached the handler: now less the message's
+    /// timestamp (whole seconds, as the server gives it). Messages only.
+    pub age: HistogramSnapshot,
 }
 
 pub(crate) type FnHandler<M> =
@@ -165,7 +189,7 @@ impl std::fmt::Debug for Deliveries {
 }
 
 /// Runs a handler's future; a panic in it becomes [`Outcome::Failed`].
-fn guarded<F>(fut: F, counters: Arc<Counters>) -> Pending
+fn guarded<F>(fut: F, counters: Arc<Counters>, started: Instant) -> Pending
 where
     F: Future<Output = Result<(), String>> + 'static,
 {
@@ -177,7 +201,7 @@ where
                 Outcome::Failed(HandlerError::Panicked(panic_message(&*panic)).to_string())
             }
         };
-        counters.count(&outcome);
+        counters.count(&outcome, started);
         outcome
     })
 }
@@ -188,7 +212,8 @@ impl Counters {
         !self.gone.load(Ordering::Relaxed)
     }
 
-    fn count(&self, outcome: &Outcome) {
+    fn count(&self, outcome: &Outcome, started: Instant) {
+        self.duration.observe(started.elapsed());
         let c = match outcome {
             Outcome::Handled => &self.handled,
             Outcome::Failed(_) => &self.failed,
@@ -201,8 +226,8 @@ impl Counters {
     }
 
     /// Counts an outcome known at once.
-    fn done(&self, outcome: Outcome, out: &mut Deliveries) {
-        self.count(&outcome);
+    fn done(&self, outcome: Outcome, started: Instant, out: &mut Deliveries) {
+        self.count(&outcome, started);
         out.outcomes.add(outcome);
     }
 }
@@ -231,15 +256,18 @@ where
     /// full mailbox makes the delivery wait. A closure or route always runs to completion.
     pub(crate) fn deliver(&self, m: M, wait: bool, out: &mut Deliveries) {
         let counters = self.counters.clone();
+        let started = Instant::now();
         match &self.sink {
             Sink::Actor(actor) => {
                 let sent = if wait {
                     actor.send(m)
                 } else {
                     match actor.try_send(m) {
-                        Ok(()) => return counters.done(Outcome::Handled, out),
+                        Ok(()) => return counters.done(Outcome::Handled, started, out),
                         Err(SendError::Full(m)) => actor.send(m),
-                        Err(SendError::Closed(_)) => return counters.done(Outcome::Gone, out),
+                        Err(SendError::Closed(_)) => {
+                            return counters.done(Outcome::Gone, started, out)
+                        }
                     }
                 };
                 out.wait_for(Box::pin(async move {
@@ -247,7 +275,7 @@ where
                         Ok(()) => Outcome::Handled,
                         Err(_) => Outcome::Gone,
                     };
-                    counters.count(&outcome);
+                    counters.count(&outcome, started);
                     outcome
                 }));
             }
@@ -257,8 +285,9 @@ where
                     Ok(call) => out.wait_for(guarded(
                         async move { call.await.map(drop).map_err(|e| e.to_string()) },
                         counters,
+                        started,
                     )),
-                    Err(panic) => counters.done(panicked(&*panic), out),
+                    Err(panic) => counters.done(panicked(&*panic), started, out),
                 }
             }
             Sink::Fn(f) => {
@@ -273,13 +302,14 @@ where
                     }
                 }));
                 match first {
-                    Ok(Ok(Ok(()))) => counters.done(Outcome::Handled, out),
-                    Ok(Ok(Err(e))) => counters.done(failed(e), out),
+                    Ok(Ok(Ok(()))) => counters.done(Outcome::Handled, started, out),
+                    Ok(Ok(Err(e))) => counters.done(failed(e), started, out),
                     Ok(Err(call)) => out.wait_for(guarded(
                         async move { call.await.map_err(failure) },
                         counters,
+                        started,
                     )),
-                    Err(panic) => counters.done(panicked(&*panic), out),
+                    Err(panic) => counters.done(panicked(&*panic), started, out),
                 }
             }
         }
@@ -418,6 +448,8 @@ impl<K: Kind> Entry for Entries<K> {
                 name: name.to_string(),
                 handled: counters.handled.load(Ordering::Relaxed),
                 failed: counters.failed.load(Ordering::Relaxed),
+                duration: counters.duration.snapshot(),
+                age: counters.age.snapshot(),
             }
         }));
     }
@@ -464,6 +496,14 @@ impl<T: Payload> Kind for Typed<T> {
             return Ok(());
         }
         let payload = Arc::new(frame.decode::<T>(&meta.event)?);
+        // How old the message is (now less its timestamp, whole seconds): for each handler.
+        let age = payload
+            .as_message()
+            .and_then(|m| m.timestamp())
+            .map(|sent| {
+                let now = eventsock_core::clock::now_secs();
+                Duration::from_secs(now.saturating_sub(u64::try_from(sent).unwrap_or(0)))
+            });
         // One context per event, shared by its handlers; each gets its own ids.
         let shared = to.run.event_ctx(
             meta,
@@ -473,6 +513,9 @@ impl<T: Payload> Kind for Typed<T> {
         for (slot, h) in handlers.iter().enumerate() {
             if !h.alive() {
                 continue;
+            }
+            if let Some(age) = age {
+                h.counters.age.observe(age);
             }
             let received = Received {
                 event: Event {
