@@ -149,14 +149,30 @@ impl TestKit {
         tally
     }
 
-    /// Waits until every outbox is empty: what the handlers queued is sent, paced on the
-    /// virtual clock.
+    /// Waits until the bot is idle: what the handlers queued is sent (paced on the virtual
+    /// clock), and the events that caused are delivered (the server sends the bot's own
+    /// messages back on `messages.upsert`), until nothing more comes.
+    ///
+    /// # Panics
+    /// When the bot does not come to rest within 1,000 rounds: a bot that answers its own
+    /// messages (check `is_from_me()`) would never stop.
     pub async fn settle(&self) {
-        for outbox in self.dispatcher.outboxes() {
-            if let Err(e) = outbox.flush().await {
-                tracing::warn!(error = %e, "an outbox stopped with messages in it");
+        for _ in 0..1_000 {
+            for outbox in self.dispatcher.outboxes() {
+                if let Err(e) = outbox.flush().await {
+                    tracing::warn!(error = %e, "an outbox stopped with messages in it");
+                }
+            }
+            let delivered = self.seq.get();
+            self.deliver().await;
+            if self.seq.get() == delivered {
+                return;
             }
         }
+        panic!(
+            "the bot did not come to rest after 1,000 rounds of sending and receiving: does it \
+             answer its own messages? (skip them with is_from_me())"
+        );
     }
 
     /// Moves the virtual clock on by `by` (timers due meanwhile fire), then settles.
