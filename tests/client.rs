@@ -858,3 +858,57 @@ async fn pipelined_delivery_keeps_order_and_shutdown_still_waits_for_handlers() 
         "every frame read was handled before the reply"
     );
 }
+
+/// After the server drops every socket, the subscriptions reconnect together (the first one up
+/// brings the others forward): each must come back with exactly one connection, and a shutdown
+/// must end. A reconnect timer cancelled by that wake-up used to run anyway when its time came in
+/// the same turn of the supervisor, starting a second connection that nothing owned; it held the
+/// subscription's queue, so `Shutdown` waited for it forever (`eventsock demo` hung about once
+/// in 40 runs).
+#[actix_rt::test]
+async fn a_reconnect_storm_leaves_one_connection_per_subscription_and_shutdown_ends() {
+    let s = start_sim(SimConfig::default());
+    let token = Token::new(s.sim.mint_token(INSTANCE, None));
+    let events: Vec<eventsock::core::EventName> = EventKind::ALL
+        .iter()
+        .filter(|k| k.served_on(eventsock::core::Channel::Legacy))
+        .map(|k| (*k).into())
+        .collect();
+    let subscriptions = events.len();
+    let rec = Recorder::default();
+    let mut config = fast_config();
+    // One delay for every subscription: their timers come due in the same turn.
+    config.backoff =
+        eventsock::core::Backoff::exponential(Duration::from_millis(50), Duration::from_millis(50));
+    let sup = Supervisor::builder()
+        .config(config)
+        .source(Source::new(s.endpoint(), token).unwrap())
+        .router(
+            Router::builder()
+                .raw::<eventsock::core::RawEvent>(events, rec.clone().start().recipient())
+                .build(),
+        )
+        .start()
+        .unwrap();
+    let all_up = |generation: u64| {
+        let sup = sup.clone();
+        async move {
+            sup.send(GetStatus).await.ok().filter(|st| {
+                st.iter()
+                    .all(|s| s.state == SubscriptionState::Connected && s.generation == generation)
+            })
+        }
+    };
+    eventually("every subscription connected", || all_up(1)).await;
+    for round in 2..=6 {
+        s.sim.drop_all();
+        eventually("every subscription connected again", || all_up(round)).await;
+        // A connection nothing owns would be one socket too many (the server keeps both open).
+        until("one socket per subscription", || {
+            s.sim.sockets().len() == subscriptions
+        })
+        .await;
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(20), sup.send(Shutdown)).await;
+    assert!(stopped.is_ok(), "the shutdown did not end within 20 s");
+}

@@ -131,6 +131,7 @@ impl SupervisorBuilder {
             client: None,
             heads: Heads::default(),
             shutting_down: false,
+            next_retry: 0,
             leases: self.leases,
             take: self.take,
         };

@@ -102,8 +102,8 @@ struct Sub {
     /// Why the server refuses the handshake, as found out over REST (see [`probe`]); kept
     /// until a connection succeeds.
     diagnosis: Option<Diagnosis>,
-    /// The scheduled reconnect, and whether a sibling's success may bring it forward.
-    retry: Option<(SpawnHandle, bool)>,
+    /// The scheduled reconnect (see [`Supervisor::connect_later`]).
+    retry: Option<Retry>,
     /// When the previous connection last heard from the server: the start of the next gap.
     last_heard: Option<SystemTime>,
     /// When the current connection came up.
@@ -143,6 +143,8 @@ pub struct Supervisor {
     client: Option<awc::Client>,
     heads: Heads,
     shutting_down: bool,
+    /// The last [`Retry`] id given.
+    next_retry: u64,
     leases: Option<Leases>,
     take: bool,
 }
@@ -527,15 +529,12 @@ impl Supervisor {
                 j != up
                     && *self.subs[j].source.endpoint() == endpoint
                     && self.subs[j].state == SubscriptionState::BackingOff
-                    && self.subs[j]
-                        .retry
-                        .as_ref()
-                        .is_some_and(|(_, wakeable)| *wakeable)
+                    && self.subs[j].retry.as_ref().is_some_and(|r| r.wakeable)
             })
             .collect();
         for j in waiting {
-            if let Some((handle, _)) = self.subs[j].retry.take() {
-                ctx.cancel_future(handle);
+            if let Some(retry) = self.subs[j].retry.take() {
+                ctx.cancel_future(retry.handle);
             }
             tracing::debug!(instance = %self.subs[j].source.instance(), event = %self.subs[j].event, "a sibling reconnected: trying now");
             self.connect(j, ctx);
@@ -661,10 +660,43 @@ impl Supervisor {
                 cause: why,
             },
         );
-        let handle = ctx.run_later(delay, move |act, ctx| {
-            act.subs[sub].retry = None;
-            act.connect(sub, ctx);
-        });
-        self.subs[sub].retry = Some((handle, wakeable));
+        self.connect_later(sub, delay, wakeable, ctx);
     }
+
+    /// Connects `sub` after `delay`, unless the attempt is cancelled first (its
+    /// [`Retry`] taken, as [`Supervisor::wake_siblings`] does). The timer checks that it is still
+    /// the pending attempt: actix runs a `run_later` whose time has come even when
+    /// `cancel_future` was called in the same turn of the actor, and two attempts at once would
+    /// leave a connection that nothing closes, holding the subscription's queue (a shutdown then
+    /// waits for it forever).
+    pub(super) fn connect_later(
+        &mut self,
+        sub: usize,
+        delay: Duration,
+        wakeable: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        self.next_retry += 1;
+        let id = self.next_retry;
+        let handle = ctx.run_later(delay, move |act, ctx| {
+            if act.subs[sub].retry.as_ref().is_some_and(|r| r.id == id) {
+                act.subs[sub].retry = None;
+                act.connect(sub, ctx);
+            }
+        });
+        self.subs[sub].retry = Some(Retry {
+            handle,
+            wakeable,
+            id,
+        });
+    }
+}
+
+/// A reconnect scheduled by [`Supervisor::connect_later`].
+struct Retry {
+    handle: SpawnHandle,
+    /// Whether a sibling's success may bring it forward.
+    wakeable: bool,
+    /// Which scheduling this is: a timer runs only while its own is pending.
+    id: u64,
 }

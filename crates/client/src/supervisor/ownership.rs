@@ -87,11 +87,7 @@ impl Supervisor {
                         }
                     }
                 }
-                let handle = ctx.run_later(TAKE_BACK_EVERY, move |act, ctx| {
-                    act.subs[i].retry = None;
-                    act.connect(i, ctx);
-                });
-                s.retry = Some((handle, false));
+                self.connect_later(i, TAKE_BACK_EVERY, false, ctx);
                 false
             }
         }
@@ -128,8 +124,8 @@ impl Supervisor {
             Some(conn) => conn.do_send(CloseConnection),
             None => {
                 // Not connected (waiting to reconnect): wait for the stream instead.
-                if let Some((handle, _)) = s.retry.take() {
-                    ctx.cancel_future(handle);
+                if let Some(retry) = s.retry.take() {
+                    ctx.cancel_future(retry.handle);
                 }
                 s.last_heard.get_or_insert(SystemTime::now());
                 self.connect(i, ctx);
@@ -239,11 +235,7 @@ impl Supervisor {
         s.last_error = Some(reason.to_owned());
         let reason = reason.to_owned();
         self.tell(sub, LifecycleKind::Disconnected { code: None, reason });
-        let handle = ctx.run_later(after, move |act, ctx| {
-            act.subs[sub].retry = None;
-            act.connect(sub, ctx);
-        });
-        self.subs[sub].retry = Some((handle, false));
+        self.connect_later(sub, after, false, ctx);
     }
 }
 
