@@ -275,17 +275,24 @@ fn construct(c: &Command) -> TokenStream2 {
     quote!({ #(#lets)* #value })
 }
 
+/// Refuses `attr` when it is `#[name(...)]`, which does not belong where it was put.
+fn misplaced(attr: &Attribute, name: &str, message: &str) -> syn::Result<()> {
+    if attr.path().is_ident(name) {
+        return Err(syn::Error::new_spanned(attr, message));
+    }
+    Ok(())
+}
+
 fn container_attrs(attrs: &[Attribute]) -> syn::Result<Container> {
     let mut prefixes = Vec::new();
     let mut rename_all = None;
     let mut krate = None;
     for attr in attrs {
-        if attr.path().is_ident("command") {
-            return Err(syn::Error::new_spanned(
-                attr,
-                "#[command(...)] goes on a variant; on the enum, use #[commands(...)]",
-            ));
-        }
+        misplaced(
+            attr,
+            "command",
+            "#[command(...)] goes on a variant; on the enum, use #[commands(...)]",
+        )?;
         if !attr.path().is_ident("commands") {
             continue;
         }
@@ -367,12 +374,11 @@ fn command(variant: &syn::Variant, rename_all: RenameAll) -> syn::Result<Command
     let mut description = None;
     let mut docs = Vec::new();
     for attr in &variant.attrs {
-        if attr.path().is_ident("commands") {
-            return Err(syn::Error::new_spanned(
-                attr,
-                "#[commands(...)] goes on the enum; on a variant, use #[command(...)]",
-            ));
-        }
+        misplaced(
+            attr,
+            "commands",
+            "#[commands(...)] goes on the enum; on a variant, use #[command(...)]",
+        )?;
         if attr.path().is_ident("doc") {
             if let Meta::NameValue(nv) = &attr.meta {
                 if let Expr::Lit(ExprLit {
@@ -436,12 +442,11 @@ fn command(variant: &syn::Variant, rename_all: RenameAll) -> syn::Result<Command
     for (i, field) in fields.into_iter().enumerate() {
         let mut rename = None;
         for attr in &field.attrs {
-            if attr.path().is_ident("commands") {
-                return Err(syn::Error::new_spanned(
-                    attr,
-                    "#[commands(...)] goes on the enum; on a field, use #[command(rename = \"...\")]",
-                ));
-            }
+            misplaced(
+                attr,
+                "commands",
+                "#[commands(...)] goes on the enum; on a field, use #[command(rename = \"...\")]",
+            )?;
             if !attr.path().is_ident("command") {
                 continue;
             }
