@@ -108,6 +108,17 @@ impl Backfill {
         self
     }
 
+    /// The margin, in seconds.
+    pub(crate) fn margin_secs(&self) -> i64 {
+        i64::try_from(self.margin.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Where the recovery of a gap that began at `since` starts: the margin before it, in
+    /// seconds since the epoch.
+    pub(crate) fn gap_start(&self, since: SystemTime) -> i64 {
+        secs(since).saturating_sub(self.margin_secs())
+    }
+
     /// How many delivered ids are remembered per instance: the window, and at least what one
     /// recovery can read, plus 1,000.
     fn remembered(&self) -> usize {
@@ -188,8 +199,7 @@ impl GapRecovery {
         dispatcher: Dispatcher,
         since: SystemTime,
     ) -> Result<u64, String> {
-        let margin = i64::try_from(self.0.settings.margin.as_secs()).unwrap_or(i64::MAX);
-        let from = secs(since).saturating_sub(margin);
+        let from = self.0.settings.gap_start(since);
         let instance: Arc<str> = Arc::from(rest.instance());
         match recover(self.0.clone(), rest, dispatcher, instance, from).await {
             Recovered::Delivered(n) => Ok(n),
@@ -202,8 +212,10 @@ impl GapRecovery {
     }
 }
 
+/// Seconds since the epoch, now, on tokio's clock (as the messages of a test kit's simulator
+/// are stamped).
 fn now_secs() -> i64 {
-    secs(SystemTime::now())
+    i64::try_from(eventsock_core::clock::now_secs()).unwrap_or(i64::MAX)
 }
 
 /// Seconds since the epoch of `t`.

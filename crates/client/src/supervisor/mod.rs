@@ -480,10 +480,11 @@ impl Supervisor {
             return;
         }
         let instance: Arc<str> = Arc::from(s.source.instance());
-        let margin = i64::try_from(recovery.settings.margin.as_secs()).unwrap_or(i64::MAX);
         let from = match gap {
-            Some(from) => Some(backfill::secs(from).saturating_sub(margin)),
-            None if generation == 1 => recovery.start_up(&instance, margin),
+            Some(since) => Some(recovery.settings.gap_start(since)),
+            None if generation == 1 => {
+                recovery.start_up(&instance, recovery.settings.margin_secs())
+            }
             None => None,
         };
         let (Some(from), Some(rest)) = (from, self.rest.get(&*instance).cloned()) else {

@@ -125,8 +125,4 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> LocalBoxFuture<'a, Result<(), StateError>>;
 }
 
-/// Milliseconds since the Unix epoch, now, on tokio's clock ([`eventsock_core::clock::now`]): a
-/// test that advances a paused clock sees a conversation's idle timeout pass.
-pub fn now_ms() -> u64 {
-    eventsock_core::clock::now_ms()
-}
+pub use eventsock_core::clock::now_ms;
