@@ -197,6 +197,16 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         "outbox_send_latency_seconds",
         "How long a message took from posted to sent, pacing included",
     );
+    let receipts = counter(
+        &mut registry,
+        "outbox_receipts",
+        "Delivery receipts (messages.update) for the messages sent, by status",
+    );
+    let to_delivered = histogram(
+        &mut registry,
+        "outbox_delivery_seconds",
+        "How long a message took from sent to delivered (DELIVERY_ACK)",
+    );
     for o in dispatcher.iter().flat_map(|d| d.outboxes()) {
         let labels: Labels = vec![("instance".into(), o.instance().to_owned())];
         let s = o.stats();
@@ -210,6 +220,16 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
             family.get_or_create(&labels).inc_by(value);
         }
         latency.get_or_create(&labels).set(s.send_latency);
+        to_delivered
+            .get_or_create(&labels)
+            .set(s.delivery.to_delivered.clone());
+        for status in eventsock_rest::Delivery::ALL {
+            let mut l = labels.clone();
+            l.push(("status".into(), status.as_str().into()));
+            receipts
+                .get_or_create(&l)
+                .inc_by(s.delivery.count(status));
+        }
     }
     let mut body = String::new();
     if encode(&mut body, &registry).is_err() {

@@ -361,16 +361,25 @@ impl Loopback for InProcess {
                         .get(actix_web::http::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
+                    let headers = ["content-type", "content-disposition"]
+                        .into_iter()
+                        .filter_map(|name| {
+                            let value = response.headers().get(name)?.to_str().ok()?;
+                            Some((name.to_owned(), value.to_owned()))
+                        })
+                        .collect();
                     let body = actix_web::test::read_body(response).await;
                     LoopbackReply {
                         status,
                         retry_after,
+                        headers,
                         body: body.to_vec(),
                     }
                 }
                 Err(e) => LoopbackReply {
                     status: 500,
                     retry_after: None,
+                    headers: Vec::new(),
                     body: e.to_string().into_bytes(),
                 },
             }

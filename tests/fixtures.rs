@@ -189,8 +189,8 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
         );
         checked += 1;
     }
-    // 13 legacy frames + 13 variants + 11 webhook bodies; 48 v2 frames + 6 variants.
-    assert_eq!(checked, 91, "fixture count changed");
+    // 13 legacy frames + 23 variants + 11 webhook bodies; 48 v2 frames + 6 variants.
+    assert_eq!(checked, 101, "fixture count changed");
 }
 
 #[test]

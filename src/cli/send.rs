@@ -364,7 +364,9 @@ pub(crate) async fn sender(args: SenderArgs) -> anyhow::Result<()> {
         args.nats.as_str(),
         outbox,
         OutboxConfig::default().ack_wait(args.ack_wait),
-    );
+    )
+    // The receipts an `eventsock bridge` with the default prefix publishes.
+    .receipts_from(eventsock_nats::StreamConfig::default().prefix);
     // Outcome lines wait for a slow reader here rather than hold up the sender.
     let (lines, mut queued) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let printer = {

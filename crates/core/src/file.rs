@@ -11,38 +11,84 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// never write into one. `private` makes a new file readable by its owner only (Unix), for
 /// secrets such as tokens.
 pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp: PathBuf = path.with_file_name(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = AtomicFile::create(path, private)?;
+    file.file_mut().write_all(bytes)?;
+    file.commit()
+}
+
+/// A file being written whole or not at all: written to a temporary file beside its path, which
+/// [`AtomicFile::commit`] syncs and renames over the path (see [`write_atomically`], made of
+/// it). Dropped without a commit, the temporary file is removed and the path left as it was.
+/// For content written in parts, such as a download.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`. `private` makes a new file readable by its owner only (Unix).
+    pub fn create(path: &Path, private: bool) -> std::io::Result<AtomicFile> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = path
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let tmp: PathBuf = path.with_file_name(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let file = options.open(&tmp)?;
+        Ok(AtomicFile {
+            path: path.to_owned(),
+            tmp,
+            file: Some(file),
+        })
     }
-    #[cfg(not(unix))]
-    let _ = private;
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+
+    /// The temporary file, to write into.
+    pub fn file(&self) -> &std::fs::File {
+        self.file.as_ref().expect("an uncommitted file is open")
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable; not every platform can open a folder.
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
+
+    /// The temporary file, to write into.
+    pub fn file_mut(&mut self) -> &mut std::fs::File {
+        self.file.as_mut().expect("an uncommitted file is open")
+    }
+
+    /// Syncs what was written and renames it over the path, the rename made durable where the
+    /// platform can. On an error the temporary file is removed.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("an uncommitted file is open");
+        if let Err(e) = file.sync_all().and_then(|()| std::fs::rename(&self.tmp, &self.path)) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename itself durable; not every platform can open a folder.
+            if let Ok(dir) = std::fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -115,9 +115,43 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// A size as a person reads it: `512 B`, `4.0 KiB`, `5.0 MiB`, `1.2 GiB`.
+pub fn bytes(n: u64) -> HumanBytes {
+    HumanBytes(n)
+}
+
+/// See [`bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanBytes(u64);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut size = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while size >= 1024.0 && unit < UNITS.len() - 1 {
+            size /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{size:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        let shown: Vec<String> = [0, 1023, 1024, 5 * 1024 * 1024, 1536 * 1024 * 1024]
+            .into_iter()
+            .map(|n| bytes(n).to_string())
+            .collect();
+        assert_eq!(shown, ["0 B", "1023 B", "1.0 KiB", "5.0 MiB", "1.5 GiB"]);
+    }
 
     #[test]
     fn escapes_what_a_terminal_would_obey() {

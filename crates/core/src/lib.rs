@@ -55,7 +55,7 @@ pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Unde
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use hash::{fnv1a, FNV_BASIS};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use message::{MessageLike, QuotedMessage};
+pub use message::{MediaInfo, MediaKind, MessageLike, QuotedMessage};
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};
 pub use recent::Recent;

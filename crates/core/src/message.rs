@@ -21,6 +21,10 @@ pub trait MessageLike {
     fn lid(&self) -> Option<&str>;
     /// When it was sent, in seconds since the epoch.
     fn timestamp(&self) -> Option<i64>;
+    /// The media the message carries (an image, a voice note, a document...), described by
+    /// its metadata; `None` for a message without media. The bytes are downloaded apart (the
+    /// handler's `Ctx::download`).
+    fn media(&self) -> Option<MediaInfo<'_>>;
 
     /// What a reply needs to quote this message (see [`QuotedMessage`]), or `None` when the
     /// payload lacks its id, chat or type, without which the server cannot build a quote.
@@ -92,6 +96,85 @@ impl QuotedMessage {
     }
 }
 
+/// What kind of media a message carries: the server's `TypeMediaMessage` (CodeChat's
+/// whatsapp.service.ts), the message types it can download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MediaKind {
+    /// `imageMessage`.
+    Image,
+    /// `documentMessage` (and `documentWithCaptionMessage`).
+    Document,
+    /// `audioMessage`: a voice note or an audio file.
+    Audio,
+    /// `videoMessage`.
+    Video,
+    /// `stickerMessage`.
+    Sticker,
+    /// `ptvMessage`: a round video note.
+    VideoNote,
+}
+
+impl MediaKind {
+    /// The kind of a message of type `message_type`, if that type carries media.
+    pub fn of(message_type: &str) -> Option<MediaKind> {
+        Some(match message_type {
+            "imageMessage" => MediaKind::Image,
+            "documentMessage" | "documentWithCaptionMessage" => MediaKind::Document,
+            "audioMessage" => MediaKind::Audio,
+            "videoMessage" => MediaKind::Video,
+            "stickerMessage" => MediaKind::Sticker,
+            "ptvMessage" => MediaKind::VideoNote,
+            _ => return None,
+        })
+    }
+
+    /// A word for people: `image`, `document`, `audio`, `video`, `sticker`, `video note`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Document => "document",
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Sticker => "sticker",
+            MediaKind::VideoNote => "video note",
+        }
+    }
+}
+
+impl std::fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The media of a message, as its payload announces it ([`MessageLike::media`]). What the
+/// sender's phone wrote: the download checks the bytes against its own cap, not against these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MediaInfo<'a> {
+    /// What it is.
+    pub kind: MediaKind,
+    /// Its MIME type (`image/jpeg`, `audio/ogg; codecs=opus`...), when given.
+    pub mimetype: Option<&'a str>,
+    /// Its size in bytes (`fileLength`), when given.
+    pub file_length: Option<u64>,
+    /// The file name a document was sent with (`fileName`).
+    pub file_name: Option<&'a str>,
+}
+
+impl<'a> MediaInfo<'a> {
+    /// The media of a message of type `message_type` with body `content`.
+    pub fn of(message_type: Option<&str>, content: &'a legacy::MessageContent) -> Option<Self> {
+        Some(MediaInfo {
+            kind: MediaKind::of(message_type?)?,
+            mimetype: content.mimetype.as_deref(),
+            file_length: content.file_length.and_then(|n| u64::try_from(n).ok()),
+            file_name: content.extra.get("fileName").and_then(|v| v.as_str()),
+        })
+    }
+}
+
 macro_rules! message_like {
     ($($t:ty),*) => {$(
         impl MessageLike for $t {
@@ -118,6 +201,9 @@ macro_rules! message_like {
             }
             fn timestamp(&self) -> Option<i64> {
                 self.0.message_timestamp
+            }
+            fn media(&self) -> Option<MediaInfo<'_>> {
+                MediaInfo::of(self.0.message_type.as_deref(), &self.0.content)
             }
         }
     )*};

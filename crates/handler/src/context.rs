@@ -1,8 +1,11 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
 use crate::dispatcher::Answerer;
-use eventsock_core::{EventMeta, MessageLike};
-use eventsock_rest::{MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient, RestError};
+use eventsock_core::{EventMeta, MediaInfo, MessageLike};
+use eventsock_rest::{
+    Downloaded, MediaError, MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient,
+    RestError,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -37,11 +40,18 @@ pub struct Ctx {
 /// What a context reads the event's message from: its payload, shared with the event.
 pub(crate) trait MessageOf: Send + Sync {
     fn message(&self) -> Option<&dyn MessageLike>;
+    /// The payload as the server sent it, for calls that take the message itself (a media
+    /// download).
+    fn json(&self) -> Option<serde_json::Value>;
 }
 
 impl<T: eventsock_core::Payload> MessageOf for T {
     fn message(&self) -> Option<&dyn MessageLike> {
         self.as_message()
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
     }
 }
 
@@ -311,6 +321,61 @@ impl Ctx {
         // Queued with the chat's other messages, whichever name (a LID) its key gives.
         read.to = self.chat_or_refuse()?.to_owned();
         self.post(self.with_next_id(read)).await
+    }
+}
+
+/// Media.
+impl Ctx {
+    /// The media the event's message carries (see [`MessageLike::media`]); `None` for an
+    /// event that is not a message, or a message without media.
+    pub fn media(&self) -> Option<MediaInfo<'_>> {
+        self.event.message()?.media()
+    }
+
+    /// Downloads the media of the event's message into `to`, streamed: never held whole in
+    /// memory, within the REST client's [`MediaLimits`](eventsock_rest::MediaLimits) (64 MiB,
+    /// 30 s without a byte, 10 minutes; see [`RestClient::media_limits`]), asked again after a
+    /// 5xx before the first byte. Returns its content type, file name and size.
+    /// [`MediaError::NoMedia`] for a message without media (nothing is asked of the server).
+    pub async fn download<W>(&self, to: &mut W) -> Result<Downloaded, MediaError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let message = self.media_message()?;
+        self.rest()?.download_media(&message, to).await
+    }
+
+    /// Downloads the media of the event's message into the file `path`, written whole or not
+    /// at all (a failed download leaves no file); see [`Ctx::download`].
+    pub async fn download_to(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Downloaded, MediaError> {
+        let message = self.media_message()?;
+        self.rest()?
+            .download_media_to_file(&message, path.as_ref())
+            .await
+    }
+
+    /// The message to ask the server for the media of.
+    fn media_message(&self) -> Result<serde_json::Value, MediaError> {
+        let Some(message) = self.event.message() else {
+            return Err(MediaError::NoMedia("the event is not a message".into()));
+        };
+        if message.media().is_none() {
+            return Err(MediaError::NoMedia(match message.message_type() {
+                Some(t) => format!(
+                    "a message of type {}",
+                    eventsock_core::human::escaped(t)
+                ),
+                None => "a message without a type".into(),
+            }));
+        }
+        self.event
+            .payload
+            .as_deref()
+            .and_then(MessageOf::json)
+            .ok_or_else(|| MediaError::NoMedia("the message could not be written back".into()))
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::context::{EventCtx, MessageOf};
 use crate::router::{panic_message, Deliveries, Router};
 use eventsock_core::{human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem};
-use eventsock_rest::{Outbox, Postbox, RestClient};
+use eventsock_rest::{Delivery, Outbox, Postbox, RestClient};
 use futures_util::future::join_all;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
@@ -75,6 +75,18 @@ impl Answerer {
 }
 
 impl RunState {
+    /// The REST client and outbox of the event's instance (the only one, for an event that
+    /// names none).
+    fn answerer(&self, meta: &EventMeta) -> Option<&Arc<Answerer>> {
+        match meta.instance.as_deref() {
+            Some(i) => self.answerers.iter().find(|r| r.rest.instance() == i),
+            None => match self.answerers.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    }
+
     /// What the `handlers` handlers of an event with `meta` (whose payload is `payload`) share
     /// in their contexts: the REST client of its instance and the outbox it sends through.
     pub(crate) fn event_ctx(
@@ -83,21 +95,42 @@ impl RunState {
         payload: Option<Arc<dyn MessageOf>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
-        let answerer = match meta.instance.as_deref() {
-            Some(i) => self.answerers.iter().find(|r| r.rest.instance() == i),
-            None => match self.answerers.as_slice() {
-                [only] => Some(only),
-                _ => None,
-            },
-        };
         EventCtx::new(
-            answerer.cloned(),
+            self.answerer(meta).cloned(),
             self.postbox.clone(),
             meta,
             payload,
             handlers,
         )
     }
+}
+
+impl RunState {
+    /// Hands a legacy `messages.update` to the outbox of its instance, when this run has
+    /// made one: a delivery receipt of a message it may have sent.
+    fn follow_receipt(&self, meta: &EventMeta, text: &str) {
+        let Some(outbox) = self.answerer(meta).and_then(|a| a.outbox.get()) else {
+            return;
+        };
+        if let Ok(update) = serde_json::from_str::<ReceiptKey<'_>>(text) {
+            let status = update.status.as_deref().and_then(Delivery::parse);
+            if let (Some(id), Some(status), true) = (update.id.as_deref(), status, update.from_me) {
+                outbox.delivery_update(id, status);
+            }
+        }
+    }
+}
+
+/// The fields of a `messages.update` a delivery receipt needs, read without building the
+/// payload.
+#[derive(serde::Deserialize)]
+struct ReceiptKey<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "fromMe", default)]
+    from_me: bool,
 }
 
 /// The fields of a message the [`Gate`] needs, read without building the payload.
@@ -294,6 +327,12 @@ impl Dispatcher {
             }
         };
         let meta = meta(Some(&frame));
+        if event.kind() == Some(EventKind::MessagesUpdate)
+            && matches!(channel, None | Some(Channel::Legacy))
+            && self.router.follows_receipts()
+        {
+            self.run.follow_receipt(&meta, text);
+        }
         if !self.admitted(event, channel, text, &meta) {
             return Dispatch {
                 meta,

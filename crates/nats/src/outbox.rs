@@ -190,6 +190,8 @@ pub struct OutboxSender {
     url: String,
     cfg: OutboxConfig,
     outbox: Outbox,
+    /// The events' subject prefix, when the sender follows the delivery receipts there.
+    receipts: Option<String>,
 }
 
 type Settling = Pin<Box<dyn Future<Output = (u64, Result<Outcome, OutboxError>)>>>;
@@ -201,7 +203,20 @@ impl OutboxSender {
             url: url.into(),
             cfg,
             outbox,
+            receipts: None,
         }
+    }
+
+    /// Follows the delivery receipts of what it sends: the instance's `messages.update` events
+    /// that an [`Ingest`](crate::Ingest) publishes under `events_prefix` (its
+    /// [`NatsConfig::prefix`](crate::NatsConfig), `eventsock`; partitioned or not), read as
+    /// they are published (no consumer, nothing acknowledged). They move the outbox's
+    /// [`Delivery`](eventsock_rest::Delivery) of each message on: its stats, its metrics, and
+    /// the log line of a message WhatsApp failed to deliver. The bridge must subscribe to
+    /// `messages.update` for them (a router with receipts on does).
+    pub fn receipts_from(mut self, events_prefix: impl Into<String>) -> Self {
+        self.receipts = Some(events_prefix.into());
+        self
     }
 
     /// Sends until `shutdown` completes; then stops taking messages, lets the sends in flight
@@ -257,6 +272,10 @@ impl OutboxSender {
             ready = setup => ready?,
             _ = &mut shutdown => return Ok(SenderStats::default()),
         };
+        let mut receipts = match &self.receipts {
+            Some(prefix) => receipt_subscriptions(&js, prefix, &instance).await?,
+            None => futures_util::stream::SelectAll::new(),
+        };
         // This sender does not know when the last one sent to each chat: it waits one per-chat
         // interval first. And a sender that stopped without a word may still hold messages:
         // they come back after `ack_wait`, before any newer message, so each chat keeps its
@@ -306,6 +325,9 @@ impl OutboxSender {
                             tracing::debug!(error = %e, "progress acknowledgement not sent");
                         }
                     }
+                }
+                Some(update) = receipts.next(), if !receipts.is_empty() => {
+                    follow_receipt(&self.outbox, &update.payload);
                 }
                 Some((seq, outcome)) = settling.next(), if !settling.is_empty() => {
                     if let Some((message, outgoing)) = held.remove(&seq) {
@@ -404,6 +426,53 @@ impl OutboxSender {
         }
         stats.left += held.len() as u64;
         Ok(stats)
+    }
+}
+
+/// Subscriptions to the `messages.update` events of `instance` under `prefix`, wherever an
+/// ingest publishes them: `<prefix>.<instance>.messages.update`, and with partitions
+/// `<prefix>.<instance>.<chat>.messages.update` (or, mapped, `<prefix>.<k>.<instance>...`).
+async fn receipt_subscriptions(
+    js: &jetstream::Context,
+    prefix: &str,
+    instance: &str,
+) -> Result<futures_util::stream::SelectAll<async_nats::Subscriber>, NatsError> {
+    let client = js.client();
+    let (p, i) = (prefix, token(instance));
+    let mut all = futures_util::stream::SelectAll::new();
+    for subject in [
+        format!("{p}.{i}.messages.update"),
+        format!("{p}.{i}.*.messages.update"),
+        format!("{p}.*.{i}.*.messages.update"),
+    ] {
+        let sub = client
+            .subscribe(subject)
+            .await
+            .map_err(|e| NatsError::JetStream(e.to_string()))?;
+        all.push(sub);
+    }
+    Ok(all)
+}
+
+/// Hands a recorded `messages.update` (an ingest's record) to `outbox` as a delivery receipt.
+fn follow_receipt(outbox: &Outbox, record: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Update {
+        id: Option<String>,
+        status: Option<String>,
+        #[serde(rename = "fromMe", default)]
+        from_me: bool,
+    }
+    #[derive(serde::Deserialize)]
+    struct Record {
+        data: Update,
+    }
+    let Ok(Record { data }) = serde_json::from_slice::<Record>(record) else {
+        return;
+    };
+    let status = data.status.as_deref().and_then(eventsock_rest::Delivery::parse);
+    if let (Some(id), Some(status), true) = (data.id, status, data.from_me) {
+        outbox.delivery_update(&id, status);
     }
 }
 

@@ -128,7 +128,7 @@ impl RestError {
     }
 
     /// Worth another try for an idempotent call.
-    fn transient(&self) -> bool {
+    pub(crate) fn transient(&self) -> bool {
         matches!(
             self,
             RestError::Server { .. } | RestError::Timeout(_) | RestError::Connect(_)
@@ -264,7 +264,7 @@ pub struct SendText {
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The wait before retry `n` of an idempotent call: 0.4 s, doubling, at most 12.8 s.
-const RETRY_BACKOFF: eventsock_core::Backoff = eventsock_core::Backoff::Exponential {
+pub(crate) const RETRY_BACKOFF: eventsock_core::Backoff = eventsock_core::Backoff::Exponential {
     min: Duration::from_millis(400),
     max: Duration::from_millis(12_800),
     factor: 2.0,
@@ -282,13 +282,14 @@ thread_local! {
 pub struct RestClient {
     id: u64,
     /// A server in this process that answers instead of the network (a test kit's).
-    loopback: Option<Arc<dyn Loopback>>,
+    pub(crate) loopback: Option<Arc<dyn Loopback>>,
     base: url::Url,
     instance: Arc<str>,
-    tokens: Arc<dyn TokenProvider>,
+    pub(crate) tokens: Arc<dyn TokenProvider>,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
-    retries: u32,
+    pub(crate) retries: u32,
+    pub(crate) media_limits: crate::MediaLimits,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -329,6 +330,7 @@ impl RestClient {
             tls: crate::tls::default_tls(),
             timeout: Duration::from_secs(30),
             retries: 2,
+            media_limits: crate::MediaLimits::default(),
         }
     }
 
@@ -361,6 +363,12 @@ impl RestClient {
     /// How many times an idempotent call is retried after a transient failure (2).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// How much and how long a media download may take (see [`MediaLimits`](crate::MediaLimits)).
+    pub fn media_limits(mut self, limits: crate::MediaLimits) -> Self {
+        self.media_limits = limits;
         self
     }
 
@@ -557,7 +565,7 @@ impl RestClient {
         }
     }
 
-    fn url(&self, route: &str) -> Result<url::Url, RestError> {
+    pub(crate) fn url(&self, route: &str) -> Result<url::Url, RestError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| RestError::Connect("the endpoint cannot take a path".into()))?
@@ -567,7 +575,7 @@ impl RestClient {
         Ok(url)
     }
 
-    fn http(&self) -> awc::Client {
+    pub(crate) fn http(&self) -> awc::Client {
         CLIENTS.with(|clients| {
             let mut clients = clients.borrow_mut();
             if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
@@ -642,6 +650,7 @@ pub async fn request(
     LoopbackReply {
         status,
         retry_after,
+        headers: Vec::new(),
         body: body.to_vec(),
     }
     .into_result()
@@ -677,6 +686,9 @@ pub struct LoopbackReply {
     pub status: u16,
     /// The `Retry-After` header, in seconds.
     pub retry_after: Option<u64>,
+    /// Other headers a caller reads (`Content-Type`, `Content-Disposition` of a media), as
+    /// (name, value).
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -689,6 +701,7 @@ impl LoopbackReply {
             status,
             retry_after,
             body: bytes,
+            ..
         } = self;
         let body: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));

@@ -16,6 +16,7 @@
 //! ```
 
 mod client;
+pub mod media;
 pub mod outbox;
 mod refresh;
 mod tls;
@@ -25,8 +26,9 @@ pub use client::{
     RestClient, RestError, SendText,
 };
 pub use outbox::{
-    Action, Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing,
+    Action, Delivery, DeliveryError, DeliveryStats, Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing,
     WhenFull,
 };
+pub use media::{Downloaded, MediaError, MediaLimits};
 pub use refresh::{RefreshError, RefreshingToken};
 pub use tls::default_tls;

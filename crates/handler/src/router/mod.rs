@@ -55,6 +55,8 @@ struct Routes {
     entries: Box<[Box<dyn Entry>]>,
     undelivered: Box<[Recipient<Undelivered>]>,
     pacing: Pacing,
+    /// Whether runs follow the delivery receipts of what they send (`messages.update`).
+    receipts: bool,
     /// Handlers registered, for the next one's name.
     registered: usize,
 }
@@ -72,6 +74,7 @@ pub struct RouterBuilder {
     entries: Vec<Box<dyn Entry>>,
     undelivered: Vec<Recipient<Undelivered>>,
     pacing: Pacing,
+    receipts: bool,
     registered: usize,
 }
 
@@ -261,6 +264,19 @@ impl RouterBuilder {
         self
     }
 
+    /// Whether the router follows the delivery receipts of what its handlers send (on by
+    /// default): it then also subscribes to the legacy server's `messages.update`, whose
+    /// statuses move each sent message's [`Receipt`](eventsock_rest::Receipt) on (awaitable as
+    /// delivered or read) and feed the outbox's stats. The server keeps one socket per
+    /// (instance, event): another program listening to `messages.update` for the same
+    /// instance would take that stream from this one (or this one from it); turn this off
+    /// then. The newer server's receipts name messages by row id, not by the id the outbox
+    /// gave: they are not followed.
+    pub fn receipts(mut self, on: bool) -> Self {
+        self.receipts = on;
+        self
+    }
+
     /// Adds the handlers of `router` after those registered so far (named after them, so
     /// their names stay unique); the undelivered handlers too.
     pub fn include(mut self, router: &Router) -> Self {
@@ -298,6 +314,7 @@ impl RouterBuilder {
                 entries: self.entries.into(),
                 undelivered: self.undelivered.into(),
                 pacing: self.pacing,
+                receipts: self.receipts,
                 registered: self.registered,
             }),
         }
@@ -311,6 +328,7 @@ impl Router {
             entries: Vec::new(),
             undelivered: Vec::new(),
             pacing: Pacing::default(),
+            receipts: true,
             registered: 0,
         }
     }
@@ -322,6 +340,7 @@ impl Router {
             entries: self.routes.entries.iter().map(|e| e.copy()).collect(),
             undelivered: self.routes.undelivered.to_vec(),
             pacing: self.routes.pacing.clone(),
+            receipts: self.routes.receipts,
             registered: self.routes.registered,
         }
     }
@@ -331,8 +350,9 @@ impl Router {
         &self.routes.pacing
     }
 
-    /// The (channel, event) pairs a server of `protocol` must send for these handlers. `Err`
-    /// names an event given to [`RouterBuilder::raw`] that such a server never serves.
+    /// The (channel, event) pairs a server of `protocol` must send for these handlers (and
+    /// for the delivery receipts, see [`RouterBuilder::receipts`]). `Err` names an event given
+    /// to [`RouterBuilder::raw`] that such a server never serves.
     pub fn subscriptions(
         &self,
         protocol: Protocol,
@@ -345,7 +365,17 @@ impl Router {
                 }
             }
         }
+        let receipts = (Channel::Legacy, EventName::from(eventsock_core::EventKind::MessagesUpdate));
+        let follows = self.follows_receipts() && protocol == Protocol::Legacy;
+        if follows && !subs.is_empty() && !subs.contains(&receipts) {
+            subs.push(receipts);
+        }
         Ok(subs)
+    }
+
+    /// Whether runs follow delivery receipts (see [`RouterBuilder::receipts`]).
+    pub(crate) fn follows_receipts(&self) -> bool {
+        self.routes.receipts
     }
 
     /// How each handler has done so far, in registration order.

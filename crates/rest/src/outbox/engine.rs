@@ -509,10 +509,12 @@ impl Engine {
             Ok(_) => {
                 bump(&self.counters.sent);
                 self.counters.send_latency.observe(job.posted.elapsed());
+                self.counters.deliveries.sent(&job.message.id);
                 self.remember(&job.message, true);
             }
             Err(e) => {
                 bump(&self.counters.failed);
+                self.counters.deliveries.forget(&job.message.id);
                 if matches!(e, OutboxError::InDoubt { .. }) {
                     bump(&self.counters.in_doubt);
                     self.remember(&job.message, false);

@@ -32,6 +32,7 @@
 //! chat may send goes first. A [`Pacing::daily_cap`] holds messages back (they stay queued)
 //! once that many were sent in the last 24 hours.
 
+mod delivery;
 mod engine;
 mod lookup;
 mod message;
@@ -41,6 +42,7 @@ mod retry;
 
 pub use message::{derived_message_id, new_message_id, Action, Outgoing};
 pub use pacing::{Pacing, Typing, WhenFull};
+pub use delivery::{Delivery, DeliveryError, DeliveryStats, FOLLOWED};
 pub use receipt::{OutboxError, OutboxStats, Outcome, Receipt};
 
 use crate::{RestClient, RestError};
@@ -197,6 +199,9 @@ impl Outbox {
         .ok_or(OutboxError::Stopped)?;
         let (tx, rx) = oneshot::channel();
         let id = message.id.clone();
+        // A read mark sends no message, so no receipt comes for it.
+        let status = (!matches!(message.action, Action::Read { .. }))
+            .then(|| self.counters.deliveries.follow(&id, &message.to));
         let job = Job {
             message,
             seq: 0,
@@ -216,6 +221,8 @@ impl Outbox {
         Ok(Receipt {
             id,
             answer: Some(rx),
+            outcome: None,
+            status,
         })
     }
 
@@ -279,6 +286,15 @@ impl Outbox {
             in_doubt: get(&c.in_doubt),
             doubts: get(&c.doubts),
             send_latency: c.send_latency.snapshot(),
+            delivery: c.deliveries.stats(),
         }
+    }
+
+    /// A delivery receipt for message `id` (a `messages.update` of this instance): moves the
+    /// message's [`Delivery`] on, for its [`Receipt`] and the stats. Returns whether this
+    /// outbox follows the message. The router's dispatcher calls it for every
+    /// `messages.update`; a program that reads the events itself calls it.
+    pub fn delivery_update(&self, id: &str, status: Delivery) -> bool {
+        self.counters.deliveries.update(id, status)
     }
 }

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use tokio::sync::oneshot;
+use super::delivery::{Delivery, DeliveryError};
+use tokio::sync::{oneshot, watch};
 
 /// How a message left.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +111,8 @@ pub struct OutboxStats {
     pub doubts: u64,
     /// How long each message sent took, from posted to sent (pacing included).
     pub send_latency: eventsock_core::HistogramSnapshot,
+    /// What the delivery receipts of its messages said.
+    pub delivery: super::DeliveryStats,
 }
 
 #[derive(Debug)]
@@ -122,6 +125,7 @@ pub(super) struct Counters {
     pub(super) in_doubt: AtomicU64,
     pub(super) doubts: AtomicU64,
     pub(super) send_latency: eventsock_core::Histogram,
+    pub(super) deliveries: super::delivery::Deliveries,
 }
 
 impl Default for Counters {
@@ -135,6 +139,7 @@ impl Default for Counters {
             in_doubt: AtomicU64::new(0),
             doubts: AtomicU64::new(0),
             send_latency: eventsock_core::Histogram::new(eventsock_core::histogram::SHORT),
+            deliveries: Default::default(),
         }
     }
 }
@@ -145,12 +150,26 @@ pub(super) fn bump(counter: &AtomicU64) {
 
 pub(super) type Answer = oneshot::Sender<Result<Outcome, OutboxError>>;
 
-/// The outcome of a message given to [`Outbox::post`](super::Outbox::post): await it for the [`Outcome`], or drop it
-/// (the message is sent all the same).
+/// A message given to [`Outbox::post`](super::Outbox::post): await it for the [`Outcome`] of
+/// the send, or follow it further to delivered and read ([`Receipt::delivered`],
+/// [`Receipt::read`]), or drop it (the message is sent all the same).
+///
+/// ```no_run
+/// # async fn f(outbox: eventsock_rest::Outbox, m: eventsock_rest::Outgoing) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let mut receipt = outbox.post(m).await?;
+/// receipt.sent().await?;
+/// receipt.read(Duration::from_secs(3600)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Receipt {
     pub(super) id: String,
     pub(super) answer: Option<oneshot::Receiver<Result<Outcome, OutboxError>>>,
+    /// The outcome, once [`Receipt::sent`] has it.
+    pub(super) outcome: Option<Result<Outcome, OutboxError>>,
+    /// The message's delivery status, when this process follows it.
+    pub(super) status: Option<watch::Receiver<Option<Delivery>>>,
 }
 
 impl Receipt {
@@ -159,14 +178,61 @@ impl Receipt {
         &self.id
     }
 
-    /// A receipt that is already settled.
+    /// A receipt that is already settled, and not followed further.
     pub fn settled(id: String, outcome: Result<Outcome, OutboxError>) -> Receipt {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(outcome);
         Receipt {
             id,
-            answer: Some(rx),
+            answer: None,
+            outcome: Some(outcome),
+            status: None,
         }
+    }
+
+    /// Waits until the message is sent (or has failed): the same as awaiting the receipt,
+    /// without using it up.
+    pub async fn sent(&mut self) -> Result<Outcome, OutboxError> {
+        if let Some(outcome) = &self.outcome {
+            return outcome.clone();
+        }
+        let outcome = match self.answer.take() {
+            Some(answer) => answer.await.unwrap_or(Err(OutboxError::Stopped)),
+            None => Err(OutboxError::Stopped),
+        };
+        self.outcome = Some(outcome.clone());
+        outcome
+    }
+
+    /// What the last delivery receipt said, if one came (and this process follows the
+    /// message).
+    pub fn status(&self) -> Option<Delivery> {
+        *self.status.as_ref()?.borrow()
+    }
+
+    /// Waits until the message is sent, then until WhatsApp reports it got to `wanted` (or
+    /// further), for at most `timeout` after it was sent. Fails at once when WhatsApp reports
+    /// it could not deliver it ([`DeliveryError::Failed`]). The receipts come on the
+    /// instance's `messages.update`, which the router subscribes to for them.
+    pub async fn delivery(
+        &mut self,
+        wanted: Delivery,
+        timeout: std::time::Duration,
+    ) -> Result<Delivery, DeliveryError> {
+        self.sent().await?;
+        let Some(status) = self.status.as_mut() else {
+            return Err(DeliveryError::Unfollowed);
+        };
+        super::delivery::wait_for(status, wanted, timeout).await
+    }
+
+    /// Waits until the message is on the recipient's phone (`DELIVERY_ACK` or later).
+    pub async fn delivered(&mut self, timeout: std::time::Duration) -> Result<Delivery, DeliveryError> {
+        self.delivery(Delivery::Delivered, timeout).await
+    }
+
+    /// Waits until the recipient read the message (`READ` or `PLAYED`): it comes only from
+    /// people who share read receipts.
+    pub async fn read(&mut self, timeout: std::time::Duration) -> Result<Delivery, DeliveryError> {
+        self.delivery(Delivery::Read, timeout).await
     }
 }
 
@@ -174,6 +240,9 @@ impl Future for Receipt {
     type Output = Result<Outcome, OutboxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(outcome) = self.outcome.take() {
+            return Poll::Ready(outcome);
+        }
         let Some(answer) = self.answer.as_mut() else {
             return Poll::Ready(Err(OutboxError::Stopped));
         };
