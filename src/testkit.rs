@@ -123,7 +123,9 @@ impl TestKit {
     }
 
     /// A chat with the phone number (or JID) `number`, to write to the bot and read its
-    /// answers.
+    /// answers. A LID (`123456789012345@lid`) gives a LID-only chat, whose messages carry
+    /// `keyLid` and no `keyRemoteJid`, as the server sends them; [`TestChat::with_lid`] gives a
+    /// phone number's messages its LID too.
     pub fn chat(&self, number: &str) -> TestChat<'_> {
         let jid = if number.contains('@') {
             number.to_owned()
@@ -133,6 +135,7 @@ impl TestKit {
         TestChat {
             kit: self,
             jid,
+            lid: None,
             name: "Test User".to_owned(),
             read: Cell::new(0),
         }
@@ -270,6 +273,8 @@ impl TestKit {
 pub struct TestChat<'k> {
     kit: &'k TestKit,
     jid: String,
+    /// The LID its messages carry beside the phone number.
+    lid: Option<String>,
     name: String,
     /// How many of the bot's texts to this chat [`TestChat::replies`] has returned.
     read: Cell<usize>,
@@ -279,6 +284,13 @@ impl TestChat<'_> {
     /// The chat's JID.
     pub fn jid(&self) -> &str {
         &self.jid
+    }
+
+    /// The same chat whose messages carry its LID too (`keyLid` beside `keyRemoteJid`), as the
+    /// server sends them once it knows both: what teaches the bot that the two are one person.
+    pub fn with_lid(mut self, lid: &str) -> Self {
+        self.lid = Some(lid.to_owned());
+        self
     }
 
     /// The name its messages carry (`pushName`); "Test User" unless changed.
@@ -297,10 +309,20 @@ impl TestChat<'_> {
     /// The `messages.upsert` payload of a text message from this chat, to change before
     /// [`TestKit::emit`] (for a message of another type, say).
     pub fn message(&self, text: &str) -> Value {
-        self.kit
+        let mut message = self
+            .kit
             .generator
             .borrow_mut()
-            .message(&self.jid, &self.name, text)
+            .message(&self.jid, &self.name, text);
+        if let Some(m) = message.as_object_mut() {
+            if eventsock_core::identity::is_lid(&self.jid) {
+                m.remove("keyRemoteJid");
+                m.insert("keyLid".into(), self.jid.clone().into());
+            } else if let Some(lid) = &self.lid {
+                m.insert("keyLid".into(), lid.clone().into());
+            }
+        }
+        message
     }
 
     /// The texts the bot has sent to this chat since the last call, in order (after

@@ -278,7 +278,9 @@ async fn a_worker_filtered_to_one_instance_gets_its_events_in_stream_order() {
 
 /// A stream partitioned by chat: 400 messages of 8 chats, ingested, then one worker per
 /// partition. Every message is handled once, each chat by one partition's worker only, and in
-/// the order it was sent. Needs nats-server 2.10 or later (subject transforms).
+/// the order it was sent, also the chats that move from their phone number to their LID
+/// halfway (one message with both ids, then the LID only): a person is partitioned by their
+/// identity. Needs nats-server 2.10 or later (subject transforms).
 #[actix_rt::test]
 async fn a_stream_partitioned_by_chat_keeps_each_chat_in_one_partition_and_in_order() {
     partitioned_by_chat(false).await;
@@ -335,8 +337,16 @@ async fn partitioned_by_chat(raw: bool) {
     })
     .await;
     for n in 0..N {
-        let chat = format!("551190000000{}@s.whatsapp.net", n % 8);
-        let data = serde_json::json!({"keyId": format!("M{n}"), "keyRemoteJid": chat, "n": n});
+        let person = n % 8;
+        let phone = format!("551190000000{person}@s.whatsapp.net");
+        let lid = format!("90000000000000{person}@lid");
+        let id = format!("M{n}");
+        let data = match n / 8 {
+            0..25 => serde_json::json!({"keyId": id, "keyRemoteJid": phone, "n": n}),
+            // The move: the server knows both ids.
+            25 => serde_json::json!({"keyId": id, "keyRemoteJid": phone, "keyLid": lid, "n": n}),
+            _ => serde_json::json!({"keyId": id, "keyLid": lid, "n": n}),
+        };
         assert!(s.sim.emit("codechat", "messages.upsert", &data));
     }
     common::nats_server::published(&ingest, N).await;
@@ -352,7 +362,12 @@ async fn partitioned_by_chat(raw: bool) {
                 .get("n")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(u64::MAX);
-            let chat = e.key_remote_jid.clone().unwrap_or_default();
+            // The person: their number, also for a message that names them by LID only.
+            let chat = e.key_remote_jid.clone().unwrap_or_else(|| {
+                let lid = e.key_lid.clone().unwrap_or_default();
+                let person = lid.split('@').next().unwrap_or_default();
+                format!("551190000000{}@s.whatsapp.net", &person[person.len().saturating_sub(1)..])
+            });
             seen.lock().unwrap().push((k, chat, n));
             async { Ok::<_, HandlerError>(()) }
         });

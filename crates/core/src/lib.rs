@@ -37,6 +37,7 @@ mod frame;
 mod hash;
 pub mod histogram;
 pub mod human;
+pub mod identity;
 pub mod legacy;
 mod message;
 mod name;
@@ -55,6 +56,7 @@ pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Unde
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use hash::{fnv1a, FNV_BASIS};
 pub use histogram::{Histogram, HistogramSnapshot};
+pub use identity::Identities;
 pub use message::{MediaInfo, MediaKind, MessageLike, QuotedMessage};
 pub use name::{Channel, EventKind, EventName, UnknownEvent};
 pub use payload::{Extra, Payload};

@@ -62,6 +62,8 @@ pub(crate) struct EventCtx {
     answerer: Option<Arc<Answerer>>,
     /// Where every message goes instead of the answerer's outbox, when the run has one.
     postbox: Option<Arc<dyn Postbox>>,
+    /// The run's phone-number ↔ LID pairs.
+    identities: Arc<eventsock_core::Identities>,
     instance: Option<Arc<str>>,
     payload: Option<Arc<dyn MessageOf>>,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
@@ -113,6 +115,7 @@ impl EventCtx {
     pub(crate) fn new(
         answerer: Option<Arc<Answerer>>,
         postbox: Option<Arc<dyn Postbox>>,
+        identities: Arc<eventsock_core::Identities>,
         meta: &EventMeta,
         payload: Option<Arc<dyn MessageOf>>,
         handlers: usize,
@@ -120,6 +123,7 @@ impl EventCtx {
         Arc::new(EventCtx {
             answerer,
             postbox,
+            identities,
             instance: meta.instance.clone(),
             payload,
             sent: Sent::new(handlers),
@@ -215,6 +219,26 @@ impl Ctx {
     /// The chat the event belongs to (see [`MessageLike::chat`]).
     pub fn chat(&self) -> Option<&str> {
         self.event.chat()
+    }
+
+    /// Who the event's chat is, whichever of their ids the message came by: the phone-number
+    /// JID when the chat is a LID whose number is known (learnt from a message that carried
+    /// both), else the chat itself (see [`eventsock_core::identity`] for what happens before a
+    /// pair is known). Conversation state, pacing and NATS partitions are keyed by it;
+    /// [`Ctx::chat`] stays what the message says, and replies go there.
+    pub fn identity(&self) -> Option<std::borrow::Cow<'_, str>> {
+        let chat = self.event.chat()?;
+        Some(self.event.identities.identity(chat))
+    }
+
+    /// The LID of the event's chat, when the message gives one (`keyLid`).
+    pub(crate) fn lid(&self) -> Option<&str> {
+        self.event.message()?.lid()
+    }
+
+    /// The run's phone-number ↔ LID pairs.
+    pub(crate) fn identities(&self) -> &Arc<eventsock_core::Identities> {
+        &self.event.identities
     }
 
     /// The REST client of the event's instance, for calls the context does not wrap.

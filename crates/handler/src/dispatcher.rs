@@ -8,7 +8,7 @@
 
 use crate::context::{EventCtx, MessageOf};
 use crate::router::{panic_message, Deliveries, Router};
-use eventsock_core::{human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem};
+use eventsock_core::{human, Identities, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem};
 use eventsock_rest::{Delivery, Outbox, Postbox, RestClient};
 use futures_util::future::join_all;
 use std::panic::AssertUnwindSafe;
@@ -53,12 +53,15 @@ pub(crate) struct RunState {
     postbox: Option<Arc<dyn Postbox>>,
     gate: Option<Arc<dyn Gate>>,
     pacing: eventsock_rest::Pacing,
+    /// The phone-number ↔ LID pairs learnt from the events, shared with the outboxes.
+    identities: Arc<Identities>,
 }
 
 /// A REST client of one instance, and its outbox, made at its first send.
 pub(crate) struct Answerer {
     rest: RestClient,
     pacing: eventsock_rest::Pacing,
+    identities: Arc<Identities>,
     outbox: OnceLock<Outbox>,
 }
 
@@ -69,8 +72,13 @@ impl Answerer {
 
     /// The outbox, made at the first call.
     pub(crate) fn outbox(&self) -> &Outbox {
-        self.outbox
-            .get_or_init(|| Outbox::new(self.rest.clone(), self.pacing.clone()))
+        self.outbox.get_or_init(|| {
+            Outbox::with_identities(
+                self.rest.clone(),
+                self.pacing.clone(),
+                self.identities.clone(),
+            )
+        })
     }
 }
 
@@ -95,9 +103,15 @@ impl RunState {
         payload: Option<Arc<dyn MessageOf>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
+        if let Some(m) = payload.as_deref().and_then(MessageOf::message) {
+            if let Some((phone, lid)) = eventsock_core::identity::pair(m.chat(), m.lid()) {
+                self.identities.learn(phone, lid);
+            }
+        }
         EventCtx::new(
             self.answerer(meta).cloned(),
             self.postbox.clone(),
+            self.identities.clone(),
             meta,
             payload,
             handlers,
@@ -164,6 +178,7 @@ impl Dispatcher {
                 postbox: None,
                 gate: None,
                 pacing,
+                identities: Arc::default(),
             }),
         }
     }
@@ -188,9 +203,16 @@ impl Dispatcher {
         run.answerers.push(Arc::new(Answerer {
             rest: client,
             pacing,
+            identities: run.identities.clone(),
             outbox: OnceLock::new(),
         }));
         self
+    }
+
+    /// The phone-number ↔ LID pairs this run learnt from its events (see
+    /// [`eventsock_core::identity`]): its outboxes and dialogues key chats by them.
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.run.identities
     }
 
     /// Sends every message through `postbox` instead of this run's outboxes: for a NATS

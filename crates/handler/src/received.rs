@@ -51,7 +51,14 @@ impl<T: Payload> Received<T> {
     /// handler by hand, such as in a unit test.
     pub fn offline(event: Event<T>) -> Received<T> {
         let payload = event.payload.clone() as std::sync::Arc<dyn crate::context::MessageOf>;
-        let shared = crate::context::EventCtx::new(None, None, &event.meta, Some(payload), 1);
+        let shared = crate::context::EventCtx::new(
+            None,
+            None,
+            std::sync::Arc::default(),
+            &event.meta,
+            Some(payload),
+            1,
+        );
         Received {
             event,
             cx: Ctx::of_handler(shared, "offline".into(), 0),

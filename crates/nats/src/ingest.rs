@@ -47,6 +47,8 @@ pub struct Ingest {
     prefix: String,
     /// Publish with the chat in the subject, for the stream to partition by.
     partitioned: bool,
+    /// The phone-number ↔ LID pairs seen: a chat is partitioned by its identity.
+    identities: eventsock_core::Identities,
     nonce: u128,
     counters: Arc<Counters>,
     publisher: mpsc::Sender<Command>,
@@ -78,6 +80,7 @@ impl Ingest {
         let (publisher, commands) = mpsc::channel(WINDOW);
         actix_rt::spawn(publish(js, commands, counters.clone()));
         Ok(Ingest {
+            identities: eventsock_core::Identities::new(),
             partitioned: cfg.partitions > 0,
             prefix: cfg.prefix,
             nonce,
@@ -249,7 +252,8 @@ impl Handler<RawEvent> for Ingest {
         // worker reports it as not JSON.
         let _ = Recorded::write(&e, &mut payload);
         let keys = self.partitioned.then(|| ChatOf::read(&*e.data));
-        self.hand_over(&e.meta, keys.as_ref().and_then(ChatOf::chat), payload)
+        let chat = keys.as_ref().and_then(|k| k.identity(&self.identities));
+        self.hand_over(&e.meta, chat.as_deref(), payload)
     }
 }
 
@@ -276,6 +280,21 @@ impl<'a> ChatOf<'a> {
             .flatten()
             .find(|c| !c.is_empty())
     }
+
+    /// The chat's identity (see [`eventsock_core::identity`]), learning the pair when the
+    /// message carries both ids: what a chat is partitioned by, so that a person's messages
+    /// by phone number and by LID land in one partition, in order.
+    fn identity(
+        &self,
+        identities: &eventsock_core::Identities,
+    ) -> Option<std::borrow::Cow<'_, str>> {
+        if let Some((phone, lid)) =
+            eventsock_core::identity::pair(self.jid.as_deref(), self.lid.as_deref())
+        {
+            identities.learn(phone, lid);
+        }
+        Some(identities.identity(self.chat()?))
+    }
 }
 
 /// Registered as a frame handler (`RouterBuilder::raw` with a `Recipient<RawFrame>`, as `eventsock bridge`
@@ -293,7 +312,8 @@ impl Handler<RawFrame> for Ingest {
         let keys = self
             .partitioned
             .then(|| ChatOf::read(&mut serde_json::Deserializer::from_str(f.data.get())));
-        self.hand_over(&f.meta, keys.as_ref().and_then(ChatOf::chat), payload)
+        let chat = keys.as_ref().and_then(|k| k.identity(&self.identities));
+        self.hand_over(&f.meta, chat.as_deref(), payload)
     }
 }
 

@@ -209,7 +209,7 @@ impl OutboxSender {
 
     /// Follows the delivery receipts of what it sends: the instance's `messages.update` events
     /// that an [`Ingest`](crate::Ingest) publishes under `events_prefix` (its
-    /// [`NatsConfig::prefix`](crate::NatsConfig), `eventsock`; partitioned or not), read as
+    /// [`StreamConfig::prefix`](crate::StreamConfig), `eventsock`; partitioned or not), read as
     /// they are published (no consumer, nothing acknowledged). They move the outbox's
     /// [`Delivery`](eventsock_rest::Delivery) of each message on: its stats, its metrics, and
     /// the log line of a message WhatsApp failed to deliver. The bridge must subscribe to

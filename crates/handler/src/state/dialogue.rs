@@ -1,8 +1,8 @@
 //! [`Dialogue`]: handlers as a state machine over the state of each chat.
 
-use super::{ChatKey, StateStore, States};
+use super::{ChatKey, StateError, StateStore, States};
 use crate::{BoxError, Flow, HandlerError, Received, Route, RouterBuilder};
-use eventsock_core::{LocalBoxFuture, Payload};
+use eventsock_core::{identity, LocalBoxFuture, Payload};
 use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use std::sync::Arc;
@@ -89,6 +89,7 @@ where
         if event.payload.as_message().is_some_and(|m| m.is_from_me()) {
             return Ok(());
         }
+        let chat = self.identity(&cx, instance, chat).await?;
         let key = ChatKey::new(instance, chat);
         let loaded = self.states.load(&key).await?;
         let Some((_, f)) = self.branches.iter().find(|(guard, _)| guard(&loaded.state)) else {
@@ -104,6 +105,44 @@ where
         // the last message.
         self.states.save(&key, &next, loaded.revision).await?;
         Ok(())
+    }
+}
+
+/// Where a phone-number ↔ LID pair is kept in a dialogue's store: under the instance, as the
+/// "chat" `lid:<LID>`, the phone-number JID as its bytes.
+fn pair_key(instance: &str, lid: &str) -> ChatKey {
+    ChatKey::new(instance, format!("lid:{lid}"))
+}
+
+impl<S, T> Dialogue<S, T>
+where
+    S: Serialize + DeserializeOwned + Default + Clone + Send + 'static,
+    T: Payload,
+{
+    /// Whose conversation `chat` is: its identity (see [`Ctx::identity`](crate::Ctx::identity)).
+    /// A pair learnt from this message is kept in the store, so that it survives restarts; a
+    /// LID the run has no number for is looked up there (learnt before a restart).
+    async fn identity(&self, cx: &crate::Ctx, instance: &str, chat: &str) -> Result<String, BoxError> {
+        let ids = cx.identities();
+        let store = self.states.store();
+        let lid = cx.lid();
+        if let Some(phone) = lid.and_then(|l| ids.unsaved(l)) {
+            let key = pair_key(instance, lid.unwrap_or_default());
+            let revision = store.load(&key).await?.map(|s| s.revision);
+            match store.save(&key, phone.as_bytes().to_vec(), revision).await {
+                // Another worker kept it meanwhile.
+                Ok(_) | Err(StateError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if identity::is_lid(chat) && ids.phone_of(chat).is_none() {
+            if let Some(stored) = store.load(&pair_key(instance, chat)).await? {
+                if let Ok(phone) = std::str::from_utf8(&stored.bytes) {
+                    ids.learn_saved(phone, chat);
+                }
+            }
+        }
+        Ok(ids.identity(chat).into_owned())
     }
 }
 

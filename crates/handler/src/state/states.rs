@@ -58,6 +58,11 @@ where
         self
     }
 
+    /// The store the states are kept in.
+    pub(crate) fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
     /// The state of `key`. One stored that no longer deserialises (its type changed), or idle
     /// for longer than the idle timeout, reads as the default, and says why in `reset` (it is
     /// overwritten by the next save).

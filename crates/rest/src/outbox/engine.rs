@@ -88,6 +88,8 @@ pub(super) struct Done {
 
 pub(super) struct Engine {
     pub(super) rest: RestClient,
+    /// Who is who: each chat is queued and paced by its identity.
+    pub(super) identities: Arc<eventsock_core::Identities>,
     pub(super) pacing: Arc<Pacing>,
     pub(super) counters: Arc<Counters>,
     pub(super) room: Arc<Semaphore>,
@@ -242,7 +244,8 @@ impl Engine {
         }
         self.prune_idle();
         bump(&self.counters.queued);
-        let chat: Arc<str> = job.message.to.as_str().into();
+        // One queue per person, whichever of their ids the message is addressed to.
+        let chat: Arc<str> = self.identities.identity(&job.message.to).into();
         self.ids.insert(job.message.id.clone(), chat.clone());
         let entry = self.chats.entry(chat.clone()).or_default();
         entry.queue.push_back(job);

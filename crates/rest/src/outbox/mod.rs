@@ -125,6 +125,21 @@ impl Outbox {
     ///
     /// Outside an actix system or a tokio `LocalSet`.
     pub fn new(rest: RestClient, pacing: Pacing) -> Outbox {
+        Outbox::with_identities(rest, pacing, Arc::default())
+    }
+
+    /// An outbox that keys each chat's pacing and order by its identity in `identities`
+    /// (see [`eventsock_core::identity`]): a person's messages to their phone number and to
+    /// their LID wait in one queue, paced as one chat, once the pair is known.
+    ///
+    /// # Panics
+    ///
+    /// Outside an actix system or a tokio `LocalSet`.
+    pub fn with_identities(
+        rest: RestClient,
+        pacing: Pacing,
+        identities: Arc<eventsock_core::Identities>,
+    ) -> Outbox {
         let (commands, inbox) = mpsc::unbounded_channel();
         let pacing = Arc::new(pacing);
         let room = Arc::new(Semaphore::new(pacing.capacity));
@@ -132,6 +147,7 @@ impl Outbox {
         let instance: Arc<str> = rest.instance().into();
         let engine = Engine {
             rest,
+            identities,
             pacing: pacing.clone(),
             counters: counters.clone(),
             room: room.clone(),

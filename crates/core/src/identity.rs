@@ -1,0 +1,206 @@
+//! One chat identity across a person's two ids: their phone-number JID
+//! (`5511988887777@s.whatsapp.net`) and their LID (`123456789012345@lid`).
+//!
+//! Since 2025 WhatsApp moves chats from phone numbers to LIDs: the same person can reach a bot
+//! under either, and the server names a message's chat by whichever it knows (`keyRemoteJid`,
+//! the phone number, when it knows it; `keyLid` alongside it, or alone for a LID-only chat).
+//! [`Identities`] learns the pairs from the messages that carry both, and answers one identity
+//! for either id: **the phone-number JID once the pair is known, else the id the message gave**.
+//! Conversation state, per-chat pacing and order, and NATS partitions are keyed by it.
+//!
+//! Before a pair is known, a LID-only message is its own identity (its LID): a chat that first
+//! writes by LID only and later by phone number starts over under the phone number. A chat
+//! that writes by phone number first (the usual way, and the way a chat moves to a LID) keeps
+//! its identity: the messages that move it carry both ids, and from then on the LID alone
+//! resolves to the number.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+/// How many pairs an [`Identities`] keeps: past this, the oldest is forgotten.
+pub const PAIRS: usize = 1_000_000;
+
+/// Whether `jid` is a person's phone-number JID.
+pub fn is_phone(jid: &str) -> bool {
+    jid.ends_with("@s.whatsapp.net")
+}
+
+/// Whether `jid` is a LID.
+pub fn is_lid(jid: &str) -> bool {
+    jid.ends_with("@lid")
+}
+
+/// The (phone-number JID, LID) pair a message's chat fields carry, when they carry both:
+/// `keyRemoteJid` a phone number and `keyLid` a LID.
+pub fn pair<'a>(jid: Option<&'a str>, lid: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    match (jid, lid) {
+        (Some(j), Some(l)) if is_phone(j) && is_lid(l) => Some((j, l)),
+        _ => None,
+    }
+}
+
+/// The phone-number ↔ LID pairs learnt so far (see the [module](self)). Shared by a run's
+/// dispatcher, its outboxes and its dialogues; cheap to read, locked briefly to learn.
+#[derive(Debug, Default)]
+pub struct Identities {
+    book: RwLock<Book>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    /// LID → phone-number JID.
+    phone_of: HashMap<Arc<str>, Pair>,
+    /// Phone-number JID → LID.
+    lid_of: HashMap<Arc<str>, Arc<str>>,
+    /// LIDs, oldest first, to forget past [`PAIRS`].
+    order: VecDeque<Arc<str>>,
+}
+
+#[derive(Debug)]
+struct Pair {
+    phone: Arc<str>,
+    /// Whether a store keeps it already.
+    saved: bool,
+}
+
+impl Identities {
+    /// An empty book.
+    pub fn new() -> Identities {
+        Identities::default()
+    }
+
+    /// Learns that `phone` (a phone-number JID) and `lid` are one person. Returns whether it
+    /// was new (a LID paired with another number before is paired with this one now). Ids of
+    /// the wrong kind are ignored.
+    pub fn learn(&self, phone: &str, lid: &str) -> bool {
+        self.insert(phone, lid, false)
+    }
+
+    /// Learns a pair that a store keeps already (see [`Identities::unsaved`]).
+    pub fn learn_saved(&self, phone: &str, lid: &str) -> bool {
+        self.insert(phone, lid, true)
+    }
+
+    fn insert(&self, phone: &str, lid: &str, saved: bool) -> bool {
+        if !is_phone(phone) || !is_lid(lid) {
+            return false;
+        }
+        if self.phone_of(lid).as_deref() == Some(phone) {
+            return false;
+        }
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        let (phone, lid): (Arc<str>, Arc<str>) = (phone.into(), lid.into());
+        if let Some(old) = book.phone_of.insert(
+            lid.clone(),
+            Pair {
+                phone: phone.clone(),
+                saved,
+            },
+        ) {
+            book.lid_of.remove(&old.phone);
+        } else {
+            book.order.push_back(lid.clone());
+        }
+        book.lid_of.insert(phone, lid);
+        while book.order.len() > PAIRS {
+            if let Some(oldest) = book.order.pop_front() {
+                if let Some(p) = book.phone_of.remove(&oldest) {
+                    book.lid_of.remove(&p.phone);
+                }
+            }
+        }
+        true
+    }
+
+    /// The phone-number JID paired with `lid`, if known.
+    pub fn phone_of(&self, lid: &str) -> Option<Arc<str>> {
+        let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+        book.phone_of.get(lid).map(|p| p.phone.clone())
+    }
+
+    /// The LID paired with `phone`, if known.
+    pub fn lid_of(&self, phone: &str) -> Option<Arc<str>> {
+        let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+        book.lid_of.get(phone).cloned()
+    }
+
+    /// The identity of chat `chat`: the phone-number JID paired with it when it is a LID whose
+    /// pair is known, else `chat` itself (a phone number, a group, a LID not paired yet).
+    pub fn identity<'a>(&self, chat: &'a str) -> Cow<'a, str> {
+        if is_lid(chat) {
+            if let Some(phone) = self.phone_of(chat) {
+                return Cow::Owned(phone.to_string());
+            }
+        }
+        Cow::Borrowed(chat)
+    }
+
+    /// Whether the pair of `lid` is known and not yet marked kept by a store; marks it kept.
+    /// For a store that persists pairs: it saves the pair when this answers true.
+    pub fn unsaved(&self, lid: &str) -> Option<Arc<str>> {
+        {
+            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+            match book.phone_of.get(lid) {
+                Some(p) if !p.saved => {}
+                _ => return None,
+            }
+        }
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        let pair = book.phone_of.get_mut(lid).filter(|p| !p.saved)?;
+        pair.saved = true;
+        Some(pair.phone.clone())
+    }
+
+    /// Pairs known.
+    pub fn len(&self) -> usize {
+        let book = self.book.read().unwrap_or_else(|e| e.into_inner());
+        book.phone_of.len()
+    }
+
+    /// Whether no pair is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: &str = "5511988887777@s.whatsapp.net";
+    const LID: &str = "123456789012345@lid";
+
+    /// A LID resolves to its number once the pair is learnt; a number, a group and an unpaired
+    /// LID are their own identity; a LID paired anew moves to the new number.
+    #[test]
+    fn a_lid_resolves_to_its_number_once_paired() {
+        let ids = Identities::new();
+        assert_eq!(ids.identity(LID), LID);
+        assert!(ids.learn(PHONE, LID));
+        assert!(!ids.learn(PHONE, LID), "known already");
+        assert_eq!(ids.identity(LID), PHONE);
+        assert_eq!(ids.identity(PHONE), PHONE);
+        assert_eq!(ids.identity("120363@g.us"), "120363@g.us");
+        assert_eq!(ids.lid_of(PHONE).as_deref(), Some(LID));
+        assert!(!ids.learn(LID, PHONE), "ids of the wrong kind");
+        assert!(ids.learn("5511977776666@s.whatsapp.net", LID));
+        assert_eq!(ids.identity(LID), "5511977776666@s.whatsapp.net");
+        assert_eq!(ids.lid_of(PHONE), None);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(pair(Some(PHONE), Some(LID)), Some((PHONE, LID)));
+        assert_eq!(pair(Some(LID), None), None);
+        assert_eq!(pair(Some("1@g.us"), Some(LID)), None);
+    }
+
+    /// A pair is handed to a store once.
+    #[test]
+    fn a_pair_is_saved_once() {
+        let ids = Identities::new();
+        ids.learn(PHONE, LID);
+        assert_eq!(ids.unsaved(LID).as_deref(), Some(PHONE));
+        assert_eq!(ids.unsaved(LID), None);
+        ids.learn_saved("5511900000000@s.whatsapp.net", "9@lid");
+        assert_eq!(ids.unsaved("9@lid"), None);
+    }
+}

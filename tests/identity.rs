@@ -1,0 +1,90 @@
+//! One chat across a person's phone number and LID: a conversation whose chat switches from
+//! its phone number to its LID mid-dialogue keeps its state (also across a restart, through the
+//! pair kept in the state store) and one pacing bucket; a chat the bot never saw both ids of
+//! stays apart. Run through the test kit: the simulator's REST API, the router, the dialogue
+//! and the outbox, on tokio's paused clock.
+#![cfg(feature = "testkit")]
+
+use eventsock::handler::{Dialogue, MemoryStore, StateStore};
+use eventsock::prelude::*;
+use eventsock::testkit::TestKit;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PHONE: &str = "5511988887777";
+const PHONE_JID: &str = "5511988887777@s.whatsapp.net";
+const LID: &str = "123456789012345@lid";
+
+/// A three-step conversation: each message moves it on and is answered with where it is.
+fn counting(store: Arc<dyn StateStore>) -> Router {
+    let dialogue = Dialogue::<u32>::new(store).when(
+        |_| true,
+        |msg: Msg, n| async move {
+            msg.cx
+                .reply(&format!("step {} for {}", n + 1, msg.cx.identity().unwrap_or_default()))
+                .await?;
+            Ok(n + 1)
+        },
+    );
+    Router::builder()
+        .pacing(Pacing::default().per_chat(Duration::from_secs(2)))
+        .dialogue(dialogue)
+        .build()
+}
+
+#[actix_rt::test]
+async fn a_chat_that_moves_from_its_number_to_its_lid_keeps_its_state_and_its_pace() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+    let kit = TestKit::new(counting(store.clone()));
+    let phone = kit.chat(PHONE);
+    let both = kit.chat(PHONE).with_lid(LID);
+    let lid = kit.chat(LID);
+
+    phone.says("hi").await;
+    assert_eq!(phone.replies().await, [format!("step 1 for {PHONE_JID}")]);
+    // The message that moves the chat carries both ids: the pair is learnt.
+    both.says("still me").await;
+    assert_eq!(phone.replies().await, [format!("step 2 for {PHONE_JID}")]);
+    assert_eq!(
+        kit.dispatcher().identities().phone_of(LID).as_deref(),
+        Some(PHONE_JID)
+    );
+    // From now on by LID only: the same conversation, answered where the message came from.
+    lid.says("by lid").await;
+    assert_eq!(lid.replies().await, [format!("step 3 for {PHONE_JID}")]);
+
+    // One pacing bucket: the answers to the number and to the LID are 2 s apart, as one
+    // chat's are (apart, the LID's first answer would have gone at once).
+    let sent = kit.sent();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    for pair in sent.windows(2) {
+        let gap = pair[1].at_ms - pair[0].at_ms;
+        assert!(gap >= 2_000, "answers {gap} ms apart: {sent:?}");
+    }
+    // Answers at once to a new chat: pacing is per person, not global.
+    let other = kit.chat("5511977776666");
+    other.says("hello").await;
+    let sent = kit.sent();
+    let last = &sent[sent.len() - 1];
+    assert!(last.at_ms - sent[sent.len() - 2].at_ms < 2_000);
+
+    // A restart: a new run knows no pair, and finds the one the dialogue kept in its store.
+    drop(kit);
+    // The next kit pauses the clock again.
+    tokio::time::resume();
+    let kit = TestKit::new(counting(store));
+    assert!(kit.dispatcher().identities().is_empty());
+    let lid = kit.chat(LID);
+    lid.says("after a restart").await;
+    assert_eq!(lid.replies().await, [format!("step 4 for {PHONE_JID}")]);
+}
+
+/// Before a pair is known, a LID-only chat is its own conversation: what the docs say.
+#[actix_rt::test]
+async fn a_lid_never_seen_with_a_number_is_its_own_chat() {
+    let kit = TestKit::new(counting(Arc::new(MemoryStore::default())));
+    kit.chat(PHONE).says("hi").await;
+    let lid = kit.chat(LID);
+    lid.says("who am I").await;
+    assert_eq!(lid.replies().await, [format!("step 1 for {LID}")]);
+}
