@@ -26,6 +26,10 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+/// The longest limit kept: a longer one (`Duration::MAX` for "no limit") is this, which an
+/// `Instant` can always be moved by (30 years, as tokio's own far future).
+const NO_LIMIT: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
 /// How much and how long a media download may take. A value that no longer changes: each
 /// setter returns a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +59,18 @@ impl MediaLimits {
 
     /// How long the server may send nothing before the download fails as stalled (30 s).
     pub fn stall(self, stall: Duration) -> Self {
-        MediaLimits { stall, ..self }
+        MediaLimits {
+            stall: stall.min(NO_LIMIT),
+            ..self
+        }
     }
 
     /// How long a whole download may take, retries included (10 minutes).
     pub fn total(self, total: Duration) -> Self {
-        MediaLimits { total, ..self }
+        MediaLimits {
+            total: total.min(NO_LIMIT),
+            ..self
+        }
     }
 
     /// The largest media taken, in bytes.
@@ -168,7 +178,9 @@ impl MediaError {
     fn transient(&self) -> bool {
         match self {
             MediaError::Rest(e) => e.transient(),
-            MediaError::Broken { received: 0, .. } => true,
+            MediaError::Broken { received: 0, .. } | MediaError::Stalled { received: 0, .. } => {
+                true
+            }
             _ => false,
         }
     }
@@ -255,12 +267,23 @@ impl RestClient {
                         // awc's own limit, past ours: the deadline below answers first.
                         .timeout(limits.total + Duration::from_secs(1))
                         .bearer_auth(token.expose());
-                    let sent = tokio::time::timeout_at(deadline, request.send_json(message));
+                    let head_by = (Instant::now() + limits.stall).min(deadline);
+                    let sent = tokio::time::timeout_at(head_by, request.send_json(message));
                     match sent.await {
+                        Err(_) if head_by < deadline => Err(MediaError::Stalled {
+                            after: limits.stall,
+                            received: 0,
+                        }),
                         Err(_) => Err(MediaError::Timeout {
                             limit: limits.total,
                             received: 0,
                         }),
+                        Ok(Err(awc::error::SendRequestError::Response(e))) => {
+                            Err(MediaError::Broken {
+                                received: 0,
+                                reason: format!("not an HTTP answer: {e}"),
+                            })
+                        }
                         Ok(Err(e)) => Err(MediaError::Rest(match e {
                             awc::error::SendRequestError::Timeout => {
                                 RestError::Timeout(limits.total)
@@ -331,7 +354,8 @@ where
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = tokio::time::timeout_at(deadline, response.body().limit(64 * 1024))
+        let body_by = (Instant::now() + limits.stall).min(deadline);
+        let body = tokio::time::timeout_at(body_by, response.body().limit(64 * 1024))
             .await
             .ok()
             .and_then(Result::ok)
@@ -373,10 +397,11 @@ where
         match next {
             None => break,
             Some(Err(e)) => {
-                return Err(MediaError::Broken {
-                    received,
-                    reason: e.to_string(),
-                })
+                let reason = match e {
+                    awc::error::PayloadError::Incomplete(Some(io)) => io.to_string(),
+                    other => other.to_string(),
+                };
+                return Err(MediaError::Broken { received, reason });
             }
             Some(Ok(chunk)) => received = write_chunk(to, &chunk, received, &head, limits).await?,
         }
