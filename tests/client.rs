@@ -296,7 +296,8 @@ async fn fan_out_gives_every_handler_every_event_in_order() {
     let _sup = Supervisor::builder()
         .config(fast_config())
         .source(Source::new(s.endpoint(), token).unwrap())
-        .router(router.build())
+        // Recorders send nothing: no delivery receipts to follow.
+        .router(router.receipts(false).build())
         .start()
         .unwrap();
     subscribed(&s, "messages.upsert").await;
@@ -335,6 +336,8 @@ async fn duplicate_subscriptions_share_one_connection() {
                     [EventKind::MessagesUpsert.into()],
                     raw.clone().start().recipient::<eventsock::core::RawEvent>(),
                 )
+                // Recorders send nothing: no delivery receipts to follow.
+                .receipts(false)
                 .build(),
         )
         .start()
@@ -345,6 +348,7 @@ async fn duplicate_subscriptions_share_one_connection() {
     sup.send(Subscribe(
         Router::builder()
             .actor::<legacy::MessagesUpsert>(late.clone().start().recipient())
+            .receipts(false)
             .build(),
     ))
     .await

@@ -530,6 +530,8 @@ async fn when_one_subscription_reconnects_its_waiting_siblings_follow() {
                 .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
                 .actor::<legacy::ContactsUpsert>(addr.clone().recipient())
                 .actor::<legacy::ChatsUpsert>(addr.clone().recipient())
+                // Three subscriptions exactly: the recorder sends nothing, no receipts.
+                .receipts(false)
                 .build(),
         )
         .lifecycle(addr.clone().recipient())

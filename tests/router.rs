@@ -64,8 +64,10 @@ async fn the_bot_runs_live_on_the_built_in_simulator() {
     assert!(sim.emit("codechat", "messages.upsert", &message("LIVE1", "!ping")));
     answered(&sim, "LIVE1").await;
     let status = running.stop().await;
-    assert_eq!(status.len(), 1);
-    assert_eq!(status[0].state, SubscriptionState::Stopped);
+    // messages.upsert, and messages.update for the receipts of what the bot sends.
+    let events: Vec<String> = status.iter().map(|s| s.event.to_string()).collect();
+    assert_eq!(events, ["messages.upsert", "messages.update"]);
+    assert!(status.iter().all(|s| s.state == SubscriptionState::Stopped));
 }
 
 #[actix_rt::test]
@@ -273,6 +275,23 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     let (sends, latency) = hist("outbox_send_latency_seconds", r#"instance="codechat""#);
     assert_eq!(sends, 3.0, "{page}");
     assert!(latency > 0.0, "{latency}");
+    // The simulator acknowledged each pong as the server does (SERVER_ACK, then DELIVERY_ACK)
+    // on messages.update, which the router subscribed to: the outbox followed them.
+    let receipts = |s: &str| {
+        format!(r#"eventsock_outbox_receipts_total{{instance="codechat",status="{s}"}}"#)
+    };
+    let page = eventually("the pongs' receipts", || async {
+        let page = get(addr, "/metrics").await.1;
+        (value(&page, &receipts("DELIVERY_ACK")) == Some(3.0)).then_some(page)
+    })
+    .await;
+    let v = |series: &str| value(&page, series).unwrap_or_else(|| panic!("{series} in\n{page}"));
+    assert_eq!(
+        ["ERROR", "SERVER_ACK", "DELIVERY_ACK", "READ"].map(|s| v(&receipts(s))),
+        [0.0, 3.0, 3.0, 0.0]
+    );
+    let delivered = v(r#"eventsock_outbox_delivery_seconds_count{instance="codechat"}"#);
+    assert_eq!(delivered, 3.0, "{page}");
     println!(
         "{}",
         page.lines()
@@ -285,7 +304,7 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     let (status, body) = get(addr, "/readyz").await;
     assert_eq!(
         (status, body.as_str()),
-        (200, "ready: 1 subscriptions up\n")
+        (200, "ready: 2 subscriptions up\n")
     );
     running.stop().await;
 }

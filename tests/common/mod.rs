@@ -280,6 +280,8 @@ pub fn supervise_with(
             Router::builder()
                 .actor::<eventsock::core::legacy::MessagesUpsert>(addr.clone().recipient())
                 .undelivered(addr.clone().recipient())
+                // The recorder sends nothing: no delivery receipts to follow, one socket.
+                .receipts(false)
                 .build(),
         )
         .lifecycle(addr.recipient())

@@ -28,6 +28,12 @@ pub struct SimConfig {
     /// `DATABASE_SAVE_DATA_NEW_MESSAGE=true`: every `messages.upsert` is saved, and
     /// `findMessages` finds it (true here; the real server's default is off).
     pub save_messages: bool,
+    /// Whether WhatsApp acknowledges what the instance sends: after each text or reaction the
+    /// simulator accepts for a person's chat, it emits `messages.update` with `SERVER_ACK`,
+    /// then `DELIVERY_ACK`, as the real server passes on WhatsApp's receipts (true). In a
+    /// group WhatsApp's receipts are per participant, which the real server does not pass on,
+    /// so none are emitted there. [`Sim::receipt`](crate::Sim::receipt) emits any other.
+    pub receipts: bool,
 }
 
 impl Default for SimConfig {
@@ -41,6 +47,7 @@ impl Default for SimConfig {
             send_buffer: 256,
             jwt_expires_in: None,
             save_messages: true,
+            receipts: true,
         }
     }
 }
@@ -56,6 +63,7 @@ impl std::fmt::Debug for SimConfig {
             .field("send_buffer", &self.send_buffer)
             .field("jwt_expires_in", &self.jwt_expires_in)
             .field("save_messages", &self.save_messages)
+            .field("receipts", &self.receipts)
             .finish()
     }
 }

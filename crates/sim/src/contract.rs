@@ -31,9 +31,14 @@ pub(crate) enum Schema {
     RefreshToken,
     /// `instanceNameSchema`: `GET /instance/connectionState`.
     InstanceName,
+    /// `whatsappNumberSchema`: `POST /chat/whatsappNumbers`.
+    WhatsappNumbers,
+    /// `schema: null`, which `dataValidate` does not check: `POST /chat/mediaData`.
+    None,
 }
 
-const ALL: [Schema; 7] = [
+/// The schemas that are checked (every one but [`Schema::None`]).
+const ALL: [Schema; 8] = [
     Schema::SendText,
     Schema::SendReaction,
     Schema::MarkMessageAsRead,
@@ -41,6 +46,7 @@ const ALL: [Schema; 7] = [
     Schema::FindMessages,
     Schema::RefreshToken,
     Schema::InstanceName,
+    Schema::WhatsappNumbers,
 ];
 
 impl Schema {
@@ -53,6 +59,9 @@ impl Schema {
             Schema::FindMessages => include_str!("../schemas/findMessages.json"),
             Schema::RefreshToken => include_str!("../schemas/refreshToken.json"),
             Schema::InstanceName => include_str!("../schemas/instanceName.json"),
+            Schema::WhatsappNumbers => include_str!("../schemas/whatsappNumbers.json"),
+            // The empty schema takes every body, as no schema does.
+            Schema::None => "{}",
         }
     }
 }
@@ -91,6 +100,9 @@ fn compiled(schema: Schema) -> &'static Compiled {
 
 /// Checks `body` against the route's schema: every violation, in the server's words.
 pub(crate) fn check(schema: Schema, body: &Value) -> Result<(), Vec<Violation>> {
+    if schema == Schema::None {
+        return Ok(());
+    }
     let compiled = compiled(schema);
     let violations: Vec<Violation> = compiled
         .validator
@@ -238,6 +250,10 @@ mod tests {
             ),
             (Schema::RefreshToken, json!({"oldToken": "a.b.c"})),
             (Schema::InstanceName, json!({})),
+            (
+                Schema::WhatsappNumbers,
+                json!({"numbers": ["5511988887777", "123456789012345@lid"]}),
+            ),
         ];
         assert_eq!(good.len(), ALL.len());
         for (schema, body) in good {

@@ -24,7 +24,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/requests", web::get().to(requests))
             .route("/marked-read", web::get().to(marked_read))
             .route("/send-failures", web::post().to(send_failures))
-            .route("/find-messages", web::post().to(find_messages)),
+            .route("/find-messages", web::post().to(find_messages))
+            .route("/media-faults", web::post().to(media_faults))
+            .route("/receipt", web::post().to(receipt))
+            .route("/pair-lid", web::post().to(pair_lid)),
     );
 }
 
@@ -204,4 +207,95 @@ async fn send_failures(sim: web::Data<Sim>, body: web::Json<SendFailures>) -> Ht
     };
     sim.fail_next_sends(failure, body.count);
     HttpResponse::Ok().json(json!({"failing": body.count}))
+}
+
+/// `{fault, status?, after?, announced?, count?}`: the next `count` (1) media answers misbehave:
+/// `status` answers `status` (400 to 599) with a JSON error; `stall` sends `after` (0) bytes,
+/// then nothing; `lying-length` announces `announced` bytes (1 or more) and sends fewer;
+/// `endless` never ends. A `count` of 0 ends the faults.
+#[derive(Debug, Deserialize)]
+struct MediaFaults {
+    fault: String,
+    status: Option<u16>,
+    after: Option<u64>,
+    announced: Option<u64>,
+    count: Option<u64>,
+}
+
+async fn media_faults(sim: web::Data<Sim>, body: web::Json<MediaFaults>) -> HttpResponse {
+    use crate::hub::MediaFault;
+    let refuse = |error: String| HttpResponse::BadRequest().json(json!({ "error": error }));
+    let fault = match body.fault.as_str() {
+        "status" => match body.status {
+            Some(status @ 400..=599) => MediaFault::Status(status),
+            Some(other) => return refuse(format!("status must be 400 to 599, not {other}")),
+            None => return refuse("the status fault needs a status (400 to 599)".into()),
+        },
+        "stall" => MediaFault::Stall {
+            after: body.after.unwrap_or(0),
+        },
+        "lying-length" => match body.announced {
+            Some(announced) if announced > 0 => MediaFault::LyingLength { announced },
+            _ => {
+                return refuse(
+                    "the lying-length fault needs the length to announce: announced, 1 or more"
+                        .into(),
+                )
+            }
+        },
+        "endless" => MediaFault::Endless,
+        other => {
+            return refuse(format!(
+                "unknown fault \"{other}\": status, stall, lying-length or endless"
+            ))
+        }
+    };
+    let count = body.count.unwrap_or(1);
+    sim.media_faults(fault, count);
+    HttpResponse::Ok().json(json!({"fault": body.fault, "failing": count}))
+}
+
+/// `{instance?, id, status}`: a receipt of `status` for the message `id` the instance sent.
+#[derive(Debug, Deserialize)]
+struct Receipt {
+    instance: Option<String>,
+    id: String,
+    status: String,
+}
+
+async fn receipt(sim: web::Data<Sim>, body: web::Json<Receipt>) -> HttpResponse {
+    let instance = body.instance.as_deref().unwrap_or(sim.default_instance());
+    if !crate::hub::RECEIPT_STATUSES.contains(&body.status.as_str()) {
+        return HttpResponse::BadRequest().json(json!({"error": format!(
+            "unknown receipt status \"{}\": {}",
+            body.status,
+            crate::hub::RECEIPT_STATUSES.join(", ")
+        )}));
+    }
+    if !sim.receipt(instance, &body.id, &body.status) {
+        return HttpResponse::NotFound().json(json!({"error": format!(
+            "the instance \"{instance}\" sent no message with id \"{}\" that the simulator remembers",
+            body.id
+        )}));
+    }
+    HttpResponse::Ok().json(json!({"id": body.id, "status": body.status}))
+}
+
+/// `{phoneJid, lid}`: the person with this phone number's JID has this LID too.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairLid {
+    phone_jid: String,
+    lid: String,
+}
+
+async fn pair_lid(sim: web::Data<Sim>, body: web::Json<PairLid>) -> HttpResponse {
+    if !body.lid.ends_with("@lid") {
+        return HttpResponse::BadRequest().json(json!({"error": format!(
+            "\"{}\" is not a LID: a LID ends with @lid",
+            body.lid
+        )}));
+    }
+    sim.pair_lid(&body.phone_jid, &body.lid);
+    HttpResponse::Ok().json(json!({"phoneJid": body.phone_jid, "lid": body.lid}))
 }

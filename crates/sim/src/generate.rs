@@ -19,6 +19,14 @@ const CONTACTS: &[(&str, &str)] = &[
     ("5531955554444@s.whatsapp.net", "Carlos Souza"),
 ];
 
+/// The name the simulator's address book has for `jid`, if it has one.
+pub(crate) fn contact_name(jid: &str) -> Option<&'static str> {
+    CONTACTS
+        .iter()
+        .find(|(j, _)| *j == jid)
+        .map(|(_, name)| *name)
+}
+
 const TEXTS: &[&str] = &[
     "Olá, tudo bem?",
     "!ping",

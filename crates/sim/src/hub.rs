@@ -14,8 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+mod media;
 mod records;
+mod whatsapp;
+pub use media::MediaFault;
+pub(crate) use media::{encode_uri_component, Media, MEDIA_TYPES};
 pub use records::{FindMode, Request, SendFailure, Sent, Ties, STORED};
+pub(crate) use whatsapp::RECEIPT_STATUSES;
 
 /// What a socket task is told to do.
 #[derive(Debug)]
@@ -90,6 +95,12 @@ struct Inner {
     requests: Mutex<std::collections::VecDeque<Request>>,
     /// The message keys `markMessageAsRead` passed on to WhatsApp.
     marked_read: Mutex<Vec<serde_json::Value>>,
+    /// The media files of the messages [`Sim::media_message`] made, by message id.
+    media: Mutex<media::MediaStore>,
+    /// How the next media answers misbehave: (fault, how many left).
+    media_faults: Mutex<Option<(MediaFault, u64)>>,
+    /// The LID of each phone number's JID that has one ([`Sim::pair_lid`]).
+    lids: Mutex<HashMap<String, String>>,
 }
 
 /// How many emitted messages [`Sim::history`] keeps per instance.
@@ -143,6 +154,9 @@ impl Sim {
                 send_failures: Mutex::default(),
                 requests: Mutex::default(),
                 marked_read: Mutex::default(),
+                media: Mutex::default(),
+                media_faults: Mutex::default(),
+                lids: Mutex::default(),
             }),
         }
     }

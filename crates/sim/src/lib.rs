@@ -5,11 +5,14 @@
 //! (instance, event) with silent replacement, no server pings), or the newer server
 //! ([`Protocol::V2`]: enveloped frames, 400/401/403/404 before the upgrade, pings, close codes
 //! 4001, 4003 and 4008). It also serves the REST calls bots make (`sendText`, `sendReaction`,
-//! `markMessageAsRead`, `updatePresence`, `findMessages`, `refreshToken`, `connectionState`),
-//! checked as the legacy server checks them: its guards, and each body against the route's JSON
-//! schema from the server's own `validate.schema.ts` (`schemas/`), refused in its words. A
-//! control API emits events and misbehaves on purpose: drop every socket, close with a code, go
-//! half-open.
+//! `markMessageAsRead`, `updatePresence`, `findMessages`, `mediaData`, `whatsappNumbers`,
+//! `refreshToken`, `connectionState`), checked as the legacy server checks them: its guards, and
+//! each body against the route's JSON schema from the server's own `validate.schema.ts`
+//! (`schemas/`), refused in its words. It plays WhatsApp's part too: the receipts of what an
+//! instance sends (`messages.update`, [`SimConfig::receipts`], [`Sim::receipt`]), the files of
+//! media messages ([`Sim::media_message`], served by `mediaData`), and the LIDs of phone numbers
+//! ([`Sim::pair_lid`]). A control API emits events and misbehaves on purpose: drop every socket,
+//! close with a code, go half-open, fail sends, stall or cut media downloads ([`MediaFault`]).
 //!
 //! Key types: [`Sim`] (the handle: emit, drop, mint tokens), [`SimConfig`], and [`run`] (or
 //! [`run_tls`]), which serves a simulator on a listener until a shutdown future completes.
@@ -45,7 +48,7 @@ mod ws;
 pub use auth::SimClaims;
 pub use config::{Protocol, SimConfig};
 pub use generate::{generate, Generator};
-pub use hub::{FindMode, Request, SendFailure, Sent, Sim, SocketInfo, Ties, STORED};
+pub use hub::{FindMode, MediaFault, Request, SendFailure, Sent, Sim, SocketInfo, Ties, STORED};
 pub use listen::Listener;
 
 /// A simulator serving on `127.0.0.1` on a free port, inside the current actix system, until it
@@ -138,6 +141,14 @@ pub fn configure(sim: Sim) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 
             .route(
                 "/chat/findMessages/{instance}",
                 web::post().to(rest::find_messages),
+            )
+            .route(
+                "/chat/mediaData/{instance}",
+                web::post().to(rest::media_data),
+            )
+            .route(
+                "/chat/whatsappNumbers/{instance}",
+                web::post().to(rest::whatsapp_numbers),
             )
             .route(
                 "/instance/refreshToken/{instance}",

@@ -16,6 +16,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+mod media;
+pub(crate) use media::media_data;
+
 /// What a route answers: a status, a JSON body and, for a 429, a `Retry-After`.
 struct Answer {
     status: StatusCode,
@@ -62,8 +65,8 @@ impl Answer {
     }
 }
 
-/// Answers `answer`, and records the call for [`Sim::requests`].
-fn respond(req: &HttpRequest, sim: &Sim, raw: &[u8], answer: Answer) -> HttpResponse {
+/// Records the call for [`Sim::requests`]: answered `status` and `answer`.
+fn record(req: &HttpRequest, sim: &Sim, raw: &[u8], status: StatusCode, answer: Value) {
     let body = if raw.is_empty() {
         Value::Null
     } else {
@@ -73,10 +76,15 @@ fn respond(req: &HttpRequest, sim: &Sim, raw: &[u8], answer: Answer) -> HttpResp
     sim.record_request(Request {
         method: req.method().to_string(),
         path: req.path().to_owned(),
-        status: answer.status.as_u16(),
+        status: status.as_u16(),
         body,
-        answer: answer.body.clone(),
+        answer,
     });
+}
+
+/// Answers `answer`, and records the call for [`Sim::requests`].
+fn respond(req: &HttpRequest, sim: &Sim, raw: &[u8], answer: Answer) -> HttpResponse {
+    record(req, sim, raw, answer.status, answer.body.clone());
     let mut response = HttpResponse::build(answer.status);
     if let Some(seconds) = answer.retry_after {
         response.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -350,6 +358,7 @@ async fn send_text_answer(
     for event in ["send.message", "messages.upsert"] {
         sim.emit(instance, event, &message);
     }
+    sim.acknowledge(instance, &message);
     // Sent, and the answer lost: what a client sees when the server fails after sending.
     if let Some(failure) = failure {
         return Err(refusal(failure));
@@ -466,8 +475,73 @@ pub(crate) async fn send_reaction(
         for event in ["send.message", "messages.upsert"] {
             sim.emit(instance, event, &message);
         }
+        sim.acknowledge(instance, &message);
         Ok(Answer::ok(StatusCode::CREATED, message))
     })
+}
+
+/// `POST /chat/whatsappNumbers/{instance}` (its guards, then `whatsappNumberSchema`): 200 with
+/// what the real server's `whatsappNumber` answers for each number, in order (see
+/// [`on_whatsapp`]). Without `numbers` the legacy server crashes (500 `{}`: it iterates over
+/// `undefined`), though its schema lets the body through.
+pub(crate) async fn whatsapp_numbers(
+    req: HttpRequest,
+    raw: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let checks = (Guards::JwtAndInstance, Schema::WhatsappNumbers);
+    route(&req, &sim, &raw, checks, |_, body| {
+        let numbers: Option<Vec<&str>> = body["numbers"]
+            .as_array()
+            .and_then(|n| n.iter().map(Value::as_str).collect());
+        let Some(numbers) = numbers else {
+            return Err(match sim.config().protocol {
+                Protocol::Legacy => Answer::crash(),
+                // Only the newer server gets here with numbers that are not strings.
+                Protocol::V2 => Answer::bad_request(&sim, "numbers must be an array of strings"),
+            });
+        };
+        let answer = numbers.into_iter().flat_map(|n| on_whatsapp(&sim, n));
+        Ok(Answer::ok(StatusCode::OK, answer.collect()))
+    })
+}
+
+/// What the real server's `whatsappNumber` answers for `number` (`OnWhatsAppDto`s: `{exists,
+/// jid, lid?, name?}`, undefined members left out), the simulator counting every phone number
+/// as on WhatsApp and every group as one the instance is in:
+///
+/// - a phone number: `{exists: true, jid}`, `jid` as `createJid` makes it, with the `lid`
+///   paired with it ([`Sim::pair_lid`]) when there is one;
+/// - a LID: `{exists: true, jid: "", lid}`, and then, as the real server goes on to ask
+///   WhatsApp about it as a phone number (`onWhatsApp` skips LIDs, and reading `exists` of
+///   nothing throws into its `catch`), `{exists: false, jid: number}`: two entries;
+/// - a group: `{exists: true, jid, lid: ""}` (no `name`: the simulator knows no subjects);
+/// - a broadcast list: `{exists: true, jid}`;
+/// - a number `createJid` turns into `undefined@s.whatsapp.net` (see [`create_jid`]):
+///   `{exists: false, jid: number}`.
+fn on_whatsapp(sim: &Sim, number: &str) -> Vec<Value> {
+    let Some(jid) = create_jid(number) else {
+        return vec![json!({"exists": false, "jid": number})];
+    };
+    let mut answer = Vec::new();
+    let lid = jid.ends_with("@lid");
+    if lid {
+        answer.push(json!({"exists": true, "jid": "", "lid": jid}));
+    }
+    if jid.ends_with("@g.us") {
+        answer.push(json!({"exists": true, "jid": jid, "lid": ""}));
+    } else if jid.contains("@broadcast") {
+        answer.push(json!({"exists": true, "jid": jid}));
+    } else if lid {
+        answer.push(json!({"exists": false, "jid": number}));
+    } else {
+        let mut found = json!({"exists": true, "jid": jid});
+        if let Some(lid) = sim.lid_of(&jid) {
+            found["lid"] = lid.into();
+        }
+        answer.push(found);
+    }
+    answer
 }
 
 /// `PUT /chat/markMessageAsRead/{instance}`: passes on the keys of groups and LIDs only, as the

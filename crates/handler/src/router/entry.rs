@@ -342,6 +342,9 @@ pub(crate) trait Entry: Send + Sync + 'static {
     /// The (channel, event) pairs this entry needs a server of `protocol` to send; `Err` names
     /// an event that server never serves.
     fn subscriptions(&self, protocol: Protocol) -> Result<Vec<(Channel, EventName)>, EventName>;
+    /// Whether its handlers are given a [`Ctx`](crate::Ctx), and so may send: typed handlers
+    /// are, raw ones (a recorder, an ingest) are not.
+    fn answers(&self) -> bool;
     /// Decodes the frame, if this entry takes it, and starts a delivery to each handler.
     fn dispatch(
         &self,
@@ -374,6 +377,8 @@ pub(crate) trait Kind: Send + Sync + 'static {
         items: &[Self::Item],
         protocol: Protocol,
     ) -> Result<Vec<(Channel, EventName)>, EventName>;
+    /// Whether its handlers are given a context to send with.
+    const ANSWERS: bool;
     fn dispatch(
         items: &[Self::Item],
         frame: &Frame<'_>,
@@ -428,6 +433,10 @@ impl<K: Kind> Entry for Entries<K> {
         K::subscriptions(&self.items, protocol)
     }
 
+    fn answers(&self) -> bool {
+        K::ANSWERS && !self.items.is_empty()
+    }
+
     fn dispatch(
         &self,
         frame: &Frame<'_>,
@@ -459,6 +468,7 @@ impl<K: Kind> Entry for Entries<K> {
 pub(crate) struct Typed<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<T: Payload> Kind for Typed<T> {
+    const ANSWERS: bool = true;
     type Item = Handler<Received<T>>;
 
     fn head(h: &Self::Item) -> (&Arc<str>, &Counters) {
@@ -579,6 +589,7 @@ pub(crate) type RawHandler<M> = (Option<Vec<EventName>>, Handler<M>);
 pub(crate) struct Raw<M>(std::marker::PhantomData<fn() -> M>);
 
 impl<M: RawMessage> Kind for Raw<M> {
+    const ANSWERS: bool = false;
     type Item = RawHandler<M>;
 
     fn head(h: &Self::Item) -> (&Arc<str>, &Counters) {

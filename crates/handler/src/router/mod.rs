@@ -265,7 +265,8 @@ impl RouterBuilder {
     }
 
     /// Whether the router follows the delivery receipts of what its handlers send (on by
-    /// default): it then also subscribes to the legacy server's `messages.update`, whose
+    /// default): when it has a typed handler (which can send; raw handlers cannot), it then also
+    /// subscribes to the legacy server's `messages.update`, whose
     /// statuses move each sent message's [`Receipt`](eventsock_rest::Receipt) on (awaitable as
     /// delivered or read) and feed the outbox's stats. The server keeps one socket per
     /// (instance, event): another program listening to `messages.update` for the same
@@ -366,8 +367,9 @@ impl Router {
             }
         }
         let receipts = (Channel::Legacy, EventName::from(eventsock_core::EventKind::MessagesUpdate));
-        let follows = self.follows_receipts() && protocol == Protocol::Legacy;
-        if follows && !subs.is_empty() && !subs.contains(&receipts) {
+        let answers = self.routes.entries.iter().any(|e| e.answers());
+        let follows = self.follows_receipts() && protocol == Protocol::Legacy && answers;
+        if follows && !subs.contains(&receipts) {
             subs.push(receipts);
         }
         Ok(subs)
@@ -601,11 +603,27 @@ mod tests {
     fn subscriptions_follow_the_protocol() {
         let router = Router::builder().on(|_: Msg| async { Ok(()) }).build();
         let legacy = router.subscriptions(Protocol::Legacy).unwrap();
-        assert_eq!(
-            legacy,
-            [(Channel::Legacy, EventName::from(EventKind::MessagesUpsert))]
-        );
+        let upsert = (Channel::Legacy, EventName::from(EventKind::MessagesUpsert));
+        // The receipts of what its handler sends come on messages.update.
+        let receipts = (Channel::Legacy, EventName::from(EventKind::MessagesUpdate));
+        assert_eq!(legacy, [upsert.clone(), receipts]);
         assert_eq!(router.subscriptions(Protocol::V2).unwrap(), []);
+        let without = Router::builder()
+            .on(|_: Msg| async { Ok(()) })
+            .receipts(false)
+            .build();
+        assert_eq!(
+            without.subscriptions(Protocol::Legacy).unwrap(),
+            [upsert.clone()]
+        );
+        // Raw handlers send nothing: no receipts to follow.
+        let raw = Router::builder()
+            .raw_route(
+                Some(vec![EventKind::MessagesUpsert.into()]),
+                Route::from_fn(|_: RawEvent| async { Ok::<_, BoxError>(()) }),
+            )
+            .build();
+        assert_eq!(raw.subscriptions(Protocol::Legacy).unwrap(), [upsert]);
         let unserved = Router::builder()
             .raw_route(
                 Some(vec![EventName::parse("message.upsert")]),

@@ -20,7 +20,8 @@ pub struct Request {
     pub status: u16,
     /// The body as received: JSON when it parsed, else the text (`null` for none).
     pub body: serde_json::Value,
-    /// The body answered.
+    /// The body answered; for a file `mediaData` served, what it served:
+    /// `{mediaType, fileName, mimetype, size, binary, fault}`.
     pub answer: serde_json::Value,
 }
 
@@ -106,6 +107,39 @@ impl Sim {
             .values()
             .flat_map(|list| list.iter())
             .find(|row| row["id"].as_i64() == Some(id))
+            .cloned()
+    }
+
+    /// The first saved message of `instance` whose columns equal the members of `filter` (an
+    /// object), as the server's `findFirst({where})` finds it; `None` when a member is not a
+    /// column the server filters on this way (Prisma refuses such a query) or none matches.
+    /// `instanceId` is always the instance's, whatever `filter` says.
+    pub(crate) fn first_stored_where(
+        &self,
+        instance: &str,
+        filter: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        const COLUMNS: [&str; 9] = [
+            "id",
+            "keyId",
+            "keyFromMe",
+            "keyRemoteJid",
+            "keyParticipant",
+            "pushName",
+            "messageType",
+            "messageTimestamp",
+            "device",
+        ];
+        let filter = filter.as_object()?;
+        let members: Vec<_> = filter.iter().filter(|(k, _)| *k != "instanceId").collect();
+        if members.iter().any(|(k, _)| !COLUMNS.contains(&k.as_str())) {
+            return None;
+        }
+        let stored = self.inner.stored.lock().unwrap_or_else(|p| p.into_inner());
+        stored
+            .get(instance)?
+            .iter()
+            .find(|row| members.iter().all(|(k, v)| row.get(k.as_str()) == Some(v)))
             .cloned()
     }
 
