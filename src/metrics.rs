@@ -226,9 +226,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
         for status in eventsock_rest::Delivery::ALL {
             let mut l = labels.clone();
             l.push(("status".into(), status.as_str().into()));
-            receipts
-                .get_or_create(&l)
-                .inc_by(s.delivery.count(status));
+            receipts.get_or_create(&l).inc_by(s.delivery.count(status));
         }
     }
     let mut body = String::new();

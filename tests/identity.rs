@@ -17,11 +17,19 @@ const LID: &str = "123456789012345@lid";
 
 /// A three-step conversation: each message moves it on and is answered with where it is.
 fn counting(store: Arc<dyn StateStore>) -> Router {
-    let dialogue = Dialogue::<u32>::new(store).when(
+    counting_with(Dialogue::<u32>::new(store))
+}
+
+fn counting_with(dialogue: Dialogue<u32>) -> Router {
+    let dialogue = dialogue.when(
         |_| true,
         |msg: Msg, n| async move {
             msg.cx
-                .reply(&format!("step {} for {}", n + 1, msg.cx.identity().unwrap_or_default()))
+                .reply(&format!(
+                    "step {} for {}",
+                    n + 1,
+                    msg.cx.identity().unwrap_or_default()
+                ))
                 .await?;
             Ok(n + 1)
         },
@@ -87,4 +95,34 @@ async fn a_lid_never_seen_with_a_number_is_its_own_chat() {
     let lid = kit.chat(LID);
     lid.says("who am I").await;
     assert_eq!(lid.replies().await, [format!("step 1 for {LID}")]);
+}
+
+/// A chat that writes by phone number only, whose LID the server knows: with
+/// `look_up_lids`, the dialogue asks the server once, and the chat's first LID-only message
+/// finds its conversation.
+#[actix_rt::test]
+async fn the_server_is_asked_for_a_lid_once_when_the_dialogue_looks_them_up() {
+    let dialogue = Dialogue::<u32>::new(Arc::new(MemoryStore::default())).look_up_lids(true);
+    let kit = TestKit::new(counting_with(dialogue));
+    kit.sim().pair_lid(PHONE_JID, LID);
+    let phone = kit.chat(PHONE);
+    phone.says("hi").await;
+    phone.says("again").await;
+    assert_eq!(
+        phone.replies().await,
+        [
+            format!("step 1 for {PHONE_JID}"),
+            format!("step 2 for {PHONE_JID}")
+        ]
+    );
+    let lid = kit.chat(LID);
+    lid.says("by lid").await;
+    assert_eq!(lid.replies().await, [format!("step 3 for {PHONE_JID}")]);
+    let asked = kit
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("whatsappNumbers"))
+        .count();
+    assert_eq!(asked, 1, "asked once for the number");
 }

@@ -137,7 +137,10 @@ async fn a_5_mib_image_streams_from_the_simulator_in_bounded_memory() {
     let path = dir.path().join("image.jpeg");
     let got = rest.download_media_to_file(&message, &path).await.unwrap();
     assert_eq!(got.size, SIZE as u64);
-    assert!(std::fs::read(&path).unwrap() == bytes, "the file holds the image");
+    assert!(
+        std::fs::read(&path).unwrap() == bytes,
+        "the file holds the image"
+    );
 }
 
 #[actix_rt::test]
@@ -201,4 +204,3 @@ async fn a_bot_downloads_the_media_it_is_sent() {
     assert!(std::fs::read(saved).unwrap() == voice);
     running.stop().await;
 }
-

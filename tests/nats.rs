@@ -366,7 +366,10 @@ async fn partitioned_by_chat(raw: bool) {
             let chat = e.key_remote_jid.clone().unwrap_or_else(|| {
                 let lid = e.key_lid.clone().unwrap_or_default();
                 let person = lid.split('@').next().unwrap_or_default();
-                format!("551190000000{}@s.whatsapp.net", &person[person.len().saturating_sub(1)..])
+                format!(
+                    "551190000000{}@s.whatsapp.net",
+                    &person[person.len().saturating_sub(1)..]
+                )
             });
             seen.lock().unwrap().push((k, chat, n));
             async { Ok::<_, HandlerError>(()) }

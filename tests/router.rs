@@ -277,9 +277,8 @@ async fn metrics_and_health_are_served_while_the_bot_runs() {
     assert!(latency > 0.0, "{latency}");
     // The simulator acknowledged each pong as the server does (SERVER_ACK, then DELIVERY_ACK)
     // on messages.update, which the router subscribed to: the outbox followed them.
-    let receipts = |s: &str| {
-        format!(r#"eventsock_outbox_receipts_total{{instance="codechat",status="{s}"}}"#)
-    };
+    let receipts =
+        |s: &str| format!(r#"eventsock_outbox_receipts_total{{instance="codechat",status="{s}"}}"#);
     let page = eventually("the pongs' receipts", || async {
         let page = get(addr, "/metrics").await.1;
         (value(&page, &receipts("DELIVERY_ACK")) == Some(3.0)).then_some(page)

@@ -69,7 +69,10 @@ impl AtomicFile {
     /// platform can. On an error the temporary file is removed.
     pub fn commit(mut self) -> std::io::Result<()> {
         let file = self.file.take().expect("an uncommitted file is open");
-        if let Err(e) = file.sync_all().and_then(|()| std::fs::rename(&self.tmp, &self.path)) {
+        if let Err(e) = file
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path))
+        {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(e);
         }

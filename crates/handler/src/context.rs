@@ -388,10 +388,7 @@ impl Ctx {
         };
         if message.media().is_none() {
             return Err(MediaError::NoMedia(match message.message_type() {
-                Some(t) => format!(
-                    "a message of type {}",
-                    eventsock_core::human::escaped(t)
-                ),
+                Some(t) => format!("a message of type {}", eventsock_core::human::escaped(t)),
                 None => "a message without a type".into(),
             }));
         }

@@ -8,7 +8,9 @@
 
 use crate::context::{EventCtx, MessageOf};
 use crate::router::{panic_message, Deliveries, Router};
-use eventsock_core::{human, Identities, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem};
+use eventsock_core::{
+    human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem, Identities,
+};
 use eventsock_rest::{Delivery, Outbox, Postbox, RestClient};
 use futures_util::future::join_all;
 use std::panic::AssertUnwindSafe;

@@ -470,7 +470,10 @@ fn follow_receipt(outbox: &Outbox, record: &[u8]) {
     let Ok(Record { data }) = serde_json::from_slice::<Record>(record) else {
         return;
     };
-    let status = data.status.as_deref().and_then(eventsock_rest::Delivery::parse);
+    let status = data
+        .status
+        .as_deref()
+        .and_then(eventsock_rest::Delivery::parse);
     if let (Some(id), Some(status), true) = (data.id, status, data.from_me) {
         outbox.delivery_update(&id, status);
     }

@@ -478,6 +478,41 @@ impl RestClient {
             .await
     }
 
+    /// The LID WhatsApp gives the person with phone number `phone` (digits, or a phone-number
+    /// JID), if it gives one (`POST /chat/whatsappNumbers`, which asks WhatsApp: the server
+    /// cannot answer the other way, a LID's number). `None` when the number is not on
+    /// WhatsApp or WhatsApp gave no LID. Retried on transient failures.
+    pub async fn lid_of(&self, phone: &str) -> Result<Option<String>, RestError> {
+        let number = phone.split('@').next().unwrap_or_default();
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RestError::Unavailable(format!(
+                "{} is not a phone number",
+                eventsock_core::human::escaped(phone)
+            )));
+        }
+        let answer = self
+            .call(
+                Method::Post,
+                "chat/whatsappNumbers",
+                &json!({"numbers": [number]}),
+                true,
+            )
+            .await?;
+        let Some(entries) = answer.as_array() else {
+            return Err(RestError::Decode(format!(
+                "whatsappNumbers answered {}, not a list",
+                eventsock_core::human::excerpt(&answer.to_string(), 80)
+            )));
+        };
+        // One entry per number asked; the LID, when WhatsApp gave one, is non-empty.
+        Ok(entries
+            .iter()
+            .filter(|e| e["exists"] == true)
+            .filter_map(|e| e["lid"].as_str())
+            .find(|l| eventsock_core::identity::is_lid(l))
+            .map(str::to_owned))
+    }
+
     /// The instance's connection state (`GET /instance/connectionState/{instance}`). The legacy
     /// server checks the token on this route and nothing else, so a 200 also says that the
     /// server accepts the token for this instance. Retried on transient failures.

@@ -25,10 +25,10 @@ pub use client::{
     request, FoundPage, Loopback, LoopbackCall, LoopbackReply, MessageKey, Method, Quote,
     RestClient, RestError, SendText,
 };
-pub use outbox::{
-    Action, Delivery, DeliveryError, DeliveryStats, Outbox, OutboxError, OutboxStats, Outcome, Outgoing, Pacing, Postbox, Receipt, Typing,
-    WhenFull,
-};
 pub use media::{Downloaded, MediaError, MediaLimits};
+pub use outbox::{
+    Action, Delivery, DeliveryError, DeliveryStats, Outbox, OutboxError, OutboxStats, Outcome,
+    Outgoing, Pacing, Postbox, Receipt, Typing, WhenFull,
+};
 pub use refresh::{RefreshError, RefreshingToken};
 pub use tls::default_tls;

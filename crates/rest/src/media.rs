@@ -526,10 +526,7 @@ mod tests {
             file_name: Some("../../etc/pass wd".into()),
             size: 0,
         };
-        assert_eq!(
-            hostile.safe_file_name().as_deref(),
-            Some("_.._etc_pass_wd")
-        );
+        assert_eq!(hostile.safe_file_name().as_deref(), Some("_.._etc_pass_wd"));
         let dots = Downloaded {
             file_name: Some("..".into()),
             ..hostile

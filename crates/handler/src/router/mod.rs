@@ -366,7 +366,10 @@ impl Router {
                 }
             }
         }
-        let receipts = (Channel::Legacy, EventName::from(eventsock_core::EventKind::MessagesUpdate));
+        let receipts = (
+            Channel::Legacy,
+            EventName::from(eventsock_core::EventKind::MessagesUpdate),
+        );
         let answers = self.routes.entries.iter().any(|e| e.answers());
         let follows = self.follows_receipts() && protocol == Protocol::Legacy && answers;
         if follows && !subs.contains(&receipts) {

@@ -19,6 +19,8 @@ type StateFn<T, S> =
 pub struct Dialogue<S, T: Payload = eventsock_core::legacy::MessagesUpsert> {
     states: States<S>,
     branches: Vec<(Guard<S>, StateFn<T, S>)>,
+    /// Phone numbers whose LID the server was asked for, when it is asked.
+    asked: Option<std::sync::Mutex<eventsock_core::Recent<()>>>,
 }
 
 impl<S, T: Payload> std::fmt::Debug for Dialogue<S, T> {
@@ -39,7 +41,18 @@ where
         Dialogue {
             states: States::new(store),
             branches: Vec::new(),
+            asked: None,
         }
+    }
+
+    /// Asks the server for the LID of each new chat that writes by phone number without one
+    /// (`POST /chat/whatsappNumbers`, once per number and run, before its first message is
+    /// handled), and keeps the pair: when the chat moves to its LID, its first LID-only message
+    /// already finds its conversation. Off by default: each ask is a query the server makes to
+    /// WhatsApp. Without it, the pair is learnt from the first message that carries both ids.
+    pub fn look_up_lids(mut self, on: bool) -> Self {
+        self.asked = on.then(|| std::sync::Mutex::new(eventsock_core::Recent::new(ASKED)));
+        self
     }
 
     /// A conversation idle (no message) this long starts again from the default state.
@@ -108,6 +121,9 @@ where
     }
 }
 
+/// How many phone numbers a dialogue remembers asking the server about.
+const ASKED: usize = 100_000;
+
 /// Where a phone-number ↔ LID pair is kept in a dialogue's store: under the instance, as the
 /// "chat" `lid:<LID>`, the phone-number JID as its bytes.
 fn pair_key(instance: &str, lid: &str) -> ChatKey {
@@ -122,10 +138,20 @@ where
     /// Whose conversation `chat` is: its identity (see [`Ctx::identity`](crate::Ctx::identity)).
     /// A pair learnt from this message is kept in the store, so that it survives restarts; a
     /// LID the run has no number for is looked up there (learnt before a restart).
-    async fn identity(&self, cx: &crate::Ctx, instance: &str, chat: &str) -> Result<String, BoxError> {
+    async fn identity(
+        &self,
+        cx: &crate::Ctx,
+        instance: &str,
+        chat: &str,
+    ) -> Result<String, BoxError> {
         let ids = cx.identities();
         let store = self.states.store();
         let lid = cx.lid();
+        if lid.is_none() && identity::is_phone(chat) && ids.lid_of(chat).is_none() {
+            self.look_up_lid(cx, chat).await;
+        }
+        let lid = lid.or(ids.lid_of(chat).as_deref()).map(str::to_owned);
+        let lid = lid.as_deref();
         if let Some(phone) = lid.and_then(|l| ids.unsaved(l)) {
             let key = pair_key(instance, lid.unwrap_or_default());
             let revision = store.load(&key).await?.map(|s| s.revision);
@@ -143,6 +169,35 @@ where
             }
         }
         Ok(ids.identity(chat).into_owned())
+    }
+
+    /// Asks the server for the LID of `phone`, once per run, when [`Dialogue::look_up_lids`]
+    /// is on; a failure is logged, and the chat goes on under its number.
+    async fn look_up_lid(&self, cx: &crate::Ctx, phone: &str) {
+        let Some(asked) = &self.asked else {
+            return;
+        };
+        {
+            let mut asked = asked.lock().unwrap_or_else(|e| e.into_inner());
+            if asked.get(phone).is_some() {
+                return;
+            }
+            asked.insert(phone.to_owned(), ());
+        }
+        let Ok(rest) = cx.rest() else {
+            return;
+        };
+        match rest.lid_of(phone).await {
+            Ok(Some(lid)) => {
+                cx.identities().learn(phone, &lid);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                chat = %eventsock_core::human::escaped(phone),
+                error = %e,
+                "could not ask the server for this chat's LID; it is learnt from its messages instead"
+            ),
+        }
     }
 }
 

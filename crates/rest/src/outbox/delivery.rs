@@ -282,7 +282,8 @@ pub(crate) async fn wait_for(
     wanted: Delivery,
     timeout: Duration,
 ) -> Result<Delivery, DeliveryError> {
-    let reached = |s: &Option<Delivery>| matches!(s, Some(s) if *s >= wanted || *s == Delivery::Error);
+    let reached =
+        |s: &Option<Delivery>| matches!(s, Some(s) if *s >= wanted || *s == Delivery::Error);
     let waited = tokio::time::timeout(timeout, status.wait_for(reached))
         .await
         .map(|r| r.map(|_| ()));

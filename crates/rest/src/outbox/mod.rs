@@ -40,9 +40,9 @@ mod pacing;
 mod receipt;
 mod retry;
 
+pub use delivery::{Delivery, DeliveryError, DeliveryStats, FOLLOWED};
 pub use message::{derived_message_id, new_message_id, Action, Outgoing};
 pub use pacing::{Pacing, Typing, WhenFull};
-pub use delivery::{Delivery, DeliveryError, DeliveryStats, FOLLOWED};
 pub use receipt::{OutboxError, OutboxStats, Outcome, Receipt};
 
 use crate::{RestClient, RestError};

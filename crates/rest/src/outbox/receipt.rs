@@ -1,12 +1,12 @@
 //! What comes out of an outbox: [`Outcome`], [`OutboxError`], [`Receipt`] and the counters.
 
+use super::delivery::{Delivery, DeliveryError};
 use crate::RestError;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use super::delivery::{Delivery, DeliveryError};
 use tokio::sync::{oneshot, watch};
 
 /// How a message left.
@@ -225,7 +225,10 @@ impl Receipt {
     }
 
     /// Waits until the message is on the recipient's phone (`DELIVERY_ACK` or later).
-    pub async fn delivered(&mut self, timeout: std::time::Duration) -> Result<Delivery, DeliveryError> {
+    pub async fn delivered(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Delivery, DeliveryError> {
         self.delivery(Delivery::Delivered, timeout).await
     }
 
