@@ -721,3 +721,72 @@ async fn reactions_and_read_receipts_go_through_the_outbox_in_order() {
         sent[1].at_ms - sent[0].at_ms
     );
 }
+
+/// With the NATS outbox, the sender follows the receipts of what it sends: the simulator
+/// acknowledges each send on `messages.update` (SERVER_ACK, then DELIVERY_ACK), an ingest fed
+/// by a supervisor (as `eventsock bridge` runs it) publishes them to JetStream, and the
+/// sender's outbox, subscribed to them, counts them.
+#[actix_rt::test]
+async fn the_jetstream_sender_follows_the_receipts_of_what_it_sends() {
+    use common::nats_server::NatsServer;
+    use eventsock::nats::{Ingest, JetStreamOutbox, OutboxConfig, OutboxSender, StreamConfig};
+    use eventsock::rest::{Delivery, Postbox};
+    let Some(nats) = NatsServer::started().await else {
+        return;
+    };
+    let s = start_sim(SimConfig::default());
+    let mut events = StreamConfig::default();
+    events.stream = "RECEIPTS".into();
+    events.prefix = "receipts".into();
+    let ingest = Ingest::start(&nats.url(), events).await.unwrap();
+    let token = Token::new(s.sim.mint_token("codechat", None));
+    let _bridge = eventsock::client::Supervisor::builder()
+        .config(fast_config())
+        .source(eventsock::core::Source::new(s.endpoint(), token).unwrap())
+        .router(
+            Router::builder()
+                .raw(
+                    [eventsock::core::EventKind::MessagesUpdate.into()],
+                    ingest.clone().recipient::<eventsock::core::RawFrame>(),
+                )
+                .build(),
+        )
+        .start()
+        .unwrap();
+    until("the bridge's messages.update socket", || {
+        s.sim.is_subscribed("codechat", "messages.update")
+    })
+    .await;
+
+    let queue = JetStreamOutbox::connect(&nats.url(), OutboxConfig::default())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let m = Outgoing::text(chat(i), format!("m{i}"));
+        queue.post("codechat", m).await.unwrap();
+    }
+    let outbox = Outbox::new(client(&s), fast_pacing());
+    let probe = outbox.clone();
+    let stats = OutboxSender::new(nats.url(), outbox.clone(), OutboxConfig::default())
+        .receipts_from("receipts")
+        .run(
+            until("3 messages delivered", move || {
+                probe.stats().delivery.count(Delivery::Delivered) >= 3
+            }),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.sent, 3, "{stats:?}");
+    assert_eq!(s.sim.sent().len(), 3);
+    let receipts = outbox.stats().delivery;
+    assert_eq!(
+        (
+            receipts.count(Delivery::Sent),
+            receipts.count(Delivery::Delivered),
+            receipts.to_delivered.count
+        ),
+        (3, 3, 3),
+        "{receipts:?}"
+    );
+}
