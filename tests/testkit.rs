@@ -244,3 +244,43 @@ async fn a_bot_that_answers_itself_forever_is_stopped_with_the_reason() {
     let kit = TestKit::new(router);
     kit.chat("5511988887777").says("hi").await;
 }
+
+/// A bot that downloads the photos it is sent, tested in process: the kit's simulator serves
+/// the media of the message it made, through the same `Ctx::download` as over HTTP.
+#[actix_rt::test]
+async fn a_bot_downloads_a_photo_it_is_sent() {
+    let bot = Router::builder()
+        .on(|msg: Msg| async move {
+            if msg.is_from_me() || msg.cx.media().is_none() {
+                return Ok(());
+            }
+            let mut bytes = Vec::new();
+            let got = msg.cx.download(&mut bytes).await?;
+            let kind = msg.cx.media().map(|m| m.kind.to_string()).unwrap_or_default();
+            let first = bytes.first().copied().unwrap_or_default();
+            msg.cx
+                .reply(&format!(
+                    "{kind}, {} bytes of {}, starting with {first}",
+                    got.size,
+                    got.content_type.unwrap_or_default()
+                ))
+                .await?;
+            Ok(())
+        })
+        .build();
+    let kit = TestKit::new(bot);
+    let photo = kit.sim().media_message(
+        "5511988887777@s.whatsapp.net",
+        "imageMessage",
+        "image/jpeg",
+        vec![0xff; 2048],
+        Some("look"),
+        None,
+    );
+    kit.emit("messages.upsert", &photo).await;
+    let chat = kit.chat("5511988887777");
+    assert_eq!(
+        chat.replies().await,
+        ["image, 2048 bytes of image/jpeg, starting with 255"]
+    );
+}
