@@ -20,6 +20,7 @@ const files = {
   findMessages: 'messageValidateSchema',
   refreshToken: 'oldTokenSchema',
   instanceName: 'instanceNameSchema',
+  whatsappNumbers: 'whatsappNumberSchema',
 };
 let failed = false;
 const canonical = (v) =>
