@@ -256,7 +256,11 @@ async fn a_bot_downloads_a_photo_it_is_sent() {
             }
             let mut bytes = Vec::new();
             let got = msg.cx.download(&mut bytes).await?;
-            let kind = msg.cx.media().map(|m| m.kind.to_string()).unwrap_or_default();
+            let kind = msg
+                .cx
+                .media()
+                .map(|m| m.kind.to_string())
+                .unwrap_or_default();
             let first = bytes.first().copied().unwrap_or_default();
             msg.cx
                 .reply(&format!(

@@ -1,6 +1,7 @@
 //! The CodeChat WhatsApp API's REST calls, usable without any socket: [`RestClient`] sends,
-//! replies, reacts, marks as read, sets presence and finds messages for one instance;
-//! [`Outbox`] paces, orders and retries sends without sending twice;
+//! replies, reacts, marks as read, sets presence, finds messages and downloads media
+//! ([`media`]) for one instance; [`Outbox`] paces, orders and retries sends without sending
+//! twice, and follows their delivery receipts ([`Delivery`]);
 //! [`RefreshingToken`] renews a token before it expires and can be shared with the event
 //! sockets (it is a [`TokenProvider`](eventsock_core::TokenProvider)).
 //!

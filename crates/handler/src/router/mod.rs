@@ -617,7 +617,7 @@ mod tests {
             .build();
         assert_eq!(
             without.subscriptions(Protocol::Legacy).unwrap(),
-            [upsert.clone()]
+            std::slice::from_ref(&upsert)
         );
         // Raw handlers send nothing: no receipts to follow.
         let raw = Router::builder()
