@@ -16,7 +16,7 @@
 //! nothing on the server. Once bytes went to the writer, a failure ends the download (a writer
 //! cannot take them back); [`RestClient::download_media_to_file`] then leaves no file.
 
-use crate::client::{LoopbackCall, LoopbackReply, Method, RETRY_BACKOFF};
+use crate::client::{LoopbackCall, LoopbackReply, Method, Retries, Retryable};
 use crate::{RestClient, RestError};
 use eventsock_core::human;
 use futures_util::StreamExt;
@@ -173,7 +173,11 @@ pub enum MediaError {
     },
 }
 
-impl MediaError {
+impl Retryable for MediaError {
+    fn token_refused(&self) -> bool {
+        matches!(self, MediaError::Rest(e) if e.token_refused())
+    }
+
     /// Worth asking again, when nothing was written yet.
     fn transient(&self) -> bool {
         match self {
@@ -234,14 +238,9 @@ impl RestClient {
     ) -> Result<Downloaded, MediaError> {
         let limits = self.media_limits;
         let deadline = Instant::now() + limits.total;
-        let mut attempt = 0;
-        let mut renewed = false;
+        let mut retries = Retries::new(self, "chat/mediaData", true, Some(deadline));
         loop {
-            let token = self
-                .tokens
-                .token()
-                .await
-                .map_err(|e| RestError::Token(e.to_string()))?;
+            let token = retries.token().await?;
             let mut url = self.url("chat/mediaData")?;
             url.set_query(Some("binary=true"));
             let tried = match &self.loopback {
@@ -297,21 +296,7 @@ impl RestClient {
                 }
             };
             match tried {
-                Err(MediaError::Rest(RestError::Unauthorized { .. }))
-                    if !renewed && self.tokens.refused(&token) =>
-                {
-                    renewed = true;
-                    tracing::debug!("token refused; asking for the media again with a new one");
-                }
-                Err(e) if e.transient() && attempt < self.retries => {
-                    attempt += 1;
-                    let wait = RETRY_BACKOFF.delay(attempt);
-                    if Instant::now() + wait >= deadline {
-                        return Err(e);
-                    }
-                    tracing::debug!(attempt, error = %e, wait = %human::duration(wait), "asking for the media again");
-                    tokio::time::sleep(wait).await;
-                }
+                Err(e) if retries.again(&e, &token).await => {}
                 other => return other,
             }
         }

@@ -211,7 +211,9 @@ impl Receipt {
     /// Waits until the message is sent, then until WhatsApp reports it got to `wanted` (or
     /// further), for at most `timeout` after it was sent. Fails at once when WhatsApp reports
     /// it could not deliver it ([`DeliveryError::Failed`]). The receipts come on the
-    /// instance's `messages.update`, which the router subscribes to for them.
+    /// instance's `messages.update`, which the router subscribes to for them. Waiting in a
+    /// handler holds up the events after it: follow a receipt in a task of its own
+    /// (`actix_rt::spawn`).
     pub async fn delivery(
         &mut self,
         wanted: Delivery,
