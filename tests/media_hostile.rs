@@ -27,7 +27,7 @@ mod common;
 use common::hostile::{self, Stats};
 use common::until;
 use eventsock::core::{Endpoint, Token};
-use eventsock::rest::{MediaError, MediaLimits, RestClient, RestError};
+use eventsock::rest::{Downloaded, MediaError, MediaLimits, RestClient, RestError};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::io::Read;
@@ -76,6 +76,21 @@ async fn within<F: Future>(what: &str, limit: Duration, fut: F) -> (F::Output, D
         .await
         .unwrap_or_else(|_| panic!("{what}: still running after {limit:?}"));
     (out, start.elapsed())
+}
+
+/// Downloads `message()` from the server at `url` with `limits` and `retries` into a counting
+/// writer, failing the test unless it ends within [`PROMPT`]: the result, the writer, and how
+/// long it took.
+async fn download(
+    what: &str,
+    url: &str,
+    limits: MediaLimits,
+    retries: u32,
+) -> (Result<Downloaded, MediaError>, Counting, Duration) {
+    let rest = rest_for(url, limits, retries);
+    let mut out = Counting::default();
+    let (result, took) = within(what, PROMPT, rest.download_media(&message(), &mut out)).await;
+    (result, out, took)
 }
 
 /// A writer that only counts what it is given: the test holds none of the media.
@@ -204,12 +219,11 @@ async fn an_endless_chunked_body_stops_at_the_cap() {
             hostile::flood(&mut s, &chunk(&[b'x'; 64 * 1024]), stats);
         }
     });
-    let rest = rest_for(&server.url(), MediaLimits::default().max_bytes(MIB), 0);
-    let mut out = Counting::default();
-    let (result, took) = within(
+    let (result, out, took) = download(
         "an endless body",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default().max_bytes(MIB),
+        0,
     )
     .await;
     let e = result.unwrap_err();
@@ -253,12 +267,11 @@ async fn an_announced_length_above_the_cap_writes_nothing() {
             linger(&mut s, stats);
         }
     });
-    let rest = rest_for(&server.url(), MediaLimits::default().max_bytes(MIB), 0);
-    let mut out = Counting::default();
-    let (result, _) = within(
+    let (result, out, _) = download(
         "a length above the cap",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default().max_bytes(MIB),
+        0,
     )
     .await;
     let e = result.unwrap_err();
@@ -292,12 +305,11 @@ async fn a_length_that_lies_is_truncated() {
             close(s, stats);
         }
     });
-    let rest = rest_for(&server.url(), MediaLimits::default(), 2);
-    let mut out = Counting::default();
-    let (result, _) = within(
+    let (result, out, _) = download(
         "a length that lies",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default(),
+        2,
     )
     .await;
     let e = result.unwrap_err();
@@ -328,12 +340,11 @@ async fn a_stalled_body_fails_after_the_stall_limit() {
         }
     });
     let stall = Duration::from_millis(300);
-    let rest = rest_for(&server.url(), MediaLimits::default().stall(stall), 2);
-    let mut out = Counting::default();
-    let (result, took) = within(
+    let (result, out, took) = download(
         "a stalled body",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default().stall(stall),
+        2,
     )
     .await;
     let e = result.unwrap_err();
@@ -496,14 +507,8 @@ async fn an_endless_head_fails_at_the_head_limit() {
             hostile::flood(&mut s, &[b'a'; 16 * 1024], stats);
         }
     });
-    let rest = rest_for(&server.url(), MediaLimits::default(), 0);
-    let mut out = Counting::default();
-    let (result, took) = within(
-        "an endless head",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
-    )
-    .await;
+    let (result, out, took) =
+        download("an endless head", &server.url(), MediaLimits::default(), 0).await;
     let e = result.unwrap_err();
     eprintln!("endless head: {e} (in {took:?})");
     assert!(
@@ -578,14 +583,8 @@ async fn a_5xx_is_asked_again() {
             close(s, stats);
         }
     });
-    let rest = rest_for(&failing.url(), MediaLimits::default(), 2);
-    let mut out = Counting::default();
-    let (result, took) = within(
-        "500 always",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
-    )
-    .await;
+    let (result, out, took) =
+        download("500 always", &failing.url(), MediaLimits::default(), 2).await;
     let e = result.unwrap_err();
     eprintln!("500 always: {e} (after {took:?})");
     assert!(
@@ -803,12 +802,11 @@ async fn a_download_to_file_is_whole_or_absent() {
 async fn a_server_that_never_answers_fails_after_the_stall_limit() {
     let server = hostile::serve(|mut s, _, stats| linger(&mut s, stats));
     let stall = Duration::from_millis(300);
-    let rest = rest_for(&server.url(), MediaLimits::default().stall(stall), 0);
-    let mut out = Counting::default();
-    let (result, _) = within(
+    let (result, out, _) = download(
         "a server that never answers",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default().stall(stall),
+        0,
     )
     .await;
     let e = result.unwrap_err();
@@ -816,6 +814,7 @@ async fn a_server_that_never_answers_fails_after_the_stall_limit() {
         matches!(e, MediaError::Stalled { after, received: 0 } if after == stall),
         "{e:?}"
     );
+    assert_eq!(out.count(), 0);
 }
 
 /// A 503 whose body never comes: the status is known, the stall limit should end the wait for
@@ -829,12 +828,11 @@ async fn an_error_whose_body_stalls_fails_after_the_stall_limit() {
         }
     });
     let stall = Duration::from_millis(300);
-    let rest = rest_for(&server.url(), MediaLimits::default().stall(stall), 0);
-    let mut out = Counting::default();
-    let (result, _) = within(
+    let (result, out, _) = download(
         "a 503 whose body stalls",
-        PROMPT,
-        rest.download_media(&message(), &mut out),
+        &server.url(),
+        MediaLimits::default().stall(stall),
+        0,
     )
     .await;
     let e = result.unwrap_err();
@@ -842,6 +840,7 @@ async fn an_error_whose_body_stalls_fails_after_the_stall_limit() {
         matches!(e, MediaError::Rest(RestError::Server { status: 503, .. })),
         "{e:?}"
     );
+    assert_eq!(out.count(), 0, "an error's body is not the media");
 }
 
 /// `Duration::MAX` as a limit (what a caller writes for "no limit") should mean no limit.
