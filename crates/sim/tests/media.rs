@@ -8,8 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(10);
-const PERSON: &str = "5511988887777@s.whatsapp.net";
+mod common;
+
+use common::{DEADLINE, PERSON};
 
 /// Bytes that differ from one offset to the next, so that a slice out of place shows.
 fn file(len: usize) -> Vec<u8> {
@@ -25,24 +26,9 @@ async fn media(
     binary: bool,
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let query = if binary { "?binary=true" } else { "" };
-    let mut req = awc::Client::new().post(format!("{}/chat/mediaData/codechat{query}", s.url()));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let mut resp = tokio::time::timeout(DEADLINE, req.send_json(body))
-        .await
-        .expect("no answer within the deadline")
-        .unwrap();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-        .collect();
-    let body = tokio::time::timeout(DEADLINE, resp.body().limit(64 * 1024 * 1024))
-        .await
-        .expect("no body within the deadline")
-        .unwrap();
-    (resp.status().as_u16(), headers, body.to_vec())
+    let path = format!("/chat/mediaData/codechat{query}");
+    let answer = common::post(s, &path, token, body).await;
+    (answer.status, answer.headers, answer.body)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

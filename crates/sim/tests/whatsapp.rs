@@ -11,8 +11,9 @@ use std::time::Duration;
 
 type Socket = actix_codec::Framed<BoxedSocket, awc::ws::Codec>;
 
-const DEADLINE: Duration = Duration::from_secs(10);
-const PERSON: &str = "5511988887777@s.whatsapp.net";
+mod common;
+
+use common::{DEADLINE, PERSON};
 
 /// A socket on `event` of `codechat`, once the simulator routes the event to it.
 async fn subscribe(s: &Embedded, token: &str, event: &str) -> Socket {
@@ -37,16 +38,8 @@ async fn next_json(socket: &mut Socket) -> Value {
 
 /// POSTs `body` to `path` (with the token when given): the status and the JSON answer.
 async fn post(s: &Embedded, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-    let mut req = awc::Client::new().post(format!("{}{path}", s.url()));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let mut resp = tokio::time::timeout(DEADLINE, req.send_json(body))
-        .await
-        .expect("no answer within the deadline")
-        .unwrap();
-    let answer = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (resp.status().as_u16(), answer)
+    let answer = common::post(s, path, token, body).await;
+    (answer.status, answer.json())
 }
 
 fn text_to(number: &str) -> Value {
