@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How many messages an outbox follows at once: the oldest is forgotten past this (its
-/// receipts then only count in the stats as unfollowed).
+/// How many of the last messages sent an outbox follows: an older one is forgotten (its
+/// receipts then count in the stats as unfollowed).
 pub const FOLLOWED: usize = 10_000;
 
 /// How far a sent message got: the server's `messages.update` status, in the order WhatsApp
@@ -193,6 +193,8 @@ impl Deliveries {
             return f.status.subscribe();
         }
         let (status, rx) = watch::channel(None);
+        // The last FOLLOWED messages sent, settled ones included (removed from `by_id` only):
+        // forgetting costs no search.
         while followed.order.len() >= FOLLOWED {
             if let Some(oldest) = followed.order.pop_front() {
                 followed.by_id.remove(&oldest);
@@ -219,10 +221,7 @@ impl Deliveries {
 
     /// Message `id` was not sent: nothing will come for it.
     pub(crate) fn forget(&self, id: &str) {
-        let mut followed = self.lock();
-        if followed.by_id.remove(id).is_some() {
-            followed.order.retain(|o| o != id);
-        }
+        self.lock().by_id.remove(id);
     }
 
     /// A receipt: message `id` got to `status`. Returns whether the message is followed.
@@ -258,7 +257,6 @@ impl Deliveries {
         f.status.send_replace(Some(status));
         if status.is_final() {
             followed.by_id.remove(id);
-            followed.order.retain(|o| o != id);
         }
         true
     }
