@@ -126,3 +126,21 @@ async fn the_server_is_asked_for_a_lid_once_when_the_dialogue_looks_them_up() {
         .count();
     assert_eq!(asked, 1, "asked once for the number");
 }
+
+/// A chat answered by LID before its number was known, then by number once the pair is
+/// learnt: the number's answer waits for the LID's pacing (one bucket for the person), though
+/// the conversation starts over under the number (as the docs say).
+#[actix_rt::test]
+async fn a_pair_learnt_while_the_lid_is_pacing_keeps_one_pace() {
+    let kit = TestKit::new(counting(Arc::new(MemoryStore::default())));
+    let lid = kit.chat(LID);
+    lid.says("first by lid").await;
+    assert_eq!(lid.replies().await, [format!("step 1 for {LID}")]);
+    let both = kit.chat(PHONE).with_lid(LID);
+    both.says("now with the number").await;
+    assert_eq!(both.replies().await, [format!("step 1 for {PHONE_JID}")]);
+    let sent = kit.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let gap = sent[1].at_ms - sent[0].at_ms;
+    assert!(gap >= 2_000, "answers {gap} ms apart: {sent:?}");
+}

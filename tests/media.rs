@@ -125,7 +125,9 @@ async fn a_5_mib_image_streams_from_the_simulator_in_bounded_memory() {
     let key_id = message["keyId"].as_str().unwrap();
     let name = got.file_name.unwrap_or_default();
     assert!(name.starts_with(&format!("{key_id}.")), "{name}");
-    if reset && before > 0 {
+    if !reset || before == 0 {
+        println!("the peak was not measured: /proc/self/clear_refs or /proc/self/status is not available here");
+    } else {
         assert!(
             peak < 1024 * 1024,
             "a streamed 5 MiB download grew the resident memory by {peak} bytes at its peak"

@@ -21,14 +21,20 @@ use std::sync::{Arc, RwLock};
 /// How many pairs an [`Identities`] keeps: past this, the oldest is forgotten.
 pub const PAIRS: usize = 1_000_000;
 
-/// Whether `jid` is a person's phone-number JID.
+/// Whether `jid` is a person's phone-number JID: 5 to 20 digits `@s.whatsapp.net` (ids of
+/// other shapes, which a server could make as long as it likes, are never paired).
 pub fn is_phone(jid: &str) -> bool {
-    jid.ends_with("@s.whatsapp.net")
+    jid.strip_suffix("@s.whatsapp.net")
+        .is_some_and(|n| digits(n, 5..=20))
 }
 
-/// Whether `jid` is a LID.
+/// Whether `jid` is a LID: 1 to 20 digits `@lid`.
 pub fn is_lid(jid: &str) -> bool {
-    jid.ends_with("@lid")
+    jid.strip_suffix("@lid").is_some_and(|n| digits(n, 1..=20))
+}
+
+fn digits(n: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The (phone-number JID, LID) pair a message's chat fields carry, when they carry both:
@@ -50,18 +56,11 @@ pub struct Identities {
 #[derive(Debug, Default)]
 struct Book {
     /// LID → phone-number JID.
-    phone_of: HashMap<Arc<str>, Pair>,
+    phone_of: HashMap<Arc<str>, Arc<str>>,
     /// Phone-number JID → LID.
     lid_of: HashMap<Arc<str>, Arc<str>>,
     /// LIDs, oldest first, to forget past [`PAIRS`].
     order: VecDeque<Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Pair {
-    phone: Arc<str>,
-    /// Whether a store keeps it already.
-    saved: bool,
 }
 
 impl Identities {
@@ -71,18 +70,9 @@ impl Identities {
     }
 
     /// Learns that `phone` (a phone-number JID) and `lid` are one person. Returns whether it
-    /// was new (a LID paired with another number before is paired with this one now). Ids of
-    /// the wrong kind are ignored.
+    /// was new. A pair replaces the earlier pairs of either id (a number given to someone
+    /// else, a LID paired anew). Ids of the wrong shape are ignored.
     pub fn learn(&self, phone: &str, lid: &str) -> bool {
-        self.insert(phone, lid, false)
-    }
-
-    /// Learns a pair that a store keeps already (see [`Identities::unsaved`]).
-    pub fn learn_saved(&self, phone: &str, lid: &str) -> bool {
-        self.insert(phone, lid, true)
-    }
-
-    fn insert(&self, phone: &str, lid: &str, saved: bool) -> bool {
         if !is_phone(phone) || !is_lid(lid) {
             return false;
         }
@@ -91,22 +81,28 @@ impl Identities {
         }
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
         let (phone, lid): (Arc<str>, Arc<str>) = (phone.into(), lid.into());
-        if let Some(old) = book.phone_of.insert(
-            lid.clone(),
-            Pair {
-                phone: phone.clone(),
-                saved,
-            },
-        ) {
-            book.lid_of.remove(&old.phone);
-        } else {
-            book.order.push_back(lid.clone());
+        match book.phone_of.insert(lid.clone(), phone.clone()) {
+            // The LID had another number: that number's LID is no longer this one.
+            Some(old) => {
+                if book.lid_of.get(&old) == Some(&lid) {
+                    book.lid_of.remove(&old);
+                }
+            }
+            None => book.order.push_back(lid.clone()),
         }
-        book.lid_of.insert(phone, lid);
+        // The number had another LID: that LID is no longer this number's.
+        if let Some(old) = book.lid_of.insert(phone, lid.clone()) {
+            if old != lid {
+                book.phone_of.remove(&old);
+            }
+        }
         while book.order.len() > PAIRS {
-            if let Some(oldest) = book.order.pop_front() {
-                if let Some(p) = book.phone_of.remove(&oldest) {
-                    book.lid_of.remove(&p.phone);
+            let Some(oldest) = book.order.pop_front() else {
+                break;
+            };
+            if let Some(phone) = book.phone_of.remove(&oldest) {
+                if book.lid_of.get(&phone) == Some(&oldest) {
+                    book.lid_of.remove(&phone);
                 }
             }
         }
@@ -116,7 +112,7 @@ impl Identities {
     /// The phone-number JID paired with `lid`, if known.
     pub fn phone_of(&self, lid: &str) -> Option<Arc<str>> {
         let book = self.book.read().unwrap_or_else(|e| e.into_inner());
-        book.phone_of.get(lid).map(|p| p.phone.clone())
+        book.phone_of.get(lid).cloned()
     }
 
     /// The LID paired with `phone`, if known.
@@ -134,22 +130,6 @@ impl Identities {
             }
         }
         Cow::Borrowed(chat)
-    }
-
-    /// Whether the pair of `lid` is known and not yet marked kept by a store; marks it kept.
-    /// For a store that persists pairs: it saves the pair when this answers true.
-    pub fn unsaved(&self, lid: &str) -> Option<Arc<str>> {
-        {
-            let book = self.book.read().unwrap_or_else(|e| e.into_inner());
-            match book.phone_of.get(lid) {
-                Some(p) if !p.saved => {}
-                _ => return None,
-            }
-        }
-        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
-        let pair = book.phone_of.get_mut(lid).filter(|p| !p.saved)?;
-        pair.saved = true;
-        Some(pair.phone.clone())
     }
 
     /// Pairs known.
@@ -188,19 +168,28 @@ mod tests {
         assert_eq!(ids.identity(LID), "5511977776666@s.whatsapp.net");
         assert_eq!(ids.lid_of(PHONE), None);
         assert_eq!(ids.len(), 1);
+        // The number given to someone else, with their LID: the old LID is no longer it.
+        assert!(ids.learn("5511977776666@s.whatsapp.net", "999@lid"));
+        assert_eq!(ids.identity(LID), LID);
+        assert_eq!(ids.identity("999@lid"), "5511977776666@s.whatsapp.net");
+        assert_eq!(ids.len(), 1);
         assert_eq!(pair(Some(PHONE), Some(LID)), Some((PHONE, LID)));
         assert_eq!(pair(Some(LID), None), None);
         assert_eq!(pair(Some("1@g.us"), Some(LID)), None);
     }
 
-    /// A pair is handed to a store once.
+    /// Ids a server could make as long as it likes are never paired.
     #[test]
-    fn a_pair_is_saved_once() {
+    fn only_ids_of_their_shape_are_paired() {
         let ids = Identities::new();
-        ids.learn(PHONE, LID);
-        assert_eq!(ids.unsaved(LID).as_deref(), Some(PHONE));
-        assert_eq!(ids.unsaved(LID), None);
-        ids.learn_saved("5511900000000@s.whatsapp.net", "9@lid");
-        assert_eq!(ids.unsaved("9@lid"), None);
+        let long = format!("{}@lid", "1".repeat(10_000));
+        assert!(!ids.learn(PHONE, &long));
+        assert!(!ids.learn("abc@s.whatsapp.net", LID));
+        assert!(
+            !ids.learn("1234@s.whatsapp.net", LID),
+            "too short for a number"
+        );
+        assert!(ids.is_empty());
+        assert!(is_phone(PHONE) && is_lid(LID) && !is_lid("@lid"));
     }
 }

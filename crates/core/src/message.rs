@@ -164,10 +164,25 @@ pub struct MediaInfo<'a> {
 }
 
 impl<'a> MediaInfo<'a> {
-    /// The media of a message of type `message_type` with body `content`.
+    /// The media of a message of type `message_type` with body `content`. A
+    /// `documentWithCaptionMessage` holds its document in `message.documentMessage`.
     pub fn of(message_type: Option<&str>, content: &'a legacy::MessageContent) -> Option<Self> {
+        let kind = MediaKind::of(message_type?)?;
+        if message_type == Some("documentWithCaptionMessage") {
+            let inner = content.extra.get("message")?.get("documentMessage")?;
+            let file_length = match inner.get("fileLength")? {
+                serde_json::Value::String(n) => n.parse().ok(),
+                other => other.as_u64(),
+            };
+            return Some(MediaInfo {
+                kind,
+                mimetype: inner.get("mimetype").and_then(|v| v.as_str()),
+                file_length,
+                file_name: inner.get("fileName").and_then(|v| v.as_str()),
+            });
+        }
         Some(MediaInfo {
-            kind: MediaKind::of(message_type?)?,
+            kind,
             mimetype: content.mimetype.as_deref(),
             file_length: content.file_length.and_then(|n| u64::try_from(n).ok()),
             file_name: content.extra.get("fileName").and_then(|v| v.as_str()),
@@ -222,6 +237,46 @@ mod tests {
 
     /// Payloads as the real server sends them (`messageRaw` in CodeChat's whatsapp.service.ts,
     /// built from `getJidUser` in src/utils/extract-id.ts).
+    /// The media of each kind, as the fixtures carry it; a document wrapped with its caption
+    /// reads from inside; a text has none.
+    #[test]
+    fn media_of_real_payloads() {
+        let decode = |json: &str| -> legacy::MessagesUpsert { serde_json::from_str(json).unwrap() };
+        let image = decode(
+            r#"{"keyId":"A","messageType":"imageMessage","content":{"mimetype":"image/jpeg","fileLength":"5242880","caption":"look"}}"#,
+        );
+        let media = image.media().unwrap();
+        assert_eq!(
+            (
+                media.kind,
+                media.mimetype,
+                media.file_length,
+                media.file_name
+            ),
+            (MediaKind::Image, Some("image/jpeg"), Some(5_242_880), None)
+        );
+        let wrapped = decode(
+            r#"{"keyId":"B","messageType":"documentWithCaptionMessage","content":{"message":{"documentMessage":{"mimetype":"application/pdf","fileLength":"300000","fileName":"a.pdf","caption":"c"}}}}"#,
+        );
+        let media = wrapped.media().unwrap();
+        assert_eq!(
+            (
+                media.kind,
+                media.mimetype,
+                media.file_length,
+                media.file_name
+            ),
+            (
+                MediaKind::Document,
+                Some("application/pdf"),
+                Some(300_000),
+                Some("a.pdf")
+            )
+        );
+        let text = decode(r#"{"keyId":"C","messageType":"conversation","content":{"text":"hi"}}"#);
+        assert_eq!(text.media(), None);
+    }
+
     /// A received message quotes as the server's `quotedMessage` takes it; one without its
     /// type cannot be quoted; a LID-only chat is quoted by its LID.
     #[test]

@@ -128,25 +128,10 @@ impl RunState {
         let Some(outbox) = self.answerer(meta).and_then(|a| a.outbox.get()) else {
             return;
         };
-        if let Ok(update) = serde_json::from_str::<ReceiptKey<'_>>(text) {
-            let status = update.status.as_deref().and_then(Delivery::parse);
-            if let (Some(id), Some(status), true) = (update.id.as_deref(), status, update.from_me) {
-                outbox.delivery_update(id, status);
-            }
+        if let Some((id, status)) = Delivery::of_update(text) {
+            outbox.delivery_update(&id, status);
         }
     }
-}
-
-/// The fields of a `messages.update` a delivery receipt needs, read without building the
-/// payload.
-#[derive(serde::Deserialize)]
-struct ReceiptKey<'a> {
-    #[serde(borrow)]
-    id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    status: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "fromMe", default)]
-    from_me: bool,
 }
 
 /// The fields of a message the [`Gate`] needs, read without building the payload.

@@ -213,7 +213,8 @@ impl OutboxSender {
     /// they are published (no consumer, nothing acknowledged). They move the outbox's
     /// [`Delivery`](eventsock_rest::Delivery) of each message on: its stats, its metrics, and
     /// the log line of a message WhatsApp failed to deliver. The bridge must subscribe to
-    /// `messages.update` for them (a router with receipts on does).
+    /// `messages.update` for them (`eventsock bridge --event messages.update`, with the
+    /// events the workers take).
     pub fn receipts_from(mut self, events_prefix: impl Into<String>) -> Self {
         self.receipts = Some(events_prefix.into());
         self
@@ -457,24 +458,14 @@ async fn receipt_subscriptions(
 /// Hands a recorded `messages.update` (an ingest's record) to `outbox` as a delivery receipt.
 fn follow_receipt(outbox: &Outbox, record: &[u8]) {
     #[derive(serde::Deserialize)]
-    struct Update {
-        id: Option<String>,
-        status: Option<String>,
-        #[serde(rename = "fromMe", default)]
-        from_me: bool,
+    struct Record<'a> {
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
     }
-    #[derive(serde::Deserialize)]
-    struct Record {
-        data: Update,
-    }
-    let Ok(Record { data }) = serde_json::from_slice::<Record>(record) else {
+    let Ok(record) = serde_json::from_slice::<Record<'_>>(record) else {
         return;
     };
-    let status = data
-        .status
-        .as_deref()
-        .and_then(eventsock_rest::Delivery::parse);
-    if let (Some(id), Some(status), true) = (data.id, status, data.from_me) {
+    if let Some((id, status)) = eventsock_rest::Delivery::of_update(record.data.get()) {
         outbox.delivery_update(&id, status);
     }
 }

@@ -18,6 +18,7 @@
 
 use crate::client::{LoopbackCall, LoopbackReply, Method, Retries, Retryable};
 use crate::{RestClient, RestError};
+use eventsock_core::file::AtomicFile;
 use eventsock_core::human;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -311,13 +312,41 @@ impl RestClient {
         path: &Path,
     ) -> Result<Downloaded, MediaError> {
         let write = |written| move |source| MediaError::Write { written, source };
-        let file = eventsock_core::file::AtomicFile::create(path, false).map_err(write(0))?;
+        // Opening, syncing and renaming block: on the blocking pool, not the event loop (the
+        // writes go there too, through tokio's file).
+        let path = path.to_owned();
+        let file = blocking(move || AtomicFile::create(&path, false))
+            .await
+            .map_err(write(0))?;
         let mut out = tokio::fs::File::from_std(file.file().try_clone().map_err(write(0))?);
-        let downloaded = self.download_media(message, &mut out).await?;
+        let downloaded = self.download_media(message, &mut out).await;
         drop(out);
-        file.commit().map_err(write(downloaded.size))?;
-        Ok(downloaded)
+        match downloaded {
+            Ok(downloaded) => {
+                let size = downloaded.size;
+                blocking(move || file.commit()).await.map_err(write(size))?;
+                Ok(downloaded)
+            }
+            Err(e) => {
+                // Dropped uncommitted: the temporary file is removed.
+                let _ = blocking(move || {
+                    drop(file);
+                    Ok(())
+                })
+                .await;
+                Err(e)
+            }
+        }
     }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// Copies a streamed HTTP answer into `to`, chunk by chunk, within `limits`.

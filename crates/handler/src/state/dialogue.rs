@@ -21,6 +21,8 @@ pub struct Dialogue<S, T: Payload = eventsock_core::legacy::MessagesUpsert> {
     branches: Vec<(Guard<S>, StateFn<T, S>)>,
     /// Phone numbers whose LID the server was asked for, when it is asked.
     asked: Option<std::sync::Mutex<eventsock_core::Recent<()>>>,
+    /// The pairs this dialogue's store holds (LID → number), as far as this run knows.
+    saved: std::sync::Mutex<eventsock_core::Recent<String>>,
 }
 
 impl<S, T: Payload> std::fmt::Debug for Dialogue<S, T> {
@@ -42,6 +44,7 @@ where
             states: States::new(store),
             branches: Vec::new(),
             asked: None,
+            saved: std::sync::Mutex::new(eventsock_core::Recent::new(ASKED)),
         }
     }
 
@@ -121,7 +124,8 @@ where
     }
 }
 
-/// How many phone numbers a dialogue remembers asking the server about.
+/// How many phone numbers a dialogue remembers asking the server about, and how many pairs it
+/// remembers its store holds.
 const ASKED: usize = 100_000;
 
 /// Where a phone-number ↔ LID pair is kept in a dialogue's store: under the instance, as the
@@ -151,24 +155,41 @@ where
             self.look_up_lid(cx, chat).await;
         }
         let lid = lid.or(ids.lid_of(chat).as_deref()).map(str::to_owned);
-        let lid = lid.as_deref();
-        if let Some(phone) = lid.and_then(|l| ids.unsaved(l)) {
-            let key = pair_key(instance, lid.unwrap_or_default());
+        let paired = lid
+            .as_deref()
+            .and_then(|l| Some((l, ids.phone_of(l)?)))
+            .filter(|(l, phone)| self.saved_as(l).as_deref() != Some(&**phone));
+        if let Some((lid, phone)) = paired {
+            let key = pair_key(instance, lid);
             let revision = store.load(&key).await?.map(|s| s.revision);
             match store.save(&key, phone.as_bytes().to_vec(), revision).await {
                 // Another worker kept it meanwhile.
-                Ok(_) | Err(StateError::Conflict) => {}
+                Ok(_) | Err(StateError::Conflict) => self.mark_saved(lid, &phone),
+                // Not marked: the next message of the chat tries again.
                 Err(e) => return Err(e.into()),
             }
         }
         if identity::is_lid(chat) && ids.phone_of(chat).is_none() {
             if let Some(stored) = store.load(&pair_key(instance, chat)).await? {
                 if let Ok(phone) = std::str::from_utf8(&stored.bytes) {
-                    ids.learn_saved(phone, chat);
+                    if ids.learn(phone, chat) {
+                        self.mark_saved(chat, phone);
+                    }
                 }
             }
         }
         Ok(ids.identity(chat).into_owned())
+    }
+
+    /// The number this dialogue's store holds for `lid`, as far as this run knows.
+    fn saved_as(&self, lid: &str) -> Option<String> {
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        saved.get(lid).cloned()
+    }
+
+    fn mark_saved(&self, lid: &str, phone: &str) {
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        saved.insert(lid.to_owned(), phone.to_owned());
     }
 
     /// Asks the server for the LID of `phone`, once per run, when [`Dialogue::look_up_lids`]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How many of the last messages sent an outbox follows: an older one is forgotten (its
+/// How many of the last messages posted an outbox follows: an older one is forgotten (its
 /// receipts then count in the stats as unfollowed).
 pub const FOLLOWED: usize = 10_000;
 
@@ -59,6 +59,31 @@ impl Delivery {
             "PLAYED" | "5" => Delivery::Played,
             _ => return None,
         })
+    }
+
+    /// The receipt a legacy `messages.update` payload (its JSON text) carries: the id of a
+    /// message this instance sent, and its status (a name or Baileys' number). `None` for an
+    /// edit (no status), a receipt of someone else's message, or what is not one. The one
+    /// reading of a receipt, for the dispatcher and the JetStream sender.
+    pub fn of_update(payload: &str) -> Option<(String, Delivery)> {
+        #[derive(serde::Deserialize)]
+        struct Update<'a> {
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+            status: Option<serde_json::Value>,
+            #[serde(rename = "fromMe")]
+            from_me: Option<bool>,
+        }
+        let update: Update<'_> = serde_json::from_str(payload).ok()?;
+        if update.from_me != Some(true) {
+            return None;
+        }
+        let status = match update.status? {
+            serde_json::Value::String(s) => Delivery::parse(&s),
+            serde_json::Value::Number(n) => Delivery::parse(&n.to_string()),
+            _ => None,
+        }?;
+        Some((update.id?.into_owned(), status))
     }
 
     /// The server's name for it: `ERROR`, `PENDING`, `SERVER_ACK`, `DELIVERY_ACK`, `READ`,
@@ -118,10 +143,11 @@ pub enum DeliveryError {
         /// The last status reported, if any.
         last: Option<Delivery>,
     },
-    /// This process does not follow the message: it was queued for another process to send
-    /// (a JetStream outbox, whose sender follows its receipts), or forgotten (more than
-    /// [`FOLLOWED`] messages were sent since).
-    #[error("this process does not follow the message's receipts: it was queued for another process to send (which follows them, see its metrics), or too many messages were sent since")]
+    /// This process does not follow the message: it is not a text sent by this outbox (a
+    /// reaction or a read mark, or a message queued for another process to send: a JetStream
+    /// outbox, whose sender follows its receipts), it was settled before (posted again), or it
+    /// was forgotten (more than [`FOLLOWED`] messages were posted since).
+    #[error("this process does not follow the message's receipts: it is not a text sent here (a reaction, a read mark, a message queued for another process to send, which follows them), or it was settled before, or too many messages were sent since")]
     Unfollowed,
 }
 
@@ -130,6 +156,9 @@ struct Followed {
     status: watch::Sender<Option<Delivery>>,
     chat: String,
     sent_at: Option<Instant>,
+    /// Which follow of its id it is: an id posted again after it settled is followed anew,
+    /// and the older place in the order must not forget the newer entry.
+    generation: u64,
 }
 
 /// The messages an outbox follows, and what their receipts said.
@@ -145,7 +174,9 @@ pub(crate) struct Deliveries {
 #[derive(Default)]
 struct Book {
     by_id: HashMap<String, Followed>,
-    order: VecDeque<String>,
+    /// Ids in the order they were followed, with the generation of each follow.
+    order: VecDeque<(String, u64)>,
+    generations: u64,
 }
 
 impl Default for Deliveries {
@@ -196,23 +227,32 @@ impl Deliveries {
         // The last FOLLOWED messages sent, settled ones included (removed from `by_id` only):
         // forgetting costs no search.
         while followed.order.len() >= FOLLOWED {
-            if let Some(oldest) = followed.order.pop_front() {
-                followed.by_id.remove(&oldest);
+            if let Some((oldest, generation)) = followed.order.pop_front() {
+                if followed
+                    .by_id
+                    .get(&oldest)
+                    .is_some_and(|f| f.generation == generation)
+                {
+                    followed.by_id.remove(&oldest);
+                }
             }
         }
-        followed.order.push_back(id.to_owned());
+        followed.generations += 1;
+        let generation = followed.generations;
+        followed.order.push_back((id.to_owned(), generation));
         followed.by_id.insert(
             id.to_owned(),
             Followed {
                 status,
                 chat: chat.to_owned(),
                 sent_at: None,
+                generation,
             },
         );
         rx
     }
 
-    /// Message `id` left: its time to delivery counts from now.
+    /// Message `id` is being sent: its time to delivery counts from the first time.
     pub(crate) fn sent(&self, id: &str) {
         if let Some(f) = self.lock().by_id.get_mut(id) {
             f.sent_at.get_or_insert_with(Instant::now);
@@ -310,9 +350,15 @@ mod tests {
         let deliveries = Deliveries::default();
         let mut rx = deliveries.follow("A", "5511@s.whatsapp.net");
         deliveries.sent("A");
-        for s in ["DELIVERY_ACK", "SERVER_ACK", "READ", "DELIVERY_ACK"] {
-            assert!(deliveries.update("A", Delivery::parse(s).unwrap()) || s == "DELIVERY_ACK");
-        }
+        let followed: Vec<bool> = ["DELIVERY_ACK", "SERVER_ACK", "READ", "DELIVERY_ACK"]
+            .into_iter()
+            .map(|s| deliveries.update("A", Delivery::parse(s).unwrap()))
+            .collect();
+        assert_eq!(
+            followed,
+            [true, true, true, false],
+            "READ ends the following"
+        );
         assert_eq!(*rx.borrow(), Some(Delivery::Read));
         let got = wait_for(&mut rx, Delivery::Delivered, Duration::from_secs(1)).await;
         assert_eq!(got.unwrap(), Delivery::Read);
@@ -343,6 +389,26 @@ mod tests {
         );
         assert_eq!(Delivery::parse("5"), Some(Delivery::Played));
         assert_eq!(Delivery::parse("DELIVERED"), None);
+        let of = |json: &str| Delivery::of_update(json);
+        assert_eq!(
+            of(r#"{"id":"A","fromMe":true,"status":"READ","remoteJid":"1@lid"}"#),
+            Some(("A".into(), Delivery::Read))
+        );
+        assert_eq!(
+            of(r#"{"id":"A","fromMe":true,"status":3}"#),
+            Some(("A".into(), Delivery::Delivered))
+        );
+        for not in [
+            r#"{"id":"A","fromMe":false,"status":"READ"}"#,
+            r#"{"id":"A","fromMe":null,"status":"READ"}"#,
+            r#"{"id":"A","fromMe":true}"#,
+            r#"{"fromMe":true,"status":"READ"}"#,
+            r#"{"id":"A","fromMe":true,"status":"SEEN"}"#,
+            "[1,2]",
+            "not json",
+        ] {
+            assert_eq!(of(not), None, "{not}");
+        }
     }
 
     /// Past [`FOLLOWED`] messages, the oldest is forgotten: its receiver learns it is no
@@ -357,5 +423,22 @@ mod tests {
         assert_eq!(deliveries.lock().by_id.len(), FOLLOWED);
         let got = wait_for(&mut first, Delivery::Delivered, Duration::from_secs(1)).await;
         assert!(matches!(got, Err(DeliveryError::Unfollowed)), "{got:?}");
+    }
+
+    /// An id followed again after it settled is a new entry, which the older place of the id
+    /// in the order does not forget.
+    #[tokio::test]
+    async fn an_id_followed_again_keeps_its_new_entry() {
+        let deliveries = Deliveries::default();
+        deliveries.follow("again", "c");
+        deliveries.update("again", Delivery::Read);
+        let mut second = deliveries.follow("again", "c");
+        for n in 1..FOLLOWED {
+            deliveries.follow(&n.to_string(), "c");
+        }
+        // The first place of "again" is gone from the order; the second entry stays.
+        deliveries.update("again", Delivery::Delivered);
+        let got = wait_for(&mut second, Delivery::Delivered, Duration::from_secs(1)).await;
+        assert_eq!(got.unwrap(), Delivery::Delivered);
     }
 }

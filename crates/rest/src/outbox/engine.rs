@@ -236,6 +236,8 @@ impl Engine {
                 None
             };
             if let Some(outcome) = outcome {
+                // Settled before: no receipt of it is followed now.
+                self.counters.deliveries.forget(&job.message.id);
                 for answer in job.answers.drain(..) {
                     let _ = answer.send(outcome.clone());
                 }
@@ -244,8 +246,20 @@ impl Engine {
         }
         self.prune_idle();
         bump(&self.counters.queued);
-        // One queue per person, whichever of their ids the message is addressed to.
-        let chat: Arc<str> = self.identities.identity(&job.message.to).into();
+        // One queue per person, whichever of their ids the message is addressed to; but while
+        // the person's chat is still busy or pacing under another of their ids (used before
+        // the pair was learnt), it stays there, so that their messages keep order and pace.
+        let to = job.message.to.as_str();
+        let identity = self.identities.identity(to).into_owned();
+        let lid = self.identities.lid_of(&identity);
+        let now = Instant::now();
+        let busy = |c: &Chat| !c.queue.is_empty() || c.busy || c.next_at.is_some_and(|at| at > now);
+        let chat: Arc<str> = [Some(to), lid.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|k| *k != identity && self.chats.get(*k).is_some_and(busy))
+            .unwrap_or(&identity)
+            .into();
         self.ids.insert(job.message.id.clone(), chat.clone());
         let entry = self.chats.entry(chat.clone()).or_default();
         entry.queue.push_back(job);
@@ -364,6 +378,9 @@ impl Engine {
             if job.sends > 1 {
                 bump(&self.counters.retried);
             }
+            // Its time to delivery counts from the first send: receipts can come before the
+            // server's answer.
+            self.counters.deliveries.sent(&job.message.id);
             let call: Pin<Box<dyn Future<Output = Result<Value, RestError>>>> = match job
                 .message
                 .action

@@ -215,8 +215,11 @@ impl Outbox {
         .ok_or(OutboxError::Stopped)?;
         let (tx, rx) = oneshot::channel();
         let id = message.id.clone();
-        // A read mark sends no message, so no receipt comes for it.
-        let status = (!matches!(message.action, Action::Read { .. }))
+        // Only a text is sent with the id chosen here: a reaction gets the server's own id and
+        // a read mark sends no message, so no receipt of theirs could be matched.
+        let status = message
+            .action
+            .is_text()
             .then(|| self.counters.deliveries.follow(&id, &message.to));
         let job = Job {
             message,

@@ -191,15 +191,7 @@ impl Receipt {
     /// Waits until the message is sent (or has failed): the same as awaiting the receipt,
     /// without using it up.
     pub async fn sent(&mut self) -> Result<Outcome, OutboxError> {
-        if let Some(outcome) = &self.outcome {
-            return outcome.clone();
-        }
-        let outcome = match self.answer.take() {
-            Some(answer) => answer.await.unwrap_or(Err(OutboxError::Stopped)),
-            None => Err(OutboxError::Stopped),
-        };
-        self.outcome = Some(outcome.clone());
-        outcome
+        (&mut *self).await
     }
 
     /// What the last delivery receipt said, if one came (and this process follows the
@@ -245,16 +237,19 @@ impl Future for Receipt {
     type Output = Result<Outcome, OutboxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(outcome) = self.outcome.take() {
-            return Poll::Ready(outcome);
+        if let Some(outcome) = &self.outcome {
+            return Poll::Ready(outcome.clone());
         }
         let Some(answer) = self.answer.as_mut() else {
             return Poll::Ready(Err(OutboxError::Stopped));
         };
         match Pin::new(answer).poll(cx) {
             Poll::Ready(outcome) => {
+                // Kept, for `sent` and the waits for delivery after an `(&mut receipt).await`.
+                let outcome = outcome.unwrap_or(Err(OutboxError::Stopped));
                 self.answer = None;
-                Poll::Ready(outcome.unwrap_or(Err(OutboxError::Stopped)))
+                self.outcome = Some(outcome.clone());
+                Poll::Ready(outcome)
             }
             Poll::Pending => Poll::Pending,
         }
