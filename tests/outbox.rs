@@ -524,6 +524,32 @@ async fn a_chat_keeps_its_interval_after_its_queue_emptied() {
     assert!(gap >= 300, "two messages to one chat {gap} ms apart");
 }
 
+/// An outbox that learnt no pairs (a JetStream sender's) paces a person's messages to their
+/// LID and to their number as one chat when the messages say who the person is
+/// (`Outgoing::person`, which a handler's context sets); a message of another chat goes at once.
+#[actix_rt::test]
+async fn messages_that_name_their_person_are_paced_as_one_chat() {
+    let s = start_sim(SimConfig::default());
+    let outbox = Outbox::new(
+        client(&s),
+        fast_pacing().per_chat(Duration::from_millis(300)),
+    );
+    let (phone, lid) = ("5511988887777@s.whatsapp.net", "123456789012345@lid");
+    outbox.send(Outgoing::text(phone, "a")).await.unwrap();
+    let by_lid = Outgoing::text(lid, "b").for_person(phone);
+    assert_eq!(by_lid.person.as_deref(), Some(phone));
+    // It travels with the message (through a JetStream outbox, as JSON).
+    let json = serde_json::to_value(&by_lid).unwrap();
+    assert_eq!(json["person"], phone);
+    assert_eq!(Outgoing::text(phone, "c").for_person(phone).person, None);
+    outbox.send(by_lid).await.unwrap();
+    outbox.send(Outgoing::text(chat(2), "other")).await.unwrap();
+    let sent = s.sim.sent();
+    let at = |text: &str| sent.iter().find(|m| m.text == text).unwrap().at_ms;
+    assert!(at("b") - at("a") >= 300, "{sent:?}");
+    assert!(at("other") - at("b") < 300, "{sent:?}");
+}
+
 #[actix_rt::test]
 async fn stopping_while_a_message_is_in_doubt_says_it_may_have_been_sent() {
     let s = start_sim(SimConfig::default());

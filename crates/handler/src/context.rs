@@ -185,9 +185,15 @@ impl Ctx {
         self
     }
 
-    /// A message to `to`, with the next id of this context.
+    /// A message to `to`, with the next id of this context, for the person `to` is.
     fn outgoing(&self, to: &str, text: &str) -> Outgoing {
-        self.with_next_id(Outgoing::text(to, text))
+        self.with_next_id(self.for_person(Outgoing::text(to, text)))
+    }
+
+    /// `message` for the person its chat is (see [`Outgoing::person`]).
+    fn for_person(&self, message: Outgoing) -> Outgoing {
+        let person = self.event.identities.identity(&message.to).into_owned();
+        message.for_person(person)
     }
 
     /// `message` with the next id of this context, when its ids are derived (see
@@ -329,7 +335,7 @@ impl Ctx {
     /// Reacts to the message with an emoji (empty removes the reaction), through the outbox:
     /// paced like a message, in the chat's order. Returns once it is queued.
     pub async fn react(&self, emoji: &str) -> Result<Receipt, OutboxError> {
-        let reaction = Outgoing::reaction(self.key(false)?, emoji);
+        let reaction = self.for_person(Outgoing::reaction(self.key(false)?, emoji));
         self.post(self.with_next_id(reaction)).await
     }
 
@@ -344,6 +350,7 @@ impl Ctx {
         let mut read = Outgoing::read(self.key(true)?);
         // Queued with the chat's other messages, whichever name (a LID) its key gives.
         read.to = self.chat_or_refuse()?.to_owned();
+        let read = self.for_person(read);
         self.post(self.with_next_id(read)).await
     }
 }

@@ -210,7 +210,12 @@ impl Engine {
                     .find(|q| q.message.id == job.message.id)
             })
         {
-            if queued.message == job.message {
+            // The same message, whoever it was found to be for meanwhile.
+            let without_person = |m: &Outgoing| Outgoing {
+                person: None,
+                ..m.clone()
+            };
+            if without_person(&queued.message) == without_person(&job.message) {
                 queued.answers.append(&mut job.answers);
             } else {
                 for answer in job.answers.drain(..) {
@@ -250,7 +255,10 @@ impl Engine {
         // the person's chat is still busy or pacing under another of their ids (used before
         // the pair was learnt), it stays there, so that their messages keep order and pace.
         let to = job.message.to.as_str();
-        let identity = self.identities.identity(to).into_owned();
+        let identity = match &job.message.person {
+            Some(person) => person.clone(),
+            None => self.identities.identity(to).into_owned(),
+        };
         let lid = self.identities.lid_of(&identity);
         let now = Instant::now();
         let busy = |c: &Chat| !c.queue.is_empty() || c.busy || c.next_at.is_some_and(|at| at > now);

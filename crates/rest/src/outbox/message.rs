@@ -20,6 +20,12 @@ pub struct Outgoing {
     /// attempt, so that the message can be looked up after an answer was lost. (A reaction or a
     /// read receipt is not given an id by the server's API: the outbox knows it by this one.)
     pub id: String,
+    /// Who the chat is, when `to` is another of their ids (a LID whose number is known, see
+    /// [`eventsock_core::identity`]): the outbox queues and paces the message with the
+    /// person's others. A handler's context sets it; it travels with the message through a
+    /// JetStream outbox, whose sender sees no events to learn it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 /// What an [`Outgoing`] asks the server for. A text is sent with its own id and looked up when
@@ -68,6 +74,7 @@ impl Outgoing {
             action: Action::Text,
             quote: None,
             id: new_message_id(),
+            person: None,
         }
     }
 
@@ -79,6 +86,7 @@ impl Outgoing {
             action: Action::Reaction { key },
             quote: None,
             id: new_message_id(),
+            person: None,
         }
     }
 
@@ -90,6 +98,7 @@ impl Outgoing {
             action: Action::Read { key },
             quote: None,
             id: new_message_id(),
+            person: None,
         }
     }
 
@@ -99,6 +108,13 @@ impl Outgoing {
     /// the message sent unquoted.
     pub fn quoting(mut self, quote: impl Into<Quote>) -> Outgoing {
         self.quote = Some(quote.into());
+        self
+    }
+
+    /// The same message for `person` (see [`Outgoing::person`]); `to` itself sets none.
+    pub fn for_person(mut self, person: impl Into<String>) -> Outgoing {
+        let person = person.into();
+        self.person = (person != self.to).then_some(person);
         self
     }
 
