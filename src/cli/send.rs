@@ -116,6 +116,11 @@ pub(crate) struct SenderArgs {
     /// takes them.
     #[arg(long, default_value = "30s", value_parser = super::duration)]
     ack_wait: Duration,
+    /// The subject prefix a bridge publishes the events under (its --prefix): the sender
+    /// follows the delivery receipts of what it sends there (a bridge that takes
+    /// --event messages.update).
+    #[arg(long, default_value = "eventsock")]
+    events_prefix: String,
     #[command(flatten)]
     pacing: PacingArgs,
 }
@@ -365,8 +370,8 @@ pub(crate) async fn sender(args: SenderArgs) -> anyhow::Result<()> {
         outbox,
         OutboxConfig::default().ack_wait(args.ack_wait),
     )
-    // The receipts an `eventsock bridge` with the default prefix publishes.
-    .receipts_from(eventsock_nats::StreamConfig::default().prefix);
+    // The receipts an `eventsock bridge` publishes.
+    .receipts_from(args.events_prefix.clone());
     // Outcome lines wait for a slow reader here rather than hold up the sender.
     let (lines, mut queued) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let printer = {
