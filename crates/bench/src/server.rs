@@ -99,6 +99,15 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
             #[allow(clippy::result_large_err)]
             let callback = |req: &Request, resp: Response| {
                 path = req.uri().path().to_owned();
+                // A subscription to another event than messages.upsert (a bot's receipts, on
+                // messages.update) is served nothing, as a server would have little for it.
+                let other_event = req.uri().query().is_some_and(|q| {
+                    q.split('&')
+                        .any(|kv| kv.starts_with("event=") && kv != "event=messages.upsert")
+                });
+                if other_event {
+                    path.push_str("/idle");
+                }
                 Ok(resp)
             };
             let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
