@@ -135,7 +135,19 @@ pub(crate) fn repo_root() -> PathBuf {
 struct ServerProc {
     child: Child,
     port: u16,
-    reports: mpsc::Receiver<(u64, u64)>,
+    reports: mpsc::Receiver<Report>,
+}
+
+/// What the generator says of one connection it fed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Report {
+    /// Frames sent.
+    pub(crate) sent: u64,
+    /// From the first frame to the last, in microseconds.
+    pub(crate) us: u64,
+    /// When it sent the first frame: microseconds since the Unix epoch (this machine's clock,
+    /// which the client shares).
+    pub(crate) start_us: u64,
 }
 
 impl ServerProc {
@@ -153,10 +165,11 @@ impl ServerProc {
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send((
-                        v["sent"].as_u64().unwrap_or(0),
-                        v["us"].as_u64().unwrap_or(0),
-                    ));
+                    let _ = tx.send(Report {
+                        sent: v["sent"].as_u64().unwrap_or(0),
+                        us: v["us"].as_u64().unwrap_or(0),
+                        start_us: v["start_us"].as_u64().unwrap_or(0),
+                    });
                 }
             }
         });
@@ -180,10 +193,15 @@ impl ServerProc {
 
     /// The generator's rate for the last connection, in events per second.
     fn sent_rate(&self) -> f64 {
-        match self.reports.recv_timeout(Duration::from_secs(30)) {
-            Ok((sent, us)) => sent as f64 / (us.max(1) as f64 / 1e6),
-            Err(_) => f64::NAN,
+        match self.report() {
+            Some(r) => r.sent as f64 / (r.us.max(1) as f64 / 1e6),
+            None => f64::NAN,
         }
+    }
+
+    /// The generator's report of the last connection it fed (waiting for it up to 30 s).
+    fn report(&self) -> Option<Report> {
+        self.reports.recv_timeout(Duration::from_secs(30)).ok()
     }
 }
 
@@ -227,9 +245,16 @@ fn main() -> anyhow::Result<()> {
             let server = ServerProc::start()?;
             let r = scaleout::measure(&server, events).await?;
             println!(
-                "{events} events: by hand {:.0}/s, ingest {:.0}/s, 1 worker {:.0}/s, 3 workers {:.0}/s",
-                r.by_hand, r.ingest, r.one, r.three
+                "{events} events: by hand {:.0}/s ({:.2} µs of CPU an event), ingest {:.0}/s ({:.2} µs of CPU an event: {:.0}/s a core)",
+                r.by_hand,
+                r.by_hand_cpu_us,
+                r.ingest,
+                r.ingest_cpu_us,
+                1e6 / r.ingest_cpu_us
             );
+            for (workers, rate) in &r.shared {
+                println!("{workers} workers on one durable consumer ({workers} threads): {rate:.0}/s");
+            }
             for (workers, ingest, rate, disorder) in r.partitioned {
                 println!("{workers} partitions: ingest {ingest:.0}/s, {workers} workers {rate:.0}/s, {disorder} out of their chat's order");
             }

@@ -121,6 +121,7 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
             if !plan.idle && plan.count > 0 {
                 let template = Template::new();
                 let started = Instant::now();
+                let start_us = now_us();
                 let mut sent = 0u64;
                 if plan.rate == 0 {
                     while sent < plan.count {
@@ -159,7 +160,7 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
                 }
                 let _ = sink.flush().await;
                 println!(
-                    "{{\"sent\":{sent},\"us\":{}}}",
+                    "{{\"sent\":{sent},\"us\":{},\"start_us\":{start_us}}}",
                     started.elapsed().as_micros()
                 );
             }
