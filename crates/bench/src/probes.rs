@@ -52,6 +52,9 @@ pub(crate) async fn memory(client: &str, k: usize, base: &str) -> anyhow::Result
                 .router(
                     eventsock_handler::Router::builder()
                         .actor::<legacy::MessagesUpsert>(Sink.start().recipient())
+                        // One socket per instance, to weigh one subscription: a bot's
+                        // receipts socket (messages.update) is one more of the same kind.
+                        .receipts(false)
                         .build(),
                 )
                 .start()?;

@@ -408,7 +408,8 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     eprintln!("memory...");
     writeln!(md, "\n## Memory per idle subscription\n")?;
     writeln!(md, "Resident memory of a fresh client process before and after opening K idle subscriptions (one connection each),")?;
-    writeln!(md, "divided by K. The raw baseline holds K idle tokio-tungstenite connections, each with a reading task.\n")?;
+    writeln!(md, "divided by K. The raw baseline holds K idle tokio-tungstenite connections, each with a reading task. A bot whose")?;
+    writeln!(md, "router follows delivery receipts (the default) holds two per instance: `messages.upsert` and `messages.update`.\n")?;
     writeln!(
         md,
         "| K | eventsock KiB/subscription | raw KiB/connection |"
