@@ -5,7 +5,8 @@
 //! and the outbox, on tokio's paused clock.
 #![cfg(feature = "testkit")]
 
-use eventsock::handler::{Dialogue, MemoryStore, StateStore};
+use eventsock::core::LocalBoxFuture;
+use eventsock::handler::{ChatKey, Dialogue, MemoryStore, StateError, StateStore, Stored};
 use eventsock::prelude::*;
 use eventsock::testkit::TestKit;
 use std::sync::Arc;
@@ -143,4 +144,62 @@ async fn a_pair_learnt_while_the_lid_is_pacing_keeps_one_pace() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     let gap = sent[1].at_ms - sent[0].at_ms;
     assert!(gap >= 2_000, "answers {gap} ms apart: {sent:?}");
+}
+
+/// A store whose first save of a pair fails (storage down), then works.
+struct FlakyPairs {
+    inner: MemoryStore,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl StateStore for FlakyPairs {
+    fn load<'a>(
+        &'a self,
+        key: &'a ChatKey,
+    ) -> LocalBoxFuture<'a, Result<Option<Stored>, StateError>> {
+        self.inner.load(key)
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a ChatKey,
+        bytes: Vec<u8>,
+        expected: Option<u64>,
+    ) -> LocalBoxFuture<'a, Result<u64, StateError>> {
+        let pair = key.chat.starts_with("lid:");
+        if pair && !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return Box::pin(async { Err(StateError::Storage("down for a moment".into())) });
+        }
+        self.inner.save(key, bytes, expected)
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a ChatKey,
+        expected: u64,
+    ) -> LocalBoxFuture<'a, Result<(), StateError>> {
+        self.inner.remove(key, expected)
+    }
+}
+
+/// A pair whose save failed is saved with the chat's next message (it is marked saved only
+/// once the store holds it), and so found after a restart.
+#[actix_rt::test]
+async fn a_pair_the_store_failed_to_keep_is_kept_with_the_next_message() {
+    let store = Arc::new(FlakyPairs {
+        inner: MemoryStore::default(),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let kit = TestKit::new(counting(store.clone()));
+    let both = kit.chat(PHONE).with_lid(LID);
+    let failed = both.says("hi").await;
+    assert_eq!(failed.failed, 1, "the storage error fails the handler");
+    both.says("hi again").await;
+    assert_eq!(both.replies().await, [format!("step 1 for {PHONE_JID}")]);
+    drop(kit);
+    tokio::time::resume();
+    let kit = TestKit::new(counting(store));
+    let lid = kit.chat(LID);
+    lid.says("after a restart").await;
+    assert_eq!(lid.replies().await, [format!("step 2 for {PHONE_JID}")]);
 }

@@ -255,3 +255,31 @@ impl Future for Receipt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Awaited by reference, then asked again: the outcome is kept, for `sent` and for the
+    /// waits for delivery, which do not see a stopped outbox.
+    #[tokio::test]
+    async fn the_outcome_is_kept_once_known() {
+        let (tx, rx) = oneshot::channel();
+        let mut receipt = Receipt {
+            id: "A".into(),
+            answer: Some(rx),
+            outcome: None,
+            status: None,
+        };
+        let queued = Outcome::Queued { id: "A".into() };
+        tx.send(Ok(queued.clone())).unwrap();
+        assert_eq!((&mut receipt).await.unwrap(), queued);
+        assert_eq!(receipt.sent().await.unwrap(), queued);
+        let delivery = receipt.delivered(std::time::Duration::from_millis(1)).await;
+        assert!(
+            matches!(delivery, Err(DeliveryError::Unfollowed)),
+            "{delivery:?}"
+        );
+        assert_eq!(receipt.await.unwrap(), queued);
+    }
+}
