@@ -6,8 +6,7 @@
 //! it on (the dispatcher calls it for every `messages.update` of the instance), and a
 //! [`Receipt`](super::Receipt) waits on it.
 
-use eventsock_core::{human, Histogram};
-use std::collections::{HashMap, VecDeque};
+use eventsock_core::{human, Histogram, Recent};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -156,14 +155,13 @@ struct Followed {
     status: watch::Sender<Option<Delivery>>,
     chat: String,
     sent_at: Option<Instant>,
-    /// Which follow of its id it is: an id posted again after it settled is followed anew,
-    /// and the older place in the order must not forget the newer entry.
-    generation: u64,
 }
 
 /// The messages an outbox follows, and what their receipts said.
 pub(crate) struct Deliveries {
-    followed: Mutex<Book>,
+    /// The last [`FOLLOWED`] messages posted, settled ones removed at once (an id posted again
+    /// after it settled is followed anew).
+    followed: Mutex<Recent<Followed>>,
     counts: [AtomicU64; 6],
     /// Receipts for messages not followed (another sender's, or forgotten).
     unfollowed: AtomicU64,
@@ -171,18 +169,10 @@ pub(crate) struct Deliveries {
     to_delivered: Histogram,
 }
 
-#[derive(Default)]
-struct Book {
-    by_id: HashMap<String, Followed>,
-    /// Ids in the order they were followed, with the generation of each follow.
-    order: VecDeque<(String, u64)>,
-    generations: u64,
-}
-
 impl Default for Deliveries {
     fn default() -> Self {
         Deliveries {
-            followed: Mutex::default(),
+            followed: Mutex::new(Recent::new(FOLLOWED)),
             counts: Default::default(),
             unfollowed: AtomicU64::new(0),
             to_delivered: Histogram::new(eventsock_core::histogram::AGES),
@@ -220,33 +210,16 @@ impl Deliveries {
     /// Starts following message `id`, sent to `chat`; the receiver sees its status.
     pub(crate) fn follow(&self, id: &str, chat: &str) -> watch::Receiver<Option<Delivery>> {
         let mut followed = self.lock();
-        if let Some(f) = followed.by_id.get(id) {
+        if let Some(f) = followed.get(id) {
             return f.status.subscribe();
         }
         let (status, rx) = watch::channel(None);
-        // The last FOLLOWED messages sent, settled ones included (removed from `by_id` only):
-        // forgetting costs no search.
-        while followed.order.len() >= FOLLOWED {
-            if let Some((oldest, generation)) = followed.order.pop_front() {
-                if followed
-                    .by_id
-                    .get(&oldest)
-                    .is_some_and(|f| f.generation == generation)
-                {
-                    followed.by_id.remove(&oldest);
-                }
-            }
-        }
-        followed.generations += 1;
-        let generation = followed.generations;
-        followed.order.push_back((id.to_owned(), generation));
-        followed.by_id.insert(
+        followed.insert(
             id.to_owned(),
             Followed {
                 status,
                 chat: chat.to_owned(),
                 sent_at: None,
-                generation,
             },
         );
         rx
@@ -254,20 +227,20 @@ impl Deliveries {
 
     /// Message `id` is being sent: its time to delivery counts from the first time.
     pub(crate) fn sent(&self, id: &str) {
-        if let Some(f) = self.lock().by_id.get_mut(id) {
+        if let Some(f) = self.lock().get_mut(id) {
             f.sent_at.get_or_insert_with(Instant::now);
         }
     }
 
     /// Message `id` was not sent: nothing will come for it.
     pub(crate) fn forget(&self, id: &str) {
-        self.lock().by_id.remove(id);
+        self.lock().remove(id);
     }
 
     /// A receipt: message `id` got to `status`. Returns whether the message is followed.
     pub(crate) fn update(&self, id: &str, status: Delivery) -> bool {
         let mut followed = self.lock();
-        let Some(f) = followed.by_id.get_mut(id) else {
+        let Some(f) = followed.get_mut(id) else {
             drop(followed);
             self.unfollowed.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -296,7 +269,7 @@ impl Deliveries {
         }
         f.status.send_replace(Some(status));
         if status.is_final() {
-            followed.by_id.remove(id);
+            followed.remove(id);
         }
         true
     }
@@ -309,7 +282,7 @@ impl Deliveries {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent<Followed>> {
         self.followed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -420,7 +393,7 @@ mod tests {
         for n in 1..=FOLLOWED {
             deliveries.follow(&n.to_string(), "c");
         }
-        assert_eq!(deliveries.lock().by_id.len(), FOLLOWED);
+        assert_eq!(deliveries.lock().len(), FOLLOWED);
         let got = wait_for(&mut first, Delivery::Delivered, Duration::from_secs(1)).await;
         assert!(matches!(got, Err(DeliveryError::Unfollowed)), "{got:?}");
     }
