@@ -83,7 +83,7 @@ impl<V> Recent<V> {
     /// Drops the oldest place in the order, with its key when it is that key's live place.
     fn pop_place(&mut self) -> Option<(String, V)> {
         let (key, insertion) = self.order.pop_front()?;
-        if !self.values.get(&key).is_some_and(|(i, _)| *i == insertion) {
+        if self.values.get(&key).is_none_or(|(i, _)| *i != insertion) {
             return None;
         }
         let (_, value) = self.values.remove(&key)?;
