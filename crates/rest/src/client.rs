@@ -5,6 +5,8 @@
 //! on a timeout, a connection failure or a 5xx, up to [`RestClient::retries`] times. Sends are
 //! never retried: a send that timed out may have gone out, and a second try would send twice.
 
+use crate::retries::Retries;
+use crate::RestError;
 use eventsock_core::{Endpoint, QuotedMessage, Source, Token, TokenProvider};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -12,129 +14,6 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A failed REST call. The token is never part of it; the server's body is shown escaped and
-/// cut to 200 characters.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum RestError {
-    /// 401: the token is wrong, expired, or not for this instance.
-    #[error("401 Unauthorized: {}", shown(body))]
-    Unauthorized {
-        /// The server's error body.
-        body: Value,
-    },
-    /// 404: no such instance (or route).
-    #[error("404 Not Found: {}", shown(body))]
-    NotFound {
-        /// The server's error body.
-        body: Value,
-    },
-    /// 429: too many requests; nothing was done. Try again after `retry_after` when the server
-    /// said (its `Retry-After`, in seconds).
-    #[error("429 Too Many Requests{}: {}", retry_after.map(|d| format!(" (try again in {})", eventsock_core::human::duration(d))).unwrap_or_default(), shown(body))]
-    RateLimited {
-        /// The server's `Retry-After`, when it sent one in seconds.
-        retry_after: Option<Duration>,
-        /// The server's error body.
-        body: Value,
-    },
-    /// Another 4xx: the request was refused (bad number, bad body...).
-    #[error("{status} refused: {}", shown(body))]
-    Rejected {
-        /// The status.
-        status: u16,
-        /// The server's error body.
-        body: Value,
-    },
-    /// A 5xx.
-    #[error("server error {status}: {}", shown(body))]
-    Server {
-        /// The status.
-        status: u16,
-        /// The server's error body.
-        body: Value,
-    },
-    /// No answer in time.
-    #[error("no answer within {}", eventsock_core::human::duration(*.0))]
-    Timeout(Duration),
-    /// No connection.
-    #[error("cannot reach the server: {}", eventsock_core::human::escaped(.0))]
-    Connect(String),
-    /// The answer is not the JSON expected.
-    #[error("unexpected answer: {}", eventsock_core::human::escaped(.0))]
-    Decode(String),
-    /// The token provider failed.
-    #[error("no token: {}", eventsock_core::human::escaped(.0))]
-    Token(String),
-    /// Nothing was sent: the message names no recipient (for example a chat id that the event
-    /// did not carry).
-    #[error("nothing sent: the recipient is empty")]
-    NoRecipient,
-    /// The call cannot be made here (no REST client, no message id); nothing was sent.
-    #[error("nothing sent: {}", eventsock_core::human::escaped(.0))]
-    Unavailable(String),
-}
-
-/// A server's body for an error message: JSON (which escapes control characters), at most 200
-/// characters.
-fn shown(body: &Value) -> String {
-    let text = body.to_string();
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
-        None => text,
-    }
-}
-
-impl RestError {
-    /// The same error with every occurrence of `secret` replaced by `<redacted>`: for errors of
-    /// calls that carry a secret in their body, which a server may echo.
-    pub(crate) fn scrubbed(self, secret: &str) -> RestError {
-        if secret.is_empty() {
-            return self;
-        }
-        let text = |s: String| s.replace(secret, "<redacted>");
-        let body = |v: Value| {
-            let shown = v.to_string();
-            if shown.contains(secret) {
-                serde_json::from_str(&text(shown)).unwrap_or(Value::Null)
-            } else {
-                v
-            }
-        };
-        match self {
-            RestError::Unauthorized { body: b } => RestError::Unauthorized { body: body(b) },
-            RestError::NotFound { body: b } => RestError::NotFound { body: body(b) },
-            RestError::RateLimited {
-                retry_after,
-                body: b,
-            } => RestError::RateLimited {
-                retry_after,
-                body: body(b),
-            },
-            RestError::Rejected { status, body: b } => RestError::Rejected {
-                status,
-                body: body(b),
-            },
-            RestError::Server { status, body: b } => RestError::Server {
-                status,
-                body: body(b),
-            },
-            RestError::Connect(e) => RestError::Connect(text(e)),
-            RestError::Decode(e) => RestError::Decode(text(e)),
-            RestError::Token(e) => RestError::Token(text(e)),
-            other => other,
-        }
-    }
-
-    /// Worth another try for an idempotent call.
-    fn transient(&self) -> bool {
-        matches!(
-            self,
-            RestError::Server { .. } | RestError::Timeout(_) | RestError::Connect(_)
-        )
-    }
-}
 
 /// A message's key, to react to it or mark it read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -262,14 +141,6 @@ pub struct SendText {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The wait before retry `n` of an idempotent call: 0.4 s, doubling, at most 12.8 s.
-const RETRY_BACKOFF: eventsock_core::Backoff = eventsock_core::Backoff::Exponential {
-    min: Duration::from_millis(400),
-    max: Duration::from_millis(12_800),
-    factor: 2.0,
-    jitter: 0.0,
-};
 
 thread_local! {
     // awc's client is not Send: each thread that makes calls keeps one per RestClient, so a
@@ -607,90 +478,6 @@ impl RestClient {
             clients.push((self.id, client.clone()));
             client
         })
-    }
-}
-
-/// What a failed call says about trying it again.
-pub(crate) trait Retryable: std::fmt::Display {
-    /// The server refused the token (a 401).
-    fn token_refused(&self) -> bool;
-    /// Worth another try, for a call that changes nothing when made twice.
-    fn transient(&self) -> bool;
-}
-
-impl Retryable for RestError {
-    fn token_refused(&self) -> bool {
-        matches!(self, RestError::Unauthorized { .. })
-    }
-
-    fn transient(&self) -> bool {
-        RestError::transient(self)
-    }
-}
-
-/// When a call goes again: the one retry policy of the client's calls. Once with a new token
-/// after a 401 whose token the provider gives up; after a transient failure of an idempotent
-/// call, up to [`RestClient::retries`] times, after the backoff, and not past `deadline`.
-pub(crate) struct Retries<'c> {
-    client: &'c RestClient,
-    route: &'c str,
-    idempotent: bool,
-    deadline: Option<tokio::time::Instant>,
-    attempt: u32,
-    renewed: bool,
-}
-
-impl<'c> Retries<'c> {
-    pub(crate) fn new(
-        client: &'c RestClient,
-        route: &'c str,
-        idempotent: bool,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Retries<'c> {
-        Retries {
-            client,
-            route,
-            idempotent,
-            deadline,
-            attempt: 0,
-            renewed: false,
-        }
-    }
-
-    /// The token for the next attempt.
-    pub(crate) async fn token(&self) -> Result<Token, RestError> {
-        self.client
-            .tokens
-            .token()
-            .await
-            .map_err(|e| RestError::Token(e.to_string()))
-    }
-
-    /// Whether the call goes again after `failure` of an attempt made with `token` (having
-    /// waited for the backoff when it does).
-    pub(crate) async fn again<E: Retryable>(&mut self, failure: &E, token: &Token) -> bool {
-        let route = self.route;
-        // A refused token was not used: any call may go again, once, with a new one.
-        if failure.token_refused() && !self.renewed && self.client.tokens.refused(token) {
-            self.renewed = true;
-            tracing::debug!(route, "token refused; retrying with a new one");
-            return true;
-        }
-        if !self.idempotent || !failure.transient() || self.attempt >= self.client.retries {
-            return false;
-        }
-        self.attempt += 1;
-        let wait = RETRY_BACKOFF.delay(self.attempt);
-        if self
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() + wait >= d)
-        {
-            return false;
-        }
-        let attempt = self.attempt;
-        tracing::debug!(route, attempt, error = %failure, wait = %eventsock_core::human::duration(wait), "retrying");
-        tokio::time::sleep(wait).await;
-        true
     }
 }
 

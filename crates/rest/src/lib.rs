@@ -17,15 +17,18 @@
 //! ```
 
 mod client;
+mod error;
 pub mod media;
 pub mod outbox;
 mod refresh;
+mod retries;
 mod tls;
 
 pub use client::{
     request, FoundPage, Loopback, LoopbackCall, LoopbackReply, MessageKey, Method, Quote,
-    RestClient, RestError, SendText,
+    RestClient, SendText,
 };
+pub use error::RestError;
 pub use media::{Downloaded, MediaError, MediaLimits};
 pub use outbox::{
     Action, Delivery, DeliveryError, DeliveryStats, Outbox, OutboxError, OutboxStats, Outcome,

@@ -16,7 +16,8 @@
 //! nothing on the server. Once bytes went to the writer, a failure ends the download (a writer
 //! cannot take them back); [`RestClient::download_media_to_file`] then leaves no file.
 
-use crate::client::{LoopbackCall, LoopbackReply, Method, Retries, Retryable};
+use crate::client::{LoopbackCall, LoopbackReply, Method};
+use crate::retries::{Retries, Retryable};
 use crate::{RestClient, RestError};
 use eventsock_core::file::AtomicFile;
 use eventsock_core::human;

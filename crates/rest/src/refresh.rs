@@ -7,7 +7,8 @@
 //! old one for later refreshes (`400 Invalid "oldToken"`). With the shipped default (`0`) a token
 //! carries `exp == iat` and its expiry is never checked: such a token is never refreshed.
 
-use crate::client::{request, Method, RestError};
+use crate::client::{request, Method};
+use crate::RestError;
 use eventsock_core::human::duration;
 use eventsock_core::{Endpoint, Token};
 use eventsock_core::{LocalBoxFuture, TokenProvider, TokenProviderError};
