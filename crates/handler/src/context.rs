@@ -190,10 +190,13 @@ impl Ctx {
         self.with_next_id(self.for_person(Outgoing::text(to, text)))
     }
 
-    /// `message` for the person its chat is (see [`Outgoing::person`]).
+    /// `message` for the person its chat is (see [`Outgoing::person`]), when that is another
+    /// of their ids than the one it goes to.
     fn for_person(&self, message: Outgoing) -> Outgoing {
-        let person = self.event.identities.identity(&message.to).into_owned();
-        message.for_person(person)
+        match self.event.identities.identity(&message.to) {
+            std::borrow::Cow::Owned(person) => message.for_person(person),
+            std::borrow::Cow::Borrowed(_) => message,
+        }
     }
 
     /// `message` with the next id of this context, when its ids are derived (see
