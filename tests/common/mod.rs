@@ -209,7 +209,7 @@ impl<T: Payload> Handler<Received<T>> for Recorder {
     type Result = ();
 
     fn handle(&mut self, msg: Received<T>, _: &mut Context<Self>) {
-        let json = serde_json::to_value(&*msg.payload).unwrap();
+        let json = serde_json::to_value(msg.payload()).unwrap();
         self.push(Record::Event {
             meta: msg.event.meta,
             json,

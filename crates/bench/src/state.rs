@@ -63,7 +63,7 @@ fn by_hand(path: &std::path::Path) -> anyhow::Result<Router> {
     Ok(Router::builder().on(move |m: Message| {
         let db = db.clone();
         async move {
-            let chat = eventsock_core::MessageLike::chat(&*m.payload).unwrap_or_default().to_owned();
+            let chat = eventsock_core::MessageLike::chat(&m.event).unwrap_or_default().to_owned();
             let db = db.lock().map_err(|_| "poisoned")?;
             let n: u64 = db
                 .query_row("SELECT n FROM counts WHERE chat = ?1", [&chat], |r| r.get::<_, i64>(0))

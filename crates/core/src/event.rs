@@ -2,10 +2,13 @@
 //! frames, for taps), [`Undelivered`] (a frame no type took), and their [`EventMeta`].
 
 use crate::frame::{DecodeError, FrameError, InstanceInfo};
+use crate::head::MessageHead;
+use crate::message::{MediaInfo, MessageLike};
 use crate::name::EventName;
 use crate::wire::Timestamp;
 use std::ops::Deref;
-use std::sync::Arc;
+use crate::Payload;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 /// Where and when an event was received.
@@ -61,21 +64,256 @@ pub enum Origin {
 /// A typed event: its metadata and its payload. Handlers receive it with its context, as
 /// `eventsock_handler::Received<T>`.
 ///
-/// The payload is shared (`Arc`), so fan-out to many handlers copies no payload. It derefs to
-/// the payload: `event.key_remote_jid` reads a field directly.
-#[derive(Debug, Clone)]
+/// The payload is shared by every handler of the event (one allocation per event, whatever
+/// the number of handlers). It derefs to the payload: `event.key_remote_jid` reads a field
+/// directly.
+///
+/// A legacy message (`messages.upsert`, `send.message`) is decoded when it is first read: the
+/// event keeps the frame's text, checked to fit the type when the frame arrived, and the
+/// fields a bot reads first (what [`MessageLike`] answers but the media) were read in that same
+/// pass. The typed payload is built at the first access to anything else ([`Event::payload`],
+/// a field through deref), once for all handlers of the event.
 pub struct Event<T> {
     /// Where and when it was received.
     pub meta: EventMeta,
-    /// The payload.
-    pub payload: Arc<T>,
+    body: Arc<Body<T>>,
 }
 
-impl<T> Deref for Event<T> {
+/// What the handlers of one event share: the payload, or its text until it is first read.
+struct Body<T> {
+    /// The payload's JSON text, kept when the payload is decoded on first access.
+    text: Box<str>,
+    /// The fields read from `text` when it was checked.
+    head: Option<MessageHead>,
+    payload: OnceLock<T>,
+}
+
+impl<T: Payload> Body<T> {
+    fn payload(&self) -> &T {
+        self.payload.get_or_init(|| {
+            serde_json::from_str(&self.text).unwrap_or_else(|e| {
+                // The text was checked with the decoder's rules when the frame arrived
+                // (`head::tests::check_agrees_with_decode` holds the two together).
+                panic!(
+                    "a frame checked to fit {} did not decode ({}): a bug in eventsock, \
+                     please report it with the frame",
+                    std::any::type_name::<T>(),
+                    crate::human::escaped(&e.to_string())
+                )
+            })
+        })
+    }
+
+    fn head(&self) -> Option<&MessageHead> {
+        self.head.as_ref()
+    }
+}
+
+impl<T: Payload> Event<T> {
+    /// An event of a payload already built (to test a handler, or a payload recovered over
+    /// REST).
+    pub fn new(meta: EventMeta, payload: T) -> Event<T> {
+        Event {
+            meta,
+            body: Arc::new(Body {
+                text: Box::default(),
+                head: None,
+                payload: OnceLock::from(payload),
+            }),
+        }
+    }
+
+    /// An event whose payload is `text`, decoded on first access; `head` was read from `text`
+    /// by the check that it fits `T`.
+    pub(crate) fn unread(meta: EventMeta, text: &str, head: MessageHead) -> Event<T> {
+        Event {
+            meta,
+            body: Arc::new(Body {
+                text: text.into(),
+                head: Some(head),
+                payload: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The payload, built at the first call (by any handler of the event) if it was not yet.
+    pub fn payload(&self) -> &T {
+        self.body.payload()
+    }
+
+    /// Whether the typed payload has been built (it is built at the first access to it, for
+    /// a legacy message; at once for every other payload).
+    pub fn is_decoded(&self) -> bool {
+        self.body.payload.get().is_some()
+    }
+
+    /// The payload's JSON text as the server sent it, while the event keeps it (a legacy
+    /// message does); `None` for a payload built at once.
+    pub fn json_text(&self) -> Option<&str> {
+        Some(&*self.body.text).filter(|t| !t.is_empty())
+    }
+
+    /// The payload as a chat message, if it is one: a legacy message answers from the fields
+    /// read when it arrived, without building the payload.
+    pub fn as_message(&self) -> Option<&dyn MessageLike> {
+        self.body.message()
+    }
+
+    /// The payload, shared and without its type: what a handler's context reads the message
+    /// from.
+    pub fn shared(&self) -> Arc<dyn SharedPayload> {
+        self.body.clone()
+    }
+}
+
+impl<T> Clone for Event<T> {
+    fn clone(&self) -> Self {
+        Event {
+            meta: self.meta.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Shows the payload if it is built, else its text (formatting builds nothing).
+impl<T: std::fmt::Debug> std::fmt::Debug for Event<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("Event");
+        s.field("meta", &self.meta);
+        match self.body.payload.get() {
+            Some(payload) => s.field("payload", payload),
+            None => s.field("text", &self.body.text),
+        };
+        s.finish()
+    }
+}
+
+impl<T: Payload> Deref for Event<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.payload
+        self.payload()
+    }
+}
+
+/// An event's payload without its type, shared by the event's handlers: what a handler's
+/// context reads the message from.
+pub trait SharedPayload: Send + Sync {
+    /// The payload as a chat message, if it is one.
+    fn message(&self) -> Option<&dyn MessageLike>;
+    /// The payload as JSON (as the server sent it, when its text was kept).
+    fn json(&self) -> Option<serde_json::Value>;
+}
+
+impl<T: Payload> SharedPayload for Body<T> {
+    fn message(&self) -> Option<&dyn MessageLike> {
+        match self.head {
+            Some(_) => Some(self),
+            None => self.payload().as_message(),
+        }
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        if self.text.is_empty() {
+            serde_json::to_value(self.payload()).ok()
+        } else {
+            serde_json::from_str(&self.text).ok()
+        }
+    }
+}
+
+/// Answers from the head while the payload is not built; the media (and every answer of a
+/// payload without a head) from the payload.
+impl<T: Payload> MessageLike for Body<T> {
+    fn text(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.text(&self.text),
+            None => self.payload().as_message()?.text(),
+        }
+    }
+
+    fn chat(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.chat(&self.text),
+            None => self.payload().as_message()?.chat(),
+        }
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.message_id(&self.text),
+            None => self.payload().as_message()?.message_id(),
+        }
+    }
+
+    fn message_type(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.message_type(&self.text),
+            None => self.payload().as_message()?.message_type(),
+        }
+    }
+
+    fn is_from_me(&self) -> bool {
+        match self.head() {
+            Some(h) => h.is_from_me(),
+            None => self
+                .payload()
+                .as_message()
+                .is_some_and(MessageLike::is_from_me),
+        }
+    }
+
+    fn lid(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.lid(&self.text),
+            None => self.payload().as_message()?.lid(),
+        }
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        match self.head() {
+            Some(h) => h.timestamp(),
+            None => self.payload().as_message()?.timestamp(),
+        }
+    }
+
+    fn media(&self) -> Option<MediaInfo<'_>> {
+        self.payload().as_message()?.media()
+    }
+}
+
+/// A message event answers from its head, without building the payload (see [`Event`]).
+impl<T: Payload + MessageLike> MessageLike for Event<T> {
+    fn text(&self) -> Option<&str> {
+        self.body.text()
+    }
+
+    fn chat(&self) -> Option<&str> {
+        self.body.chat()
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        self.body.message_id()
+    }
+
+    fn message_type(&self) -> Option<&str> {
+        self.body.message_type()
+    }
+
+    fn is_from_me(&self) -> bool {
+        self.body.is_from_me()
+    }
+
+    fn lid(&self) -> Option<&str> {
+        self.body.lid()
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        self.body.timestamp()
+    }
+
+    fn media(&self) -> Option<MediaInfo<'_>> {
+        self.body.media()
     }
 }
 

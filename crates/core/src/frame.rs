@@ -5,6 +5,7 @@
 //! A frame that is valid JSON but does not fit the type still has its data, as JSON, for whoever
 //! wants it ([`Frame::to_value`]).
 
+use crate::event::{Event, EventMeta};
 use crate::name::EventName;
 use crate::payload::{Extra, Payload};
 use crate::wire::{self, Timestamp};
@@ -171,6 +172,16 @@ impl<'a> Frame<'a> {
             path: String::new(),
             message: e.to_string(),
         })
+    }
+
+    /// The typed event of this frame, with `meta`: a payload decoded on first access
+    /// ([`Payload::head`]) is only checked here, every other one is built.
+    pub fn event<T: Payload>(&self, meta: EventMeta) -> Result<Event<T>, DecodeError> {
+        if let Some(Ok(head)) = T::head(self.data) {
+            return Ok(Event::unread(meta, self.data, head));
+        }
+        // Refused by the check (or decoded at once): the decode names what did not fit.
+        self.decode::<T>(&meta.event).map(|p| Event::new(meta, p))
     }
 
     /// Builds the typed payload of the event `event`.

@@ -76,7 +76,15 @@ impl Identities {
         if !is_phone(phone) || !is_lid(lid) {
             return false;
         }
-        if self.phone_of(lid).as_deref() == Some(phone) {
+        // Known already (every message of a chat after its first): one read, nothing copied.
+        if self
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .phone_of
+            .get(lid)
+            .is_some_and(|known| **known == *phone)
+        {
             return false;
         }
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());

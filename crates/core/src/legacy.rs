@@ -212,7 +212,7 @@ macro_rules! message_event {
             }
         }
 
-        payload!($name, Legacy, [$kind], message);
+        payload!($name, Legacy, [$kind], lazy_message);
     };
 }
 

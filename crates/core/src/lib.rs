@@ -35,6 +35,7 @@ mod event;
 pub mod file;
 mod frame;
 mod hash;
+mod head;
 pub mod histogram;
 pub mod human;
 pub mod identity;
@@ -52,9 +53,12 @@ pub mod wire;
 
 pub use backoff::{Backoff, Intensity, RestartLog};
 pub use checkpoint::CheckpointStore;
-pub use event::{Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, Undelivered};
+pub use event::{
+    Event, EventMeta, FrameProblem, Origin, RawEvent, RawFrame, SharedPayload, Undelivered,
+};
 pub use frame::{DecodeError, Frame, FrameError, InstanceInfo};
 pub use hash::{fnv1a, FNV_BASIS};
+pub use head::MessageHead;
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use identity::Identities;
 pub use message::{MediaInfo, MediaKind, MessageLike, QuotedMessage};

@@ -31,6 +31,14 @@ pub trait Payload:
     fn as_message(&self) -> Option<&dyn crate::MessageLike> {
         None
     }
+
+    /// For a payload decoded on first access: checks that `text` decodes into this type and
+    /// reads the fields a bot reads first, in one pass that builds nothing (the error is the
+    /// one decoding gives). `None` (the default): the payload is decoded when it arrives.
+    fn head(text: &str) -> Option<Result<crate::MessageHead, serde_json::Error>> {
+        let _ = text;
+        None
+    }
 }
 
 /// Ties a payload type to its channel and event names.
@@ -39,6 +47,18 @@ macro_rules! payload {
         impl $crate::payload::Payload for $ty {
             const CHANNEL: $crate::name::Channel = $crate::name::Channel::$channel;
             const EVENTS: &'static [$crate::name::EventKind] = &[$($crate::name::EventKind::$kind),+];
+        }
+    };
+    ($ty:ty, $channel:ident, [$($kind:ident),+], lazy_message) => {
+        impl $crate::payload::Payload for $ty {
+            const CHANNEL: $crate::name::Channel = $crate::name::Channel::$channel;
+            const EVENTS: &'static [$crate::name::EventKind] = &[$($crate::name::EventKind::$kind),+];
+            fn as_message(&self) -> Option<&dyn $crate::MessageLike> {
+                Some(self)
+            }
+            fn head(text: &str) -> Option<Result<$crate::MessageHead, serde_json::Error>> {
+                Some($crate::MessageHead::read(text))
+            }
         }
     };
     ($ty:ty, $channel:ident, [$($kind:ident),+], message) => {

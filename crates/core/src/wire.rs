@@ -171,7 +171,7 @@ where
 #[derive(Debug)]
 pub struct Key<'de>(std::borrow::Cow<'de, str>);
 
-impl Key<'_> {
+impl<'de> Key<'de> {
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -180,6 +180,11 @@ impl Key<'_> {
     /// The name, owned.
     pub fn into_string(self) -> String {
         self.0.into_owned()
+    }
+
+    /// The name, borrowed from the input when it had no escapes.
+    pub fn into_cow(self) -> std::borrow::Cow<'de, str> {
+        self.0
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Ctx`]: what a handler answers an event with, bound to the event's chat and instance.
 
 use crate::dispatcher::Answerer;
-use eventsock_core::{EventMeta, MediaInfo, MessageLike};
+use eventsock_core::{EventMeta, MediaInfo, MessageLike, SharedPayload};
 use eventsock_rest::{
     Downloaded, MediaError, MessageKey, OutboxError, Outgoing, Postbox, Receipt, RestClient,
     RestError,
@@ -37,24 +37,6 @@ pub struct Ctx {
     salt: Option<Arc<str>>,
 }
 
-/// What a context reads the event's message from: its payload, shared with the event.
-pub(crate) trait MessageOf: Send + Sync {
-    fn message(&self) -> Option<&dyn MessageLike>;
-    /// The payload as the server sent it, for calls that take the message itself (a media
-    /// download).
-    fn json(&self) -> Option<serde_json::Value>;
-}
-
-impl<T: eventsock_core::Payload> MessageOf for T {
-    fn message(&self) -> Option<&dyn MessageLike> {
-        self.as_message()
-    }
-
-    fn json(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(self).ok()
-    }
-}
-
 /// The part of a context every handler of one event shares: made once per event, it holds the
 /// payload (one refcount) and reads the chat, the id and the quote from it when asked.
 pub(crate) struct EventCtx {
@@ -65,7 +47,7 @@ pub(crate) struct EventCtx {
     /// The run's phone-number ↔ LID pairs.
     identities: Arc<eventsock_core::Identities>,
     instance: Option<Arc<str>>,
-    payload: Option<Arc<dyn MessageOf>>,
+    payload: Option<Arc<dyn SharedPayload>>,
     /// How many messages each handler of the event sent, by its slot: shared by the clones of
     /// its context.
     sent: Sent,
@@ -117,7 +99,7 @@ impl EventCtx {
         postbox: Option<Arc<dyn Postbox>>,
         identities: Arc<eventsock_core::Identities>,
         meta: &EventMeta,
-        payload: Option<Arc<dyn MessageOf>>,
+        payload: Option<Arc<dyn SharedPayload>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
         Arc::new(EventCtx {
@@ -405,7 +387,7 @@ impl Ctx {
         self.event
             .payload
             .as_deref()
-            .and_then(MessageOf::json)
+            .and_then(SharedPayload::json)
             .ok_or_else(|| MediaError::NoMedia("the message could not be written back".into()))
     }
 }

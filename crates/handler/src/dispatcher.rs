@@ -6,10 +6,11 @@
 //! an envelope), decodes it once per registered payload type and starts a delivery to every
 //! handler of that type; it then waits for them, logs what went wrong, and says how each did.
 
-use crate::context::{EventCtx, MessageOf};
+use crate::context::EventCtx;
 use crate::router::{panic_message, Deliveries, Router};
 use eventsock_core::{
     human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem, Identities,
+    SharedPayload,
 };
 use eventsock_rest::{Delivery, Outbox, Postbox, RestClient};
 use futures_util::future::join_all;
@@ -102,10 +103,10 @@ impl RunState {
     pub(crate) fn event_ctx(
         &self,
         meta: &EventMeta,
-        payload: Option<Arc<dyn MessageOf>>,
+        payload: Option<Arc<dyn SharedPayload>>,
         handlers: usize,
     ) -> Arc<EventCtx> {
-        if let Some(m) = payload.as_deref().and_then(MessageOf::message) {
+        if let Some(m) = payload.as_deref().and_then(SharedPayload::message) {
             if let Some((phone, lid)) = eventsock_core::identity::pair(m.chat(), m.lid()) {
                 self.identities.learn(phone, lid);
             }

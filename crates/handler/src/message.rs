@@ -2,11 +2,11 @@
 
 use crate::Pipeline;
 use crate::Received;
-use eventsock_core::{MessageLike, Recent};
+use eventsock_core::{MessageLike, Payload, Recent};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-impl<In: 'static, T: MessageLike + 'static> Pipeline<In, Received<T>> {
+impl<In: 'static, T: Payload + MessageLike> Pipeline<In, Received<T>> {
     /// Keeps messages whose text starts with `prefix` (for example `!ping`), as a whole word:
     /// `!ping` and `!ping now`, not `!pingpong`.
     pub fn command(self, prefix: &'static str) -> Self {

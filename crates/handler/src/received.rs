@@ -50,7 +50,7 @@ impl<T: Payload> Received<T> {
     /// [`RestError::Unavailable`](eventsock_rest::RestError::Unavailable). For calling a
     /// handler by hand, such as in a unit test.
     pub fn offline(event: Event<T>) -> Received<T> {
-        let payload = event.payload.clone() as std::sync::Arc<dyn crate::context::MessageOf>;
+        let payload = event.shared();
         let shared = crate::context::EventCtx::new(
             None,
             None,

@@ -8,7 +8,10 @@ use eventsock_core::{human, Payload, RawEvent};
 /// (as JSON, escaped, cut to 200 characters).
 pub fn log<T: Payload>() -> Route<Received<T>> {
     Route::new(|e: Received<T>| {
-        let json = serde_json::to_string(&*e.payload).unwrap_or_default();
+        let json = match e.event.json_text() {
+            Some(text) => text.to_owned(),
+            None => serde_json::to_string(e.event.payload()).unwrap_or_default(),
+        };
         tracing::info!(event = %human::escaped(e.meta.event.as_str()),
             instance = %human::escaped(e.meta.instance.as_deref().unwrap_or("?")),
             generation = e.meta.generation, seq = e.meta.seq,

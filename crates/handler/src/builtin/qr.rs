@@ -69,13 +69,13 @@ pub fn qr_terminal<T: QrPayload, W: Write + Send + 'static>(out: W) -> Route<Rec
             writeln!(
                 out,
                 "Scan with WhatsApp on the phone of {instance} (code {}):",
-                e.payload.count().unwrap_or(0)
+                e.payload().count().unwrap_or(0)
             )?;
-            match e.payload.code() {
+            match e.payload().code() {
                 Some(code) => writeln!(out, "{}", render_qr(code)?)?,
                 None => writeln!(out, "(this event carries no QR code)")?,
             }
-            if let Some(pairing) = e.payload.pairing_code() {
+            if let Some(pairing) = e.payload().pairing_code() {
                 writeln!(out, "Or enter the pairing code: {pairing}")?;
             }
             out.flush()?;
@@ -105,13 +105,10 @@ mod tests {
         fn event<T: Payload>(json: &str) -> Received<T> {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let data = v.get("data").cloned().unwrap_or(v);
-            crate::Received::offline(eventsock_core::Event {
-                meta: eventsock_core::EventMeta::live(
-                    eventsock_core::EventKind::QrcodeUpdated,
-                    "codechat",
-                ),
-                payload: Arc::new(serde_json::from_value(data).unwrap()),
-            })
+            crate::Received::offline(eventsock_core::Event::new(
+                eventsock_core::EventMeta::live(eventsock_core::EventKind::QrcodeUpdated, "codechat"),
+                serde_json::from_value(data).unwrap(),
+            ))
         }
         let buf = Buf::default();
         let legacy_route = qr_terminal::<legacy::QrcodeUpdated, _>(buf.clone());

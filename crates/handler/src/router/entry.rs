@@ -1,6 +1,6 @@
 //! The handlers of one payload type, and how one event is delivered to each of them.
 
-use crate::context::{Ctx, MessageOf};
+use crate::context::Ctx;
 use crate::dispatcher::RunState;
 use crate::route::{BoxError, HandlerError, Route};
 use crate::Received;
@@ -8,7 +8,7 @@ use actix::prelude::SendError;
 use actix::Recipient;
 use eventsock_core::histogram::{self, Histogram, HistogramSnapshot};
 use eventsock_core::{
-    human, Channel, DecodeError, Event, EventMeta, EventName, Frame, Payload, Protocol, RawEvent,
+    human, Channel, DecodeError, EventMeta, EventName, Frame, Payload, Protocol, RawEvent,
     RawFrame,
 };
 use futures_util::future::LocalBoxFuture;
@@ -40,7 +40,7 @@ pub(crate) struct Counters {
     gone: AtomicBool,
     /// How long each delivery took, to its outcome.
     duration: Histogram,
-    /// How old each message was when it reached the handler (now less its timestamp).
+    /// How old each message was when its frame was read (then less its timestamp).
     age: Histogram,
 }
 
@@ -68,7 +68,7 @@ pub struct HandlerStats {
     /// How long each delivery took, to its outcome (for an actor that was not waited for:
     /// until it was in the mailbox).
     pub duration: HistogramSnapshot,
-    /// How old each message was when it reached the handler: now less the message's
+    /// How old each message was when its frame was read: that time less the message's
     /// timestamp (whole seconds, as the server gives it). Messages only.
     pub age: HistogramSnapshot,
 }
@@ -505,19 +505,25 @@ impl<T: Payload> Kind for Typed<T> {
         if !handlers.iter().any(Handler::alive) {
             return Ok(());
         }
-        let payload = Arc::new(frame.decode::<T>(&meta.event)?);
-        // How old the message is (now less its timestamp, whole seconds): for each handler.
-        let age = payload
+        // Checked, and built now unless it is decoded at its first access.
+        let event = frame.event::<T>(meta.clone())?;
+        // How old the message was when its frame was read (that time less its timestamp, whole
+        // seconds; no clock is read here): for each handler.
+        let age = event
             .as_message()
             .and_then(|m| m.timestamp())
             .map(|sent| {
-                let now = eventsock_core::clock::now_secs();
-                Duration::from_secs(now.saturating_sub(u64::try_from(sent).unwrap_or(0)))
+                let read = meta
+                    .received_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                Duration::from_secs(read.saturating_sub(u64::try_from(sent).unwrap_or(0)))
             });
         // One context per event, shared by its handlers; each gets its own ids.
         let shared = to.run.event_ctx(
             meta,
-            Some(payload.clone() as Arc<dyn MessageOf>),
+            Some(event.shared()),
             handlers.len(),
         );
         for (slot, h) in handlers.iter().enumerate() {
@@ -528,10 +534,7 @@ impl<T: Payload> Kind for Typed<T> {
                 h.counters.age.observe(age);
             }
             let received = Received {
-                event: Event {
-                    meta: meta.clone(),
-                    payload: payload.clone(),
-                },
+                event: event.clone(),
                 cx: Ctx::of_handler(shared.clone(), h.name.clone(), slot),
             };
             h.deliver(received, to.wait, out);

@@ -200,7 +200,7 @@ impl RouterBuilder {
             Reply(Received<T>, String),
         }
         self.on(move |m: Received<T>| {
-            let parsed = match m.event.payload.as_message() {
+            let parsed = match m.event.as_message() {
                 Some(message) if !message.is_from_me() => message.text().map(C::parse),
                 _ => None,
             };

@@ -102,7 +102,7 @@ where
             return Ok(());
         };
         // The bot's own messages (its replies come back as messages) move no conversation.
-        if event.payload.as_message().is_some_and(|m| m.is_from_me()) {
+        if event.as_message().is_some_and(|m| m.is_from_me()) {
             return Ok(());
         }
         let chat = self.identity(&cx, instance, chat).await?;
