@@ -72,7 +72,9 @@ pub enum Origin {
 /// event keeps the frame's text, checked to fit the type when the frame arrived, and the
 /// fields a bot reads first (what [`MessageLike`] answers but the media) were read in that same
 /// pass. The typed payload is built at the first access to anything else ([`Event::payload`],
-/// a field through deref), once for all handlers of the event.
+/// a field through deref), once for all handlers of the event. (With [`MessageLike`] in scope,
+/// as `eventsock::prelude` brings it, `m.text()` is its answer; without, it is the payload's
+/// own `StoredMessage::text`, the same text, read from the built payload.)
 pub struct Event<T> {
     /// Where and when it was received.
     pub meta: EventMeta,

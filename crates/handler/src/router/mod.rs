@@ -510,6 +510,54 @@ mod tests {
         );
     }
 
+    /// A message is built at the first read of a field the head does not answer, once, for
+    /// every handler of the event; one that does not fit is refused before any handler.
+    #[test]
+    fn a_message_is_built_once_at_its_first_read() {
+        use eventsock_core::MessageLike;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
+        let router = Router::builder()
+            .on(move |m: Msg| {
+                let read = (m.text().map(str::to_owned), m.chat().map(str::to_owned));
+                lock(&a).push(format!("{read:?} built: {}", m.event.is_decoded()));
+                async { Ok(()) }
+            })
+            .on(move |m: Msg| {
+                let name = m.push_name.clone();
+                lock(&b).push(format!("{name:?} built: {}", m.event.is_decoded()));
+                async { Ok(()) }
+            })
+            .on(move |m: Msg| {
+                lock(&c).push(format!("built before: {}", m.event.is_decoded()));
+                async { Ok(()) }
+            })
+            .build();
+        let text = r#"{"keyId":"A","keyRemoteJid":"1@s.whatsapp.net","pushName":"Ana","content":{"text":"hi"}}"#;
+        let (problems, tally) = settle(&router, EventKind::MessagesUpsert, text);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(tally.handled, 3);
+        assert_eq!(
+            *lock(&seen),
+            [
+                r#"(Some("hi"), Some("1@s.whatsapp.net")) built: false"#,
+                r#"Some("Ana") built: true"#,
+                "built before: true",
+            ]
+        );
+        // A field of the wrong shape that no handler would read is still refused up front.
+        lock(&seen).clear();
+        let (problems, tally) = settle(
+            &router,
+            EventKind::MessagesUpsert,
+            r#"{"keyId":"A","content":{"text":"hi"},"isGroup":"yes"}"#,
+        );
+        assert_eq!(tally.handled, 0);
+        assert!(lock(&seen).is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("isGroup"), "{}", problems[0]);
+    }
+
     #[test]
     fn a_panicking_or_failing_handler_fails_its_delivery_only() {
         let router = Router::builder()
