@@ -212,8 +212,10 @@ impl Counters {
         !self.gone.load(Ordering::Relaxed)
     }
 
-    fn count(&self, outcome: &Outcome, started: Instant) {
-        self.duration.observe(started.elapsed());
+    /// Counts an outcome; returns the time it read (the next handler's start).
+    fn count(&self, outcome: &Outcome, started: Instant) -> Instant {
+        let now = Instant::now();
+        self.duration.observe(now.saturating_duration_since(started));
         let c = match outcome {
             Outcome::Handled => &self.handled,
             Outcome::Failed(_) => &self.failed,
@@ -223,12 +225,14 @@ impl Counters {
             }
         };
         c.fetch_add(1, Ordering::Relaxed);
+        now
     }
 
-    /// Counts an outcome known at once.
-    fn done(&self, outcome: Outcome, started: Instant, out: &mut Deliveries) {
-        self.count(&outcome, started);
+    /// Counts an outcome known at once; returns the time it read.
+    fn done(&self, outcome: Outcome, started: Instant, out: &mut Deliveries) -> Instant {
+        let now = self.count(&outcome, started);
         out.outcomes.add(outcome);
+        now
     }
 }
 
@@ -254,9 +258,18 @@ where
     /// Starts delivering `m`. With `wait`, an actor's delivery completes when it has handled
     /// the message; without, once it is in its mailbox (`try_send`: no round trip), and only a
     /// full mailbox makes the delivery wait. A closure or route always runs to completion.
-    pub(crate) fn deliver(&self, m: M, wait: bool, out: &mut Deliveries) {
+    ///
+    /// `started` is when the delivery began (the time the previous handler's delivery ended:
+    /// one clock read per handler that settles at once); returns when this one ended, or, for
+    /// a delivery still pending, the time now.
+    pub(crate) fn deliver(
+        &self,
+        m: M,
+        wait: bool,
+        out: &mut Deliveries,
+        started: Instant,
+    ) -> Instant {
         let counters = self.counters.clone();
-        let started = Instant::now();
         match &self.sink {
             Sink::Actor(actor) => {
                 let sent = if wait {
@@ -278,15 +291,19 @@ where
                     counters.count(&outcome, started);
                     outcome
                 }));
+                Instant::now()
             }
             // A closure may panic before it returns its future: that fails this delivery only.
             Sink::Route(route) => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| route.call(m))) {
-                    Ok(call) => out.wait_for(guarded(
-                        async move { call.await.map(drop).map_err(|e| e.to_string()) },
-                        counters,
-                        started,
-                    )),
+                    Ok(call) => {
+                        out.wait_for(guarded(
+                            async move { call.await.map(drop).map_err(|e| e.to_string()) },
+                            counters,
+                            started,
+                        ));
+                        Instant::now()
+                    }
                     Err(panic) => counters.done(panicked(&*panic), started, out),
                 }
             }
@@ -304,11 +321,14 @@ where
                 match first {
                     Ok(Ok(Ok(()))) => counters.done(Outcome::Handled, started, out),
                     Ok(Ok(Err(e))) => counters.done(failed(e), started, out),
-                    Ok(Err(call)) => out.wait_for(guarded(
-                        async move { call.await.map_err(failure) },
-                        counters,
-                        started,
-                    )),
+                    Ok(Err(call)) => {
+                        out.wait_for(guarded(
+                            async move { call.await.map_err(failure) },
+                            counters,
+                            started,
+                        ));
+                        Instant::now()
+                    }
                     Err(panic) => counters.done(panicked(&*panic), started, out),
                 }
             }
@@ -526,6 +546,8 @@ impl<T: Payload> Kind for Typed<T> {
             Some(event.shared()),
             handlers.len(),
         );
+        // One clock read per handler that settles at once: each starts when the last ended.
+        let mut at = Instant::now();
         for (slot, h) in handlers.iter().enumerate() {
             if !h.alive() {
                 continue;
@@ -537,7 +559,7 @@ impl<T: Payload> Kind for Typed<T> {
                 event: event.clone(),
                 cx: Ctx::of_handler(shared.clone(), h.name.clone(), slot),
             };
-            h.deliver(received, to.wait, out);
+            at = h.deliver(received, to.wait, out, at);
         }
         Ok(())
     }
@@ -625,6 +647,7 @@ impl<M: RawMessage> Kind for Raw<M> {
     ) -> Result<(), DecodeError> {
         let meta = to.meta;
         let mut data = None;
+        let mut at = Instant::now();
         for (events, h) in handlers {
             if events.as_ref().is_some_and(|e| !e.contains(&meta.event)) || !h.alive() {
                 continue;
@@ -633,7 +656,7 @@ impl<M: RawMessage> Kind for Raw<M> {
                 Some(d) => d,
                 None => data.insert(M::data(frame, &meta.event)?),
             };
-            h.deliver(M::new(meta.clone(), data.clone()), to.wait, out);
+            at = h.deliver(M::new(meta.clone(), data.clone()), to.wait, out, at);
         }
         Ok(())
     }
