@@ -59,5 +59,49 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode);
+/// What a bot reads of a message, by hand: the lean struct of the throughput benchmark.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Lean {
+    key_id: Option<String>,
+    key_remote_jid: Option<String>,
+    #[serde(default)]
+    key_from_me: bool,
+    #[serde(default)]
+    content: LeanContent,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[allow(dead_code)]
+struct LeanContent {
+    text: Option<String>,
+}
+
+/// A legacy message four ways: built whole (`decode`), its head read and the whole text checked
+/// (`head`, what the dispatcher does now), the lean struct a user writes by hand, and serde's
+/// cheapest pass (`IgnoredAny`: syntax only).
+fn message(c: &mut Criterion) {
+    let text = include_str!("../../../tests/fixtures/legacy/messages.upsert.json");
+    let compact = serde_json::from_str::<serde_json::Value>(text)
+        .unwrap()
+        .to_string();
+    let mut group = c.benchmark_group("message");
+    group.throughput(Throughput::Bytes(compact.len() as u64));
+    group.bench_function("decode", |b| {
+        b.iter(|| serde_json::from_str::<legacy::MessagesUpsert>(black_box(&compact)).unwrap())
+    });
+    group.bench_function("head", |b| {
+        b.iter(|| eventsock_core::MessageHead::read(black_box(&compact)).unwrap())
+    });
+    group.bench_function("lean", |b| {
+        b.iter(|| serde_json::from_str::<Lean>(black_box(&compact)).unwrap())
+    });
+    group.bench_function("ignored", |b| {
+        b.iter(|| serde_json::from_str::<serde::de::IgnoredAny>(black_box(&compact)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, message);
 criterion_main!(benches);

@@ -269,7 +269,8 @@ where
         out: &mut Deliveries,
         started: Instant,
     ) -> Instant {
-        let counters = self.counters.clone();
+        // Shared (a refcount) only with a delivery that is still pending.
+        let counters = &self.counters;
         match &self.sink {
             Sink::Actor(actor) => {
                 let sent = if wait {
@@ -283,6 +284,7 @@ where
                         }
                     }
                 };
+                let counters = counters.clone();
                 out.wait_for(Box::pin(async move {
                     let outcome = match sent.await {
                         Ok(()) => Outcome::Handled,
@@ -299,7 +301,7 @@ where
                     Ok(call) => {
                         out.wait_for(guarded(
                             async move { call.await.map(drop).map_err(|e| e.to_string()) },
-                            counters,
+                            counters.clone(),
                             started,
                         ));
                         Instant::now()
@@ -324,7 +326,7 @@ where
                     Ok(Err(call)) => {
                         out.wait_for(guarded(
                             async move { call.await.map_err(failure) },
-                            counters,
+                            counters.clone(),
                             started,
                         ));
                         Instant::now()
