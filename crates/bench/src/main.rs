@@ -231,8 +231,17 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Fuzz { cases } => {
             let r = probes::fuzz(cases)?;
-            println!("{r:?}");
+            println!(
+                "{} inputs: {} not JSON, {} typed decodes, {} typed decode errors, {} panics; \
+                 the check on arrival and the decode of a legacy message disagreed on {}",
+                r.cases, r.not_json, r.decoded, r.wrong_shape, r.panics, r.head_disagreements
+            );
             anyhow::ensure!(r.panics == 0, "{} inputs panicked", r.panics);
+            anyhow::ensure!(
+                r.head_disagreements == 0,
+                "the check on arrival and the decode disagreed on {} inputs",
+                r.head_disagreements
+            );
             Ok(())
         }
         Cmd::Soak { events } => actix_rt::System::new().block_on(soak(events)),

@@ -115,6 +115,30 @@ pub(crate) struct FuzzReport {
     pub(crate) decoded: u64,
     pub(crate) wrong_shape: u64,
     pub(crate) panics: u64,
+    /// Inputs where the check a legacy message gets on arrival (`MessageHead::read`) and its
+    /// decode disagreed (one accepted, the other refused, or their answers differed): must be 0.
+    pub(crate) head_disagreements: u64,
+}
+
+/// Whether the head read on arrival and the decode agree on `input` as a legacy message.
+fn head_agrees(input: &str) -> bool {
+    use eventsock_core::MessageLike;
+    match (
+        eventsock_core::MessageHead::read(input),
+        serde_json::from_str::<legacy::MessagesUpsert>(input),
+    ) {
+        (Ok(h), Ok(m)) => {
+            h.text(input) == m.text()
+                && h.chat(input) == m.chat()
+                && h.message_id(input) == m.message_id()
+                && h.message_type(input) == m.message_type()
+                && h.is_from_me() == m.is_from_me()
+                && h.lid(input) == m.lid()
+                && h.timestamp() == MessageLike::timestamp(&m)
+        }
+        (Err(_), Err(_)) => true,
+        _ => false,
+    }
 }
 
 const TOKENS: &[&str] = &[
@@ -220,6 +244,9 @@ pub(crate) fn fuzz(cases: u64) -> anyhow::Result<FuzzReport> {
     for _ in 0..cases {
         let input = mutate(&seeds[fastrand::usize(..seeds.len())]);
         r.cases += 1;
+        if !std::panic::catch_unwind(|| head_agrees(&input)).unwrap_or(false) {
+            r.head_disagreements += 1;
+        }
         let outcome =
             std::panic::catch_unwind(AssertUnwindSafe(|| match Frame::parse(&name, &input) {
                 Err(e) => {

@@ -6,8 +6,8 @@ use crate::head::MessageHead;
 use crate::message::{MediaInfo, MessageLike};
 use crate::name::EventName;
 use crate::wire::Timestamp;
-use std::ops::Deref;
 use crate::Payload;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 

@@ -488,8 +488,23 @@ mod tests {
         let fixtures = fixtures();
         assert!(fixtures.len() > 20, "fixtures found: {}", fixtures.len());
         let splices = [
-            "1e999", "-", "\"\\ud800\"", "\"\\u00e9\"", "null", "[]", "{}", "\"12\"", "\"x\"",
-            "1.5", "true", "18446744073709551616", "{\"text\":1}", "\"\\\"\"", ",", ":", "}",
+            "1e999",
+            "-",
+            "\"\\ud800\"",
+            "\"\\u00e9\"",
+            "null",
+            "[]",
+            "{}",
+            "\"12\"",
+            "\"x\"",
+            "1.5",
+            "true",
+            "18446744073709551616",
+            "{\"text\":1}",
+            "\"\\\"\"",
+            ",",
+            ":",
+            "}",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: usize| {

@@ -9,8 +9,7 @@
 use crate::context::EventCtx;
 use crate::router::{panic_message, Deliveries, Router};
 use eventsock_core::{
-    human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem, Identities,
-    SharedPayload,
+    human, Channel, EventKind, EventMeta, EventName, Frame, FrameProblem, Identities, SharedPayload,
 };
 use eventsock_rest::{Delivery, Outbox, Postbox, RestClient};
 use futures_util::future::join_all;

@@ -4,10 +4,8 @@
 use crate::{ensure_streams, token, NatsError, StreamConfig};
 use actix::prelude::*;
 use eventsock_core::Recorded;
-use eventsock_core::{EventMeta, RawEvent, RawFrame};
+use eventsock_core::{EventMeta, EventName, RawEvent, RawFrame};
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -52,6 +50,8 @@ pub struct Ingest {
     nonce: u128,
     counters: Arc<Counters>,
     publisher: mpsc::Sender<Command>,
+    /// The last subject published to, unpartitioned, and its instance and event.
+    last_subject: Option<(Box<str>, EventName, async_nats::Subject)>,
 }
 
 /// How many events an ingest publishes before it awaits the oldest acknowledgement.
@@ -86,6 +86,7 @@ impl Ingest {
             nonce,
             counters,
             publisher,
+            last_subject: None,
         }
         .start())
     }
@@ -93,7 +94,8 @@ impl Ingest {
 
 /// One event to publish.
 struct Publish {
-    subject: String,
+    /// Shared by the events of one subject (a refcount, not a copy, per publish).
+    subject: async_nats::Subject,
     id: String,
     payload: bytes::Bytes,
 }
@@ -103,7 +105,9 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
-type Ack = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+/// A publish's acknowledgement to come (async-nats's own future, kept as it is: one allocation).
+type Ack =
+    <async_nats::jetstream::context::PublishAckFuture as std::future::IntoFuture>::IntoFuture;
 
 /// Publishes `p`, giving the future of its acknowledgement.
 async fn send(js: &async_nats::jetstream::Context, p: &Publish) -> Result<Ack, String> {
@@ -113,9 +117,7 @@ async fn send(js: &async_nats::jetstream::Context, p: &Publish) -> Result<Ack, S
         .publish_with_headers(p.subject.clone(), headers, p.payload.clone())
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Box::pin(async move {
-        ack.await.map(|_| ()).map_err(|e| e.to_string())
-    }))
+    Ok(std::future::IntoFuture::into_future(ack))
 }
 
 /// The publisher: a window of publishes in flight, acknowledged in order; a failure publishes
@@ -149,7 +151,7 @@ async fn publish(
         let all_sent = unsent == 0;
         let oldest = async {
             match window.front_mut() {
-                Some((_, Some(ack))) => Some(ack.await),
+                Some((_, Some(ack))) => Some(ack.await.map(drop).map_err(|e| e.to_string())),
                 Some((_, None)) => Some(Err("not published".to_owned())),
                 None => std::future::pending().await,
             }
@@ -203,6 +205,24 @@ impl Actor for Ingest {
 }
 
 impl Ingest {
+    /// The subject of `instance`'s `event` (unpartitioned), made once per pair in a row: a
+    /// stream of one instance and event makes it once.
+    fn subject_of(&mut self, instance: &str, event: &EventName) -> async_nats::Subject {
+        match &self.last_subject {
+            Some((i, e, subject)) if **i == *instance && e == event => subject.clone(),
+            _ => {
+                let subject = async_nats::Subject::from(format!(
+                    "{}.{}.{}",
+                    self.prefix,
+                    token(instance),
+                    event
+                ));
+                self.last_subject = Some((instance.into(), event.clone(), subject.clone()));
+                subject
+            }
+        }
+    }
+
     /// Hands one event's record to the publisher; the actor takes the next event once it is in
     /// the window.
     fn hand_over(
@@ -213,20 +233,26 @@ impl Ingest {
     ) -> AtomicResponse<Self, ()> {
         let instance = meta.instance.as_deref().unwrap_or("unknown");
         let subject = if self.partitioned {
-            format!(
+            async_nats::Subject::from(format!(
                 "{}.{}.{}.{}",
                 self.prefix,
                 token(instance),
                 token(chat.unwrap_or("_")),
                 meta.event
-            )
+            ))
         } else {
-            format!("{}.{}.{}", self.prefix, token(instance), meta.event)
+            self.subject_of(instance, &meta.event)
         };
-        let id = format!(
-            "{:x}-{}-{}-{}-{}",
-            self.nonce, instance, meta.event, meta.generation, meta.seq
-        );
+        let id = {
+            use std::fmt::Write;
+            let mut id = String::with_capacity(48 + instance.len() + meta.event.as_str().len());
+            let _ = write!(
+                id,
+                "{:x}-{}-{}-{}-{}",
+                self.nonce, instance, meta.event, meta.generation, meta.seq
+            );
+            id
+        };
         let publisher = self.publisher.clone();
         let hand_over = async move {
             let event = Command::Event(Publish {

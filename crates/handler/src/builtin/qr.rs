@@ -106,7 +106,10 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let data = v.get("data").cloned().unwrap_or(v);
             crate::Received::offline(eventsock_core::Event::new(
-                eventsock_core::EventMeta::live(eventsock_core::EventKind::QrcodeUpdated, "codechat"),
+                eventsock_core::EventMeta::live(
+                    eventsock_core::EventKind::QrcodeUpdated,
+                    "codechat",
+                ),
                 serde_json::from_value(data).unwrap(),
             ))
         }

@@ -8,8 +8,7 @@ use actix::prelude::SendError;
 use actix::Recipient;
 use eventsock_core::histogram::{self, Histogram, HistogramSnapshot};
 use eventsock_core::{
-    human, Channel, DecodeError, EventMeta, EventName, Frame, Payload, Protocol, RawEvent,
-    RawFrame,
+    human, Channel, DecodeError, EventMeta, EventName, Frame, Payload, Protocol, RawEvent, RawFrame,
 };
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
@@ -215,7 +214,8 @@ impl Counters {
     /// Counts an outcome; returns the time it read (the next handler's start).
     fn count(&self, outcome: &Outcome, started: Instant) -> Instant {
         let now = Instant::now();
-        self.duration.observe(now.saturating_duration_since(started));
+        self.duration
+            .observe(now.saturating_duration_since(started));
         let c = match outcome {
             Outcome::Handled => &self.handled,
             Outcome::Failed(_) => &self.failed,
@@ -531,23 +531,16 @@ impl<T: Payload> Kind for Typed<T> {
         let event = frame.event::<T>(meta.clone())?;
         // How old the message was when its frame was read (that time less its timestamp, whole
         // seconds; no clock is read here): for each handler.
-        let age = event
-            .as_message()
-            .and_then(|m| m.timestamp())
-            .map(|sent| {
-                let read = meta
-                    .received_at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                Duration::from_secs(read.saturating_sub(u64::try_from(sent).unwrap_or(0)))
-            });
+        let age = event.as_message().and_then(|m| m.timestamp()).map(|sent| {
+            let read = meta
+                .received_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            Duration::from_secs(read.saturating_sub(u64::try_from(sent).unwrap_or(0)))
+        });
         // One context per event, shared by its handlers; each gets its own ids.
-        let shared = to.run.event_ctx(
-            meta,
-            Some(event.shared()),
-            handlers.len(),
-        );
+        let shared = to.run.event_ctx(meta, Some(event.shared()), handlers.len());
         // One clock read per handler that settles at once: each starts when the last ended.
         let mut at = Instant::now();
         for (slot, h) in handlers.iter().enumerate() {
