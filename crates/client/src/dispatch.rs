@@ -32,7 +32,7 @@ pub(crate) struct Feed {
 impl Feed {
     /// Delivers every frame from `queue`, in order, until every sender is gone and the queue is
     /// empty: frames already read are always handled, also at shutdown.
-    pub(crate) async fn run(mut self, mut queue: mpsc::Receiver<Inbound>) {
+    pub(crate) async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Inbound>) {
         let mut dispatcher = self.dispatcher.borrow_and_update().clone();
         while let Some(item) = queue.recv().await {
             // One atomic load per frame; a new router is taken between two frames.

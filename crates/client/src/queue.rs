@@ -28,16 +28,23 @@ pub(crate) enum Body {
 }
 
 /// The sending side, held by the subscription's connections. Each queued frame holds [`Room`]
-/// for its size in the byte budget, given back when the dispatcher drops the frame.
+/// (one frame, and its size in bytes) in the budget, given back when the dispatcher drops the
+/// frame, once it is handled.
 #[derive(Clone)]
 pub(crate) struct Queue {
-    frames: mpsc::Sender<Inbound>,
+    /// Unbounded as a channel: the budget bounds it, without the lock a bounded tokio
+    /// channel takes to give back each frame's permit.
+    frames: mpsc::UnboundedSender<Inbound>,
     budget: Arc<Budget>,
 }
 
-/// Bytes held by queued frames. Cheaper than a semaphore on the hot path: taking and giving
-/// back room are one atomic operation each; only a connection that waits for room registers.
+/// Frames and bytes held by queued frames (and the one being handled). Cheaper than a
+/// semaphore on the hot path: taking and giving back room are two atomic operations each;
+/// only a connection that waits for room registers.
 struct Budget {
+    /// Frames held, at most `frames_limit`.
+    held: AtomicUsize,
+    frames_limit: usize,
     used: AtomicUsize,
     limit: usize,
     /// Set while a connection waits for room, so that giving back knows to wake it. One flag is
@@ -47,18 +54,34 @@ struct Budget {
 }
 
 impl Budget {
-    /// Takes `n` bytes if they fit; a frame larger than the whole budget fits an empty queue.
+    /// Takes one frame and `n` bytes if they fit; a frame larger than the whole byte budget
+    /// fits an empty queue.
     fn try_take(&self, n: usize) -> bool {
-        self.used
+        if self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+                (held < self.frames_limit).then_some(held + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        let bytes = self
+            .used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 (used == 0 || used + n <= self.limit).then_some(used + n)
             })
-            .is_ok()
+            .is_ok();
+        if !bytes {
+            self.held.fetch_sub(1, Ordering::SeqCst);
+        }
+        bytes
     }
 
     fn give(&self, n: usize) {
         // SeqCst here and in `take`: either the waiter sees the room, or this sees the waiter.
         self.used.fetch_sub(n, Ordering::SeqCst);
+        self.held.fetch_sub(1, Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst) {
             self.freed.notify_waiters();
         }
@@ -79,7 +102,7 @@ impl Budget {
     }
 }
 
-/// A queued frame's share of the byte budget; given back when dropped.
+/// A queued frame's share of the budget (one frame, its bytes); given back when dropped.
 pub(crate) struct Room {
     budget: Arc<Budget>,
     bytes: usize,
@@ -110,10 +133,13 @@ pub(crate) enum Offer {
 }
 
 impl Queue {
-    /// A queue of at most `capacity` frames and `bytes` bytes, and its receiving side.
-    pub(crate) fn new(capacity: usize, bytes: usize) -> (Queue, mpsc::Receiver<Inbound>) {
-        let (frames, rx) = mpsc::channel(capacity.max(1));
+    /// A queue of at most `capacity` frames and `bytes` bytes (counting those being handled),
+    /// and its receiving side.
+    pub(crate) fn new(capacity: usize, bytes: usize) -> (Queue, mpsc::UnboundedReceiver<Inbound>) {
+        let (frames, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
+            held: AtomicUsize::new(0),
+            frames_limit: capacity.max(1),
             used: AtomicUsize::new(0),
             limit: bytes.max(1),
             waiting: AtomicBool::new(false),
@@ -138,30 +164,29 @@ impl Queue {
             budget: self.budget.clone(),
             bytes: size,
         });
-        match self.frames.try_send(item) {
+        match self.frames.send(item) {
             Ok(()) => Offer::Queued,
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
-            Err(mpsc::error::TrySendError::Full(item)) => self.no_room(item, size, overflow),
+            // The frame's room is given back as it is dropped with the error.
+            Err(_) => Offer::Closed,
         }
     }
 
-    fn no_room(&self, mut item: Inbound, size: usize, overflow: Overflow) -> Offer {
+    fn no_room(&self, item: Inbound, size: usize, overflow: Overflow) -> Offer {
         if overflow == Overflow::DropNewest {
             return Offer::Dropped(item.seq);
         }
         let (frames, budget) = (self.frames.clone(), self.budget.clone());
         Offer::Wait(Box::pin(async move {
-            if item.room.is_none() {
-                if frames.is_closed() {
-                    return false;
-                }
-                budget.take(size).await;
-                item.room = Some(Room {
-                    budget: budget.clone(),
-                    bytes: size,
-                });
+            let mut item = item;
+            if frames.is_closed() {
+                return false;
             }
-            frames.send(item).await.is_ok()
+            budget.take(size).await;
+            item.room = Some(Room {
+                budget: budget.clone(),
+                bytes: size,
+            });
+            frames.send(item).is_ok()
         }))
     }
 }
@@ -173,6 +198,8 @@ mod tests {
     #[test]
     fn budget_holds_and_gives_back() {
         let b = Budget {
+            held: AtomicUsize::new(0),
+            frames_limit: 1000,
             used: AtomicUsize::new(0),
             limit: 10,
             waiting: AtomicBool::new(false),
@@ -187,5 +214,32 @@ mod tests {
         b.give(4);
         assert!(b.try_take(3));
         assert_eq!(b.used.load(Ordering::Acquire), 9);
+    }
+
+    #[test]
+    fn budget_holds_frames_until_they_are_handled() {
+        let b = Budget {
+            held: AtomicUsize::new(0),
+            frames_limit: 2,
+            used: AtomicUsize::new(0),
+            limit: 100,
+            waiting: AtomicBool::new(false),
+            freed: Notify::new(),
+        };
+        assert!(b.try_take(1));
+        assert!(b.try_take(1));
+        assert!(!b.try_take(1), "two frames held: no third");
+        assert_eq!(
+            b.used.load(Ordering::Acquire),
+            2,
+            "a refused frame takes no bytes"
+        );
+        b.give(1);
+        assert!(b.try_take(50));
+        // Bytes refused: the frame slot taken for it is given back.
+        b.give(1);
+        assert!(!b.try_take(60));
+        assert_eq!(b.held.load(Ordering::Acquire), 1);
+        assert!(b.try_take(40));
     }
 }

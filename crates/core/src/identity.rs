@@ -15,7 +15,9 @@
 //! resolves to the number.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// How many pairs an [`Identities`] keeps: past this, the oldest is forgotten.
@@ -47,10 +49,46 @@ pub fn pair<'a>(jid: Option<&'a str>, lid: Option<&'a str>) -> Option<(&'a str, 
 }
 
 /// The phone-number ↔ LID pairs learnt so far (see the [module](self)). Shared by a run's
-/// dispatcher, its outboxes and its dialogues; cheap to read, locked briefly to learn.
-#[derive(Debug, Default)]
+/// dispatcher, its outboxes and its dialogues; cheap to read, locked briefly to learn. A pair
+/// learnt already (every message of a chat after its first) is confirmed without the lock
+/// while the book has not changed (see [`Identities::learn`]).
+#[derive(Debug)]
 pub struct Identities {
     book: RwLock<Book>,
+    /// Which book this is, for the threads' memories of it.
+    id: u64,
+    /// Changes of the book so far, counted under its write lock.
+    changes: AtomicU64,
+}
+
+impl Default for Identities {
+    fn default() -> Identities {
+        static BOOKS: AtomicU64 = AtomicU64::new(0);
+        Identities {
+            book: RwLock::default(),
+            id: BOOKS.fetch_add(1, Ordering::Relaxed),
+            changes: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Pairs this thread found in one book, valid while that book has not changed since.
+struct Confirmed {
+    book: u64,
+    changes: u64,
+    /// LID → phone-number JID, at most [`CONFIRMED`] of them.
+    pairs: HashMap<Box<str>, Box<str>>,
+}
+
+/// How many confirmed pairs a thread remembers (it forgets them all past this).
+const CONFIRMED: usize = 256;
+
+thread_local! {
+    static CONFIRMED_PAIRS: RefCell<Confirmed> = RefCell::new(Confirmed {
+        book: u64::MAX,
+        changes: 0,
+        pairs: HashMap::new(),
+    });
 }
 
 #[derive(Debug, Default)]
@@ -72,11 +110,19 @@ impl Identities {
     /// Learns that `phone` (a phone-number JID) and `lid` are one person. Returns whether it
     /// was new. A pair replaces the earlier pairs of either id (a number given to someone
     /// else, a LID paired anew). Ids of the wrong shape are ignored.
+    ///
+    /// A pair this thread found in the book before, with no change to the book since, is
+    /// confirmed without taking the book's lock (the common case: every message of a chat after
+    /// its first carries the same pair).
     pub fn learn(&self, phone: &str, lid: &str) -> bool {
         if !is_phone(phone) || !is_lid(lid) {
             return false;
         }
-        // Known already (every message of a chat after its first): one read, nothing copied.
+        let changes = self.changes.load(Ordering::Acquire);
+        if self.confirmed(phone, lid, changes) {
+            return false;
+        }
+        // Known already: one read, nothing copied; remembered for the next time.
         if self
             .book
             .read()
@@ -85,9 +131,11 @@ impl Identities {
             .get(lid)
             .is_some_and(|known| **known == *phone)
         {
+            self.remember(phone, lid, changes);
             return false;
         }
         let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let (phone, lid): (Arc<str>, Arc<str>) = (phone.into(), lid.into());
         match book.phone_of.insert(lid.clone(), phone.clone()) {
             // The LID had another number: that number's LID is no longer this one.
@@ -115,6 +163,31 @@ impl Identities {
             }
         }
         true
+    }
+
+    /// Whether this thread found `phone` and `lid` paired in this book with `changes` changes,
+    /// and the book still has as many.
+    fn confirmed(&self, phone: &str, lid: &str, changes: u64) -> bool {
+        CONFIRMED_PAIRS.with(|c| {
+            let c = c.borrow();
+            c.book == self.id
+                && c.changes == changes
+                && c.pairs.get(lid).is_some_and(|p| **p == *phone)
+        })
+    }
+
+    /// Remembers that this thread found `phone` and `lid` paired in this book with `changes`
+    /// changes (read before the book was).
+    fn remember(&self, phone: &str, lid: &str, changes: u64) {
+        CONFIRMED_PAIRS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.book != self.id || c.changes != changes || c.pairs.len() >= CONFIRMED {
+                c.book = self.id;
+                c.changes = changes;
+                c.pairs.clear();
+            }
+            c.pairs.insert(lid.into(), phone.into());
+        });
     }
 
     /// The phone-number JID paired with `lid`, if known.
@@ -184,6 +257,28 @@ mod tests {
         assert_eq!(pair(Some(PHONE), Some(LID)), Some((PHONE, LID)));
         assert_eq!(pair(Some(LID), None), None);
         assert_eq!(pair(Some("1@g.us"), Some(LID)), None);
+    }
+
+    /// A pair confirmed from this thread's memory is never one the book no longer holds: a
+    /// change of the book (another pair for the LID) makes the thread look again.
+    #[test]
+    fn a_pair_confirmed_without_the_lock_follows_the_book() {
+        let ids = Identities::new();
+        let other = "5511977776666@s.whatsapp.net";
+        assert!(ids.learn(PHONE, LID));
+        assert!(!ids.learn(PHONE, LID), "found in the book, remembered");
+        assert!(!ids.learn(PHONE, LID), "confirmed from memory");
+        assert!(ids.learn(other, LID), "paired anew");
+        assert!(
+            ids.learn(PHONE, LID),
+            "the old pair is new again, not remembered"
+        );
+        assert_eq!(ids.identity(LID), PHONE);
+        // Another book on the same thread does not borrow this one's memory.
+        let second = Identities::new();
+        assert!(second.learn(PHONE, LID));
+        assert!(!ids.learn(PHONE, LID));
+        assert!(!second.learn(PHONE, LID));
     }
 
     /// Ids a server could make as long as it likes are never paired.
