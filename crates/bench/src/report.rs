@@ -572,9 +572,13 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     if !skip_decode {
         eprintln!("decoding (criterion)...");
         writeln!(md, "\n## Decoding\n")?;
-        writeln!(md, "criterion, `cargo bench -p eventsock-core --bench decode`: what the dispatcher does per frame (legacy:")?;
-        writeln!(md, "`Frame::bare` + `decode::<T>`, one pass; newer server: `Frame::parse` + `decode::<T>`) against a plain")?;
-        writeln!(md, "`serde_json::from_str::<Value>` of the same frame.\n")?;
+        writeln!(md, "criterion, `cargo bench -p eventsock-core --bench decode`: building each payload as the dispatcher builds every")?;
+        writeln!(md, "payload but a legacy message's (legacy: `Frame::bare` + `decode::<T>`, one pass; newer server: `Frame::parse` +")?;
+        writeln!(md, "`decode::<T>`) against a plain `serde_json::from_str::<Value>` of the same frame. A legacy message is checked on")?;
+        writeln!(
+            md,
+            "arrival and built at its first access: the second table.\n"
+        )?;
         decode_table(&mut md)?;
         writeln!(md, "\nA legacy message four ways (the same fixture, compact): built whole (`decode`, what the dispatcher did")?;
         writeln!(md, "before issue 25), its head read with the whole text checked (`head`, what it does now; the payload is built")?;
