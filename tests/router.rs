@@ -397,16 +397,19 @@ async fn a_bot_whose_subscriptions_all_gave_up_says_so_and_is_not_healthy() {
     let running = echo_bot().build().start(settings).await.unwrap();
     let addr = running.metrics_addr().unwrap();
     let sim = running.sim().unwrap().clone();
-    // Two connections that drop right after they came up: more than the intensity allows.
+    // Two connections of each subscription (the messages and their receipts) that drop right
+    // after they came up: more than the intensity allows. Both are awaited before each drop,
+    // or a subscription slower to come back misses the second one and never gives up.
+    let events = ["messages.upsert", "messages.update"];
     for _ in 0..2 {
-        until("the socket", || {
-            sim.is_subscribed("codechat", "messages.upsert")
+        until("both sockets", || {
+            events.iter().all(|e| sim.is_subscribed("codechat", e))
         })
         .await;
         assert_eq!(get(addr, "/healthz").await.0, 200);
         sim.drop_all();
         until("the drop", || {
-            !sim.is_subscribed("codechat", "messages.upsert")
+            events.iter().all(|e| !sim.is_subscribed("codechat", e))
         })
         .await;
     }
