@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "[{:<8}] {}: {}",
             e.meta.instance.as_deref().unwrap_or("?"),
-            e.push_name.as_deref().unwrap_or("?"),
+            e.sender_name().unwrap_or("?"),
             e.text().unwrap_or("(media)")
         );
         async { Ok::<_, std::convert::Infallible>(()) }

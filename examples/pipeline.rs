@@ -19,7 +19,7 @@ fn say(label: &'static str) -> Route<Msg> {
     Route::from_fn(move |m: Msg| {
         println!(
             "[{label:>8}] {:<14} {}",
-            m.push_name.as_deref().unwrap_or("?"),
+            m.sender_name().unwrap_or("?"),
             m.text().unwrap_or("(media)")
         );
         async { Ok::<_, Infallible>(()) }

@@ -19,7 +19,7 @@ fn bot() -> RouterBuilder {
         println!(
             "  #{:<3} {}: {}",
             e.meta.seq,
-            e.push_name.as_deref().unwrap_or("?"),
+            e.sender_name().unwrap_or("?"),
             e.text().unwrap_or("(media)")
         );
         async { Ok(()) }

@@ -3,7 +3,7 @@
 use actix::prelude::*;
 use eventsock_client::{ClientConfig, GetStatus, Lifecycle, LifecycleKind, Shutdown, Supervisor};
 use eventsock_core::Source;
-use eventsock_core::{human, legacy, Backoff, Endpoint, Token};
+use eventsock_core::{human, legacy, Backoff, Endpoint, MessageLike, Token};
 use eventsock_handler::{Received, Router};
 use eventsock_sim::{Sim, SimConfig};
 use std::collections::BTreeMap;
@@ -139,7 +139,7 @@ impl Handler<Received<legacy::MessagesUpsert>> for Chat {
             "  [conn {} #{:<3}] {}: {}",
             msg.meta.generation,
             msg.meta.seq,
-            msg.push_name.as_deref().unwrap_or("?"),
+            msg.sender_name().unwrap_or("?"),
             msg.text().unwrap_or("(no text)")
         );
     }

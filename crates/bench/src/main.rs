@@ -233,8 +233,15 @@ fn main() -> anyhow::Result<()> {
             let r = probes::fuzz(cases)?;
             println!(
                 "{} inputs: {} not JSON, {} typed decodes, {} typed decode errors, {} panics; \
-                 the check on arrival and the decode of a legacy message disagreed on {}",
-                r.cases, r.not_json, r.decoded, r.wrong_shape, r.panics, r.head_disagreements
+                 {} passed a legacy message's check on arrival, and the check and the decode \
+                 disagreed on {}",
+                r.cases,
+                r.not_json,
+                r.decoded,
+                r.wrong_shape,
+                r.panics,
+                r.head_checked,
+                r.head_disagreements
             );
             anyhow::ensure!(r.panics == 0, "{} inputs panicked", r.panics);
             anyhow::ensure!(

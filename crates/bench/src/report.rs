@@ -343,7 +343,7 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     // Fan-out.
     eprintln!("fan-out...");
     writeln!(md, "## Fan-out\n")?;
-    writeln!(md, "The same stream delivered to 1, 4 and 16 handlers of one type (the payload is decoded once and shared):")?;
+    writeln!(md, "The same stream delivered to 1, 4 and 16 handlers of one type (the frame is checked once and shared; these handlers read only what its check read, so the payload is never built):")?;
     writeln!(
         md,
         "`RouterBuilder::on` closures, and typed handler actors (`Delivery::Confirmed`).\n"
@@ -592,7 +592,8 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     let f = probes::fuzz(fuzz_cases)?;
     writeln!(md, "\n## Hostile input\n")?;
     writeln!(md, "`cargo run --release -p eventsock-bench -- fuzz --cases N`: every fixture, mutated (bytes flipped, ranges cut or")?;
-    writeln!(md, "repeated, JSON tokens such as `1e999`, lone surrogates and huge integers spliced in), through `Frame::parse` and")?;
+    writeln!(md, "repeated, JSON tokens such as `1e999`, lone surrogates, huge integers and serde_json's raw-value marker spliced in),")?;
+    writeln!(md, "through `Frame::parse` and")?;
     writeln!(md, "14 payload decoders, panics caught and counted. In this run: {} inputs, {} not JSON, {} typed decodes,", f.cases, f.not_json, f.decoded)?;
     writeln!(
         md,
@@ -601,12 +602,17 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     )?;
     writeln!(
         md,
-        "a message gets on arrival (`MessageHead::read`) and the decode: **{} disagreements** (accepted by one and",
+        "a message gets on arrival (`MessageHead::read`, through `Frame::event`) and the decode: {} passed the check (to",
+        f.head_checked
+    )?;
+    writeln!(
+        md,
+        "be built later), **{} disagreements** (an event made where the decode refused, or none where it succeeded, a",
         f.head_disagreements
     )?;
     writeln!(
         md,
-        "refused by the other, or answering a field differently)."
+        "field answered differently, a payload built later unequal to the decode's, or a panic)."
     )?;
 
     let path = repo_root().join("docs/benchmarks.md");

@@ -88,13 +88,22 @@ impl Budget {
     }
 
     async fn take(&self, n: usize) {
+        /// Clears the flag however the wait ends: room found, or the wait dropped (a
+        /// connection that stops while it waits); left set, every frame given back would wake
+        /// nobody through `Notify`'s lock.
+        struct Waiting<'a>(&'a AtomicBool);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(&self.waiting);
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             self.waiting.store(true, Ordering::SeqCst);
             if self.try_take(n) {
-                self.waiting.store(false, Ordering::SeqCst);
                 return;
             }
             freed.await;

@@ -3,7 +3,7 @@
 
 use crate::frame::{DecodeError, FrameError, InstanceInfo};
 use crate::head::MessageHead;
-use crate::message::{MediaInfo, MessageLike};
+use crate::message::{MediaInfo, MediaKind, MessageLike};
 use crate::name::EventName;
 use crate::wire::Timestamp;
 use crate::Payload;
@@ -70,8 +70,8 @@ pub enum Origin {
 ///
 /// A legacy message (`messages.upsert`, `send.message`) is decoded when it is first read: the
 /// event keeps the frame's text, checked to fit the type when the frame arrived, and the
-/// fields a bot reads first (what [`MessageLike`] answers but the media) were read in that same
-/// pass. The typed payload is built at the first access to anything else ([`Event::payload`],
+/// fields a bot reads first (what [`MessageLike`] answers: the text, chat, id, sender's name,
+/// type, timestamp; the media's details excepted) were read in that same pass. The typed payload is built at the first access to anything else ([`Event::payload`],
 /// a field through deref), once for all handlers of the event. (With [`MessageLike`] in scope,
 /// as `eventsock::prelude` brings it, `m.text()` is its answer; without, it is the payload's
 /// own `StoredMessage::text`, the same text, read from the built payload.)
@@ -248,6 +248,13 @@ impl<T: Payload> MessageLike for Body<T> {
         }
     }
 
+    fn sender_name(&self) -> Option<&str> {
+        match self.head() {
+            Some(h) => h.sender_name(&self.text),
+            None => self.payload().as_message()?.sender_name(),
+        }
+    }
+
     fn message_type(&self) -> Option<&str> {
         match self.head() {
             Some(h) => h.message_type(&self.text),
@@ -280,6 +287,10 @@ impl<T: Payload> MessageLike for Body<T> {
     }
 
     fn media(&self) -> Option<MediaInfo<'_>> {
+        // A type without media (a text) answers without building the payload.
+        if let Some(h) = self.head() {
+            MediaKind::of(h.message_type(&self.text)?)?;
+        }
         self.payload().as_message()?.media()
     }
 }
@@ -296,6 +307,10 @@ impl<T: Payload + MessageLike> MessageLike for Event<T> {
 
     fn message_id(&self) -> Option<&str> {
         self.body.message_id()
+    }
+
+    fn sender_name(&self) -> Option<&str> {
+        self.body.sender_name()
     }
 
     fn message_type(&self) -> Option<&str> {

@@ -168,18 +168,21 @@ impl Identities {
     /// Whether this thread found `phone` and `lid` paired in this book with `changes` changes,
     /// and the book still has as many.
     fn confirmed(&self, phone: &str, lid: &str, changes: u64) -> bool {
-        CONFIRMED_PAIRS.with(|c| {
-            let c = c.borrow();
-            c.book == self.id
-                && c.changes == changes
-                && c.pairs.get(lid).is_some_and(|p| **p == *phone)
-        })
+        // (A thread's memory is gone while it ends: then the book is read, under its lock.)
+        CONFIRMED_PAIRS
+            .try_with(|c| {
+                let c = c.borrow();
+                c.book == self.id
+                    && c.changes == changes
+                    && c.pairs.get(lid).is_some_and(|p| **p == *phone)
+            })
+            .unwrap_or(false)
     }
 
     /// Remembers that this thread found `phone` and `lid` paired in this book with `changes`
     /// changes (read before the book was).
     fn remember(&self, phone: &str, lid: &str, changes: u64) {
-        CONFIRMED_PAIRS.with(|c| {
+        let _ = CONFIRMED_PAIRS.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.book != self.id || c.changes != changes || c.pairs.len() >= CONFIRMED {
                 c.book = self.id;

@@ -13,6 +13,8 @@ pub trait MessageLike {
     fn chat(&self) -> Option<&str>;
     /// The WhatsApp message id.
     fn message_id(&self) -> Option<&str>;
+    /// The name the sender gave themselves (`pushName`), when the server sent it.
+    fn sender_name(&self) -> Option<&str>;
     /// The message type (`conversation`, `extendedTextMessage`, `imageMessage`...).
     fn message_type(&self) -> Option<&str>;
     /// Whether this instance sent it.
@@ -204,6 +206,9 @@ macro_rules! message_like {
             }
             fn message_id(&self) -> Option<&str> {
                 self.key_id.as_deref()
+            }
+            fn sender_name(&self) -> Option<&str> {
+                self.0.push_name.as_deref()
             }
             fn message_type(&self) -> Option<&str> {
                 self.0.message_type.as_deref()

@@ -33,8 +33,13 @@ pub trait Payload:
     }
 
     /// For a payload decoded on first access: checks that `text` decodes into this type and
-    /// reads the fields a bot reads first, in one pass that builds nothing (the error is the
-    /// one decoding gives). `None` (the default): the payload is decoded when it arrives.
+    /// reads the fields a bot reads first, in one pass that builds nothing. `None` (the
+    /// default): the payload is decoded when it arrives.
+    ///
+    /// Only for a payload of the legacy message's shape ([`MessageHead::read`](crate::MessageHead::read)
+    /// checks `legacy::StoredMessage`'s rules, and makes the only heads there are): a type whose
+    /// decode refuses a text the check accepts would panic at its first access. On an error the
+    /// frame is decoded at once, and the decode says what did not fit.
     fn head(text: &str) -> Option<Result<crate::MessageHead, serde_json::Error>> {
         let _ = text;
         None

@@ -296,8 +296,10 @@ impl Dispatcher {
     }
 
     /// Reads one frame and starts delivering it (see [`Dispatcher::handle`], which also waits
-    /// and logs). Decoding runs code driven by a server's bytes: a panic there (a bug) costs
-    /// this frame, reported with its start ([`FrameProblem::Panicked`]), never the caller.
+    /// and logs). Checking and decoding run code driven by a server's bytes: a panic there (a
+    /// bug) costs this frame, reported with its start ([`FrameProblem::Panicked`]), never the
+    /// caller. (A legacy message is built at its first access, in a handler; its check accepts
+    /// nothing the decode refuses, so that cannot fail.)
     pub fn dispatch(
         &self,
         event: &EventName,

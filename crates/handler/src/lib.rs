@@ -35,12 +35,12 @@
 //! **1. React to one event type.** A [`Route`] from a closure; [`Bot`] runs it:
 //!
 //! ```
-//! use eventsock_core::legacy;
+//! use eventsock_core::{legacy, MessageLike};
 //! use eventsock_handler::{Bot, Received, Route, Router};
 //!
 //! # #[actix::main] async fn main() {
 //! let hello = Route::from_fn(|m: Received<legacy::MessagesUpsert>| async move {
-//!     let who = m.push_name.as_deref().unwrap_or("someone");
+//!     let who = m.sender_name().unwrap_or("someone");
 //!     println!("{who} wrote {}", m.text().unwrap_or_default());
 //!     Ok::<_, std::convert::Infallible>(())
 //! });

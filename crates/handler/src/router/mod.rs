@@ -519,7 +519,7 @@ mod tests {
         let (a, b, c) = (seen.clone(), seen.clone(), seen.clone());
         let router = Router::builder()
             .on(move |m: Msg| {
-                let read = (m.text().map(str::to_owned), m.chat().map(str::to_owned));
+                let read = (m.text(), m.chat(), m.sender_name(), m.media().is_some());
                 lock(&a).push(format!("{read:?} built: {}", m.event.is_decoded()));
                 async { Ok(()) }
             })
@@ -533,14 +533,14 @@ mod tests {
                 async { Ok(()) }
             })
             .build();
-        let text = r#"{"keyId":"A","keyRemoteJid":"1@s.whatsapp.net","pushName":"Ana","content":{"text":"hi"}}"#;
+        let text = r#"{"keyId":"A","keyRemoteJid":"1@s.whatsapp.net","pushName":"Ana","messageType":"conversation","content":{"text":"hi"}}"#;
         let (problems, tally) = settle(&router, EventKind::MessagesUpsert, text);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(tally.handled, 3);
         assert_eq!(
             *lock(&seen),
             [
-                r#"(Some("hi"), Some("1@s.whatsapp.net")) built: false"#,
+                r#"(Some("hi"), Some("1@s.whatsapp.net"), Some("Ana"), false) built: false"#,
                 r#"Some("Ana") built: true"#,
                 "built before: true",
             ]
