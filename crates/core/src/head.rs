@@ -12,8 +12,10 @@
 //! be (a number out of range or a bad escape refused). It refuses one thing decoding may accept,
 //! serde_json's private markers as field names (`$serde_json::private::RawValue`): such a frame
 //! is decoded at once ([`Frame::event`](crate::Frame::event) falls back to the decode, which has
-//! the last word). `tests::check_agrees_with_decode` holds the two to this on every fixture and
-//! tens of thousands of mutations of them.
+//! the last word). (A build that turns on serde_json's `arbitrary_precision`, which eventsock
+//! does not, hands every number of an unmodelled field over as such a marked object: its
+//! messages are then decoded at once, as before.) `tests::check_agrees_with_decode` holds the
+//! two to this on every fixture and tens of thousands of mutations of them.
 //!
 //! [`legacy::StoredMessage`]: crate::legacy::StoredMessage
 
