@@ -129,7 +129,7 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
     let age = histogram(
         &mut registry,
         "handler_event_age_seconds",
-        "How old a message was when it reached a handler (now less its timestamp)",
+        "How old a message was when its frame was read (that time less its timestamp)",
     );
     let failed = counter(
         &mut registry,
