@@ -81,11 +81,10 @@ pub struct Event<T> {
     body: Arc<Body<T>>,
 }
 
-/// What the handlers of one event share: the payload, or its text until it is first read.
+/// What the handlers of one event share: the payload, or its checked text until it is first
+/// read.
 struct Body<T> {
-    /// The payload's JSON text, kept when the payload is decoded on first access.
-    text: Box<str>,
-    /// The fields read from `text` when it was checked.
+    /// The text and its head, for a payload decoded on first access.
     head: Option<MessageHead>,
     payload: OnceLock<T>,
 }
@@ -93,7 +92,9 @@ struct Body<T> {
 impl<T: Payload> Body<T> {
     fn payload(&self) -> &T {
         self.payload.get_or_init(|| {
-            serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            // Only an unread body gets here: one made by `Event::new` holds its payload.
+            let text = self.head.as_ref().map_or("", MessageHead::json);
+            serde_json::from_str(text).unwrap_or_else(|e| {
                 // The text was checked with the decoder's rules when the frame arrived
                 // (`head::tests::check_agrees_with_decode` holds the two together).
                 panic!(
@@ -118,20 +119,18 @@ impl<T: Payload> Event<T> {
         Event {
             meta,
             body: Arc::new(Body {
-                text: Box::default(),
                 head: None,
                 payload: OnceLock::from(payload),
             }),
         }
     }
 
-    /// An event whose payload is `text`, decoded on first access; `head` was read from `text`
-    /// by the check that it fits `T`.
-    pub(crate) fn unread(meta: EventMeta, text: &str, head: MessageHead) -> Event<T> {
+    /// An event whose payload is `head`'s text, decoded on first access; `head` was read by
+    /// the check that the text fits `T`.
+    pub(crate) fn unread(meta: EventMeta, head: MessageHead) -> Event<T> {
         Event {
             meta,
             body: Arc::new(Body {
-                text: text.into(),
                 head: Some(head),
                 payload: OnceLock::new(),
             }),
@@ -152,7 +151,7 @@ impl<T: Payload> Event<T> {
     /// The payload's JSON text as the server sent it, while the event keeps it (a legacy
     /// message does); `None` for a payload built at once.
     pub fn json_text(&self) -> Option<&str> {
-        Some(&*self.body.text).filter(|t| !t.is_empty())
+        self.body.head().map(MessageHead::json)
     }
 
     /// The payload as a chat message, if it is one: a legacy message answers from the fields
@@ -184,7 +183,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Event<T> {
         s.field("meta", &self.meta);
         match self.body.payload.get() {
             Some(payload) => s.field("payload", payload),
-            None => s.field("text", &self.body.text),
+            None => s.field("text", &self.body.head.as_ref().map(MessageHead::json)),
         };
         s.finish()
     }
@@ -216,10 +215,9 @@ impl<T: Payload> SharedPayload for Body<T> {
     }
 
     fn json(&self) -> Option<serde_json::Value> {
-        if self.text.is_empty() {
-            serde_json::to_value(self.payload()).ok()
-        } else {
-            serde_json::from_str(&self.text).ok()
+        match self.head() {
+            Some(h) => serde_json::from_str(h.json()).ok(),
+            None => serde_json::to_value(self.payload()).ok(),
         }
     }
 }
@@ -229,35 +227,35 @@ impl<T: Payload> SharedPayload for Body<T> {
 impl<T: Payload> MessageLike for Body<T> {
     fn text(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.text(&self.text),
+            Some(h) => h.text(),
             None => self.payload().as_message()?.text(),
         }
     }
 
     fn chat(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.chat(&self.text),
+            Some(h) => h.chat(),
             None => self.payload().as_message()?.chat(),
         }
     }
 
     fn message_id(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.message_id(&self.text),
+            Some(h) => h.message_id(),
             None => self.payload().as_message()?.message_id(),
         }
     }
 
     fn sender_name(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.sender_name(&self.text),
+            Some(h) => h.sender_name(),
             None => self.payload().as_message()?.sender_name(),
         }
     }
 
     fn message_type(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.message_type(&self.text),
+            Some(h) => h.message_type(),
             None => self.payload().as_message()?.message_type(),
         }
     }
@@ -274,7 +272,7 @@ impl<T: Payload> MessageLike for Body<T> {
 
     fn lid(&self) -> Option<&str> {
         match self.head() {
-            Some(h) => h.lid(&self.text),
+            Some(h) => h.lid(),
             None => self.payload().as_message()?.lid(),
         }
     }
@@ -289,7 +287,7 @@ impl<T: Payload> MessageLike for Body<T> {
     fn media(&self) -> Option<MediaInfo<'_>> {
         // A type without media (a text) answers without building the payload.
         if let Some(h) = self.head() {
-            MediaKind::of(h.message_type(&self.text)?)?;
+            MediaKind::of(h.message_type()?)?;
         }
         self.payload().as_message()?.media()
     }

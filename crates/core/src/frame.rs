@@ -178,7 +178,7 @@ impl<'a> Frame<'a> {
     /// ([`Payload::head`]) is only checked here, every other one is built.
     pub fn event<T: Payload>(&self, meta: EventMeta) -> Result<Event<T>, DecodeError> {
         if let Some(Ok(head)) = T::head(self.data) {
-            return Ok(Event::unread(meta, self.data, head));
+            return Ok(Event::unread(meta, head));
         }
         // Refused by the check (or decoded at once): the decode names what did not fit.
         self.decode::<T>(&meta.event).map(|p| Event::new(meta, p))

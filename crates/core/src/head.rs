@@ -25,11 +25,13 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The fields a bot reads first of a legacy message (`messages.upsert`, `send.message`), as
-/// places in the text they were read from. Made only by [`MessageHead::read`]; an
-/// [`Event`](crate::Event) that keeps the text answers them (through `MessageLike`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A legacy message's text (`messages.upsert`, `send.message`), checked to decode, with the
+/// places in it of the fields a bot reads first. Made only by [`MessageHead::read`]; the
+/// [`Event`](crate::Event) that keeps it answers them (through `MessageLike`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageHead {
+    /// The message's JSON text, as the server sent it.
+    json: Box<str>,
     id: Span,
     name: Span,
     from_me: bool,
@@ -79,13 +81,14 @@ impl Span {
 }
 
 impl MessageHead {
-    /// Reads the head of `text` and checks that the whole text decodes as a legacy
-    /// `StoredMessage`; the error is the one decoding would give.
+    /// Checks that the whole of `text` decodes as a legacy `StoredMessage` and reads its head;
+    /// the head keeps a copy of `text`.
     pub fn read(text: &str) -> Result<MessageHead, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(text);
         let raw = de.deserialize_map(HeadVisitor)?;
         de.end()?;
         Ok(MessageHead {
+            json: text.into(),
             id: Span::of(text, raw.id),
             name: Span::of(text, raw.name),
             from_me: raw.from_me,
@@ -99,31 +102,31 @@ impl MessageHead {
     }
 
     /// `content.text`, else `content.caption` (as `StoredMessage::text`).
-    pub(crate) fn text<'t>(&'t self, text: &'t str) -> Option<&'t str> {
-        self.text.get(text).or(self.caption.get(text))
+    pub(crate) fn text(&self) -> Option<&str> {
+        self.text.get(&self.json).or(self.caption.get(&self.json))
     }
 
     /// `keyRemoteJid`, else `keyLid`; never empty (as the payload's `MessageLike::chat`).
-    pub(crate) fn chat<'t>(&'t self, text: &'t str) -> Option<&'t str> {
+    pub(crate) fn chat(&self) -> Option<&str> {
         self.chat
-            .get(text)
-            .or(self.lid.get(text))
+            .get(&self.json)
+            .or(self.lid.get(&self.json))
             .filter(|c| !c.is_empty())
     }
 
     /// `pushName`.
-    pub(crate) fn sender_name<'t>(&'t self, text: &'t str) -> Option<&'t str> {
-        self.name.get(text)
+    pub(crate) fn sender_name(&self) -> Option<&str> {
+        self.name.get(&self.json)
     }
 
     /// `keyId`.
-    pub(crate) fn message_id<'t>(&'t self, text: &'t str) -> Option<&'t str> {
-        self.id.get(text)
+    pub(crate) fn message_id(&self) -> Option<&str> {
+        self.id.get(&self.json)
     }
 
     /// `messageType`.
-    pub(crate) fn message_type<'t>(&'t self, text: &'t str) -> Option<&'t str> {
-        self.kind.get(text)
+    pub(crate) fn message_type(&self) -> Option<&str> {
+        self.kind.get(&self.json)
     }
 
     /// `keyFromMe`.
@@ -132,13 +135,18 @@ impl MessageHead {
     }
 
     /// `keyLid`, when not empty.
-    pub(crate) fn lid<'t>(&'t self, text: &'t str) -> Option<&'t str> {
-        self.lid.get(text).filter(|l| !l.is_empty())
+    pub(crate) fn lid(&self) -> Option<&str> {
+        self.lid.get(&self.json).filter(|l| !l.is_empty())
     }
 
     /// `messageTimestamp`, in seconds.
     pub(crate) fn timestamp(&self) -> Option<i64> {
         self.timestamp
+    }
+
+    /// The message's JSON text.
+    pub(crate) fn json(&self) -> &str {
+        &self.json
     }
 }
 
@@ -490,17 +498,13 @@ mod tests {
         let full = serde_json::from_str::<MessagesUpsert>(text);
         match (&head, &full) {
             (Ok(h), Ok(m)) => {
-                assert_eq!(
-                    h.sender_name(text),
-                    m.push_name.as_deref(),
-                    "name of {text}"
-                );
-                assert_eq!(h.text(text), m.text(), "text of {text}");
-                assert_eq!(h.chat(text), m.chat(), "chat of {text}");
-                assert_eq!(h.message_id(text), m.message_id(), "id of {text}");
-                assert_eq!(h.message_type(text), m.message_type(), "type of {text}");
+                assert_eq!(h.sender_name(), m.push_name.as_deref(), "name of {text}");
+                assert_eq!(h.text(), m.text(), "text of {text}");
+                assert_eq!(h.chat(), m.chat(), "chat of {text}");
+                assert_eq!(h.message_id(), m.message_id(), "id of {text}");
+                assert_eq!(h.message_type(), m.message_type(), "type of {text}");
                 assert_eq!(h.is_from_me(), m.is_from_me(), "from-me of {text}");
-                assert_eq!(h.lid(text), m.lid(), "lid of {text}");
+                assert_eq!(h.lid(), m.lid(), "lid of {text}");
                 assert_eq!(h.timestamp(), MessageLike::timestamp(m), "time of {text}");
             }
             (Err(_), Err(_)) => {}
@@ -609,8 +613,8 @@ mod tests {
     fn escaped_strings_are_unescaped() {
         let text = r#"{"keyId":"A\"B","keyRemoteJid":"55@s.whatsapp.net","content":{"caption":"ol\u00e1"}}"#;
         let head = MessageHead::read(text).unwrap();
-        assert_eq!(head.message_id(text), Some("A\"B"));
-        assert_eq!(head.text(text), Some("olá"));
-        assert_eq!(head.chat(text), Some("55@s.whatsapp.net"));
+        assert_eq!(head.message_id(), Some("A\"B"));
+        assert_eq!(head.text(), Some("olá"));
+        assert_eq!(head.chat(), Some("55@s.whatsapp.net"));
     }
 }
