@@ -29,7 +29,10 @@ pub struct Settings {
     /// The instance's token (`--token-file PATH`, `EVENTSOCK_TOKEN_FILE`; or `--token`,
     /// `EVENTSOCK_TOKEN`).
     pub token: Option<Token>,
-    /// The server's protocol (`--protocol legacy|v2`, `EVENTSOCK_PROTOCOL`); by default the one
+    /// The instance (`--instance NAME`, `EVENTSOCK_INSTANCE`): needed on Evolution API, whose
+    /// key names none; on CodeChat the token names it.
+    pub instance: Option<String>,
+    /// The server's protocol (`--protocol legacy|v2|evolution`, `EVENTSOCK_PROTOCOL`); by default the one
     /// the URL's path names, else legacy.
     pub protocol: Option<Protocol>,
     /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on this
@@ -136,6 +139,7 @@ impl Settings {
             backfill,
             url: get("--url", "EVENTSOCK_URL"),
             token,
+            instance: get("--instance", "EVENTSOCK_INSTANCE"),
             protocol,
             metrics,
             take,
@@ -188,6 +192,9 @@ fn in_flags(e: &SourceError) -> String {
             format!("--url: {e} (give it with --token-file or EVENTSOCK_TOKEN)")
         }
         SourceError::Url(_) => format!("--url: {e}"),
+        SourceError::NoInstance => format!(
+            "--instance: an Evolution API key (and a token without claims) names no instance: pass --instance NAME or set EVENTSOCK_INSTANCE"
+        ),
         _ => format!("--token: {e}"),
     }
 }
@@ -380,7 +387,12 @@ struct Keeper {
 fn source(settings: &Settings) -> Result<(Source, Option<Sim>), RunError> {
     match (&settings.url, &settings.token) {
         (Some(url), Some(token)) => Ok((
-            Source::from_url(url, token.clone(), settings.protocol)?,
+            Source::for_instance(
+                url,
+                token.clone(),
+                settings.protocol,
+                settings.instance.as_deref(),
+            )?,
             None,
         )),
         (None, None) => simulated(settings.protocol),
@@ -397,8 +409,11 @@ fn simulated(protocol: Option<Protocol>) -> Result<(Source, Option<Sim>), RunErr
     })
     .map_err(RunError::Sim)?;
     let instance = sim.sim.default_instance().to_owned();
-    let token = Token::new(sim.sim.mint_token(&instance, None));
-    let source = Source::from_url(&sim.url(), token, Some(protocol))?;
+    let token = match protocol {
+        Protocol::Evolution => sim.sim.api_key(&instance).unwrap_or_default(),
+        _ => sim.sim.mint_token(&instance, None),
+    };
+    let source = Source::for_instance(&sim.url(), Token::new(token), Some(protocol), Some(&instance))?;
     Ok((source, Some(sim)))
 }
 

@@ -22,10 +22,15 @@ pub(crate) struct ServerArgs {
     /// An event to take (repeat for several).
     #[arg(long = "event", required = true)]
     events: Vec<String>,
-    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events). By default the
-    /// one the URL's path names, else legacy.
-    #[arg(long)]
+    /// The server's protocol: legacy (/ws/events) or v2 (/ws/instance/events) for CodeChat,
+    /// evolution (Socket.IO on /socket.io/) for Evolution API. By default the one the URL's
+    /// path names, else legacy.
+    #[arg(long, env = "EVENTSOCK_PROTOCOL")]
     protocol: Option<Protocol>,
+    /// The instance: needed on Evolution API, whose key names none (on CodeChat, the one the
+    /// token names).
+    #[arg(long, env = "EVENTSOCK_INSTANCE")]
+    instance: Option<String>,
 }
 
 impl ServerArgs {
@@ -36,7 +41,7 @@ impl ServerArgs {
                 "no server given: pass --url URL and --token-file PATH, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
             );
         };
-        let source = Source::from_url(url, token, self.protocol)
+        let source = Source::for_instance(url, token, self.protocol, self.instance.as_deref())
             .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))?;
         let events = self.events();
         Ok((source, events))

@@ -68,7 +68,7 @@ fn share(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The CodeChat server to send through.
+/// The server to send through.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestArgs {
     /// The server, for example http://localhost:8084.
@@ -76,6 +76,14 @@ pub(crate) struct RestArgs {
     url: Option<String>,
     #[command(flatten)]
     token: super::TokenArgs,
+    /// The instance: needed on Evolution API, whose key names none (on CodeChat, the one the
+    /// token names); with --nats, the instance that sends.
+    #[arg(long, env = "EVENTSOCK_INSTANCE")]
+    instance: Option<String>,
+    /// The server's protocol: legacy or v2 (CodeChat), or evolution (Evolution API). By
+    /// default legacy.
+    #[arg(long, env = "EVENTSOCK_PROTOCOL")]
+    protocol: Option<eventsock_core::Protocol>,
 }
 
 impl RestArgs {
@@ -85,7 +93,7 @@ impl RestArgs {
                 "no server given: pass --url URL and --token-file PATH, or set EVENTSOCK_URL and EVENTSOCK_TOKEN"
             );
         };
-        Source::from_url(url, token, None)
+        Source::for_instance(url, token, self.protocol, self.instance.as_deref())
             .map_err(|e| anyhow::anyhow!(eventsock::RunError::Source(e)))
     }
 }
@@ -98,9 +106,6 @@ pub(crate) struct SendArgs {
     /// `eventsock sender` sends them, at its pace.
     #[arg(long, value_name = "NATS_URL")]
     nats: Option<String>,
-    /// With --nats: the instance that sends them (by default, the one --token is for).
-    #[arg(long, requires = "nats")]
-    instance: Option<String>,
     #[command(flatten)]
     pacing: PacingArgs,
 }
@@ -229,7 +234,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<i32> {
     }
     let via = match &args.nats {
         Some(url) => {
-            let instance = match (&args.instance, args.server.source()) {
+            let instance = match (&args.server.instance, args.server.source()) {
                 (Some(i), _) => i.clone(),
                 (None, Ok(source)) => source.instance().to_owned(),
                 (None, Err(_)) => anyhow::bail!(

@@ -24,7 +24,8 @@ pub(crate) struct SimArgs {
     /// Instance name (repeat for several).
     #[arg(long = "instance", default_value = "codechat")]
     instances: Vec<String>,
-    /// Which server to behave like: legacy (bare frames on /ws/events) or v2 (envelopes).
+    /// Which server to behave like: legacy (bare frames on /ws/events), v2 (envelopes), or
+    /// evolution (Evolution API: Socket.IO on /socket.io/, an apikey).
     #[arg(long, default_value = "legacy")]
     protocol: Protocol,
     /// Emit realistic traffic (messages, receipts, presence) at this many events per second
@@ -50,29 +51,41 @@ pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
         ..SimConfig::default()
     });
     let instance = sim.default_instance().to_owned();
-    let token = sim.mint_token(&instance, None);
-    let path = match args.protocol {
-        Protocol::Legacy => "/ws/events",
-        Protocol::V2 => "/ws/instance/events",
-    };
     // The token is printed on purpose: this is a local simulator, and the point is to use it.
-    println!(
-        "eventsock sim: {} on http://{addr}",
-        match args.protocol {
-            Protocol::Legacy => "the legacy CodeChat server",
-            Protocol::V2 => "the newer CodeChat server (v2)",
+    match args.protocol {
+        Protocol::Evolution => {
+            let key = sim.api_key(&instance).unwrap_or_default();
+            println!("eventsock sim: Evolution API on http://{addr}");
+            println!("  instance: {instance}");
+            println!("  apikey:   {key}  (the instance's token; the global key is --secret)");
+            println!("  events:   Socket.IO ws://{addr}/socket.io/?EIO=4&transport=websocket, namespace /{instance}");
+            println!("  reply:    POST http://{addr}/message/sendText/{instance}  (apikey: <key>)");
+            println!(
+                "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open}}"
+            );
+            println!(
+                "  try:      eventsock tail --protocol evolution --url http://{addr} --instance {instance} --token {key} --event messages.upsert"
+            );
         }
-    );
-    println!("  instance: {instance}");
-    println!("  token:    {token}");
-    println!("  events:   ws://{addr}{path}?event=messages.upsert&token=<token>");
-    println!("  reply:    POST http://{addr}/message/sendText/{instance}  (Authorization: Bearer <token>)");
-    println!(
-        "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open,token,revoke}}"
-    );
-    println!(
-        "  try:      eventsock tail --url http://{addr} --token {token} --event messages.upsert"
-    );
+        protocol => {
+            let token = sim.mint_token(&instance, None);
+            let (path, name) = match protocol {
+                Protocol::V2 => ("/ws/instance/events", "the newer CodeChat server (v2)"),
+                _ => ("/ws/events", "the legacy CodeChat server"),
+            };
+            println!("eventsock sim: {name} on http://{addr}");
+            println!("  instance: {instance}");
+            println!("  token:    {token}");
+            println!("  events:   ws://{addr}{path}?event=messages.upsert&token=<token>");
+            println!("  reply:    POST http://{addr}/message/sendText/{instance}  (Authorization: Bearer <token>)");
+            println!(
+                "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open,token,revoke}}"
+            );
+            println!(
+                "  try:      eventsock tail --url http://{addr} --token {token} --event messages.upsert"
+            );
+        }
+    }
     if let Some(rate) = args.generate {
         println!("  traffic:  {rate} events/s on {instance} (messages.upsert, messages.update, presence)");
         actix_rt::spawn(eventsock_sim::generate(sim.clone(), instance, rate));

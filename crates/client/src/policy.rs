@@ -86,6 +86,7 @@ pub(crate) fn retry(backoff: &Backoff, attempts: u32, end: &End) -> Retry {
             | Cause::ConnectTimeout
             | Cause::Eof
             | Cause::Dead(_)
+            | Cause::Silent(_)
             | Cause::Stalled(_)
     );
     Retry {

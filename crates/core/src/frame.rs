@@ -184,6 +184,29 @@ impl<'a> Frame<'a> {
         self.decode::<T>(&meta.event).map(|p| Event::new(meta, p))
     }
 
+    /// The typed event of a frame of `channel`, another endpoint than `T`'s, read through
+    /// [`Payload::translate`]; a type that is not read from there is a decode error.
+    pub fn translate<T: Payload>(
+        &self,
+        channel: crate::Channel,
+        meta: EventMeta,
+    ) -> Result<Event<T>, DecodeError> {
+        let error = |message: String| DecodeError {
+            event: meta.event.clone(),
+            type_name: short_type_name::<T>(),
+            path: String::new(),
+            message,
+        };
+        match T::translate(channel, self.data) {
+            Some(Ok(payload)) => Ok(Event::new(meta, payload)),
+            Some(Err(e)) => Err(error(e.to_string())),
+            None => Err(error(format!(
+                "this type is not read from {} frames",
+                crate::Protocol::of(channel)
+            ))),
+        }
+    }
+
     /// Builds the typed payload of the event `event`.
     pub fn decode<T: Payload>(&self, event: &EventName) -> Result<T, DecodeError> {
         let text = self.data;

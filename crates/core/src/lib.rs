@@ -32,6 +32,7 @@ mod backoff;
 mod checkpoint;
 pub mod clock;
 mod event;
+pub mod evolution;
 pub mod file;
 mod frame;
 mod hash;
@@ -48,6 +49,7 @@ mod record;
 mod source;
 mod subscription;
 mod token;
+pub mod socketio;
 pub mod v2;
 pub mod wire;
 

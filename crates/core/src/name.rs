@@ -12,6 +12,9 @@ pub enum Channel {
     Instance,
     /// The newer server's per-user batch events: `/ws/global/events`, enveloped frames.
     Global,
+    /// Evolution API's Socket.IO server: `/socket.io/`, one session per instance namespace
+    /// carrying every event, each in an envelope.
+    Evolution,
 }
 
 impl Channel {
@@ -21,14 +24,20 @@ impl Channel {
             Channel::Legacy => "/ws/events",
             Channel::Instance => "/ws/instance/events",
             Channel::Global => "/ws/global/events",
+            Channel::Evolution => "/socket.io/",
         }
     }
 
     /// The channel served at `path`, if any.
     pub fn from_path(path: &str) -> Option<Channel> {
-        [Channel::Legacy, Channel::Instance, Channel::Global]
-            .into_iter()
-            .find(|c| c.path() == path)
+        [
+            Channel::Legacy,
+            Channel::Instance,
+            Channel::Global,
+            Channel::Evolution,
+        ]
+        .into_iter()
+        .find(|c| c.path() == path)
     }
 }
 
@@ -66,52 +75,53 @@ const E: u8 = 2; // emitted on the legacy server's socket (the other legacy name
 const I: u8 = 4; // a newer-server instance event
 const C: u8 = 8; // a newer-server `call.*` event
 const G: u8 = 16; // a newer-server global (batch) event
+const V: u8 = 32; // an Evolution API event (Socket.IO)
 
 event_kinds! {
     /// `qrcode.updated`: a new pairing QR code.
-    QrcodeUpdated = "qrcode.updated" [L, E, I],
+    QrcodeUpdated = "qrcode.updated" [L, E, I, V],
     /// `messages.set`: history sync (legacy: webhook only).
-    MessagesSet = "messages.set" [L],
+    MessagesSet = "messages.set" [L, V],
     /// `messages.upsert`: a message received or sent.
-    MessagesUpsert = "messages.upsert" [L, E, I],
+    MessagesUpsert = "messages.upsert" [L, E, I, V],
     /// `messages.update`: a receipt or an edit.
-    MessagesUpdate = "messages.update" [L, E, I],
+    MessagesUpdate = "messages.update" [L, E, I, V],
     /// `send.message`: a message sent through the API.
-    SendMessage = "send.message" [L, E, I],
+    SendMessage = "send.message" [L, E, I, V],
     /// `contacts.set` (legacy: never emitted).
-    ContactsSet = "contacts.set" [L],
+    ContactsSet = "contacts.set" [L, V],
     /// `contacts.upsert`: contacts added or refreshed.
-    ContactsUpsert = "contacts.upsert" [L, E, I],
+    ContactsUpsert = "contacts.upsert" [L, E, I, V],
     /// `contacts.update`: contacts changed (legacy: delivered on `contacts.upsert`).
-    ContactsUpdate = "contacts.update" [L, I],
+    ContactsUpdate = "contacts.update" [L, I, V],
     /// `chats.set` (legacy: webhook only).
-    ChatsSet = "chats.set" [L],
+    ChatsSet = "chats.set" [L, V],
     /// `chats.upsert`: chats created.
-    ChatsUpsert = "chats.upsert" [L, E],
+    ChatsUpsert = "chats.upsert" [L, E, V],
     /// `chats.update`: chats changed (legacy name).
-    ChatsUpdate = "chats.update" [L, E],
+    ChatsUpdate = "chats.update" [L, E, V],
     /// `chats.delete`: chats removed.
-    ChatsDelete = "chats.delete" [L, I],
+    ChatsDelete = "chats.delete" [L, I, V],
     /// `presence.update`: typing, recording, online (legacy name).
-    PresenceUpdate = "presence.update" [L, E],
+    PresenceUpdate = "presence.update" [L, E, V],
     /// `groups.upsert`: groups joined or created.
-    GroupsUpsert = "groups.upsert" [L, E, I],
+    GroupsUpsert = "groups.upsert" [L, E, I, V],
     /// `groups.update`: group settings changed.
-    GroupsUpdate = "groups.update" [L, E, I],
+    GroupsUpdate = "groups.update" [L, E, I, V],
     /// `group-participants.update`: members added, removed, promoted (legacy name).
-    GroupParticipantsUpdate = "group-participants.update" [L, E],
+    GroupParticipantsUpdate = "group-participants.update" [L, E, V],
     /// `connection.update`: the WhatsApp session's state.
-    ConnectionUpdate = "connection.update" [L, E, I],
+    ConnectionUpdate = "connection.update" [L, E, I, V],
     /// `status.instance`: instance lifecycle (legacy: webhook only).
-    StatusInstance = "status.instance" [L, I],
+    StatusInstance = "status.instance" [L, I, V],
     /// `refresh.token` (legacy: webhook only).
     RefreshToken = "refresh.token" [L],
     /// `call.upsert`: an incoming call offer or its end.
     CallUpsert = "call.upsert" [L, E, I],
     /// `labels.association`: a label put on or taken off a chat.
-    LabelsAssociation = "labels.association" [L, I],
+    LabelsAssociation = "labels.association" [L, I, V],
     /// `labels.edit`: a label created or changed.
-    LabelsEdit = "labels.edit" [L, I],
+    LabelsEdit = "labels.edit" [L, I, V],
     /// `chats.updated`: chats changed (newer name of `chats.update`).
     ChatsUpdated = "chats.updated" [I],
     /// `groups.participants.update`: newer name of `group-participants.update`.
@@ -123,7 +133,7 @@ event_kinds! {
     /// `media.retry`: a media re-upload answer.
     MediaRetry = "media.retry" [I],
     /// `messages.delete`: a message deleted for me.
-    MessagesDelete = "messages.delete" [I],
+    MessagesDelete = "messages.delete" [I, V],
     /// `messages.star`: a message starred or unstarred.
     MessagesStar = "messages.star" [I],
     /// `messages.undecryptable`: a message that could not be decrypted.
@@ -162,6 +172,30 @@ event_kinds! {
     CallEnded = "call.ended" [C],
     /// `call.ended_unconfirmed`: ended locally without the peer's confirmation.
     CallEndedUnconfirmed = "call.ended_unconfirmed" [C],
+    /// `call`: Evolution API's call offers and ends.
+    Call = "call" [V],
+    /// `messages.edited`: Evolution API's edited messages.
+    MessagesEdited = "messages.edited" [V],
+    /// `send.message.update`: Evolution API's edit of a message, made through its REST API.
+    SendMessageUpdate = "send.message.update" [V],
+    /// `application.startup`: Evolution API started.
+    ApplicationStartup = "application.startup" [V],
+    /// `instance.create`: an Evolution API instance was created.
+    InstanceCreate = "instance.create" [V],
+    /// `instance.delete`: an Evolution API instance was deleted.
+    InstanceDelete = "instance.delete" [V],
+    /// `remove.instance`: an Evolution API instance was removed.
+    RemoveInstance = "remove.instance" [V],
+    /// `logout.instance`: an Evolution API instance logged out of WhatsApp.
+    LogoutInstance = "logout.instance" [V],
+    /// `typebot.start`: an Evolution API Typebot session started.
+    TypebotStart = "typebot.start" [V],
+    /// `typebot.change-status`: an Evolution API Typebot session changed status.
+    TypebotChangeStatus = "typebot.change-status" [V],
+    /// `creds.update`: Evolution API's WhatsApp credentials changed.
+    CredsUpdate = "creds.update" [V],
+    /// `messaging-history.set`: Evolution API's history sync.
+    MessagingHistorySet = "messaging-history.set" [V],
     /// `message.batch.created`.
     BatchCreated = "message.batch.created" [G],
     /// `message.batch.scheduled`.
@@ -227,12 +261,18 @@ impl EventKind {
         self.flags() & G != 0
     }
 
+    /// One of Evolution API's 35 events.
+    pub const fn is_evolution(self) -> bool {
+        self.flags() & V != 0
+    }
+
     /// Whether the endpoint `channel` accepts this name at the handshake.
     pub const fn served_on(self, channel: Channel) -> bool {
         match channel {
             Channel::Legacy => self.is_legacy(),
             Channel::Instance => self.is_instance() || self.is_call(),
             Channel::Global => self.is_global(),
+            Channel::Evolution => self.is_evolution(),
         }
     }
 }

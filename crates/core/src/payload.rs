@@ -44,6 +44,21 @@ pub trait Payload:
         let _ = text;
         None
     }
+
+    /// The endpoint a server of `protocol` sends this type's events on: [`Self::CHANNEL`] for
+    /// its own protocol's server; another for a type also read from another server's frames
+    /// (see [`Payload::translate`]); `None` when that server has no such events.
+    fn channel_on(protocol: crate::Protocol) -> Option<Channel> {
+        (crate::Protocol::of(Self::CHANNEL) == protocol).then_some(Self::CHANNEL)
+    }
+
+    /// Reads a payload of `channel`'s shape, another than [`Self::CHANNEL`]'s, as this type:
+    /// how a bot written against [`legacy::MessagesUpsert`](crate::legacy::MessagesUpsert)
+    /// runs unchanged on Evolution API. `None` (the default): this type is not read from there.
+    fn translate(channel: Channel, data: &str) -> Option<Result<Self, serde_json::Error>> {
+        let _ = (channel, data);
+        None
+    }
 }
 
 /// Ties a payload type to its channel and event names.
@@ -63,6 +78,23 @@ macro_rules! payload {
             }
             fn head(text: &str) -> Option<Result<$crate::MessageHead, serde_json::Error>> {
                 Some($crate::MessageHead::read(text))
+            }
+            // Evolution API's messages are read in their own shape, then given in this one.
+            fn channel_on(protocol: $crate::Protocol) -> Option<$crate::name::Channel> {
+                match protocol {
+                    $crate::Protocol::Legacy => Some(Self::CHANNEL),
+                    $crate::Protocol::Evolution => Some($crate::name::Channel::Evolution),
+                    $crate::Protocol::V2 => None,
+                }
+            }
+            fn translate(
+                channel: $crate::name::Channel,
+                data: &str,
+            ) -> Option<Result<Self, serde_json::Error>> {
+                (channel == $crate::name::Channel::Evolution).then(|| {
+                    serde_json::from_str::<$crate::evolution::Message>(data)
+                        .map(|m| Self(m.to_legacy()))
+                })
             }
         }
     };

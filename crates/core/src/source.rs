@@ -16,8 +16,9 @@ pub enum SourceError {
     /// The token's claims cannot be read.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// The token names no instance (nor user), and none was given.
-    #[error("the token names no instance; use Source::with_provider to give one")]
+    /// The token names no instance (nor user), and none was given (an Evolution API key never
+    /// names one).
+    #[error("the token names no instance: give the instance's name (--instance, EVENTSOCK_INSTANCE, or Source::with_provider)")]
     NoInstance,
     /// The server URL cannot be used.
     #[error(transparent)]
@@ -101,6 +102,8 @@ pub enum Protocol {
     Legacy,
     /// The newer server: `/ws/instance/events` and `/ws/global/events`, enveloped frames.
     V2,
+    /// Evolution API: Socket.IO on `/socket.io/`, an `apikey` instead of a JWT.
+    Evolution,
 }
 
 impl Protocol {
@@ -109,6 +112,7 @@ impl Protocol {
         match self {
             Protocol::Legacy => &[Channel::Legacy],
             Protocol::V2 => &[Channel::Instance, Channel::Global],
+            Protocol::Evolution => &[Channel::Evolution],
         }
     }
 
@@ -117,6 +121,7 @@ impl Protocol {
         match channel {
             Channel::Legacy => Protocol::Legacy,
             Channel::Instance | Channel::Global => Protocol::V2,
+            Channel::Evolution => Protocol::Evolution,
         }
     }
 
@@ -134,6 +139,7 @@ impl std::fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Legacy => "legacy",
             Protocol::V2 => "v2",
+            Protocol::Evolution => "evolution",
         })
     }
 }
@@ -141,13 +147,14 @@ impl std::fmt::Display for Protocol {
 impl std::str::FromStr for Protocol {
     type Err = String;
 
-    /// `legacy` or `v2`.
+    /// `legacy`, `v2` or `evolution`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "legacy" => Ok(Protocol::Legacy),
             "v2" => Ok(Protocol::V2),
+            "evolution" => Ok(Protocol::Evolution),
             other => Err(format!(
-                "unknown protocol \"{}\": use legacy or v2",
+                "unknown protocol \"{}\": use legacy, v2 or evolution",
                 crate::human::escaped(other)
             )),
         }
@@ -187,11 +194,23 @@ impl Source {
     /// A source from a server URL in any form the protocol's docs write it (the base,
     /// `http://localhost:8084`, or an event socket's URL, `ws://localhost:8084/ws/events`) and
     /// a fixed token. The protocol is `protocol`, else the one the URL's path names, else
-    /// legacy.
+    /// legacy. The instance is read from the token's claims, which an Evolution API key does
+    /// not have: use [`Source::for_instance`] there.
     pub fn from_url(
         url: &str,
         token: Token,
         protocol: Option<Protocol>,
+    ) -> Result<Source, SourceError> {
+        Source::for_instance(url, token, protocol, None)
+    }
+
+    /// [`Source::from_url`] for `instance` when given (needed on Evolution API, whose key names
+    /// none; on CodeChat, it must be the one the token names, or the server refuses it).
+    pub fn for_instance(
+        url: &str,
+        token: Token,
+        protocol: Option<Protocol>,
+        instance: Option<&str>,
     ) -> Result<Source, SourceError> {
         let (endpoint, channel) = Endpoint::split(url)?;
         let protocol = match (protocol, channel) {
@@ -206,11 +225,27 @@ impl Source {
             (None, Some(c)) => Protocol::of(c),
             (None, None) => Protocol::Legacy,
         };
-        let source = Source::new(endpoint, token)?;
+        let source = match (protocol, instance.filter(|i| !i.trim().is_empty())) {
+            // An Evolution API key is opaque: it names no instance.
+            (Protocol::Evolution, None) => return Err(SourceError::NoInstance),
+            (Protocol::Evolution, Some(i)) => return Ok(Source::evolution(endpoint, i, token)),
+            (_, Some(i)) => Source::with_provider(endpoint, i, token),
+            (_, None) => Source::new(endpoint, token)?,
+        };
         Ok(match protocol {
             Protocol::V2 => source.v2(),
-            Protocol::Legacy => source,
+            _ => source,
         })
+    }
+
+    /// A source on an Evolution API server: `instance`'s events, over Socket.IO, with `api_key`
+    /// (the instance's token or the server's global key), sent in the `apikey` header of the
+    /// handshake and of every REST call.
+    pub fn evolution(endpoint: Endpoint, instance: impl Into<Arc<str>>, api_key: Token) -> Source {
+        Source {
+            protocol: Protocol::Evolution,
+            ..Source::with_provider(endpoint, instance, api_key)
+        }
     }
 
     /// A source for `instance` whose token is asked of `tokens` before every attempt.

@@ -83,9 +83,10 @@ impl Endpoint {
         let mut path = url.path().trim_end_matches('/').to_owned();
         let channel = [Channel::Legacy, Channel::Instance, Channel::Global]
             .into_iter()
-            .find(|c| path.ends_with(c.path()));
+            .find(|c| path.ends_with(c.path()))
+            .or_else(|| path.ends_with("/socket.io").then_some(Channel::Evolution));
         if let Some(c) = channel {
-            path.truncate(path.len() - c.path().len());
+            path.truncate(path.len() - c.path().trim_end_matches('/').len());
         }
         url.set_path(&path);
         Ok((Endpoint { ws: url }, channel))
@@ -105,6 +106,23 @@ impl Endpoint {
             .append_pair("event", event.as_str())
             .append_pair("token", token.expose());
         SubscriptionUrl(url)
+    }
+
+    /// The URL of an Engine.IO 4 session over WebSocket on this server
+    /// (`/socket.io/?EIO=4&transport=websocket`). Evolution API takes its key in a header, so
+    /// the URL holds no secret.
+    pub fn socket_io(&self) -> Url {
+        let mut url = self.ws.clone();
+        let path = format!(
+            "{}{}",
+            self.ws.path().trim_end_matches('/'),
+            Channel::Evolution.path()
+        );
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .append_pair("EIO", "4")
+            .append_pair("transport", "websocket");
+        url
     }
 
     /// The HTTP(S) base URL for REST calls.
@@ -147,6 +165,11 @@ impl fmt::Display for Endpoint {
 pub struct SubscriptionUrl(Url);
 
 impl SubscriptionUrl {
+    /// A URL that carries no secret (Evolution API's, whose key goes in a header).
+    pub fn without_secret(url: Url) -> SubscriptionUrl {
+        SubscriptionUrl(url)
+    }
+
     /// The full URL, token included. Use it only to connect.
     pub fn expose(&self) -> &str {
         self.0.as_str()

@@ -96,6 +96,54 @@ pub mod opt_int_string {
     }
 }
 
+/// `Option<i64>` for a 64-bit value that may also come as protobufjs's `Long`,
+/// `{low, high, unsigned}` (as Evolution API's Socket.IO events carry it), or as a number or a
+/// numeric string; written back as a number.
+pub mod opt_long {
+    use super::*;
+
+    /// Deserializes a number, a numeric string, a `Long` object, `null` or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Long {
+            low: i64,
+            high: i64,
+            #[serde(default)]
+            unsigned: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Long(Long),
+            Other(#[serde(deserialize_with = "super::opt_int::deserialize")] Option<i64>),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Other(v)) => Ok(v),
+            Some(Raw::Long(Long {
+                low,
+                high,
+                unsigned,
+            })) => {
+                // Two 32-bit halves, each written signed or not by protobufjs.
+                let bits = ((high as u64 & 0xffff_ffff) << 32) | (low as u64 & 0xffff_ffff);
+                if unsigned {
+                    i64::try_from(bits)
+                        .map(Some)
+                        .map_err(|_| de::Error::custom(format!("{bits} is out of range")))
+                } else {
+                    Ok(Some(bits as i64))
+                }
+            }
+        }
+    }
+
+    /// Serializes as a JSON number (or `null`).
+    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+}
+
 /// `Option<Timestamp>` accepting RFC 3339 text or epoch numbers; written back as RFC 3339.
 pub mod opt_time {
     use super::*;

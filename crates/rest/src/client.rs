@@ -1,5 +1,6 @@
 //! Replies over the CodeChat REST API: send text (plain or quoting), react, mark as read, set
-//! presence, find messages.
+//! presence, find messages. On Evolution API ([`Protocol::Evolution`], from the source) the
+//! same calls take its routes and bodies, with the key in an `apikey` header.
 //!
 //! Calls that change nothing on a retry (mark as read, set presence, find messages) are retried
 //! on a timeout, a connection failure or a 5xx, up to [`RestClient::retries`] times. Sends are
@@ -7,7 +8,7 @@
 
 use crate::retries::Retries;
 use crate::RestError;
-use eventsock_core::{Endpoint, QuotedMessage, Source, Token, TokenProvider};
+use eventsock_core::{Endpoint, Protocol, QuotedMessage, Source, Token, TokenProvider};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -136,7 +137,8 @@ pub struct SendText {
     pub external_attributes: Option<Value>,
     /// The message's WhatsApp id, chosen by the sender (the server's `options.messageId`;
     /// by default the server makes one). The [`Outbox`](crate::Outbox) gives every message its
-    /// own, so that it can look a message up after an answer was lost.
+    /// own, so that it can look a message up after an answer was lost. Evolution API takes
+    /// none: there it is not sent, and the server makes the id.
     pub message_id: Option<String>,
 }
 
@@ -157,6 +159,7 @@ pub struct RestClient {
     base: url::Url,
     instance: Arc<str>,
     pub(crate) tokens: Arc<dyn TokenProvider>,
+    protocol: Protocol,
     tls: Arc<rustls::ClientConfig>,
     timeout: Duration,
     pub(crate) retries: u32,
@@ -184,6 +187,7 @@ impl RestClient {
     /// [`RefreshingToken`](crate::RefreshingToken) serves the sockets and the REST calls alike).
     pub fn for_source(source: &Source) -> RestClient {
         Self::with_provider(source.endpoint(), source.instance(), source.tokens())
+            .protocol(source.protocol())
     }
 
     /// A client whose token is asked of `tokens` before every call.
@@ -198,6 +202,7 @@ impl RestClient {
             base: endpoint.rest_base(),
             instance: instance.into(),
             tokens: Arc::new(tokens),
+            protocol: Protocol::Legacy,
             tls: crate::tls::default_tls(),
             timeout: Duration::from_secs(30),
             retries: 2,
@@ -218,6 +223,17 @@ impl RestClient {
             loopback: Some(server),
             ..Self::with_provider(&endpoint, instance, tokens)
         }
+    }
+
+    /// Which server's routes and bodies to use (CodeChat's, the default, or Evolution API's).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The server's protocol this client speaks.
+    pub fn server_protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// How long one call may take (30 s).
@@ -290,6 +306,9 @@ impl RestClient {
         if message.number.trim().is_empty() {
             return Err(RestError::NoRecipient);
         }
+        if self.protocol == Protocol::Evolution {
+            return self.send_evolution(message).await;
+        }
         let mut options = serde_json::Map::new();
         match message.quote {
             Some(Quote::Row(id)) => {
@@ -319,21 +338,58 @@ impl RestClient {
             .await
     }
 
+    /// Evolution API's `sendText`: `{number, text, delay?, quoted?}` (its `quoted` is the
+    /// message's key and body); no id of the sender's.
+    async fn send_evolution(&self, message: SendText) -> Result<Value, RestError> {
+        let mut body = json!({"number": message.number, "text": message.text});
+        if let Some(d) = message.delay {
+            body["delay"] = d.into();
+        }
+        match message.quote {
+            Some(Quote::Message(q)) => {
+                let text = q.content["text"]
+                    .as_str()
+                    .or(q.content["caption"].as_str())
+                    .unwrap_or_default();
+                body["quoted"] = json!({
+                    "key": {"id": q.key_id, "remoteJid": q.key_remote_jid, "fromMe": q.key_from_me},
+                    "message": {"conversation": text},
+                });
+            }
+            Some(Quote::Row(_)) => {
+                return Err(RestError::Unavailable(
+                    "Evolution API quotes a message by its key, not by a row id: quote the message (MessageLike::quote)".into(),
+                ))
+            }
+            None => {}
+        }
+        self.call(Method::Post, "message/sendText", &body, false)
+            .await
+    }
+
     /// Reacts to a message with `reaction` (an emoji; empty removes it). Never retried.
     pub async fn send_reaction(
         &self,
         key: &MessageKey,
         reaction: &str,
     ) -> Result<Value, RestError> {
-        let body = json!({"reactionMessage": {"key": key, "reaction": reaction}});
+        let body = match self.protocol {
+            Protocol::Evolution => json!({"key": key, "reaction": reaction}),
+            _ => json!({"reactionMessage": {"key": key, "reaction": reaction}}),
+        };
         self.call(Method::Post, "message/sendReaction", &body, false)
             .await
     }
 
     /// Marks messages as read. Retried on transient failures.
     pub async fn mark_as_read(&self, keys: &[MessageKey]) -> Result<Value, RestError> {
+        // A PUT on CodeChat, a POST on Evolution API.
+        let method = match self.protocol {
+            Protocol::Evolution => Method::Post,
+            _ => Method::Put,
+        };
         self.call(
-            Method::Put,
+            method,
             "chat/markMessageAsRead",
             &json!({"readMessages": keys}),
             true,
@@ -447,7 +503,13 @@ impl RestClient {
                         Err(_) => Err(RestError::Timeout(self.timeout)),
                     }
                 }
-                None => request(&self.http(), method, &url, Some(&token), body, self.timeout).await,
+                None => {
+                    let auth = match self.protocol {
+                        Protocol::Evolution => Auth::ApiKey(&token),
+                        _ => Auth::Bearer(&token),
+                    };
+                    send(&self.http(), method, &url, auth, body, self.timeout).await
+                }
             };
             match answer {
                 Err(e) if retries.again(&e, &token).await => {}
@@ -505,6 +567,32 @@ pub async fn request(
     body: &Value,
     timeout: Duration,
 ) -> Result<Value, RestError> {
+    let auth = token.map_or(Auth::None, Auth::Bearer);
+    send(http, method, url, auth, body, timeout).await
+}
+
+/// How a call carries its token.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    /// `Authorization: Bearer` (CodeChat).
+    Bearer(&'a Token),
+    /// `apikey` (Evolution API).
+    ApiKey(&'a Token),
+}
+
+async fn send(
+    http: &awc::Client,
+    method: Method,
+    url: &url::Url,
+    auth: Auth<'_>,
+    body: &Value,
+    timeout: Duration,
+) -> Result<Value, RestError> {
+    let token = match auth {
+        Auth::None => None,
+        Auth::Bearer(t) | Auth::ApiKey(t) => Some(t),
+    };
     let mut request = match method {
         Method::Get => http.get(url.as_str()),
         Method::Post => http.post(url.as_str()),
@@ -512,8 +600,10 @@ pub async fn request(
         Method::Patch => http.patch(url.as_str()),
     }
     .timeout(timeout);
-    if let Some(token) = token {
-        request = request.bearer_auth(token.expose());
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(token) => request = request.bearer_auth(token.expose()),
+        Auth::ApiKey(token) => request = request.insert_header(("apikey", token.expose())),
     }
     let sent = match method {
         Method::Get => request.send().await,

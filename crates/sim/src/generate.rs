@@ -59,7 +59,10 @@ impl Generator {
     /// A generator for `protocol`'s shapes.
     pub fn new(protocol: Protocol) -> Generator {
         let (u, d, p, env) = match protocol {
-            Protocol::Legacy => (LEGACY_UPSERT, LEGACY_UPDATE, LEGACY_PRESENCE, false),
+            // The simulator makes Evolution's payloads from the legacy ones (`evolution.rs`).
+            Protocol::Legacy | Protocol::Evolution => {
+                (LEGACY_UPSERT, LEGACY_UPDATE, LEGACY_PRESENCE, false)
+            }
             Protocol::V2 => (V2_UPSERT, V2_UPDATE, V2_PRESENCE, true),
         };
         Generator {

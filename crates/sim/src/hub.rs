@@ -34,9 +34,18 @@ pub(crate) enum Control {
 /// Who a socket belongs to: an instance name (instance events) or a user id (global events).
 pub(crate) type Key = (String, String);
 
+/// What a socket is sent.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    /// One text frame.
+    Text(ByteString),
+    /// A Socket.IO packet and the binary frames of its attachments, which follow it.
+    Packet(ByteString, Arc<[bytes::Bytes]>),
+}
+
 pub(crate) struct SocketEntry {
     pub(crate) key: Key,
-    frames: mpsc::UnboundedSender<ByteString>,
+    frames: mpsc::UnboundedSender<Out>,
     control: mpsc::UnboundedSender<Control>,
     /// Frames queued and not yet written: the newer server's send buffer.
     queued: Arc<AtomicUsize>,
@@ -45,7 +54,7 @@ pub(crate) struct SocketEntry {
 /// The receiving half of a socket's queues, owned by its task.
 pub(crate) struct SocketQueues {
     pub(crate) id: u64,
-    pub(crate) frames: mpsc::UnboundedReceiver<ByteString>,
+    pub(crate) frames: mpsc::UnboundedReceiver<Out>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) queued: Arc<AtomicUsize>,
 }
@@ -56,6 +65,12 @@ struct State {
     routes: HashMap<Key, u64>,
     /// V2: the one valid token per instance (`Auth.token`).
     current_tokens: HashMap<String, String>,
+    /// Evolution: the Socket.IO sessions joined to each instance's namespace.
+    namespaces: HashMap<String, Vec<u64>>,
+    /// Evolution: the namespaces that exist (made at an instance's first event).
+    made: std::collections::HashSet<String>,
+    /// Evolution: each instance's websocket settings, when set through `/websocket/set`.
+    websockets: HashMap<String, crate::evolution::Websocket>,
 }
 
 /// A running simulator's handle: emit events, misbehave on purpose, mint tokens.
@@ -302,11 +317,68 @@ impl Sim {
 
     pub(crate) fn unregister(&self, id: u64) {
         let mut state = self.lock();
+        for sessions in state.namespaces.values_mut() {
+            sessions.retain(|s| *s != id);
+        }
         if let Some(entry) = state.sockets.remove(&id) {
             if state.routes.get(&entry.key) == Some(&id) {
                 state.routes.remove(&entry.key);
             }
         }
+    }
+
+    /// Evolution: joins session `id` to `instance`'s namespace, if the namespace exists (the
+    /// real server makes it at the instance's first event). Returns whether it was joined.
+    pub(crate) fn join(&self, id: u64, instance: &str) -> bool {
+        let mut state = self.lock();
+        if !state.made.contains(instance) {
+            return false;
+        }
+        let sessions = state.namespaces.entry(instance.to_owned()).or_default();
+        if !sessions.contains(&id) {
+            sessions.push(id);
+        }
+        if let Some(entry) = state.sockets.get_mut(&id) {
+            entry.key.0 = instance.to_owned();
+        }
+        true
+    }
+
+    /// Evolution: makes `instance`'s namespace, as the real server does at its first event.
+    pub(crate) fn make_namespace(&self, instance: &str) {
+        let mut state = self.lock();
+        if !state.made.contains(instance) {
+            state.made.insert(instance.to_owned());
+        }
+    }
+
+    /// Evolution: forgets every namespace, as a restart of the real server does: sessions
+    /// are dropped, and joining is refused (`Invalid namespace`) until an instance's next
+    /// event. Returns how many sessions were dropped.
+    pub fn restart_namespaces(&self) -> usize {
+        let dropped = self.drop_all();
+        let mut state = self.lock();
+        state.made.clear();
+        state.namespaces.clear();
+        dropped
+    }
+
+    /// Evolution: an instance's websocket settings (`/websocket/set`); by default on, with
+    /// every event.
+    pub(crate) fn websocket(&self, instance: &str) -> crate::evolution::Websocket {
+        self.lock()
+            .websockets
+            .get(instance)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Evolution: sets an instance's websocket settings, as `POST /websocket/set` does.
+    pub fn set_websocket(&self, instance: &str, enabled: bool, events: &[&str]) {
+        let settings = crate::evolution::Websocket::new(enabled, events);
+        self.lock()
+            .websockets
+            .insert(instance.to_owned(), settings);
     }
 
     /// How many WebSocket handshakes were accepted since start.
@@ -341,7 +413,8 @@ impl Sim {
     /// The frame text for `data` on `event`: the bare payload (legacy) or the envelope (v2).
     pub(crate) fn frame(&self, scope: &str, event: &str, data: &serde_json::Value) -> String {
         match self.inner.config.protocol {
-            Protocol::Legacy => data.to_string(),
+            // Evolution's events are packets, made by `emit_evolution`.
+            Protocol::Legacy | Protocol::Evolution => data.to_string(),
             Protocol::V2 => {
                 let name = EventName::parse(event);
                 let timestamp =
@@ -397,13 +470,23 @@ impl Sim {
             list.push_back(data.clone());
         }
         let data = numbered.as_ref().unwrap_or(data);
+        if self.inner.config.protocol == Protocol::Evolution {
+            return self.emit_evolution(scope, event, data);
+        }
         self.emit_text(scope, event, self.frame(scope, event, data))
     }
 
     /// Sends a frame of exactly `text`, valid JSON or not: for testing how clients take bad input.
+    /// On Evolution API, `text` goes as it is to every session joined to `scope`'s namespace
+    /// (a whole Engine.IO packet, such as `42/{instance},["messages.upsert",{...}]`).
     pub fn emit_text(&self, scope: &str, event: &str, text: impl Into<ByteString>) -> bool {
+        self.send_out(scope, event, Out::Text(text.into()))
+    }
+
+    /// Sends `out` as [`Sim::emit_text`] sends a text.
+    pub(crate) fn send_out(&self, scope: &str, event: &str, out: Out) -> bool {
         self.inner.emitted.fetch_add(1, Ordering::Relaxed);
-        let taken = self.route(scope, event, text.into());
+        let taken = self.route(scope, event, out);
         if taken {
             self.inner.delivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -419,11 +502,22 @@ impl Sim {
         )
     }
 
-    fn route(&self, scope: &str, event: &str, text: ByteString) -> bool {
+    fn route(&self, scope: &str, event: &str, text: Out) -> bool {
         if self.half_open() {
             return false; // lost on a dead link
         }
         let state = self.lock();
+        if self.inner.config.protocol == Protocol::Evolution {
+            // Socket.IO broadcasts to every session in the namespace.
+            let mut taken = false;
+            for id in state.namespaces.get(scope).into_iter().flatten() {
+                if let Some(socket) = state.sockets.get(id) {
+                    socket.queued.fetch_add(1, Ordering::Relaxed);
+                    taken |= socket.frames.send(text.clone()).is_ok();
+                }
+            }
+            return taken;
+        }
         let Some(id) = state.routes.get(&(scope.to_owned(), event.to_owned())) else {
             return false;
         };

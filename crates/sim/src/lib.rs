@@ -38,11 +38,13 @@
 mod auth;
 mod config;
 mod contract;
+mod evolution;
 mod control;
 mod generate;
 mod hub;
 mod listen;
 mod rest;
+mod socketio;
 mod ws;
 
 pub use auth::SimClaims;
@@ -112,8 +114,25 @@ pub async fn run_tls(
 /// actix-web `App` (`App::new().configure(eventsock_sim::configure(sim))`). [`run`] serves it on
 /// a socket; the test kit calls it in process.
 pub fn configure(sim: Sim) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let evolution = sim.config().protocol == eventsock_core::Protocol::Evolution;
     let data = web::Data::new(sim);
     move |cfg: &mut web::ServiceConfig| {
+        if evolution {
+            // Evolution API's own routes: its websocket settings, and its read marks (a POST
+            // there, a PUT on CodeChat).
+            cfg.route(
+                "/websocket/set/{instance}",
+                web::post().to(rest::set_websocket),
+            )
+            .route(
+                "/websocket/find/{instance}",
+                web::get().to(rest::find_websocket),
+            )
+            .route(
+                "/chat/markMessageAsRead/{instance}",
+                web::post().to(rest::mark_as_read),
+            );
+        }
         cfg.app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
             .app_data(web::PayloadConfig::default().limit(1024 * 1024))

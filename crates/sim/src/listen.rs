@@ -1,6 +1,6 @@
 //! A subscriber in this process: what a socket would receive, without a socket.
 
-use crate::hub::{Sim, SocketQueues};
+use crate::hub::{Out, Sim, SocketQueues};
 use bytestring::ByteString;
 use std::sync::atomic::Ordering;
 
@@ -35,7 +35,9 @@ impl Listener {
     pub fn try_next(&mut self) -> Option<ByteString> {
         let frame = self.queues.frames.try_recv().ok()?;
         self.queues.queued.fetch_sub(1, Ordering::Relaxed);
-        Some(frame)
+        match frame {
+            Out::Text(text) | Out::Packet(text, _) => Some(text),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+mod evolution;
 mod media;
+pub(crate) use evolution::{find_websocket, set_websocket};
 pub(crate) use media::media_data;
 
 /// What a route answers: a status, a JSON body and, for a 429, a `Retry-After`.
@@ -49,6 +51,15 @@ impl Answer {
             }
             Protocol::V2 => {
                 json!({"statusCode": status.as_u16(), "error": reason, "messages": messages})
+            }
+            // Evolution's exceptions, through its error middleware: `{status, error, response:
+            // {message}}`.
+            Protocol::Evolution => {
+                let message = match messages.len() {
+                    1 => messages.into_iter().next().unwrap_or_default(),
+                    _ => Value::Array(messages),
+                };
+                json!({"status": status.as_u16(), "error": reason, "response": {"message": message}})
             }
         };
         Answer::ok(status, body)
@@ -136,8 +147,8 @@ fn parsed_body(req: &HttpRequest, raw: &[u8]) -> Result<Value, Answer> {
 /// on, for the path's instance and `whatsapp-api`; any failure is a bare 401.
 fn jwt_guard(req: &HttpRequest, sim: &Sim, instance: &str) -> Result<(), Answer> {
     let unauthorized = || match sim.config().protocol {
-        Protocol::Legacy => Answer::error(sim, StatusCode::UNAUTHORIZED, Vec::new()),
         Protocol::V2 => Answer::error(sim, StatusCode::UNAUTHORIZED, vec!["invalid token".into()]),
+        _ => Answer::error(sim, StatusCode::UNAUTHORIZED, Vec::new()),
     };
     let authorization = req
         .headers()
@@ -169,16 +180,20 @@ fn admit(
     schema: Schema,
 ) -> Result<Value, Answer> {
     let mut body = parsed_body(req, raw)?;
+    if sim.config().protocol == Protocol::Evolution {
+        evolution::guard(req, sim, instance)?;
+        return Ok(body);
+    }
     if guards != Guards::None {
         jwt_guard(req, sim, instance)?;
     }
     if guards == Guards::JwtAndInstance && sim.instance_id(instance).is_none() {
         return Err(match sim.config().protocol {
-            Protocol::Legacy => Answer::bad_request(
+            Protocol::V2 => Answer::error(sim, StatusCode::NOT_FOUND, vec!["not found".into()]),
+            _ => Answer::bad_request(
                 sim,
                 format!("The \"{instance}\" instance does not exist or is not connected"),
             ),
-            Protocol::V2 => Answer::error(sim, StatusCode::NOT_FOUND, vec!["not found".into()]),
         });
     }
     if req.method() == actix_web::http::Method::GET {
@@ -289,7 +304,7 @@ async fn send_text_answer(
     instance: &str,
     raw: &[u8],
 ) -> Result<Answer, Answer> {
-    let body = admit(
+    let mut body = admit(
         req,
         sim,
         instance,
@@ -297,6 +312,9 @@ async fn send_text_answer(
         Guards::JwtAndInstance,
         Schema::SendText,
     )?;
+    if sim.config().protocol == Protocol::Evolution {
+        body = evolution::send_text_body(sim, &body)?;
+    }
     let (Some(number), Some(text)) = (
         body["number"].as_str().filter(|n| !n.trim().is_empty()),
         body["textMessage"]["text"].as_str(),
@@ -355,7 +373,19 @@ async fn send_text_answer(
         "sent: {}",
         eventsock_core::human::escaped(text)
     );
-    for event in ["send.message", "messages.upsert"] {
+    // Evolution's Baileys socket does not emit its own sends (`emitOwnEvents: false`): only
+    // `send.message` tells of them.
+    let events: &[&str] = match sim.config().protocol {
+        Protocol::Evolution => {
+            // Saved all the same (`DATABASE_SAVE_DATA_NEW_MESSAGE`): findMessages finds it.
+            if sim.saving() {
+                sim.save(instance, &message);
+            }
+            &["send.message"]
+        }
+        _ => &["send.message", "messages.upsert"],
+    };
+    for event in events {
         sim.emit(instance, event, &message);
     }
     sim.acknowledge(instance, &message);
@@ -363,9 +393,10 @@ async fn send_text_answer(
     if let Some(failure) = failure {
         return Err(refusal(failure));
     }
-    let status = match sim.config().protocol {
-        Protocol::Legacy => StatusCode::CREATED,
-        Protocol::V2 => StatusCode::OK,
+    let (status, message) = match sim.config().protocol {
+        Protocol::V2 => (StatusCode::OK, message),
+        Protocol::Legacy => (StatusCode::CREATED, message),
+        Protocol::Evolution => (StatusCode::CREATED, sim.evolution_message(instance, &message)),
     };
     Ok(Answer::ok(status, message))
 }
@@ -496,9 +527,9 @@ pub(crate) async fn whatsapp_numbers(
             .and_then(|n| n.iter().map(Value::as_str).collect());
         let Some(numbers) = numbers else {
             return Err(match sim.config().protocol {
-                Protocol::Legacy => Answer::crash(),
                 // Only the newer server gets here with numbers that are not strings.
                 Protocol::V2 => Answer::bad_request(&sim, "numbers must be an array of strings"),
+                _ => Answer::crash(),
             });
         };
         let answer = numbers.into_iter().flat_map(|n| on_whatsapp(&sim, n));
@@ -553,14 +584,22 @@ pub(crate) async fn mark_as_read(
 ) -> HttpResponse {
     let checks = (Guards::JwtAndInstance, Schema::MarkMessageAsRead);
     route(&req, &sim, &raw, checks, |_, body| {
+        let evolution = sim.config().protocol == Protocol::Evolution;
         for key in body["readMessages"].as_array().into_iter().flatten() {
             let jid = key["remoteJid"].as_str().unwrap_or_default();
-            if jid.ends_with("@g.us") || jid.ends_with("@lid") {
+            // Evolution passes on a group's or a phone number's keys and drops a LID's;
+            // CodeChat's filter keeps a group's and a LID's.
+            let passed = match evolution {
+                true => jid.ends_with("@g.us") || jid.ends_with("@s.whatsapp.net"),
+                false => jid.ends_with("@g.us") || jid.ends_with("@lid"),
+            };
+            if passed {
                 sim.mark_read(key.clone());
             }
         }
         let read = json!({"message": "Read messages", "read": "success"});
-        Ok(Answer::ok(StatusCode::OK, read))
+        let status = if evolution { StatusCode::CREATED } else { StatusCode::OK };
+        Ok(Answer::ok(status, read))
     })
 }
 
@@ -644,14 +683,24 @@ pub(crate) async fn find_messages(
     let page = page.unwrap_or(1);
     let skip = usize::try_from(offset.saturating_mul(page - 1)).unwrap_or(usize::MAX);
     let take = usize::try_from(offset).unwrap_or(usize::MAX);
-    let filter = query["where"].as_object();
-    let keep = |m: &Value| {
-        FILTERS
-            .iter()
-            .filter_map(|k| Some((k, filter?.get(*k)?)))
-            .all(|(k, v)| m.get(*k) == Some(v))
+    let (total, records) = if sim.config().protocol == Protocol::Evolution {
+        let filter = match evolution::Filter::read(&query["where"]) {
+            Ok(f) => f,
+            Err(answer) => return respond(&req, &sim, &raw, answer.answer(&sim)),
+        };
+        let (total, rows) = sim.find_stored(&instance, |m| filter.keeps(m), skip, take);
+        let records = rows.iter().map(|r| evolution::record(&sim, &instance, r)).collect();
+        (total, records)
+    } else {
+        let filter = query["where"].as_object();
+        let keep = |m: &Value| {
+            FILTERS
+                .iter()
+                .filter_map(|k| Some((k, filter?.get(*k)?)))
+                .all(|(k, v)| m.get(*k) == Some(v))
+        };
+        sim.find_stored(&instance, keep, skip, take)
     };
-    let (total, records) = sim.find_stored(&instance, keep, skip, take);
     let total = total as u64;
     let answer = Answer::ok(
         StatusCode::OK,

@@ -19,7 +19,8 @@ fn refuse(sim: &Sim, status: StatusCode, message: &str) -> HttpResponse {
         Protocol::Legacy => HttpResponse::Unauthorized()
             .insert_header((header::CONNECTION, "close"))
             .finish(),
-        Protocol::V2 => HttpResponse::build(status).json(serde_json::json!({
+        // Evolution's refusals are made by its Socket.IO endpoint (`socketio.rs`).
+        Protocol::V2 | Protocol::Evolution => HttpResponse::build(status).json(serde_json::json!({
             "statusCode": status.as_u16(),
             "error": status.canonical_reason().unwrap_or_default(),
             "messages": [message],
@@ -42,6 +43,9 @@ pub(crate) async fn any_path(
 ) -> HttpResponse {
     let channel = Channel::from_path(req.path());
     match (sim.config().protocol, channel) {
+        (Protocol::Evolution, Some(Channel::Evolution)) if is_upgrade(&req) => {
+            crate::socketio::handshake(&req, body, &sim)
+        }
         (Protocol::Legacy, Some(Channel::Legacy)) if is_upgrade(&req) => {
             handshake(&req, body, &sim, Channel::Legacy)
         }
@@ -176,9 +180,9 @@ async fn serve_socket(
                 break Some(close_reason(4001, "token expired".into()));
             }
             frame = q.frames.recv(), if frames_open => match frame {
-                Some(text) => {
+                Some(out) => {
                     q.queued.fetch_sub(1, Ordering::Relaxed);
-                    if session.text(text).await.is_err() {
+                    if crate::socketio::write(&mut session, out).await.is_err() {
                         break None;
                     }
                 }

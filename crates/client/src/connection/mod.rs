@@ -28,7 +28,7 @@ use awc::error::WsClientError;
 use awc::ws::{CloseCode, CloseReason, Frame};
 use bytes::{Bytes, BytesMut};
 use eventsock_core::Source;
-use eventsock_core::{Channel, EventName, Token};
+use eventsock_core::{Channel, EventName, SubscriptionUrl, Token};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use std::rc::Rc;
@@ -37,8 +37,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+mod socketio;
 mod write;
 
+use socketio::{Heard, Session};
 use write::{write_all, AbortOnDrop, Controls, WriteFail};
 
 /// Why a connection ended.
@@ -67,6 +69,15 @@ pub(crate) enum Cause {
     Protocol(String),
     /// The subscription's dispatcher is gone: nothing can take frames any more.
     DispatcherGone,
+    /// Evolution API refused the API key at the handshake (HTTP 400, its answer to a missing or
+    /// unknown `apikey`).
+    KeyRefused,
+    /// Evolution API refused to let the client join the instance's namespace, with this message.
+    NamespaceRefused { namespace: String, message: String },
+    /// The Socket.IO session ended by the server's doing.
+    SessionEnded(&'static str),
+    /// Nothing heard from a Socket.IO server for longer than its heartbeat allows.
+    Silent(Duration),
 }
 
 impl Cause {
@@ -76,6 +87,7 @@ impl Cause {
         matches!(
             self,
             Cause::Token(_)
+                | Cause::KeyRefused
                 | Cause::Refused(401 | 403)
                 | Cause::Closed {
                     code: Some(4001 | 4003),
@@ -131,6 +143,22 @@ impl std::fmt::Display for Cause {
             Cause::Eof => f.write_str("the connection ended without a close frame"),
             Cause::Protocol(e) => write!(f, "protocol error: {}", escaped(e)),
             Cause::DispatcherGone => f.write_str("the subscription's dispatcher stopped"),
+            Cause::KeyRefused => f.write_str(
+                "handshake refused: 400 Bad Request, Evolution API's answer to a missing or unknown API key: give the instance's token or the global key (--token, EVENTSOCK_TOKEN)",
+            ),
+            Cause::NamespaceRefused { namespace, message } => write!(
+                f,
+                "the server refused the namespace {}: {} (Evolution API makes an instance's namespace at the first event it sends there, so it is missing after each restart of the server until then, and forever when the instance's websocket is off or lists no event: POST /websocket/set/{} with {{\"websocket\":{{\"enabled\":true,\"events\":[\"MESSAGES_UPSERT\"]}}}} turns it on)",
+                escaped(namespace),
+                escaped(message),
+                escaped(namespace.trim_start_matches('/')),
+            ),
+            Cause::SessionEnded(why) => f.write_str(why),
+            Cause::Silent(t) => write!(
+                f,
+                "the server's heartbeat stopped: nothing heard for {}; the link is dead",
+                duration(*t)
+            ),
         }
     }
 }
@@ -299,17 +327,21 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         partial: None,
         seq: 0,
         waiting: None,
+        session: (p.channel == Channel::Evolution)
+            .then(|| Session::new(p.source.instance(), &p.event, cfg.max_frame_size)),
+        heartbeat_deadline: None,
+        silence: Duration::ZERO,
     };
     // One timer, re-armed only when a deadline is set: building a fresh one (and reading the
     // clock) on every frame showed up in profiles.
     let deadline = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(deadline);
     end.cause = loop {
-        let pong_wait = r.pong_deadline.or(r.closing_deadline);
+        let waiting_for = r.next_deadline();
         let step = tokio::select! {
             biased;
             _ = &mut close, if r.closing_deadline.is_none() => Step::Wait(r.close()),
-            _ = &mut deadline, if pong_wait.is_some() => Step::End(r.timed_out()),
+            _ = &mut deadline, if waiting_for.is_some() => r.timed_out(),
             written = &mut written, if !writer_done => {
                 writer_done = true;
                 r.written(written.unwrap_or(Err(WriteFail::Failed("the writer stopped".into()))))
@@ -337,6 +369,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         match step {
             Step::Go => {}
             Step::Wait(at) => deadline.as_mut().reset(at),
+            Step::Up => up(p, &mut end),
             Step::End(cause) => break cause,
         }
     };
@@ -370,15 +403,23 @@ async fn handshake(
             return None;
         }
     };
-    let url = p
-        .source
-        .endpoint()
-        .subscription(p.channel, &p.event, &token);
+    let evolution = p.channel == Channel::Evolution;
+    let url = if evolution {
+        // The key goes in a header: the URL holds no secret.
+        SubscriptionUrl::without_secret(p.source.endpoint().socket_io())
+    } else {
+        p.source
+            .endpoint()
+            .subscription(p.channel, &p.event, &token)
+    };
     tracing::debug!(url = %url, "connecting");
-    let request = p
+    let mut request = p
         .client
         .ws(url.expose())
         .max_frame_size(p.config.max_frame_size);
+    if evolution {
+        request = request.header("apikey", token.expose());
+    }
     let connect = tokio::time::timeout(p.config.connect_timeout, request.connect());
     let connected = tokio::select! {
         r = connect => r,
@@ -394,7 +435,10 @@ async fn handshake(
             return None;
         }
         Ok(Err(WsClientError::InvalidResponseStatus(s))) => {
-            end.cause = Cause::Refused(s.as_u16());
+            end.cause = match s.as_u16() {
+                400 if evolution => Cause::KeyRefused,
+                s => Cause::Refused(s),
+            };
             end.retry_after = refused_head.and_then(|h| h.retry_after);
             if end.cause.is_auth() {
                 end.renewed = p.source.tokens().refused(&token);
@@ -416,15 +460,22 @@ async fn handshake(
         ));
         return None;
     }
-    end.up_since = Some(Instant::now());
     end.last_heard = Some(SystemTime::now());
+    if !evolution {
+        up(p, end);
+    }
+    Some((token, framed))
+}
+
+/// The subscription is up: on Socket.IO once the namespace is joined, else at the handshake.
+fn up(p: &ConnectionParams, end: &mut End) {
+    end.up_since = Some(Instant::now());
     p.up.do_send(ConnUp {
         sub: p.sub,
         generation: p.generation,
         at: SystemTime::now(),
     });
     tracing::debug!("connected");
-    Some((token, framed))
 }
 
 /// What the read loop does after one step.
@@ -433,6 +484,8 @@ enum Step {
     Go,
     /// Go on, waking at this deadline unless something comes first.
     Wait(tokio::time::Instant),
+    /// Go on: the Socket.IO namespace was joined.
+    Up,
     /// The connection ends.
     End(Cause),
 }
@@ -452,6 +505,12 @@ struct Reader<'a> {
     /// A frame waiting for room in the subscription's queue (frames or bytes): while it waits,
     /// the socket is not read, so TCP pushes back on the server.
     waiting: Option<LocalBoxFuture<'static, bool>>,
+    /// On Socket.IO (Evolution API), the session read from the frames.
+    session: Option<Session>,
+    /// On Socket.IO, when the server must have been heard from again (its heartbeat).
+    heartbeat_deadline: Option<tokio::time::Instant>,
+    /// On Socket.IO, how long the server may go silent (its ping interval and timeout).
+    silence: Duration,
 }
 
 impl Reader<'_> {
@@ -464,7 +523,20 @@ impl Reader<'_> {
         let at = tokio::time::Instant::now() + self.p.config.close_timeout;
         self.closing_deadline = Some(at);
         self.pong_deadline = None;
+        self.heartbeat_deadline = None;
         at
+    }
+
+    /// The first of the deadlines set: the server's close, our ping's answer, its heartbeat.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        [
+            self.closing_deadline,
+            self.pong_deadline,
+            self.heartbeat_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether a ping may go out now: not while closing, while one is out, or while a frame
@@ -473,20 +545,84 @@ impl Reader<'_> {
         self.closing_deadline.is_none() && self.pong_deadline.is_none() && self.waiting.is_none()
     }
 
-    /// Sends a ping; the answer is awaited until the deadline returned.
+    /// Sends a ping; the answer is awaited until the deadline returned (or an earlier one).
     fn ping(&mut self) -> tokio::time::Instant {
         self.controls.ping();
         let at = tokio::time::Instant::now() + self.p.config.pong_timeout;
         self.pong_deadline = Some(at);
-        at
+        self.next_deadline().unwrap_or(at)
     }
 
-    /// A deadline passed: the server's close never came, or our ping was never answered.
-    fn timed_out(&self) -> Cause {
-        if self.closing_deadline.is_some() {
-            Cause::Shutdown
+    /// The timer fired: the server's close never came, our ping was never answered, or the
+    /// server's heartbeat stopped; or a deadline it was set for was met, and it waits for the
+    /// next one.
+    fn timed_out(&self) -> Step {
+        let now = tokio::time::Instant::now();
+        let passed = |d: Option<tokio::time::Instant>| d.is_some_and(|d| d <= now);
+        if passed(self.closing_deadline) {
+            Step::End(Cause::Shutdown)
+        } else if passed(self.pong_deadline) {
+            Step::End(Cause::Dead(self.p.config.pong_timeout))
+        } else if passed(self.heartbeat_deadline) {
+            Step::End(Cause::Silent(self.silence))
         } else {
-            Cause::Dead(self.p.config.pong_timeout)
+            match self.next_deadline() {
+                Some(at) => Step::Wait(at),
+                None => Step::Go,
+            }
+        }
+    }
+
+    /// A Socket.IO frame (Evolution API): the session reads it; the subscribed event's envelope
+    /// is queued.
+    fn session_frame(&mut self, text: bool, bytes: Bytes, heard: SystemTime) -> Step {
+        let Some(session) = self.session.as_mut() else {
+            return self.queue(text, bytes, heard);
+        };
+        let heard_packet = if text {
+            match std::str::from_utf8(&bytes) {
+                Ok(t) => session.frame(Some(t), bytes.clone()),
+                Err(_) => return Step::End(Cause::Protocol("a text frame is not UTF-8".into())),
+            }
+        } else {
+            session.frame(None, bytes)
+        };
+        match heard_packet {
+            Heard::Nothing => Step::Go,
+            Heard::Opened(connect, silence) => {
+                self.controls.connect(connect);
+                self.heartbeat(silence)
+            }
+            Heard::Ping(silence) => {
+                self.controls.packet(eventsock_core::socketio::PONG);
+                self.heartbeat(silence)
+            }
+            Heard::Joined => Step::Up,
+            Heard::Event(envelope) => self.queue(true, envelope, heard),
+            Heard::Unreadable(why) => {
+                Counters::bump(&self.p.counters.decode_errors);
+                tracing::warn!("{}; skipped", eventsock_core::human::escaped(&why));
+                Step::Go
+            }
+            Heard::End(socketio::End::Refused(message)) => Step::End(Cause::NamespaceRefused {
+                namespace: eventsock_core::socketio::namespace(self.p.source.instance()),
+                message,
+            }),
+            Heard::End(socketio::End::Left(why)) => Step::End(Cause::SessionEnded(why)),
+            Heard::End(socketio::End::Protocol(why)) => Step::End(Cause::Protocol(why)),
+        }
+    }
+
+    /// The server must be heard from again within `silence`.
+    fn heartbeat(&mut self, silence: Duration) -> Step {
+        if self.closing_deadline.is_some() {
+            return Step::Go;
+        }
+        self.silence = silence;
+        self.heartbeat_deadline = Some(tokio::time::Instant::now() + silence);
+        match self.next_deadline() {
+            Some(at) => Step::Wait(at),
+            None => Step::Go,
         }
     }
 
@@ -547,6 +683,9 @@ impl Reader<'_> {
                 });
             }
         };
+        if self.session.is_some() {
+            return self.session_frame(text, bytes, heard);
+        }
         self.queue(text, bytes, heard)
     }
 

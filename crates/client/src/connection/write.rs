@@ -1,5 +1,6 @@
 //! The connection's writes: the control frames it owes the server (our close, the latest pong,
-//! a ping), written by a task of their own, each write bounded by a deadline.
+//! a ping; on Socket.IO, its namespace connect and the heartbeat's answers), written by a task
+//! of their own, each write bounded by a deadline.
 
 use awc::ws::{CloseReason, Message as WsMessage};
 use bytes::Bytes;
@@ -23,6 +24,11 @@ struct Pending {
     closed: bool,
     pong: Option<Bytes>,
     ping: bool,
+    /// Socket.IO packets owed to the server (its namespace connect, the heartbeat's answer),
+    /// each at most once at a time: a peer that pings and never reads costs one of each.
+    packets: std::collections::VecDeque<&'static str>,
+    /// The namespace connect, written once.
+    connect: Option<String>,
 }
 
 impl Controls {
@@ -45,6 +51,23 @@ impl Controls {
         self.wake.notify_one();
     }
 
+    /// A Socket.IO packet of a fixed text (the heartbeat's answer); one already waiting is not
+    /// queued again.
+    pub(super) fn packet(&self, text: &'static str) {
+        let mut p = self.pending.borrow_mut();
+        if !p.packets.contains(&text) {
+            p.packets.push_back(text);
+        }
+        drop(p);
+        self.wake.notify_one();
+    }
+
+    /// The Socket.IO namespace connect.
+    pub(super) fn connect(&self, text: String) {
+        self.pending.borrow_mut().connect = Some(text);
+        self.wake.notify_one();
+    }
+
     /// The next message to write; nothing after a close.
     fn next(&self) -> Option<WsMessage> {
         let mut p = self.pending.borrow_mut();
@@ -57,6 +80,12 @@ impl Controls {
         }
         if let Some(payload) = p.pong.take() {
             return Some(WsMessage::Pong(payload));
+        }
+        if let Some(text) = p.connect.take() {
+            return Some(WsMessage::Text(text.into()));
+        }
+        if let Some(text) = p.packets.pop_front() {
+            return Some(WsMessage::Text(text.into()));
         }
         std::mem::take(&mut p.ping).then(|| WsMessage::Ping(Bytes::new()))
     }

@@ -505,12 +505,12 @@ impl<T: Payload> Kind for Typed<T> {
         _: &[Self::Item],
         protocol: Protocol,
     ) -> Result<Vec<(Channel, EventName)>, EventName> {
-        if Protocol::of(T::CHANNEL) != protocol {
+        let Some(channel) = T::channel_on(protocol) else {
             return Ok(Vec::new());
-        }
+        };
         Ok(T::EVENTS
             .iter()
-            .map(|k| (T::CHANNEL, EventName::from(*k)))
+            .map(|k| (channel, EventName::from(*k)))
             .collect())
     }
 
@@ -521,14 +521,19 @@ impl<T: Payload> Kind for Typed<T> {
         out: &mut Deliveries,
     ) -> Result<(), DecodeError> {
         let meta = to.meta;
-        if to.channel.is_some_and(|c| c != T::CHANNEL) || !T::accepts(&meta.event) {
+        let other = to.channel.filter(|c| *c != T::CHANNEL);
+        if !T::accepts(&meta.event) || other.is_some_and(|c| T::channel_on(Protocol::of(c)) != Some(c)) {
             return Ok(());
         }
         if !handlers.iter().any(Handler::alive) {
             return Ok(());
         }
-        // Checked, and built now unless it is decoded at its first access.
-        let event = frame.event::<T>(meta.clone())?;
+        let event = match other {
+            // Another server's shape, read as this type.
+            Some(channel) => frame.translate::<T>(channel, meta.clone())?,
+            // Checked, and built now unless it is decoded at its first access.
+            None => frame.event::<T>(meta.clone())?,
+        };
         // How old the message was when its frame was read (that time less its timestamp, whole
         // seconds; no clock is read here): for each handler.
         let age = event.as_message().and_then(|m| m.timestamp()).map(|sent| {

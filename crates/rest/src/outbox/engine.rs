@@ -38,6 +38,9 @@ pub(super) struct Job {
     pub(super) unquoted: bool,
     /// When it was posted, for the send latency.
     pub(super) posted: Instant,
+    /// When it was first sent (the clock of the server's timestamps): where a lookup by its
+    /// text starts, on a server that takes no id of the sender's.
+    pub(super) first_sent: Option<std::time::SystemTime>,
     pub(super) _permit: OwnedSemaphorePermit,
 }
 
@@ -366,8 +369,9 @@ impl Engine {
             if lookup {
                 bump(&self.counters.retried);
                 let known = self.saves;
+                let (message, since) = (job.message.clone(), job.first_sent);
                 self.running.push(Box::pin(async move {
-                    let attempt = Attempt::Lookup(look_up(&rest, &id, known).await);
+                    let attempt = Attempt::Lookup(look_up(&rest, &message, since, known).await);
                     Done { chat, attempt }
                 }));
                 continue;
@@ -383,6 +387,7 @@ impl Engine {
                 }
             }
             job.sends += 1;
+            job.first_sent.get_or_insert_with(eventsock_core::clock::now);
             if job.sends > 1 {
                 bump(&self.counters.retried);
             }

@@ -232,6 +232,7 @@ impl Outbox {
             in_flight: false,
             unquoted: false,
             posted: Instant::now(),
+            first_sent: None,
             _permit: permit,
         };
         self.commands

@@ -135,7 +135,7 @@ impl Sim {
             obj.insert("pushName".into(), name.into());
         }
         match self.config().protocol {
-            crate::Protocol::Legacy => {
+            crate::Protocol::Legacy | crate::Protocol::Evolution => {
                 obj.insert(
                     "instanceId".into(),
                     self.instance_id(self.default_instance()).into(),

@@ -190,7 +190,7 @@ impl Sim {
 
     /// Saves a message as the server's `Message` row: the columns `findMessages` selects, and
     /// no `info` or `isGroup` (which the real rows do not have either).
-    pub(super) fn save(&self, scope: &str, data: &serde_json::Value) {
+    pub(crate) fn save(&self, scope: &str, data: &serde_json::Value) {
         let id = match data.get("id").and_then(serde_json::Value::as_i64) {
             Some(id) => id,
             None => self.next_message_id(),

@@ -91,6 +91,15 @@ impl Sim {
     fn emit_receipt(&self, instance: &str, chat: &str, id: &str, row: Option<i64>, status: &str) {
         let now = chrono::Utc::now();
         let update = match self.config().protocol {
+            // Evolution's `messages.update` of a status (whatsapp.baileys.service.ts).
+            Protocol::Evolution => json!({
+                "keyId": id,
+                "remoteJid": chat,
+                "fromMe": true,
+                "status": status,
+                "instanceId": self.instance_uuid(instance),
+                "messageId": format!("sim{:022}", row.unwrap_or_default()),
+            }),
             Protocol::Legacy => json!({
                 "remoteJid": chat,
                 "id": id,

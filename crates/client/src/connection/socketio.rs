@@ -1,0 +1,295 @@
+//! A connection's Socket.IO session (Evolution API): the open packet, the namespace join, the
+//! server's heartbeat, and event packets, of which the subscribed event's envelopes are queued.
+//!
+//! Packets are read by `eventsock_core::socketio`; this is the session's state between them.
+
+use bytes::{Bytes, BytesMut};
+use eventsock_core::socketio::{self, EnginePacket, Handshake, Packet};
+use eventsock_core::{human, EventName};
+use std::time::Duration;
+
+/// The most attachments one binary event may announce: Evolution's messages carry a handful.
+const MAX_ATTACHMENTS: usize = 64;
+
+/// What the session made of one frame.
+pub(super) enum Heard {
+    /// Nothing for the subscription (a packet of another event, a noop...).
+    Nothing,
+    /// The server's open packet: the namespace connect is to be written; the server must be
+    /// heard from again within the duration.
+    Opened(String, Duration),
+    /// The server's heartbeat: it is to be answered, and heard again within the duration.
+    Ping(Duration),
+    /// The namespace was joined: the subscription is up.
+    Joined,
+    /// An envelope of the subscribed event, to queue.
+    Event(Bytes),
+    /// A packet that cannot be read: reported, and the stream goes on.
+    Unreadable(String),
+    /// The session ends, for this reason.
+    End(End),
+}
+
+/// Why a session ended.
+pub(super) enum End {
+    /// The server refused the namespace with this message.
+    Refused(String),
+    /// The server ended the session or left the namespace.
+    Left(&'static str),
+    /// The server broke the protocol.
+    Protocol(String),
+}
+
+/// A binary event waiting for its attachments.
+struct Binary {
+    /// Whether it is to be delivered (an event) or only skipped (an ack).
+    deliver: bool,
+    body: String,
+    want: usize,
+    got: Vec<Bytes>,
+    /// Its bytes so far, JSON and attachments: bounded like one frame.
+    size: usize,
+}
+
+/// The session's state.
+pub(super) struct Session {
+    nsp: String,
+    event: EventName,
+    limit: usize,
+    open: Option<Handshake>,
+    joined: bool,
+    binary: Option<Binary>,
+}
+
+impl Session {
+    /// A session that joins `instance`'s namespace and keeps `event`'s envelopes, none larger
+    /// than `limit` bytes (attachments included).
+    pub(super) fn new(instance: &str, event: &EventName, limit: usize) -> Session {
+        Session {
+            nsp: socketio::namespace(instance),
+            event: event.clone(),
+            limit,
+            open: None,
+            joined: false,
+            binary: None,
+        }
+    }
+
+    /// One data frame: text (`Some`) or binary.
+    pub(super) fn frame(&mut self, text: Option<&str>, bytes: Bytes) -> Heard {
+        match text {
+            None => self.attachment(bytes),
+            Some(_) if self.binary.is_some() => End::Protocol(
+                "a text packet came while a binary event waited for its attachments".into(),
+            )
+            .into(),
+            Some(text) => match socketio::read(text) {
+                Ok(packet) => self.packet(packet),
+                Err(e) => Heard::Unreadable(e.to_string()),
+            },
+        }
+    }
+
+    fn packet(&mut self, packet: EnginePacket<'_>) -> Heard {
+        match packet {
+            EnginePacket::Open(open) => {
+                if self.open.is_some() {
+                    return Heard::Unreadable("a second open packet".into());
+                }
+                let silence = open.silence_limit();
+                self.open = Some(open);
+                Heard::Opened(socketio::connect(&self.nsp), silence)
+            }
+            EnginePacket::Ping => match &self.open {
+                Some(open) => Heard::Ping(open.silence_limit()),
+                None => End::Protocol("a ping before the open packet".into()).into(),
+            },
+            EnginePacket::Pong | EnginePacket::Noop => Heard::Nothing,
+            EnginePacket::Close => End::Left("the server closed the Engine.IO session").into(),
+            EnginePacket::Message(p) => self.message(p),
+        }
+    }
+
+    fn message(&mut self, packet: Packet<'_>) -> Heard {
+        match packet {
+            Packet::Connect { nsp } if nsp == self.nsp => {
+                if std::mem::replace(&mut self.joined, true) {
+                    Heard::Nothing
+                } else {
+                    Heard::Joined
+                }
+            }
+            Packet::ConnectError { nsp, message } if nsp == self.nsp => {
+                End::Refused(message).into()
+            }
+            Packet::Disconnect { nsp } if nsp == self.nsp => {
+                End::Left("the server made the client leave the namespace").into()
+            }
+            Packet::Event { nsp, body, .. } if nsp == self.nsp => self.event(body),
+            Packet::BinaryEvent {
+                nsp,
+                attachments,
+                body,
+                ..
+            } => self.expect(nsp == self.nsp, attachments, body),
+            Packet::BinaryAck { attachments, .. } => self.expect(false, attachments, ""),
+            // Another namespace's packets, acks: nothing for this subscription.
+            _ => Heard::Nothing,
+        }
+    }
+
+    /// An event packet's body: its envelope, if it is the subscribed event.
+    fn event(&self, body: &str) -> Heard {
+        match socketio::event_body(body) {
+            Err(e) => Heard::Unreadable(e.to_string()),
+            Ok(ev) if ev.name != self.event.as_str() => Heard::Nothing,
+            Ok(ev) => {
+                let envelope = socketio::redact_api_key(ev.argument);
+                Heard::Event(Bytes::copy_from_slice(envelope.as_bytes()))
+            }
+        }
+    }
+
+    /// A binary packet announcing `want` attachments.
+    fn expect(&mut self, deliver: bool, want: usize, body: &str) -> Heard {
+        if want > MAX_ATTACHMENTS {
+            return End::Protocol(format!(
+                "a binary packet announces {want} attachments (at most {MAX_ATTACHMENTS} are taken)"
+            ))
+            .into();
+        }
+        if want == 0 {
+            return if deliver { self.event(body) } else { Heard::Nothing };
+        }
+        self.binary = Some(Binary {
+            deliver,
+            body: if deliver { body.to_owned() } else { String::new() },
+            want,
+            got: Vec::with_capacity(want),
+            size: body.len(),
+        });
+        Heard::Nothing
+    }
+
+    fn attachment(&mut self, bytes: Bytes) -> Heard {
+        let Some(b) = self.binary.as_mut() else {
+            return End::Protocol("a binary frame that no binary packet announced".into()).into();
+        };
+        b.size = b.size.saturating_add(bytes.len());
+        if b.size > self.limit {
+            return End::Protocol(format!(
+                "a binary event exceeds {} with its attachments",
+                human::bytes(self.limit as u64)
+            ))
+            .into();
+        }
+        if b.deliver {
+            b.got.push(bytes);
+        } else {
+            // Skipped: counted, not kept.
+            b.got.push(Bytes::new());
+        }
+        if b.got.len() < b.want {
+            return Heard::Nothing;
+        }
+        let Some(b) = self.binary.take() else {
+            return Heard::Nothing;
+        };
+        if !b.deliver {
+            return Heard::Nothing;
+        }
+        match socketio::fill_placeholders(&b.body, &b.got) {
+            Ok(body) => {
+                let mut out = BytesMut::new();
+                match self.event(&body) {
+                    Heard::Event(envelope) => {
+                        out.extend_from_slice(&envelope);
+                        Heard::Event(out.freeze())
+                    }
+                    other => other,
+                }
+            }
+            Err(e) => Heard::Unreadable(e.to_string()),
+        }
+    }
+}
+
+impl From<End> for Heard {
+    fn from(end: End) -> Heard {
+        Heard::End(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new("bot", &EventName::parse("messages.upsert"), 1024)
+    }
+
+    fn text(s: &mut Session, t: &str) -> Heard {
+        s.frame(Some(t), Bytes::copy_from_slice(t.as_bytes()))
+    }
+
+    #[test]
+    fn joins_then_keeps_only_its_event() {
+        let mut s = session();
+        let open = r#"0{"sid":"a","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        assert!(matches!(text(&mut s, open), Heard::Opened(c, d) if c == "40/bot," && d == Duration::from_secs(45)));
+        assert!(matches!(text(&mut s, r#"40/bot,{"sid":"b"}"#), Heard::Joined));
+        assert!(matches!(text(&mut s, "2"), Heard::Ping(_)));
+        let other = r#"42/bot,["messages.update",{"event":"messages.update","data":{}}]"#;
+        assert!(matches!(text(&mut s, other), Heard::Nothing));
+        let elsewhere = r#"42/other,["messages.upsert",{"data":{}}]"#;
+        assert!(matches!(text(&mut s, elsewhere), Heard::Nothing));
+        let mine = r#"42/bot,["messages.upsert",{"event":"messages.upsert","data":{"a":1},"apikey":"K"}]"#;
+        let Heard::Event(e) = text(&mut s, mine) else {
+            panic!("not queued")
+        };
+        assert_eq!(
+            &e[..],
+            br#"{"event":"messages.upsert","data":{"a":1},"apikey":"<redacted>"}"#
+        );
+    }
+
+    #[test]
+    fn binary_events_are_put_together_and_bounded() {
+        let mut s = session();
+        let head = r#"451-/bot,["messages.upsert",{"data":{"secret":{"_placeholder":true,"num":0}}}]"#;
+        assert!(matches!(text(&mut s, head), Heard::Nothing));
+        let Heard::Event(e) = s.frame(None, Bytes::from_static(b"\x00\x01")) else {
+            panic!("not put together")
+        };
+        assert_eq!(&e[..], br#"{"data":{"secret":"AAE="}}"#);
+        // A text packet amid the attachments, a stray binary frame, too many or too large.
+        assert!(matches!(text(&mut s, head), Heard::Nothing));
+        assert!(matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))));
+        let mut s = session();
+        assert!(matches!(s.frame(None, Bytes::new()), Heard::End(End::Protocol(_))));
+        let many = r#"4599-/bot,["messages.upsert",{}]"#;
+        assert!(matches!(text(&mut s, many), Heard::End(End::Protocol(_))));
+        let mut s = session();
+        text(&mut s, head);
+        assert!(matches!(
+            s.frame(None, Bytes::from(vec![0; 2048])),
+            Heard::End(End::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_refusal_and_garbage_are_told_apart() {
+        let mut s = session();
+        assert!(matches!(
+            text(&mut s, r#"44/bot,{"message":"Invalid namespace"}"#),
+            Heard::End(End::Refused(m)) if m == "Invalid namespace"
+        ));
+        for bad in ["", "x", "42/bot,nope", "42/bot,[]", "4", "0{"] {
+            assert!(
+                matches!(text(&mut s, bad), Heard::Unreadable(_)),
+                "{bad:?} was taken"
+            );
+        }
+        assert!(matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))), "a ping before the open packet");
+    }
+}

@@ -1,0 +1,382 @@
+//! Payloads of Evolution API (`EvolutionAPI/evolution-api` 2.3), sent over Socket.IO.
+//!
+//! Every event comes in an envelope, `{event, instance, data, server_url, date_time, sender,
+//! apikey}` (`websocket.controller.ts`, `emit`); these types are its `data`. Messages keep
+//! Baileys' shape (`key {remoteJid, fromMe, id}`, `message {...}`), built by `prepareMessage`
+//! in `whatsapp.baileys.service.ts`: an `extendedTextMessage` is turned into `conversation`
+//! there, so a text's body is `message.conversation`.
+//!
+//! Bots written against [`legacy::MessagesUpsert`] (what `eventsock::Msg` is) run on Evolution
+//! unchanged: a message is read in this shape, then given to them in the legacy one
+//! ([`Message::to_legacy`]), with what that shape has no field for kept in its `extra`.
+//! Handlers that want Evolution's own shape take [`MessagesUpsert`] here.
+
+use crate::legacy;
+use crate::message::{MediaInfo, MessageLike};
+use crate::payload::{payload, Extra};
+use crate::wire;
+use serde::{Deserialize, Serialize};
+use std::ops::{Deref, DerefMut};
+
+/// A message's key, as Baileys writes it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageKey {
+    /// The chat's JID.
+    pub remote_jid: Option<String>,
+    /// Whether this instance sent it.
+    #[serde(default, deserialize_with = "wire::null_default")]
+    pub from_me: bool,
+    /// WhatsApp's message id.
+    pub id: Option<String>,
+    /// The sender within a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<String>,
+    /// Fields this version does not model (`remoteJidAlt`, `addressingMode`, `senderLid`...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A message as Evolution API sends it on `messages.upsert` and `send.message`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// The message's key.
+    #[serde(default, deserialize_with = "wire::null_default")]
+    pub key: MessageKey,
+    /// The sender's display name.
+    pub push_name: Option<String>,
+    /// `PENDING`, `SERVER_ACK`, `DELIVERY_ACK`, `READ`, `PLAYED` or `ERROR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The body, as WhatsApp's protobuf message in JSON: `{"conversation": "hi"}`,
+    /// `{"imageMessage": {...}}`... Byte fields that came as Socket.IO attachments are base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<serde_json::Value>,
+    /// The body's context (the quoted message, mentions...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_info: Option<serde_json::Value>,
+    /// `conversation`, `imageMessage`...
+    pub message_type: Option<String>,
+    /// Send time, seconds since the epoch (a number, a string, or protobuf's
+    /// `{low, high, unsigned}`).
+    #[serde(default, with = "wire::opt_long")]
+    pub message_timestamp: Option<i64>,
+    /// The instance's id (a UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The sender's device: `android`, `ios`, `web`, `desktop` or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Fields this version does not model.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Message {
+    /// The body under the message's type (`message.imageMessage` for an image).
+    fn body(&self) -> Option<&serde_json::Value> {
+        self.message.as_ref()?.get(self.message_type.as_deref()?)
+    }
+
+    /// The text: a text's body (`message.conversation`, or an `extendedTextMessage`'s text),
+    /// or a media caption.
+    pub fn text(&self) -> Option<&str> {
+        let message = self.message.as_ref()?;
+        message
+            .get("conversation")
+            .and_then(|t| t.as_str())
+            .or_else(|| message.pointer("/extendedTextMessage/text")?.as_str())
+            .or_else(|| self.body()?.get("caption")?.as_str())
+    }
+
+    /// The message in the legacy CodeChat shape that [`legacy::MessagesUpsert`] has: the key's
+    /// fields flattened (`keyId`, `keyRemoteJid`...), the body under `content` (`{text}` for a
+    /// text, the media message's fields for a media), `source` as `device`. What that shape has
+    /// no field for is kept in `extra` under its own name (`status`, `contextInfo`,
+    /// `keyExtra` for the key's other fields, `evolutionInstanceId`).
+    pub fn to_legacy(&self) -> legacy::StoredMessage {
+        let mut content = legacy::MessageContent::default();
+        match self.body() {
+            Some(serde_json::Value::Object(fields)) => {
+                let body: legacy::MessageContent =
+                    serde_json::from_value(serde_json::Value::Object(fields.clone()))
+                        .unwrap_or_default();
+                content = body;
+            }
+            Some(serde_json::Value::String(text)) => content.text = Some(text.clone()),
+            _ => {}
+        }
+        if content.text.is_none() && content.caption.is_none() {
+            content.text = self.text().map(str::to_owned);
+        }
+        let mut extra = self.extra.clone();
+        let mut put = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                extra.insert(name.to_owned(), v);
+            }
+        };
+        put("status", self.status.clone().map(Into::into));
+        put("contextInfo", self.context_info.clone());
+        put(
+            "evolutionInstanceId",
+            self.instance_id.clone().map(Into::into),
+        );
+        if !self.key.extra.is_empty() {
+            put("keyExtra", Some(self.key.extra.clone().into()));
+        }
+        let chat = self.key.remote_jid.clone();
+        let lid = |v: Option<&serde_json::Value>| {
+            v.and_then(|v| v.as_str())
+                .filter(|s| s.ends_with("@lid"))
+                .map(str::to_owned)
+        };
+        legacy::StoredMessage {
+            id: None,
+            key_id: self.key.id.clone(),
+            key_from_me: self.key.from_me,
+            is_group: chat.as_deref().is_some_and(|c| c.ends_with("@g.us")),
+            key_lid: lid(self.key.extra.get("remoteJidAlt"))
+                .or_else(|| lid(self.key.extra.get("senderLid"))),
+            key_remote_jid: chat,
+            key_participant: self.key.participant.clone(),
+            key_participant_lid: lid(self.key.extra.get("participantAlt")),
+            push_name: self.push_name.clone(),
+            message_type: self.message_type.clone(),
+            content,
+            message_timestamp: self.message_timestamp,
+            instance_id: None,
+            device: self.source.clone(),
+            info: None,
+            media: None,
+            external_attributes: None,
+            extra,
+        }
+    }
+}
+
+impl MessageLike for Message {
+    fn text(&self) -> Option<&str> {
+        Message::text(self)
+    }
+    fn chat(&self) -> Option<&str> {
+        self.key.remote_jid.as_deref()
+    }
+    fn message_id(&self) -> Option<&str> {
+        self.key.id.as_deref()
+    }
+    fn sender_name(&self) -> Option<&str> {
+        self.push_name.as_deref()
+    }
+    fn message_type(&self) -> Option<&str> {
+        self.message_type.as_deref()
+    }
+    fn is_from_me(&self) -> bool {
+        self.key.from_me
+    }
+    fn lid(&self) -> Option<&str> {
+        self.key
+            .extra
+            .get("remoteJidAlt")
+            .and_then(|v| v.as_str())
+            .filter(|s| s.ends_with("@lid"))
+    }
+    fn timestamp(&self) -> Option<i64> {
+        self.message_timestamp
+    }
+    fn media(&self) -> Option<MediaInfo<'_>> {
+        let kind = crate::MediaKind::of(self.message_type.as_deref()?)?;
+        let body = self.body()?;
+        Some(MediaInfo {
+            kind,
+            mimetype: body.get("mimetype").and_then(|v| v.as_str()),
+            file_length: body
+                .get("fileLength")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())),
+            file_name: body.get("fileName").and_then(|v| v.as_str()),
+        })
+    }
+}
+
+macro_rules! message_payload {
+    ($(#[$doc:meta])* $name:ident, $kind:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Message);
+
+        impl Deref for $name {
+            type Target = Message;
+            fn deref(&self) -> &Message {
+                &self.0
+            }
+        }
+
+        impl DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut Message {
+                &mut self.0
+            }
+        }
+
+        impl MessageLike for $name {
+            // Boilerplate: each answer is the message's.
+            fn text(&self) -> Option<&str> { self.0.text() }
+            fn chat(&self) -> Option<&str> { self.0.chat() }
+            fn message_id(&self) -> Option<&str> { self.0.message_id() }
+            fn sender_name(&self) -> Option<&str> { self.0.sender_name() }
+            fn message_type(&self) -> Option<&str> { MessageLike::message_type(&self.0) }
+            fn is_from_me(&self) -> bool { self.0.is_from_me() }
+            fn lid(&self) -> Option<&str> { self.0.lid() }
+            fn timestamp(&self) -> Option<i64> { self.0.timestamp() }
+            fn media(&self) -> Option<MediaInfo<'_>> { self.0.media() }
+        }
+
+        payload!($name, Evolution, [$kind], message);
+    };
+}
+
+message_payload!(
+    /// `messages.upsert`: a message received, or sent by this instance.
+    MessagesUpsert,
+    MessagesUpsert
+);
+message_payload!(
+    /// `send.message`: a message sent through the REST API.
+    SendMessage,
+    SendMessage
+);
+
+// The other payloads are records of optional fields, camelCase on the wire, with an `extra` map.
+macro_rules! record {
+    ($(#[$doc:meta])* $name:ident [$($kind:ident),+] {
+        $( $(#[$fdoc:meta])* $field:ident : $ty:ty $(=> $with:literal)? ),* $(,)?
+    }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $(
+                $(#[$fdoc])*
+                #[serde(default, skip_serializing_if = "Option::is_none" $(, with = $with)?)]
+                pub $field: $ty,
+            )*
+            /// Fields this version does not model.
+            #[serde(flatten)]
+            pub extra: Extra,
+        }
+        payload!($name, Evolution, [$($kind),+]);
+    };
+}
+
+record! {
+    /// `messages.update`: a receipt (`status`) of one message.
+    MessagesUpdate [MessagesUpdate] {
+        /// The message's row id in Evolution's database.
+        message_id: Option<String>,
+        /// WhatsApp's message id.
+        key_id: Option<String>,
+        /// The chat.
+        remote_jid: Option<String>,
+        /// Whether this instance sent it.
+        from_me: Option<bool>,
+        /// The sender within a group.
+        participant: Option<String>,
+        /// `SERVER_ACK`, `DELIVERY_ACK`, `READ`, `PLAYED`, `DELETED`...
+        status: Option<String>,
+        /// The instance's id.
+        instance_id: Option<String>,
+    }
+}
+
+record! {
+    /// `connection.update`: the instance's WhatsApp connection opened, closed or is opening.
+    ConnectionUpdate [ConnectionUpdate] {
+        /// The instance's name.
+        instance: Option<String>,
+        /// `open`, `connecting` or `close`.
+        state: Option<String>,
+        /// The reason code of the last change (Baileys' `DisconnectReason`, or 200).
+        status_reason: Option<i64> => "wire::opt_int",
+        /// The account's JID, once open.
+        wuid: Option<String>,
+        /// The account's name, once open.
+        profile_name: Option<String>,
+        /// The account's picture, once open.
+        profile_picture_url: Option<String>,
+    }
+}
+
+record! {
+    /// `qrcode.updated`: a new pairing code.
+    QrcodeUpdated [QrcodeUpdated] {
+        /// `{instance, pairingCode, code, base64}`.
+        qrcode: Option<serde_json::Value>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventKind, EventName, Frame, Payload};
+
+    const UPSERT: &str = r#"{"key":{"remoteJid":"5511988887777@s.whatsapp.net","remoteJidAlt":"123456789012345@lid","fromMe":false,"id":"3EB0C4A1B2C3D4E5F6A7"},
+        "pushName":"Maria","status":"DELIVERY_ACK","message":{"conversation":"!ping","messageContextInfo":{"messageSecret":"AAEC"}},
+        "contextInfo":null,"messageType":"conversation","messageTimestamp":{"low":1747310400,"high":0,"unsigned":true},
+        "instanceId":"6c2d1f0e-0000-4000-8000-000000000001","source":"android","chatwootMessageId":null}"#;
+
+    #[test]
+    fn a_message_reads_and_round_trips() {
+        let m: MessagesUpsert = serde_json::from_str(UPSERT).unwrap();
+        assert_eq!(m.text(), Some("!ping"));
+        assert_eq!(m.chat(), Some("5511988887777@s.whatsapp.net"));
+        assert_eq!(m.message_timestamp, Some(1747310400));
+        assert_eq!(MessageLike::lid(&m), Some("123456789012345@lid"));
+        assert!(m.extra.contains_key("chatwootMessageId"));
+        // Re-encoded: the same members, a 64-bit value as a number.
+        let back = serde_json::to_value(&m).unwrap();
+        let mut want: serde_json::Value = serde_json::from_str(UPSERT).unwrap();
+        want["messageTimestamp"] = 1747310400.into();
+        want.as_object_mut().unwrap().remove("contextInfo");
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn a_message_reads_as_the_legacy_one_bots_are_written_against() {
+        let m: Message = serde_json::from_str(UPSERT).unwrap();
+        let legacy = legacy::MessagesUpsert(m.to_legacy());
+        assert_eq!(legacy.text(), Some("!ping"));
+        assert_eq!(legacy.key_id.as_deref(), Some("3EB0C4A1B2C3D4E5F6A7"));
+        assert_eq!(legacy.key_lid.as_deref(), Some("123456789012345@lid"));
+        assert_eq!(legacy.device.as_deref(), Some("android"));
+        assert_eq!(legacy.extra["status"], "DELIVERY_ACK");
+        let quote = legacy.quote().unwrap();
+        assert_eq!(quote.content, serde_json::json!({"text": "!ping"}));
+        let image: Message = serde_json::from_str(
+            r#"{"key":{"remoteJid":"1203630@g.us","fromMe":false,"id":"X","participant":"551@s.whatsapp.net"},
+                "message":{"imageMessage":{"caption":"look","mimetype":"image/jpeg","fileLength":"2048","url":"u"}},
+                "messageType":"imageMessage","messageTimestamp":1747310400}"#,
+        )
+        .unwrap();
+        assert_eq!(image.text(), Some("look"));
+        assert_eq!(image.media().unwrap().file_length, Some(2048));
+        let legacy = image.to_legacy();
+        assert!(legacy.is_group);
+        assert_eq!(legacy.content.caption.as_deref(), Some("look"));
+        assert_eq!(legacy.content.file_length, Some(2048));
+        assert_eq!(legacy.key_participant.as_deref(), Some("551@s.whatsapp.net"));
+    }
+
+    #[test]
+    fn an_enveloped_event_is_read_through_its_frame() {
+        let text = format!(
+            r#"{{"event":"messages.upsert","instance":"bot","data":{UPSERT},"server_url":"http://localhost:8080","date_time":"2026-12-06T10:00:00.000Z","sender":"5511999999999@s.whatsapp.net","apikey":null}}"#
+        );
+        let event = EventName::from(EventKind::MessagesUpsert);
+        let frame = Frame::parse(&event, &text).unwrap();
+        assert!(frame.is_enveloped());
+        assert_eq!(frame.instance().unwrap().name.as_deref(), Some("bot"));
+        let m: MessagesUpsert = frame.decode(&event).unwrap();
+        assert_eq!(m.text(), Some("!ping"));
+        assert!(MessagesUpsert::accepts(&event));
+    }
+}
