@@ -118,3 +118,90 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
         }
     }
 }
+
+/// A message from `chat` with `text` and id `id`, which the simulator sends in Evolution's shape.
+fn evolution_message(id: &str, chat: &str, text: &str) -> serde_json::Value {
+    json!({
+        "keyId": id,
+        "keyFromMe": false,
+        "keyRemoteJid": format!("{chat}@s.whatsapp.net"),
+        "messageType": "conversation",
+        "content": {"text": text},
+    })
+}
+
+/// The texts the simulator was asked to send to `chat`.
+fn replies(sim: &eventsock::sim::Sim, chat: &str) -> Vec<String> {
+    let jid = format!("{chat}@s.whatsapp.net");
+    sim.sent().into_iter().filter(|s| s.chat == jid).map(|s| s.text).collect()
+}
+
+#[actix_rt::test]
+async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // A server that puts the key in every envelope, as Evolution does when it exposes it.
+    let s = start_sim(SimConfig {
+        protocol: eventsock::core::Protocol::Evolution,
+        ..SimConfig::default()
+    });
+    s.sim.expose_api_key(true);
+    let key = s.sim.api_key("codechat").unwrap();
+    let router = Router::builder()
+        .on(|msg: eventsock::Msg| async move {
+            use eventsock::core::MessageLike;
+            if !msg.is_from_me() && msg.text() == Some("!ping") {
+                msg.cx.reply("pong").await?;
+            }
+            Ok(())
+        })
+        .build();
+    let settings = eventsock::Settings {
+        url: Some(s.url()),
+        token: Some(eventsock::core::Token::new(key.as_str())),
+        instance: Some("codechat".into()),
+        protocol: Some(eventsock::core::Protocol::Evolution),
+        ..eventsock::Settings::default()
+    };
+    let running = eventsock::Run::start(router, settings).await.unwrap();
+    until("the namespace joined", || s.sim.joined("codechat") == 1).await;
+    s.sim
+        .emit("codechat", "messages.upsert", &evolution_message("K1", "5511988887777", "!ping"));
+    until("the pong", || replies(&s.sim, "5511988887777").len() == 1).await;
+    // A refused key, and a frame that is not a packet: errors are logged too.
+    let wrong = eventsock::core::Source::evolution(
+        eventsock::core::Endpoint::parse(&s.url()).unwrap(),
+        "another",
+        eventsock::core::Token::new(format!("{key}-wrong")),
+    );
+    let (sup, rec) = supervise_with(wrong, fast_config());
+    rec.wait_lifecycle("the refusal", |k| {
+        matches!(k, eventsock::client::LifecycleKind::Reconnecting { .. })
+    })
+    .await;
+    let _ = sup.send(eventsock::client::Shutdown).await;
+    // A packet that does not parse, logged with its start (which holds the key), and an
+    // envelope holding the key whose data does not fit.
+    s.sim
+        .emit_text("codechat", "messages.upsert", format!("42/codechat,{key}"));
+    let misfit = json!(["messages.upsert", {"event": "messages.upsert", "instance": "codechat",
+        "data": {"key": "not a key"}, "apikey": key}]);
+    s.sim
+        .emit_text("codechat", "messages.upsert", format!("42/codechat,{misfit}"));
+    s.sim
+        .emit("codechat", "messages.upsert", &evolution_message("K2", "5511988887777", "!ping"));
+    until("the second pong", || replies(&s.sim, "5511988887777").len() == 2).await;
+    running.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("connected"), "the log has the session: {text}");
+    assert!(text.contains("not a Socket.IO packet"), "the bad packet is logged: {text}");
+    assert!(!text.contains(&key), "the API key is in the log");
+}

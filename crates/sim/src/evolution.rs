@@ -128,7 +128,10 @@ impl Sim {
             "server_url": "http://localhost:8080",
             "date_time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "sender": "5511999999999@s.whatsapp.net",
-            "apikey": Value::Null,
+            "apikey": match self.exposes_api_key() {
+                true => Value::from(self.api_key(instance)),
+                false => Value::Null,
+            },
         });
         self.send_out(instance, event, packet(instance, event, envelope))
     }

@@ -116,6 +116,8 @@ struct Inner {
     media_faults: Mutex<Option<(MediaFault, u64)>>,
     /// The LID of each phone number's JID that has one ([`Sim::pair_lid`]).
     lids: Mutex<HashMap<String, String>>,
+    /// Evolution: whether envelopes carry the API key ([`Sim::expose_api_key`]).
+    expose_key: AtomicBool,
 }
 
 /// How many emitted messages [`Sim::history`] keeps per instance.
@@ -146,10 +148,16 @@ impl Sim {
     /// A simulator with `config`; serve it with [`crate::run`].
     pub fn new(config: SimConfig) -> Sim {
         let config_saves = config.save_messages;
+        let mut state = State::default();
+        if config.protocol == Protocol::Evolution {
+            // Evolution's instances send `connection.update` as they connect at start, which
+            // makes their namespaces.
+            state.made.extend(config.instances.iter().cloned());
+        }
         Sim {
             inner: Arc::new(Inner {
                 config,
-                state: Mutex::default(),
+                state: Mutex::new(state),
                 next_socket: AtomicU64::new(1),
                 refreshes: AtomicU64::new(0),
                 next_message: AtomicI64::new(1),
@@ -172,6 +180,7 @@ impl Sim {
                 media: Mutex::default(),
                 media_faults: Mutex::default(),
                 lids: Mutex::default(),
+                expose_key: AtomicBool::new(false),
             }),
         }
     }
@@ -361,6 +370,21 @@ impl Sim {
         state.made.clear();
         state.namespaces.clear();
         dropped
+    }
+
+    /// Evolution: how many Socket.IO sessions are joined to `instance`'s namespace.
+    pub fn joined(&self, instance: &str) -> usize {
+        self.lock().namespaces.get(instance).map_or(0, Vec::len)
+    }
+
+    /// Evolution: whether every event carries the API key in its envelope's `apikey`
+    /// (`AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES=true`; off by default, and the field is null).
+    pub fn expose_api_key(&self, on: bool) {
+        self.inner.expose_key.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn exposes_api_key(&self) -> bool {
+        self.inner.expose_key.load(Ordering::Relaxed)
     }
 
     /// Evolution: an instance's websocket settings (`/websocket/set`); by default on, with

@@ -328,7 +328,8 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         seq: 0,
         waiting: None,
         session: (p.channel == Channel::Evolution)
-            .then(|| Session::new(p.source.instance(), &p.event, cfg.max_frame_size)),
+            .then(|| Session::new(p.source.instance(), &p.event, cfg.max_frame_size, token.expose())),
+        token: &token,
         heartbeat_deadline: None,
         silence: Duration::ZERO,
     };
@@ -511,6 +512,9 @@ struct Reader<'a> {
     heartbeat_deadline: Option<tokio::time::Instant>,
     /// On Socket.IO, how long the server may go silent (its ping interval and timeout).
     silence: Duration,
+    /// The key the connection was opened with: what a server sends back is redacted of it
+    /// before it is told (Evolution can put it in every envelope).
+    token: &'a Token,
 }
 
 impl Reader<'_> {
@@ -606,10 +610,12 @@ impl Reader<'_> {
             }
             Heard::End(socketio::End::Refused(message)) => Step::End(Cause::NamespaceRefused {
                 namespace: eventsock_core::socketio::namespace(self.p.source.instance()),
-                message,
+                message: redact(message, self.token.expose()),
             }),
             Heard::End(socketio::End::Left(why)) => Step::End(Cause::SessionEnded(why)),
-            Heard::End(socketio::End::Protocol(why)) => Step::End(Cause::Protocol(why)),
+            Heard::End(socketio::End::Protocol(why)) => {
+                Step::End(Cause::Protocol(redact(why, self.token.expose())))
+            }
         }
     }
 

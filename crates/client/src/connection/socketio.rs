@@ -53,6 +53,8 @@ struct Binary {
 
 /// The session's state.
 pub(super) struct Session {
+    /// The API key, redacted from whatever a frame that cannot be read is told with.
+    key: String,
     nsp: String,
     event: EventName,
     limit: usize,
@@ -63,9 +65,10 @@ pub(super) struct Session {
 
 impl Session {
     /// A session that joins `instance`'s namespace and keeps `event`'s envelopes, none larger
-    /// than `limit` bytes (attachments included).
-    pub(super) fn new(instance: &str, event: &EventName, limit: usize) -> Session {
+    /// than `limit` bytes (attachments included); `key` is never told.
+    pub(super) fn new(instance: &str, event: &EventName, limit: usize, key: &str) -> Session {
         Session {
+            key: key.to_owned(),
             nsp: socketio::namespace(instance),
             event: event.clone(),
             limit,
@@ -85,7 +88,7 @@ impl Session {
             .into(),
             Some(text) => match socketio::read(text) {
                 Ok(packet) => self.packet(packet),
-                Err(e) => Heard::Unreadable(e.to_string()),
+                Err(e) => self.unreadable(&e.reason, text),
             },
         }
     }
@@ -138,10 +141,23 @@ impl Session {
         }
     }
 
+    /// A frame that cannot be read, told with its start, the key redacted first (an excerpt
+    /// could cut the key, and then no longer show it whole to redact).
+    fn unreadable(&self, reason: &str, text: &str) -> Heard {
+        let text = match self.key.is_empty() {
+            true => std::borrow::Cow::Borrowed(text),
+            false => std::borrow::Cow::Owned(text.replace(&self.key, "<redacted>")),
+        };
+        Heard::Unreadable(format!(
+            "not a Socket.IO packet ({reason}): {}",
+            human::excerpt(&text, 60)
+        ))
+    }
+
     /// An event packet's body: its envelope, if it is the subscribed event.
     fn event(&self, body: &str) -> Heard {
         match socketio::event_body(body) {
-            Err(e) => Heard::Unreadable(e.to_string()),
+            Err(e) => self.unreadable(&e.reason, body),
             Ok(ev) if ev.name != self.event.as_str() => Heard::Nothing,
             Ok(ev) => {
                 let envelope = socketio::redact_api_key(ev.argument);
@@ -209,7 +225,7 @@ impl Session {
                     other => other,
                 }
             }
-            Err(e) => Heard::Unreadable(e.to_string()),
+            Err(e) => self.unreadable(&e.reason, &b.body),
         }
     }
 }
@@ -225,7 +241,7 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session::new("bot", &EventName::parse("messages.upsert"), 1024)
+        Session::new("bot", &EventName::parse("messages.upsert"), 1024, "SECRET")
     }
 
     fn text(s: &mut Session, t: &str) -> Heard {
@@ -290,6 +306,12 @@ mod tests {
                 "{bad:?} was taken"
             );
         }
+        // The key is redacted before the excerpt is cut.
+        let long = format!("42/bot,{}SECRET", "x".repeat(50));
+        let Heard::Unreadable(told) = text(&mut s, &long) else {
+            panic!("taken")
+        };
+        assert!(!told.contains("SECRET") && !told.contains("SECR"), "{told}");
         assert!(matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))), "a ping before the open packet");
     }
 }

@@ -1,0 +1,196 @@
+//! Evolution API: the README's bots, unchanged, served by the simulator playing Evolution
+//! (Socket.IO on `/socket.io/`, its payloads, its REST routes); a burst in order. (The API key
+//! kept out of a whole session's TRACE log: `tests/secrets.rs`, whose binary owns its log.)
+
+mod common;
+
+use actix::prelude::*;
+use common::*;
+use eventsock::core::{legacy, MessageLike, Protocol};
+use eventsock::sim::{Sim, SimConfig};
+use eventsock::{Run, Settings};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// A message from `chat` with `text` and id `id`, as the simulator's tests write them: the
+/// simulator sends it in Evolution's shape.
+fn message(id: &str, chat: &str, text: &str) -> Value {
+    json!({
+        "keyId": id,
+        "keyFromMe": false,
+        "keyRemoteJid": format!("{chat}@s.whatsapp.net"),
+        "pushName": "Maria",
+        "messageType": "conversation",
+        "content": {"text": text},
+        "messageTimestamp": eventsock::core::clock::now_secs(),
+    })
+}
+
+fn settings() -> Settings {
+    Settings {
+        protocol: Some(Protocol::Evolution),
+        ..Settings::default()
+    }
+}
+
+/// Starts `router` on the simulator playing Evolution; waits until it joined the namespace.
+async fn started(router: Router) -> (eventsock::Running, Sim) {
+    let running = Run::start(router, settings()).await.unwrap();
+    let sim = running.sim().expect("the built-in simulator").clone();
+    until("the namespace joined", || sim.joined("codechat") == 1).await;
+    (running, sim)
+}
+
+/// The texts sent to `chat`, in order.
+fn replies(sim: &Sim, chat: &str) -> Vec<String> {
+    let jid = format!("{chat}@s.whatsapp.net");
+    sim.sent()
+        .into_iter()
+        .filter(|s| s.chat == jid)
+        .map(|s| s.text)
+        .collect()
+}
+
+/// An example bot, built by `cargo test` beside this test, run as a user runs it: against the
+/// simulator playing Evolution, set up by the environment alone (`EVENTSOCK_URL`,
+/// `EVENTSOCK_PROTOCOL=evolution`, `EVENTSOCK_INSTANCE`, `EVENTSOCK_TOKEN`).
+struct Example(Child);
+
+impl Example {
+    fn start(name: &str, s: &TestServer, env: &[(&str, &str)]) -> Example {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_eventsock"))
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join(name);
+        assert!(bin.exists(), "{} is built by cargo test", bin.display());
+        let key = s.sim.api_key("codechat").unwrap();
+        let child = Command::new(bin)
+            .env("EVENTSOCK_URL", s.url())
+            .env("EVENTSOCK_PROTOCOL", "evolution")
+            .env("EVENTSOCK_INSTANCE", "codechat")
+            .env("EVENTSOCK_TOKEN", key)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Example(child)
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn evolution_sim() -> TestServer {
+    start_sim(SimConfig {
+        protocol: Protocol::Evolution,
+        ..SimConfig::default()
+    })
+}
+
+#[actix_rt::test]
+async fn the_echo_bot_runs_unchanged_on_evolution() {
+    let s = evolution_sim();
+    let _bot = Example::start("echo_bot", &s, &[]);
+    until("the bot joined the namespace", || s.sim.joined("codechat") == 1).await;
+    let sim = &s.sim;
+    for (id, text) in [("E1", "!ping"), ("E2", "hello"), ("E3", "!ping")] {
+        sim.emit("codechat", "messages.upsert", &message(id, "5511988887777", text));
+    }
+    until("two pongs", || replies(sim, "5511988887777").len() == 2).await;
+    assert_eq!(replies(sim, "5511988887777"), ["pong", "pong"]);
+    // Each quotes its ping, through Evolution's `quoted.key.id`.
+    let quoted: Vec<_> = sim.sent().iter().map(|s| s.quoted.clone()).collect();
+    assert_eq!(quoted, [Some("E1".to_owned()), Some("E3".to_owned())]);
+    // Evolution's body: `{number, text, quoted}`, with the key in an `apikey` header (the
+    // simulator answers 401 without it).
+    let call = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/message/sendText/codechat")
+        .expect("a sendText call");
+    assert_eq!(call.status, 201, "{}", call.answer);
+    assert_eq!(call.body["text"], "pong");
+    assert_eq!(call.body["quoted"]["key"]["id"], "E1");
+    assert!(call.body.get("textMessage").is_none(), "{}", call.body);
+}
+
+#[actix_rt::test]
+async fn the_order_bot_runs_unchanged_on_evolution() {
+    let s = evolution_sim();
+    let db = tempfile::tempdir().unwrap();
+    let path = db.path().join("orders.db");
+    let _bot = Example::start("order_bot", &s, &[("ORDER_BOT_DB", path.to_str().unwrap())]);
+    until("the bot joined the namespace", || s.sim.joined("codechat") == 1).await;
+    let (sim, chat) = (&s.sim, "5511988887777");
+    let want = [
+        "Hello! What would you like: pizza or salad?",
+        "One pizza. Which size: small or large?",
+        "Small or large?",
+        "Where shall we bring it?",
+        "Ordered: one large pizza, to Rua Augusta 100. Thank you!",
+    ];
+    for (n, text) in ["hi", "Pizza", "huge", "large", "Rua Augusta 100"]
+        .into_iter()
+        .enumerate()
+    {
+        sim.emit("codechat", "messages.upsert", &message(&format!("O{n}"), chat, text));
+        // One answer before the next message, as a person types.
+        until(&format!("answer {}", n + 1), || replies(sim, chat).len() == n + 1).await;
+    }
+    assert_eq!(replies(sim, chat), want);
+}
+
+/// Records the `burstSeq` of each message, in the order handled.
+#[derive(Default, Clone)]
+struct Seqs(Arc<Mutex<Vec<u64>>>);
+
+impl Actor for Seqs {
+    type Context = Context<Self>;
+}
+
+impl Handler<Received<legacy::MessagesUpsert>> for Seqs {
+    type Result = ();
+    fn handle(&mut self, m: Received<legacy::MessagesUpsert>, _: &mut Context<Self>) {
+        let seq = m.extra.get("burstSeq").and_then(Value::as_u64);
+        self.0.lock().unwrap().push(seq.unwrap_or(u64::MAX));
+    }
+}
+
+#[actix_rt::test]
+async fn a_burst_of_50000_events_arrives_whole_and_in_order() {
+    let seqs = Seqs::default();
+    let addr = seqs.clone().start();
+    let router = Router::builder()
+        .actor::<legacy::MessagesUpsert>(addr.recipient())
+        .receipts(false)
+        .build();
+    let (running, sim) = started(router).await;
+    const N: u64 = 50_000;
+    let taken = sim.burst(
+        "codechat",
+        "messages.upsert",
+        &message("B", "5511988887777", "burst"),
+        N,
+    );
+    assert_eq!(taken, N, "the session took every event");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while seqs.0.lock().unwrap().len() < N as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {N} handled",
+            seqs.0.lock().unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = seqs.0.lock().unwrap().clone();
+    assert_eq!(got.len(), N as usize);
+    assert!(got.iter().copied().eq(0..N), "out of order or incomplete");
+    running.stop().await;
+}
