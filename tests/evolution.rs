@@ -6,7 +6,7 @@ mod common;
 
 use actix::prelude::*;
 use common::*;
-use eventsock::core::{legacy, MessageLike, Protocol};
+use eventsock::core::{legacy, Protocol};
 use eventsock::sim::{Sim, SimConfig};
 use eventsock::{Run, Settings};
 use serde_json::{json, Value};

@@ -216,3 +216,65 @@ pub fn hold(stats: &Stats) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Reads one client frame (masked, as clients send them): its opcode and payload, `None` once
+/// the peer is gone or sends more than 1 MiB. Blocks up to `timeout`.
+pub fn read_client_frame(stream: &mut TcpStream, timeout: std::time::Duration) -> Option<(u8, Vec<u8>)> {
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).ok()?;
+    let opcode = head[0] & 0x0f;
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).ok()?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).ok()?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    if len > 1 << 20 {
+        return None;
+    }
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        stream.read_exact(&mut mask).ok()?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload).ok()?;
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    Some((opcode, payload))
+}
+
+/// A Socket.IO server's first steps, by hand: the upgrade, the open packet with `ping_ms` and
+/// `timeout_ms`, then the client's namespace connect, read and returned (`None` when it did
+/// not come).
+pub fn socket_io_open(
+    stream: &mut TcpStream,
+    request: &Request,
+    stats: &Stats,
+    ping_ms: u64,
+    timeout_ms: u64,
+) -> Option<String> {
+    if !upgrade(stream, request) {
+        return None;
+    }
+    let open = format!(
+        r#"0{{"sid":"hostile00000000000000","upgrades":[],"pingInterval":{ping_ms},"pingTimeout":{timeout_ms},"maxPayload":1000000}}"#
+    );
+    if !send(stream, &frame(1, open.as_bytes()), stats) {
+        return None;
+    }
+    loop {
+        let (opcode, payload) = read_client_frame(stream, std::time::Duration::from_secs(10))?;
+        if opcode == 1 {
+            return String::from_utf8(payload).ok();
+        }
+    }
+}

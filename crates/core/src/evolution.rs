@@ -93,8 +93,8 @@ impl Message {
     /// The message in the legacy CodeChat shape that [`legacy::MessagesUpsert`] has: the key's
     /// fields flattened (`keyId`, `keyRemoteJid`...), the body under `content` (`{text}` for a
     /// text, the media message's fields for a media), `source` as `device`. What that shape has
-    /// no field for is kept in `extra` under its own name (`status`, `contextInfo`,
-    /// `keyExtra` for the key's other fields, `evolutionInstanceId`).
+    /// no field for is kept in `extra` under its own name (`status`, `message`, the whole body
+    /// as it came, `contextInfo`, `keyExtra` for the key's other fields, `evolutionInstanceId`).
     pub fn to_legacy(&self) -> legacy::StoredMessage {
         let mut content = legacy::MessageContent::default();
         match self.body() {
@@ -117,6 +117,7 @@ impl Message {
             }
         };
         put("status", self.status.clone().map(Into::into));
+        put("message", self.message.clone());
         put("contextInfo", self.context_info.clone());
         put(
             "evolutionInstanceId",
