@@ -194,3 +194,70 @@ async fn a_burst_of_50000_events_arrives_whole_and_in_order() {
     assert!(got.iter().copied().eq(0..N), "out of order or incomplete");
     running.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_websocket_that_is_off_is_said_with_the_call_that_fixes_it() {
+    let s = evolution_sim();
+    // Off, and the server restarted: the instance's namespace is not made.
+    s.sim.set_websocket("codechat", false, &[]);
+    s.sim.restart_namespaces();
+    let key = s.sim.api_key("codechat").unwrap();
+    let source = eventsock::core::Source::evolution(
+        eventsock::core::Endpoint::parse(&s.url()).unwrap(),
+        "codechat",
+        eventsock::core::Token::new(key.as_str()),
+    );
+    let (sup, rec) = supervise_with(source, fast_config());
+    let cause = rec
+        .wait("a reconnect", |r| {
+            r.lifecycle().into_iter().find_map(|k| match k {
+                eventsock::client::LifecycleKind::Reconnecting { cause, .. } => Some(cause),
+                _ => None,
+            })
+        })
+        .await;
+    assert!(
+        cause.contains("the websocket of instance codechat is off: turn it on with POST /websocket/set/codechat"),
+        "{cause}"
+    );
+    // Turned on over REST, as the message says; the instance's next event makes the namespace.
+    let answer = awc::Client::default()
+        .post(format!("{}/websocket/set/codechat", s.url()))
+        .insert_header(("apikey", key.as_str()))
+        .send_json(&json!({"websocket": {"enabled": true, "events": ["MESSAGES_UPSERT"]}}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    s.sim.emit("codechat", "connection.update", &json!({"state": "open"}));
+    assert!(!s.sim.emit("codechat", "connection.update", &json!({"state": "open"})), "not listed: not sent");
+    s.sim.emit("codechat", "messages.upsert", &message("W0", "5511988887777", "made"));
+    until("joined", || s.sim.joined("codechat") == 1).await;
+    s.sim.emit("codechat", "messages.upsert", &message("W1", "5511988887777", "hello"));
+    let events = rec.wait_events(1).await;
+    assert_eq!(events[0].1["content"]["text"], "hello");
+    sup.send(eventsock::client::Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_refused_key_is_said_and_retried_at_the_slowest_pace() {
+    let s = evolution_sim();
+    let source = eventsock::core::Source::evolution(
+        eventsock::core::Endpoint::parse(&s.url()).unwrap(),
+        "codechat",
+        eventsock::core::Token::new("not-the-key"),
+    );
+    let (sup, rec) = supervise_with(source, fast_config());
+    let (cause, delay) = rec
+        .wait("a reconnect", |r| {
+            r.lifecycle().into_iter().find_map(|k| match k {
+                eventsock::client::LifecycleKind::Reconnecting { cause, delay, .. } => {
+                    Some((cause, delay))
+                }
+                _ => None,
+            })
+        })
+        .await;
+    assert!(cause.contains("400 Bad Request, Evolution API's answer to a missing or unknown API key"), "{cause}");
+    assert_eq!(delay, fast_config().backoff.max_delay());
+    sup.send(eventsock::client::Shutdown).await.unwrap();
+}

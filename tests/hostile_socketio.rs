@@ -80,7 +80,7 @@ async fn packets_that_are_not_packets_are_skipped_and_the_stream_goes_on() {
     rec.wait_events(2).await;
     assert_eq!(texts(&rec), ["first", "second"]);
     // One connection: nothing above ended it. The data that does not fit is reported.
-    assert_eq!(server.connections(), 1);
+    assert_eq!(server.sessions(), 1);
     rec.wait("the misfit reported", |r| {
         (!r.undelivered().is_empty()).then_some(())
     })
@@ -108,7 +108,7 @@ async fn a_packet_over_the_frame_limit_ends_the_connection_and_it_comes_back() {
     let (sup, rec) = supervise_with(source(&server), config);
     let cause = rec.wait("a reconnect", reconnect_cause).await;
     assert!(cause.contains("1073741824 bytes"), "{cause}");
-    until("a second connection", || server.connections() >= 2).await;
+    until("a second connection", || server.sessions() >= 2).await;
     // It hung up instead of buffering the gigabyte.
     assert!(server.written() < 64 * 1024 * 1024, "{} bytes taken", server.written());
     sup.send(Shutdown).await.unwrap();
@@ -203,7 +203,7 @@ async fn a_server_that_stops_pinging_is_found_dead() {
         cause.contains("heartbeat stopped: nothing heard for 300ms"),
         "{cause}"
     );
-    until("a second connection", || server.connections() >= 2).await;
+    until("a second connection", || server.sessions() >= 2).await;
     sup.send(Shutdown).await.unwrap();
 }
 
@@ -242,7 +242,7 @@ async fn the_servers_pings_are_answered_and_keep_the_link() {
     });
     let (sup, rec) = supervise_with(source(&server), fast_config());
     until("ten pings answered", || pongs.load(Ordering::SeqCst) >= 10).await;
-    assert_eq!(server.connections(), 1, "the link was kept");
+    assert_eq!(server.sessions(), 1, "the link was kept");
     assert!(reconnect_cause(&rec).is_none());
     sup.send(Shutdown).await.unwrap();
 }

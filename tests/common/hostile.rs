@@ -33,6 +33,8 @@ impl Request {
 pub struct Stats {
     /// Connections accepted.
     pub connections: AtomicUsize,
+    /// Socket.IO sessions opened ([`socket_io_open`]): connections less REST calls.
+    pub sessions: AtomicUsize,
     /// Bytes written after the handshake, over all connections.
     pub written: AtomicU64,
     /// Set by a behaviour when its peer stopped taking what it writes.
@@ -63,6 +65,10 @@ impl Hostile {
 
     pub fn connections(&self) -> usize {
         self.stats.connections.load(Ordering::Acquire)
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.stats.sessions.load(Ordering::Acquire)
     }
 
     pub fn written(&self) -> u64 {
@@ -262,9 +268,15 @@ pub fn socket_io_open(
     ping_ms: u64,
     timeout_ms: u64,
 ) -> Option<String> {
+    if !request.is_upgrade() {
+        // A REST call (the client asking about the instance's settings): no such route here.
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return None;
+    }
     if !upgrade(stream, request) {
         return None;
     }
+    stats.sessions.fetch_add(1, Ordering::AcqRel);
     let open = format!(
         r#"0{{"sid":"hostile00000000000000","upgrades":[],"pingInterval":{ping_ms},"pingTimeout":{timeout_ms},"maxPayload":1000000}}"#
     );

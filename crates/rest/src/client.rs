@@ -448,6 +448,19 @@ impl RestClient {
             .await
     }
 
+    /// Evolution API: the instance's websocket settings (`GET /websocket/find/{instance}`):
+    /// `{enabled, events: ["MESSAGES_UPSERT", ...]}`, or `null` when never set. Retried on
+    /// transient failures. CodeChat has no such route.
+    pub async fn websocket_settings(&self) -> Result<Value, RestError> {
+        if self.protocol != Protocol::Evolution {
+            return Err(RestError::Unavailable(
+                "websocket settings are Evolution API's: CodeChat has no such route".into(),
+            ));
+        }
+        self.call(Method::Get, "websocket/find", &Value::Null, true)
+            .await
+    }
+
     /// Finds stored messages whose fields match `filter` (the server's `where`), for example
     /// `{"keyRemoteJid": "5511...@s.whatsapp.net"}`: how a bot resyncs after a gap notice.
     /// The server's first page (50 messages, newest first). Retried on transient failures.

@@ -1,4 +1,5 @@
-//! Why the legacy server refused a handshake with 401, found out over REST.
+//! Why a server refused a subscription, found out over REST: the legacy server's 401 to a
+//! handshake, Evolution API's refusal of an instance's namespace.
 
 use super::*;
 
@@ -14,6 +15,16 @@ pub(super) enum Diagnosis {
     NoRestRoute,
     /// REST could not tell.
     Unknown(RestError),
+    /// Evolution: the instance's websocket is off (or was never set).
+    WebsocketOff { instance: String },
+    /// Evolution: the instance's websocket is on, without this event.
+    NotListed {
+        instance: String,
+        setting: String,
+    },
+    /// Evolution: the settings send the event; the namespace is made at the instance's first
+    /// event after each start of the server.
+    NoEventYet,
 }
 
 impl std::fmt::Display for Diagnosis {
@@ -29,7 +40,24 @@ impl std::fmt::Display for Diagnosis {
                 human::escaped(instance)
             ),
             Diagnosis::NoRestRoute => f.write_str("the server has no /instance/connectionState route (404): the URL may not point at a CodeChat server, or its path prefix is wrong"),
-            Diagnosis::Unknown(e) => write!(f, "could not tell whether the token or the path is wrong (REST probe: {e})"),
+            Diagnosis::Unknown(e) => write!(f, "could not tell why (REST probe: {e})"),
+            Diagnosis::WebsocketOff { instance } => {
+                let instance = human::escaped(instance);
+                write!(
+                    f,
+                    "the websocket of instance {instance} is off: turn it on with POST /websocket/set/{instance} {{\"websocket\":{{\"enabled\":true,\"events\":[...]}}}} (the events in UPPER_SNAKE, MESSAGES_UPSERT)"
+                )
+            }
+            Diagnosis::NotListed { instance, setting } => {
+                let instance = human::escaped(instance);
+                write!(
+                    f,
+                    "the websocket of instance {instance} does not send {setting}: add it to its events with POST /websocket/set/{instance}"
+                )
+            }
+            Diagnosis::NoEventYet => f.write_str(
+                "its settings send this event, but the server has sent the instance nothing since it started (Evolution makes the namespace then): retrying until it does",
+            ),
         }
     }
 }
@@ -61,4 +89,23 @@ pub(super) async fn probe(client: &awc::Client, source: &Source, token: Token) -
         Err(RestError::NotFound { .. }) => Diagnosis::NoRestRoute,
         Err(e) => Diagnosis::Unknown(e),
     }
+}
+
+/// Evolution API: why the namespace of a subscription's instance was refused, or (after it was
+/// joined) whether its event can come at all, from the instance's websocket settings. `None`:
+/// the settings send the event.
+pub(super) async fn websocket(rest: RestClient, event: &EventName) -> Option<Diagnosis> {
+    let instance = rest.instance().to_owned();
+    let settings = match rest.websocket_settings().await {
+        Ok(s) => s,
+        Err(e) => return Some(Diagnosis::Unknown(e)),
+    };
+    if settings["enabled"] != true {
+        return Some(Diagnosis::WebsocketOff { instance });
+    }
+    let setting = event.as_str().replace(['.', '-'], "_").to_ascii_uppercase();
+    let listed = settings["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e.as_str() == Some(setting.as_str())));
+    (!listed).then_some(Diagnosis::NotListed { instance, setting })
 }

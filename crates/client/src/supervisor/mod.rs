@@ -45,7 +45,7 @@ mod messages;
 mod ownership;
 
 pub use builder::SupervisorBuilder;
-use diagnosis::{probe, Diagnosis};
+use diagnosis::{probe, websocket, Diagnosis};
 pub use messages::{GetDispatcher, GetStatus, Shutdown, Subscribe, DRAIN};
 use ownership::{Ownership, YIELD_EVERY};
 pub use ownership::{StandDown, TakeBack};
@@ -459,6 +459,32 @@ impl Handler<ConnUp> for Supervisor {
         }
         self.backfill(msg.sub, gap, msg.generation, ctx);
         self.wake_siblings(msg.sub, ctx);
+        self.check_websocket(msg.sub, ctx);
+    }
+}
+
+impl Supervisor {
+    /// Evolution API: once a namespace is joined, whether the instance's settings send the
+    /// subscription's event at all; said when they do not, instead of waiting in silence.
+    fn check_websocket(&mut self, sub: usize, ctx: &mut Context<Self>) {
+        let s = &self.subs[sub];
+        if s.channel != Channel::Evolution {
+            return;
+        }
+        let (rest, event) = (RestClient::for_source(&s.source), s.event.clone());
+        let check = async move { websocket(rest, &event).await };
+        ctx.spawn(check.into_actor(self).map(move |found, act, _| {
+            let s = &act.subs[sub];
+            match found {
+                Some(d @ (Diagnosis::WebsocketOff { .. } | Diagnosis::NotListed { .. })) => {
+                    tracing::warn!(instance = %s.source.instance(), event = %s.event, "connected, but no such event will come: {d}");
+                }
+                Some(d) => {
+                    tracing::debug!(instance = %s.source.instance(), event = %s.event, "the websocket settings could not be read: {d}");
+                }
+                None => {}
+            }
+        }));
     }
 }
 
@@ -594,6 +620,17 @@ impl Handler<ConnDown> for Supervisor {
             .refused_token
             .clone()
             .filter(|_| end.cause == Cause::Refused(401));
+        if matches!(end.cause, Cause::NamespaceRefused { .. }) && s.diagnosis.is_none() {
+            // Evolution API: is the instance's websocket off, or without this event? Or has the
+            // server not sent it anything since it started?
+            let (rest, event, sub) = (RestClient::for_source(&s.source), s.event.clone(), msg.sub);
+            let check = async move { websocket(rest, &event).await };
+            ctx.spawn(check.into_actor(self).map(move |found, act, ctx| {
+                act.subs[sub].diagnosis = Some(found.unwrap_or(Diagnosis::NoEventYet));
+                act.retry(sub, end, ctx);
+            }));
+            return;
+        }
         let client = self.client.clone();
         if let (Some(token), None, false, Some(client)) =
             (refused_token, &s.diagnosis, end.renewed, client)
@@ -621,6 +658,14 @@ impl Supervisor {
         let s = &self.subs[sub];
         match (cause, s.source.protocol(), &s.diagnosis) {
             (Cause::Refused(401), _, Some(diagnosis)) => format!("{cause}: {diagnosis}"),
+            (Cause::NamespaceRefused { .. }, _, Some(Diagnosis::Unknown(e))) => {
+                format!("{cause} (REST could not tell more: {e})")
+            }
+            (Cause::NamespaceRefused { namespace, message }, _, Some(diagnosis)) => format!(
+                "the server refused the namespace {}: {}; {diagnosis}",
+                human::escaped(namespace),
+                human::escaped(message)
+            ),
             (Cause::Refused(404), Protocol::Legacy, _) => format!(
                 "{cause}; the legacy server answers 401 to whatever it refuses, so this looks like the newer CodeChat server: use its protocol, v2"
             ),
