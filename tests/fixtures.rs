@@ -5,7 +5,7 @@
 //! this wire a missing field and a `null` one mean the same (the legacy server omits undefined
 //! fields, Prisma sends nulls), and the model reads both as `None`.
 
-use eventsock::core::{legacy, v2, Channel, EventKind, EventName, Frame, Payload};
+use eventsock::core::{evolution, legacy, v2, Channel, EventKind, EventName, Frame, Payload};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -83,8 +83,47 @@ fn decode_all(channel: Channel, name: &EventName, frame: &Frame<'_>) -> Vec<Atte
         v2::CallEvent,
         v2::BatchEvent,
         v2::BatchItemEvent,
+        evolution::MessagesUpsert,
+        evolution::SendMessage,
+        evolution::MessagesUpdate,
+        evolution::MessagesDelete,
+        evolution::MessagesEdited,
+        evolution::SendMessageUpdate,
+        evolution::ConnectionUpdate,
+        evolution::QrcodeUpdated,
+        evolution::PresenceUpdate,
+        evolution::Call,
+        evolution::GroupParticipantsUpdate,
+        evolution::LabelsAssociation,
+        evolution::LabelsEdit,
+        evolution::StatusInstance,
+        evolution::InstanceEvent,
+        evolution::ContactsUpsert,
+        evolution::ContactsUpdate,
+        evolution::ChatsUpsert,
+        evolution::ChatsDelete,
+        evolution::GroupsUpsert,
+        evolution::InstanceGone,
+        evolution::Unmodelled,
     );
     out
+}
+
+fn longs_as_numbers(v: Value) -> Value {
+    match v {
+        Value::Object(m) if m.contains_key("low") && m.contains_key("high") && m.len() <= 3 => {
+            let low = m["low"].as_i64().unwrap_or_default() & 0xffff_ffff;
+            let high = m["high"].as_i64().unwrap_or_default() & 0xffff_ffff;
+            Value::from((high << 32) | low)
+        }
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, longs_as_numbers(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(longs_as_numbers).collect()),
+        other => other,
+    }
 }
 
 fn without_nulls(v: Value) -> Value {
@@ -133,10 +172,14 @@ fn fixtures_root() -> PathBuf {
 /// event, and the endpoint that serves that event.
 fn each_fixture() -> Vec<(PathBuf, Channel, EventKind, Channel)> {
     let mut out = Vec::new();
-    for (dir, protocol) in [("legacy", Channel::Legacy), ("v2", Channel::Instance)] {
+    for (dir, protocol) in [
+        ("legacy", Channel::Legacy),
+        ("v2", Channel::Instance),
+        ("evolution", Channel::Evolution),
+    ] {
         for path in json_files(&fixtures_root().join(dir)) {
             let kind = event_of(&path);
-            let channel = if kind.is_global() {
+            let channel = if kind.is_global() && protocol != Channel::Evolution {
                 Channel::Global
             } else {
                 protocol
@@ -177,6 +220,12 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
         let (ty, decoded) = attempts.into_iter().next().unwrap();
         let encoded = decoded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let original: Value = serde_json::from_str(frame.data()).unwrap();
+        // Evolution's 64-bit values may come as protobuf's `{low, high, unsigned}`: a modelled
+        // one is written back as a number.
+        let (encoded, original) = match protocol {
+            Channel::Evolution => (longs_as_numbers(encoded), longs_as_numbers(original)),
+            _ => (encoded, original),
+        };
         assert_eq!(
             without_nulls(encoded),
             without_nulls(original),
@@ -189,8 +238,9 @@ fn every_fixture_decodes_and_re_encodes_without_loss() {
         );
         checked += 1;
     }
-    // 13 legacy frames + 23 variants + 11 webhook bodies; 48 v2 frames + 6 variants.
-    assert_eq!(checked, 101, "fixture count changed");
+    // 13 legacy frames + 23 variants + 11 webhook bodies; 48 v2 frames + 6 variants; 38
+    // Evolution events.
+    assert_eq!(checked, 139, "fixture count changed");
 }
 
 #[test]
@@ -198,7 +248,12 @@ fn every_event_that_carries_data_has_exactly_one_payload_type() {
     // An empty object is enough to ask which types claim a name.
     let frame = Frame::parse(&EventKind::MessagesUpsert.into(), "{}").unwrap();
     for kind in EventKind::ALL {
-        for channel in [Channel::Legacy, Channel::Instance, Channel::Global] {
+        for channel in [
+            Channel::Legacy,
+            Channel::Instance,
+            Channel::Global,
+            Channel::Evolution,
+        ] {
             if !kind.served_on(channel) {
                 continue;
             }
@@ -350,4 +405,43 @@ fn mutated_fixtures_decode_or_are_refused_and_never_panic() {
         decoded > 0 && refused > 0,
         "the mutations exercise both outcomes"
     );
+}
+
+/// Every Evolution message fixture reads as the legacy message bots are written against
+/// (`eventsock::Msg`), answering the same as Evolution's own type.
+#[test]
+fn every_evolution_message_reads_as_the_legacy_message_alike() {
+    use eventsock::core::{EventMeta, MessageLike};
+    let mut checked = 0;
+    for path in json_files(&fixtures_root().join("evolution")) {
+        let kind = event_of(&path);
+        if !matches!(kind, EventKind::MessagesUpsert | EventKind::SendMessage) {
+            continue;
+        }
+        let name = EventName::from(kind);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let frame = Frame::parse(&name, &text).unwrap();
+        let meta = EventMeta::live(name.clone(), "bot");
+        let own: evolution::Message = serde_json::from_str(frame.data()).unwrap();
+        let legacy = frame
+            .translate::<legacy::MessagesUpsert>(Channel::Evolution, meta)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let legacy = legacy.payload();
+        let answers = |m: &dyn MessageLike| {
+            (
+                m.text().map(str::to_owned),
+                m.chat().map(str::to_owned),
+                m.message_id().map(str::to_owned),
+                m.is_from_me(),
+                m.message_type().map(str::to_owned),
+                m.timestamp(),
+                m.sender_name().map(str::to_owned),
+                m.media().map(|i| (i.kind, i.mimetype.map(str::to_owned))),
+            )
+        };
+        assert_eq!(answers(legacy), answers(&own), "{}", path.display());
+        assert!(own.text().is_some(), "{}: a text", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "messages.upsert (3) and send.message (1)");
 }

@@ -290,11 +290,12 @@ record! {
 }
 
 record! {
-    /// `connection.update`: the instance's WhatsApp connection opened, closed or is opening.
+    /// `connection.update`: the instance's WhatsApp connection opened, closed, is opening, or
+    /// was refused (the QR code limit).
     ConnectionUpdate [ConnectionUpdate] {
         /// The instance's name.
         instance: Option<String>,
-        /// `open`, `connecting` or `close`.
+        /// `open`, `connecting`, `close` or `refused`.
         state: Option<String>,
         /// The reason code of the last change (Baileys' `DisconnectReason`, or 200).
         status_reason: Option<i64> => "wire::opt_int",
@@ -308,12 +309,333 @@ record! {
 }
 
 record! {
-    /// `qrcode.updated`: a new pairing code.
+    /// `qrcode.updated`: a new pairing code, or the end of the codes (`message`,
+    /// `statusCode`) when the limit was reached.
     QrcodeUpdated [QrcodeUpdated] {
         /// `{instance, pairingCode, code, base64}`.
         qrcode: Option<serde_json::Value>,
+        /// Why no code comes any more.
+        message: Option<String>,
+        /// With `message`: 500.
+        status_code: Option<i64> => "wire::opt_int",
     }
 }
+
+record! {
+    /// `messages.delete`: a message deleted: its key (from WhatsApp), or the whole message
+    /// (deleted through the REST API).
+    MessagesDelete [MessagesDelete] {
+        /// The chat (a key).
+        remote_jid: Option<String>,
+        /// Whether this instance sent it (a key).
+        from_me: Option<bool>,
+        /// WhatsApp's message id (a key), or the row id (a message).
+        id: Option<String>,
+        /// The sender within a group.
+        participant: Option<String>,
+        /// The message's key (a message).
+        key: Option<serde_json::Value>,
+        /// The message's type (a message).
+        message_type: Option<String>,
+        /// Its body (a message).
+        message: Option<serde_json::Value>,
+    }
+}
+
+record! {
+    /// `messages.edited`: a message edited or revoked on WhatsApp, as its protocol message.
+    MessagesEdited [MessagesEdited] {
+        /// The edited message's key.
+        key: Option<serde_json::Value>,
+        /// `MESSAGE_EDIT`, `REVOKE`...
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+        /// The new body.
+        edited_message: Option<serde_json::Value>,
+        /// When, in milliseconds (a number or a string).
+        timestamp_ms: Option<serde_json::Value>,
+    }
+}
+
+record! {
+    /// `send.message.update`: a message edited through the REST API.
+    SendMessageUpdate [SendMessageUpdate] {
+        /// The edited message's key.
+        key: Option<serde_json::Value>,
+        /// `MESSAGE_EDIT`...
+        #[serde(rename = "type")]
+        kind: Option<serde_json::Value>,
+        /// The new body.
+        edited_message: Option<serde_json::Value>,
+        /// When, in milliseconds.
+        timestamp_ms: Option<serde_json::Value>,
+    }
+}
+
+record! {
+    /// `presence.update`: who is typing, recording or online in a chat.
+    PresenceUpdate [PresenceUpdate] {
+        /// The chat.
+        id: Option<String>,
+        /// Each participant's `{lastKnownPresence, lastSeen}`, by JID.
+        presences: Option<serde_json::Value>,
+    }
+}
+
+record! {
+    /// `call`: a call offered, accepted, rejected or ended (or, sent to sockets only, a raw
+    /// call packet: `event` and `packet` in `extra`).
+    Call [Call] {
+        /// The chat.
+        chat_id: Option<String>,
+        /// The caller.
+        from: Option<String>,
+        /// The call's id.
+        id: Option<String>,
+        /// When it began.
+        date: Option<serde_json::Value>,
+        /// Whether it was offered while the instance was offline.
+        offline: Option<bool>,
+        /// `offer`, `ringing`, `timeout`, `reject`, `accept`, `terminate`.
+        status: Option<String>,
+        /// Whether it is a video call.
+        is_video: Option<bool>,
+        /// Whether it is a group call.
+        is_group: Option<bool>,
+    }
+}
+
+record! {
+    /// `group-participants.update`: participants added, removed, promoted or demoted.
+    GroupParticipantsUpdate [GroupParticipantsUpdate] {
+        /// The group.
+        id: Option<String>,
+        /// Who did it.
+        author: Option<String>,
+        /// The participants (JIDs, or `{id, phoneNumber, admin}` objects).
+        participants: Option<serde_json::Value>,
+        /// `add`, `remove`, `promote`, `demote`.
+        action: Option<String>,
+    }
+}
+
+record! {
+    /// `labels.association`: a label put on or taken off a chat.
+    LabelsAssociation [LabelsAssociation] {
+        /// The instance.
+        instance: Option<String>,
+        /// `add` or `remove`.
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        /// The chat.
+        chat_id: Option<String>,
+        /// The label.
+        label_id: Option<String>,
+    }
+}
+
+record! {
+    /// `labels.edit`: a label made, changed or deleted.
+    LabelsEdit [LabelsEdit] {
+        /// The label.
+        id: Option<String>,
+        /// Its name.
+        name: Option<String>,
+        /// Its colour index.
+        color: Option<serde_json::Value>,
+        /// Whether it was deleted.
+        deleted: Option<bool>,
+        /// WhatsApp's own label it stands for.
+        predefined_id: Option<serde_json::Value>,
+        /// The instance.
+        instance: Option<String>,
+    }
+}
+
+record! {
+    /// `status.instance`: the instance's connection status, with why it was lost.
+    StatusInstance [StatusInstance] {
+        /// The instance.
+        instance: Option<String>,
+        /// `open`, `close`...
+        status: Option<String>,
+        /// When it was lost.
+        disconnection_at: Option<serde_json::Value>,
+        /// Why, as a code.
+        disconnection_reason_code: Option<serde_json::Value>,
+        /// Why, as WhatsApp told.
+        disconnection_object: Option<serde_json::Value>,
+    }
+}
+
+record! {
+    /// `instance.create` and `instance.delete`: an instance made or deleted.
+    InstanceEvent [InstanceCreate, InstanceDelete] {
+        /// Its name.
+        instance_name: Option<String>,
+        /// Its id.
+        instance_id: Option<String>,
+    }
+}
+
+/// A contact as `contacts.upsert` and `contacts.update` carry it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    /// Its JID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_jid: Option<String>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_name: Option<String>,
+    /// Its picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_pic_url: Option<String>,
+    /// The instance's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Fields this version does not model.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One item, or a list of them: Evolution sends some events either way, by the code path that
+/// emits them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A list.
+    Many(Vec<T>),
+    /// One.
+    One(T),
+}
+
+impl<T> OneOrMany<T> {
+    /// The items, one or many.
+    pub fn items(&self) -> &[T] {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(one) => std::slice::from_ref(one),
+        }
+    }
+}
+
+/// A chat as the `chats.*` events carry it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chat {
+    /// Its JID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_jid: Option<String>,
+    /// Its JID, as Baileys names it (a rename).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Unread messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_messages: Option<i64>,
+    /// The instance's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Fields this version does not model.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A group as `groups.upsert` and `groups.update` carry it (Baileys' `GroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// Its JID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Who changed it (an update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// How many participants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Fields this version does not model (`participants`, `creation`, `announce`...).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+// A payload that is a list, or another shape, under an event name: a transparent newtype that
+// derefs to it.
+macro_rules! newtype {
+    ($(#[$doc:meta])* $name:ident($inner:ty), [$($kind:ident),+]) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl Deref for $name {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+
+        payload!($name, Evolution, [$($kind),+]);
+    };
+}
+
+newtype!(
+    /// `contacts.upsert`: contacts seen for the first time (one, or a list).
+    ContactsUpsert(OneOrMany<Contact>),
+    [ContactsUpsert]
+);
+newtype!(
+    /// `contacts.update`: contacts whose name or picture changed (one, or a list).
+    ContactsUpdate(OneOrMany<Contact>),
+    [ContactsUpdate]
+);
+newtype!(
+    /// `chats.upsert` and `chats.update`: chats made, renamed, or read.
+    ChatsUpsert(Vec<Chat>),
+    [ChatsUpsert, ChatsUpdate]
+);
+newtype!(
+    /// `chats.delete`: the JIDs of chats deleted.
+    ChatsDelete(Vec<String>),
+    [ChatsDelete]
+);
+newtype!(
+    /// `groups.upsert` and `groups.update`: groups joined or changed.
+    GroupsUpsert(Vec<Group>),
+    [GroupsUpsert, GroupsUpdate]
+);
+newtype!(
+    /// `logout.instance` and `remove.instance`: the instance logged out, or was removed
+    /// (`null`).
+    InstanceGone(Option<serde_json::Value>),
+    [LogoutInstance, RemoveInstance]
+);
+newtype!(
+    /// The events whose data this version does not model, as they came: `messages.set`,
+    /// `chats.set`, `contacts.set`, `messaging-history.set`, `creds.update`,
+    /// `application.startup`, `typebot.start`, `typebot.change-status` (the first five are
+    /// never sent by 2.3.6).
+    Unmodelled(serde_json::Value),
+    [
+        MessagesSet,
+        ChatsSet,
+        ContactsSet,
+        MessagingHistorySet,
+        CredsUpdate,
+        ApplicationStartup,
+        TypebotStart,
+        TypebotChangeStatus
+    ]
+);
 
 #[cfg(test)]
 mod tests {

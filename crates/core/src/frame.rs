@@ -53,10 +53,16 @@ struct Probe<'a> {
     event: Option<&'a RawValue>,
     #[serde(borrow, default)]
     instance: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    // `null` is data too (Evolution's `logout.instance`): present, it is `Some`.
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     timestamp: Option<&'a RawValue>,
+}
+
+/// A member that is there, whatever its value (`Option<&RawValue>` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 impl<'a> Frame<'a> {
