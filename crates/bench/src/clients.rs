@@ -6,7 +6,7 @@ use eventsock_client::{ClientConfig, Delivery, Shutdown, Supervisor};
 use eventsock_core::Source;
 use eventsock_core::{legacy, Endpoint, Event, MessageLike, Token};
 use eventsock_handler::{Received, Router};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -184,6 +184,27 @@ pub(crate) async fn router(
     slowest(supervisor, waits).await
 }
 
+/// The default bot path of [`router`] (one closure taking `legacy::MessagesUpsert`, what
+/// `eventsock::Msg` is), on an Evolution API source: Socket.IO, binary events with three
+/// attachments each, Evolution's shape read and given in the legacy one.
+pub(crate) async fn evolution(base: &str, total: u64) -> anyhow::Result<Run> {
+    let endpoint = Endpoint::parse(base)?;
+    let (counter, rx) = Counter::new(total, false);
+    let counter = std::sync::Mutex::new(counter);
+    let router = Router::builder().on(move |e: Received<legacy::MessagesUpsert>| {
+        counter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .count(&e.event);
+        std::future::ready(Ok(()))
+    });
+    let supervisor = Supervisor::builder()
+        .source(Source::evolution(endpoint, "bot", Token::new("bench")))
+        .router(router.build())
+        .start()?;
+    slowest(supervisor, vec![rx]).await
+}
+
 /// What a user writing a client by hand would decode: only the fields a bot reads.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -205,32 +226,98 @@ struct LeanContent {
 /// The baseline a user would write by hand: tokio-tungstenite and serde_json into a lean
 /// struct of the fields a bot reads (the rest skipped), no actors, no queue.
 pub(crate) async fn lean(url: &str, total: u64, latency: bool) -> anyhow::Result<Run> {
-    raw_client(url, total, latency, |text| {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    raw_client(ws, total, latency, |text| {
         let m: Lean = serde_json::from_str(text)?;
         std::hint::black_box((&m.key_id, &m.key_remote_jid, m.key_from_me, &m.content.text));
-        Ok(m.sent_at_us)
+        Ok(Some(m.sent_at_us))
+    })
+    .await
+}
+
+/// What a user would decode of Evolution's message by hand: the same four fields.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanEvolution {
+    sent_at_us: Option<u64>,
+    key: LeanKey,
+    #[serde(default)]
+    message: LeanBody,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanKey {
+    id: Option<String>,
+    remote_jid: Option<String>,
+    #[serde(default)]
+    from_me: bool,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LeanBody {
+    conversation: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct LeanEnvelope<'a> {
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    data: LeanEvolution,
+}
+
+/// The Evolution baseline a user would write by hand: tokio-tungstenite, the Engine.IO open and
+/// the namespace connect written out, then serde_json of each event packet's `[name, envelope]`
+/// into a lean struct; the attachments are not needed for those fields, and skipped.
+pub(crate) async fn lean_evolution(base: &str, total: u64) -> anyhow::Result<Run> {
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replacen("http://", "ws://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let _open = ws.next().await;
+    ws.send(tokio_tungstenite::tungstenite::Message::text("40/bot,"))
+        .await?;
+    raw_client(ws, total, false, |text| {
+        // `42/bot,[...]` or `45<n>-/bot,[...]`: the JSON after the namespace's comma.
+        if !(text.starts_with("42") || text.starts_with("45")) {
+            return Ok(None);
+        }
+        let Some((_, json)) = text.split_once(',') else {
+            return Ok(None);
+        };
+        let (_, e): (&str, LeanEnvelope<'_>) = serde_json::from_str(json)?;
+        if e.event != "messages.upsert" {
+            return Ok(None);
+        }
+        let m = e.data;
+        std::hint::black_box((&m.key.id, &m.key.remote_jid, m.key.from_me, &m.message.conversation));
+        Ok(Some(m.sent_at_us))
     })
     .await
 }
 
 /// tokio-tungstenite and serde_json into eventsock's own lossless payload type, no actors.
 pub(crate) async fn raw(url: &str, total: u64, latency: bool) -> anyhow::Result<Run> {
-    raw_client(url, total, latency, |text| {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+    raw_client(ws, total, latency, |text| {
         let m: legacy::MessagesUpsert = serde_json::from_str(text)?;
-        Ok(m.extra.get("sentAtUs").and_then(|v| v.as_u64()))
+        Ok(Some(m.extra.get("sentAtUs").and_then(|v| v.as_u64())))
     })
     .await
 }
 
 /// A hand-written client: reads frames with tokio-tungstenite and decodes each with `decode`,
-/// which returns the frame's send time.
-async fn raw_client(
-    url: &str,
+/// which returns the frame's send time when it is an event to count (`None` when it is not).
+async fn raw_client<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
     total: u64,
     latency: bool,
-    decode: impl Fn(&str) -> anyhow::Result<Option<u64>>,
-) -> anyhow::Result<Run> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    decode: impl Fn(&str) -> anyhow::Result<Option<Option<u64>>>,
+) -> anyhow::Result<Run>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut count = 0u64;
     let mut first = None;
     let mut latencies = if latency {
@@ -244,7 +331,9 @@ async fn raw_client(
         if text.is_empty() {
             continue;
         }
-        let sent = decode(text)?;
+        let Some(sent) = decode(text)? else {
+            continue;
+        };
         count += 1;
         // The clock is read only when it is used: the first event, the last, and every one
         // when latencies are kept.

@@ -60,8 +60,10 @@ enum Cmd {
     },
     /// One throughput run of one client (for profiling).
     Throughput {
-        /// router (a `RouterBuilder::on` closure, the default), eventsock (a handler actor),
-        /// pipelined, lean (raw into a lean struct), raw (into eventsock's type) or node.
+        /// router (a `RouterBuilder::on` closure, the default), evolution (the same on an
+        /// Evolution API source: Socket.IO), lean-evolution (Socket.IO by hand into a lean
+        /// struct), eventsock (a handler actor), pipelined, lean (raw into a lean struct), raw
+        /// (into eventsock's type) or node.
         #[arg(long, default_value = "router")]
         client: String,
         #[arg(long, default_value_t = 1_000_000)]
@@ -313,6 +315,8 @@ fn main() -> anyhow::Result<()> {
                         .await?
                 }
                 "router" => clients::router(&server.base(&plan), events, handlers, false).await?,
+                "evolution" => clients::evolution(&server.base(&plan), events).await?,
+                "lean-evolution" => clients::lean_evolution(&server.base(&plan), events).await?,
                 "lean" => clients::lean(&server.ws_url(&plan), events, false).await?,
                 "raw" => clients::raw(&server.ws_url(&plan), events, false).await?,
                 "node" => clients::node(&server.ws_url(&plan), events).await?,

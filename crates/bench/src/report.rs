@@ -340,6 +340,50 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "least 0.9x ({}: {:.2}x); both at least 4x Node ({}: {:.2}x and {:.2}x; lean raw itself reaches {:.2}x).\n",
         met(actor >= 0.9 * lean), actor / lean, met(o >= 4.0 * n && actor >= 4.0 * n), o / n, actor / n, lean / n)?;
 
+    // Evolution API.
+    eprintln!("evolution...");
+    writeln!(md, "## Evolution API (Socket.IO) against the CodeChat path\n")?;
+    writeln!(md, "The same bot (one `RouterBuilder::on` closure taking `legacy::MessagesUpsert`, what `eventsock::Msg` is) on a")?;
+    writeln!(md, "CodeChat source and on an Evolution API source; {events} `messages.upsert` each, median of 3 rounds, interleaved.")?;
+    writeln!(md, "Evolution's frames are its wire since 2.3.6: a Socket.IO binary event of ~1.4 KB (the fixture")?;
+    writeln!(md, "`tests/fixtures/evolution/messages.upsert.json`, its members in the server's order) and its 3 attachments")?;
+    writeln!(md, "(4 WebSocket frames an event). eventsock reads the packet, puts the attachments in (base64), reads Evolution's")?;
+    writeln!(md, "message whole and gives it in the legacy shape. The baseline is what a user would write by hand for")?;
+    writeln!(md, "Evolution: tokio-tungstenite, the Engine.IO open and namespace connect written out, serde_json of each")?;
+    writeln!(md, "event packet into a lean struct of the four fields, the attachments skipped.\n")?;
+    writeln!(md, "| client | events/s (median) | rounds | vs the CodeChat path | vs Evolution by hand |")?;
+    writeln!(md, "| --- | ---: | --- | ---: | ---: |")?;
+    let evo_names = ["codechat", "evolution", "lean-evolution"];
+    let mut evo: Vec<Vec<f64>> = vec![Vec::new(); evo_names.len()];
+    for _ in 0..3 {
+        for (i, name) in evo_names.iter().enumerate() {
+            let run = match *name {
+                "codechat" => clients::router(&server.base(&plan), events, 1, false).await?,
+                "evolution" => clients::evolution(&server.base(&plan), events).await?,
+                _ => clients::lean_evolution(&server.base(&plan), events).await?,
+            };
+            evo[i].push(run.per_second());
+            let _ = server.sent_rate();
+        }
+    }
+    let em: Vec<f64> = evo.iter().map(|v| median(v.clone())).collect();
+    let evo_labels = [
+        "eventsock on CodeChat (the legacy socket, ~420-byte frames)",
+        "eventsock on Evolution API (Socket.IO binary events)",
+        "Evolution by hand: tokio-tungstenite + serde_json into a lean struct",
+    ];
+    for (i, label) in evo_labels.iter().enumerate() {
+        writeln!(
+            md,
+            "| {label} | {:.0} | {} | {:.2}x | {:.2}x |",
+            em[i],
+            rounds(&evo[i]),
+            em[i] / em[0],
+            em[i] / em[2]
+        )?;
+    }
+    writeln!(md)?;
+
     // Fan-out.
     eprintln!("fan-out...");
     writeln!(md, "## Fan-out\n")?;

@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/legacy/messages.upsert.json");
+/// Evolution API's `messages.upsert` as it comes on the wire since 2.3.6: a binary event whose
+/// three byte fields follow as attachments.
+const EVOLUTION: &str = include_str!("../../../tests/fixtures/evolution/messages.upsert.json");
 
 /// Microseconds since the epoch: comparable across processes on one machine.
 pub(crate) fn now_us() -> u64 {
@@ -56,6 +59,61 @@ impl Template {
             1,
         )
     }
+}
+
+/// Evolution's event, compact, with `"seq":N,"sentAtUs":T` spliced at the front of its data,
+/// as a Socket.IO binary event of namespace `/bot`.
+pub(crate) struct EvolutionTemplate {
+    head: String,
+    rest: String,
+    attachments: [Vec<u8>; 3],
+}
+
+impl EvolutionTemplate {
+    pub(crate) fn new() -> EvolutionTemplate {
+        // Compacted in the fixture's order (the server's: `apikey` last), which a `Value`
+        // would sort.
+        let envelope = minified(EVOLUTION);
+        let body = format!("[\"messages.upsert\",{envelope}]");
+        let at = body.find("\"data\":{").expect("an envelope with data") + "\"data\":{".len();
+        EvolutionTemplate {
+            head: format!("453-/bot,{}", &body[..at]),
+            rest: body[at..].to_owned(),
+            attachments: [vec![7; 32], vec![9; 32], vec![1; 32]],
+        }
+    }
+
+    /// The packet's text and its attachments.
+    pub(crate) fn frames(&self, seq: u64) -> [Message; 4] {
+        let text = format!("{}\"seq\":{seq},\"sentAtUs\":{},{}", self.head, now_us(), self.rest);
+        let [a, b, c] = self.attachments.clone();
+        [
+            Message::text(text),
+            Message::binary(a),
+            Message::binary(b),
+            Message::binary(c),
+        ]
+    }
+}
+
+/// `json` without the whitespace between its tokens, members in their order.
+fn minified(json: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(json.len()), false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
 }
 
 struct Plan {
@@ -115,10 +173,51 @@ pub(crate) async fn serve(port: u16) -> anyhow::Result<()> {
             };
             let plan = plan(&path);
             let (mut sink, mut stream) = ws.split();
+            if path.ends_with("/socket.io/") {
+                // Evolution API: the open packet, the client's namespace connect, then events.
+                let open = r#"0{"sid":"bench0000000000000000","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+                if sink.send(Message::text(open)).await.is_err() {
+                    return;
+                }
+                let nsp = loop {
+                    match stream.next().await {
+                        Some(Ok(Message::Text(t))) if t.starts_with("40/") => {
+                            break t.trim_start_matches("40").trim_end_matches(',').to_owned();
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    }
+                };
+                let joined = format!(r#"40{nsp},{{"sid":"bench"}}"#);
+                if sink.send(Message::text(joined)).await.is_err() {
+                    return;
+                }
+            }
             // Answer pings and notice when the client leaves.
             let reader =
                 tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
-            if !plan.idle && plan.count > 0 {
+            if !plan.idle && plan.count > 0 && path.ends_with("/socket.io/") {
+                let template = EvolutionTemplate::new();
+                let started = Instant::now();
+                let start_us = now_us();
+                let mut sent = 0u64;
+                while sent < plan.count {
+                    for frame in template.frames(sent) {
+                        if sink.feed(frame).await.is_err() {
+                            return;
+                        }
+                    }
+                    sent += 1;
+                    if sent.is_multiple_of(64) && sink.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let _ = sink.flush().await;
+                println!(
+                    "{{\"sent\":{sent},\"us\":{},\"start_us\":{start_us}}}",
+                    started.elapsed().as_micros()
+                );
+            } else if !plan.idle && plan.count > 0 {
                 let template = Template::new();
                 let started = Instant::now();
                 let start_us = now_us();

@@ -8,7 +8,7 @@
 //!
 //! Bots written against [`legacy::MessagesUpsert`] (what `eventsock::Msg` is) run on Evolution
 //! unchanged: a message is read in this shape, then given to them in the legacy one
-//! ([`Message::to_legacy`]), with what that shape has no field for kept in its `extra`.
+//! ([`Message::into_legacy`]), with what that shape has no field for kept in its `extra`.
 //! Handlers that want Evolution's own shape take [`MessagesUpsert`] here.
 
 use crate::legacy;
@@ -19,13 +19,12 @@ use serde::{Deserialize, Serialize};
 use std::ops::{Deref, DerefMut};
 
 /// A message's key, as Baileys writes it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageKey {
     /// The chat's JID.
     pub remote_jid: Option<String>,
     /// Whether this instance sent it.
-    #[serde(default, deserialize_with = "wire::null_default")]
     pub from_me: bool,
     /// WhatsApp's message id.
     pub id: Option<String>,
@@ -38,11 +37,10 @@ pub struct MessageKey {
 }
 
 /// A message as Evolution API sends it on `messages.upsert` and `send.message`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// The message's key.
-    #[serde(default, deserialize_with = "wire::null_default")]
     pub key: MessageKey,
     /// The sender's display name.
     pub push_name: Option<String>,
@@ -60,7 +58,7 @@ pub struct Message {
     pub message_type: Option<String>,
     /// Send time, seconds since the epoch (a number, a string, or protobuf's
     /// `{low, high, unsigned}`).
-    #[serde(default, with = "wire::opt_long")]
+    #[serde(serialize_with = "wire::opt_long::serialize")]
     pub message_timestamp: Option<i64>,
     /// The instance's id (a UUID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +70,26 @@ pub struct Message {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+// Read field by field, the rest kept: `#[serde(flatten)]` would buffer the whole message first.
+wire::lossless_deserialize!(MessageKey {
+    "remoteJid" => remote_jid: Option<String>,
+    "fromMe" => from_me: bool = wire::null_default,
+    "id" => id: Option<String>,
+    "participant" => participant: Option<String>,
+});
+
+wire::lossless_deserialize!(Message {
+    "key" => key: MessageKey = wire::null_default,
+    "pushName" => push_name: Option<String>,
+    "status" => status: Option<String>,
+    "message" => message: Option<serde_json::Value>,
+    "contextInfo" => context_info: Option<serde_json::Value>,
+    "messageType" => message_type: Option<String>,
+    "messageTimestamp" => message_timestamp: Option<i64> = wire::opt_long::deserialize,
+    "instanceId" => instance_id: Option<String>,
+    "source" => source: Option<String>,
+});
 
 impl Message {
     /// The body under the message's type (`message.imageMessage` for an image).
@@ -95,59 +113,67 @@ impl Message {
     /// text, the media message's fields for a media), `source` as `device`. What that shape has
     /// no field for is kept in `extra` under its own name (`status`, `message`, the whole body
     /// as it came, `contextInfo`, `keyExtra` for the key's other fields, `evolutionInstanceId`).
-    pub fn to_legacy(&self) -> legacy::StoredMessage {
-        let mut content = legacy::MessageContent::default();
-        match self.body() {
+    pub fn into_legacy(self) -> legacy::StoredMessage {
+        let mut content = match self.body() {
             Some(serde_json::Value::Object(fields)) => {
-                let body: legacy::MessageContent =
-                    serde_json::from_value(serde_json::Value::Object(fields.clone()))
-                        .unwrap_or_default();
-                content = body;
+                serde_json::from_value(serde_json::Value::Object(fields.clone()))
+                    .unwrap_or_default()
             }
-            Some(serde_json::Value::String(text)) => content.text = Some(text.clone()),
-            _ => {}
-        }
+            Some(serde_json::Value::String(text)) => legacy::MessageContent {
+                text: Some(text.clone()),
+                ..legacy::MessageContent::default()
+            },
+            _ => legacy::MessageContent::default(),
+        };
         if content.text.is_none() && content.caption.is_none() {
             content.text = self.text().map(str::to_owned);
         }
-        let mut extra = self.extra.clone();
-        let mut put = |name: &str, value: Option<serde_json::Value>| {
-            if let Some(v) = value {
-                extra.insert(name.to_owned(), v);
-            }
-        };
-        put("status", self.status.clone().map(Into::into));
-        put("message", self.message.clone());
-        put("contextInfo", self.context_info.clone());
-        put(
-            "evolutionInstanceId",
-            self.instance_id.clone().map(Into::into),
-        );
-        if !self.key.extra.is_empty() {
-            put("keyExtra", Some(self.key.extra.clone().into()));
-        }
-        let chat = self.key.remote_jid.clone();
         let lid = |v: Option<&serde_json::Value>| {
             v.and_then(|v| v.as_str())
                 .filter(|s| s.ends_with("@lid"))
                 .map(str::to_owned)
         };
+        let key_lid = lid(self.key.extra.get("remoteJidAlt")).or_else(|| lid(self.key.extra.get("senderLid")));
+        let key_participant_lid = lid(self.key.extra.get("participantAlt"));
+        let Message {
+            key,
+            push_name,
+            status,
+            message,
+            context_info,
+            message_type,
+            message_timestamp,
+            instance_id,
+            source,
+            mut extra,
+        } = self;
+        let mut put = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                extra.insert(name.to_owned(), v);
+            }
+        };
+        put("status", status.map(Into::into));
+        put("message", message);
+        put("contextInfo", context_info);
+        put("evolutionInstanceId", instance_id.map(Into::into));
+        if !key.extra.is_empty() {
+            put("keyExtra", Some(key.extra.into()));
+        }
         legacy::StoredMessage {
             id: None,
-            key_id: self.key.id.clone(),
-            key_from_me: self.key.from_me,
-            is_group: chat.as_deref().is_some_and(|c| c.ends_with("@g.us")),
-            key_lid: lid(self.key.extra.get("remoteJidAlt"))
-                .or_else(|| lid(self.key.extra.get("senderLid"))),
-            key_remote_jid: chat,
-            key_participant: self.key.participant.clone(),
-            key_participant_lid: lid(self.key.extra.get("participantAlt")),
-            push_name: self.push_name.clone(),
-            message_type: self.message_type.clone(),
+            key_id: key.id,
+            key_from_me: key.from_me,
+            is_group: key.remote_jid.as_deref().is_some_and(|c| c.ends_with("@g.us")),
+            key_lid,
+            key_remote_jid: key.remote_jid,
+            key_participant: key.participant,
+            key_participant_lid,
+            push_name,
+            message_type,
             content,
-            message_timestamp: self.message_timestamp,
+            message_timestamp,
             instance_id: None,
-            device: self.source.clone(),
+            device: source,
             info: None,
             media: None,
             external_attributes: None,
@@ -666,7 +692,7 @@ mod tests {
     #[test]
     fn a_message_reads_as_the_legacy_one_bots_are_written_against() {
         let m: Message = serde_json::from_str(UPSERT).unwrap();
-        let legacy = legacy::MessagesUpsert(m.to_legacy());
+        let legacy = legacy::MessagesUpsert(m.into_legacy());
         assert_eq!(legacy.text(), Some("!ping"));
         assert_eq!(legacy.key_id.as_deref(), Some("3EB0C4A1B2C3D4E5F6A7"));
         assert_eq!(legacy.key_lid.as_deref(), Some("123456789012345@lid"));
@@ -682,7 +708,7 @@ mod tests {
         .unwrap();
         assert_eq!(image.text(), Some("look"));
         assert_eq!(image.media().unwrap().file_length, Some(2048));
-        let legacy = image.to_legacy();
+        let legacy = image.clone().into_legacy();
         assert!(legacy.is_group);
         assert_eq!(legacy.content.caption.as_deref(), Some("look"));
         assert_eq!(legacy.content.file_length, Some(2048));

@@ -93,7 +93,7 @@ macro_rules! payload {
             ) -> Option<Result<Self, serde_json::Error>> {
                 (channel == $crate::name::Channel::Evolution).then(|| {
                     serde_json::from_str::<$crate::evolution::Message>(data)
-                        .map(|m| Self(m.to_legacy()))
+                        .map(|m| Self(m.into_legacy()))
                 })
             }
         }

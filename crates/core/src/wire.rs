@@ -104,27 +104,48 @@ pub mod opt_long {
 
     /// Deserializes a number, a numeric string, a `Long` object, `null` or nothing.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        #[derive(Deserialize)]
-        struct Long {
-            low: i64,
-            high: i64,
-            #[serde(default)]
-            unsigned: bool,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Long(Long),
-            Other(#[serde(deserialize_with = "super::opt_int::deserialize")] Option<i64>),
-        }
-        match Option::<Raw>::deserialize(d)? {
-            None => Ok(None),
-            Some(Raw::Other(v)) => Ok(v),
-            Some(Raw::Long(Long {
-                low,
-                high,
-                unsigned,
-            })) => {
+        struct Long;
+        impl<'de> Visitor<'de> for Long {
+            type Value = Option<i64>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer, an integer written as a string, or {low, high, unsigned}")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                IntVisitor.visit_i64(v).map(Some)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                IntVisitor.visit_u64(v).map(Some)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                IntVisitor.visit_f64(v).map(Some)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                IntVisitor.visit_str(v).map(Some)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut low, mut high, mut unsigned) = (None, None, false);
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match key.as_str() {
+                        "low" => low = Some(map.next_value::<i64>()?),
+                        "high" => high = Some(map.next_value::<i64>()?),
+                        "unsigned" => unsigned = map.next_value::<bool>()?,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let (Some(low), Some(high)) = (low, high) else {
+                    return Err(de::Error::custom("a Long needs low and high"));
+                };
                 // Two 32-bit halves, each written signed or not by protobufjs.
                 let bits = ((high as u64 & 0xffff_ffff) << 32) | (low as u64 & 0xffff_ffff);
                 if unsigned {
@@ -136,6 +157,7 @@ pub mod opt_long {
                 }
             }
         }
+        d.deserialize_option(Long)
     }
 
     /// Serializes as a JSON number (or `null`).

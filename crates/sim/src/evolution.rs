@@ -39,10 +39,15 @@ impl Websocket {
         let events = if !enabled {
             Vec::new()
         } else if events.is_empty() {
+            // The server's list of every event (event.controller.ts), which spells
+            // `groups.update` GROUP_UPDATE: an instance's namespace never gets that event.
             EventKind::ALL
                 .iter()
                 .filter(|k| k.is_evolution())
-                .map(|k| setting_name(k.as_str()))
+                .map(|k| match k {
+                    EventKind::GroupsUpdate => "GROUP_UPDATE".to_owned(),
+                    k => setting_name(k.as_str()),
+                })
                 .collect()
         } else {
             events.iter().map(|e| (*e).to_owned()).collect()
@@ -297,5 +302,6 @@ mod tests {
         assert!(ws.sends("messages.upsert") && !ws.sends("messages.update"));
         assert!(!Websocket::new(false, &[]).sends("messages.upsert"));
         assert!(Websocket::default().sends("call"));
+        assert!(!Websocket::default().sends("groups.update"), "the server's own misspelling");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Packets are read by `eventsock_core::socketio`; this is the session's state between them.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use eventsock_core::socketio::{self, EnginePacket, Handshake, Packet};
 use eventsock_core::{human, EventName};
 use std::time::Duration;
@@ -87,13 +87,14 @@ impl Session {
             )
             .into(),
             Some(text) => match socketio::read(text) {
-                Ok(packet) => self.packet(packet),
+                Ok(packet) => self.packet(packet, &bytes),
                 Err(e) => self.unreadable(&e.reason, text),
             },
         }
     }
 
-    fn packet(&mut self, packet: EnginePacket<'_>) -> Heard {
+    /// A packet read from `frame`'s text.
+    fn packet(&mut self, packet: EnginePacket<'_>, frame: &Bytes) -> Heard {
         match packet {
             EnginePacket::Open(open) => {
                 if self.open.is_some() {
@@ -109,11 +110,11 @@ impl Session {
             },
             EnginePacket::Pong | EnginePacket::Noop => Heard::Nothing,
             EnginePacket::Close => End::Left("the server closed the Engine.IO session").into(),
-            EnginePacket::Message(p) => self.message(p),
+            EnginePacket::Message(p) => self.message(p, frame),
         }
     }
 
-    fn message(&mut self, packet: Packet<'_>) -> Heard {
+    fn message(&mut self, packet: Packet<'_>, frame: &Bytes) -> Heard {
         match packet {
             Packet::Connect { nsp } if nsp == self.nsp => {
                 if std::mem::replace(&mut self.joined, true) {
@@ -128,14 +129,14 @@ impl Session {
             Packet::Disconnect { nsp } if nsp == self.nsp => {
                 End::Left("the server made the client leave the namespace").into()
             }
-            Packet::Event { nsp, body, .. } if nsp == self.nsp => self.event(body),
+            Packet::Event { nsp, body, .. } if nsp == self.nsp => self.event(body, frame),
             Packet::BinaryEvent {
                 nsp,
                 attachments,
                 body,
                 ..
-            } => self.expect(nsp == self.nsp, attachments, body),
-            Packet::BinaryAck { attachments, .. } => self.expect(false, attachments, ""),
+            } => self.expect(nsp == self.nsp, attachments, body, frame),
+            Packet::BinaryAck { attachments, .. } => self.expect(false, attachments, "", frame),
             // Another namespace's packets, acks: nothing for this subscription.
             _ => Heard::Nothing,
         }
@@ -154,20 +155,23 @@ impl Session {
         ))
     }
 
-    /// An event packet's body: its envelope, if it is the subscribed event.
-    fn event(&self, body: &str) -> Heard {
+    /// An event packet's body, read from `source`'s bytes: its envelope, if it is the
+    /// subscribed event (a slice of those bytes, unless the key had to be redacted).
+    fn event(&self, body: &str, source: &Bytes) -> Heard {
         match socketio::event_body(body) {
             Err(e) => self.unreadable(&e.reason, body),
             Ok(ev) if ev.name != self.event.as_str() => Heard::Nothing,
-            Ok(ev) => {
-                let envelope = socketio::redact_api_key(ev.argument);
-                Heard::Event(Bytes::copy_from_slice(envelope.as_bytes()))
-            }
+            Ok(ev) => match socketio::redact_api_key(ev.argument) {
+                std::borrow::Cow::Borrowed(envelope) => {
+                    Heard::Event(source.slice_ref(envelope.as_bytes()))
+                }
+                std::borrow::Cow::Owned(redacted) => Heard::Event(Bytes::from(redacted)),
+            },
         }
     }
 
     /// A binary packet announcing `want` attachments.
-    fn expect(&mut self, deliver: bool, want: usize, body: &str) -> Heard {
+    fn expect(&mut self, deliver: bool, want: usize, body: &str, frame: &Bytes) -> Heard {
         if want > MAX_ATTACHMENTS {
             return End::Protocol(format!(
                 "a binary packet announces {want} attachments (at most {MAX_ATTACHMENTS} are taken)"
@@ -175,7 +179,11 @@ impl Session {
             .into();
         }
         if want == 0 {
-            return if deliver { self.event(body) } else { Heard::Nothing };
+            return if deliver {
+                self.event(body, frame)
+            } else {
+                Heard::Nothing
+            };
         }
         self.binary = Some(Binary {
             deliver,
@@ -216,13 +224,10 @@ impl Session {
         }
         match socketio::fill_placeholders(&b.body, &b.got) {
             Ok(body) => {
-                let mut out = BytesMut::new();
-                match self.event(&body) {
-                    Heard::Event(envelope) => {
-                        out.extend_from_slice(&envelope);
-                        Heard::Event(out.freeze())
-                    }
-                    other => other,
+                let filled = Bytes::from(body);
+                match std::str::from_utf8(&filled) {
+                    Ok(text) => self.event(text, &filled),
+                    Err(_) => self.unreadable("a binary event that is not UTF-8", &b.body),
                 }
             }
             Err(e) => self.unreadable(&e.reason, &b.body),

@@ -25,6 +25,9 @@ pub(super) enum Diagnosis {
     /// Evolution: the settings send the event; the namespace is made at the instance's first
     /// event after each start of the server.
     NoEventYet,
+    /// Evolution: `groups.update`, which 2.3 never sends to an instance's namespace (its
+    /// settings spell it `GROUP_UPDATE`, its events `groups.update`).
+    NeverSent,
 }
 
 impl std::fmt::Display for Diagnosis {
@@ -55,6 +58,9 @@ impl std::fmt::Display for Diagnosis {
                     "the websocket of instance {instance} does not send {setting}: add it to its events with POST /websocket/set/{instance}"
                 )
             }
+            Diagnosis::NeverSent => f.write_str(
+                "Evolution API 2.3 never sends groups.update to an instance's namespace (its settings spell it GROUP_UPDATE): only its global events (WEBSOCKET_GLOBAL_EVENTS=true) carry it",
+            ),
             Diagnosis::NoEventYet => f.write_str(
                 "its settings send this event, but the server has sent the instance nothing since it started (Evolution makes the namespace then): retrying until it does",
             ),
@@ -96,6 +102,9 @@ pub(super) async fn probe(client: &awc::Client, source: &Source, token: Token) -
 /// the settings send the event.
 pub(super) async fn websocket(rest: RestClient, event: &EventName) -> Option<Diagnosis> {
     let instance = rest.instance().to_owned();
+    if event.kind() == Some(eventsock_core::EventKind::GroupsUpdate) {
+        return Some(Diagnosis::NeverSent);
+    }
     let settings = match rest.websocket_settings().await {
         Ok(s) => s,
         Err(e) => return Some(Diagnosis::Unknown(e)),

@@ -476,7 +476,11 @@ impl Supervisor {
         ctx.spawn(check.into_actor(self).map(move |found, act, _| {
             let s = &act.subs[sub];
             match found {
-                Some(d @ (Diagnosis::WebsocketOff { .. } | Diagnosis::NotListed { .. })) => {
+                Some(
+                    d @ (Diagnosis::WebsocketOff { .. }
+                    | Diagnosis::NotListed { .. }
+                    | Diagnosis::NeverSent),
+                ) => {
                     tracing::warn!(instance = %s.source.instance(), event = %s.event, "connected, but no such event will come: {d}");
                 }
                 Some(d) => {
