@@ -192,9 +192,7 @@ fn in_flags(e: &SourceError) -> String {
             format!("--url: {e} (give it with --token-file or EVENTSOCK_TOKEN)")
         }
         SourceError::Url(_) => format!("--url: {e}"),
-        SourceError::NoInstance => format!(
-            "--instance: an Evolution API key (and a token without claims) names no instance: pass --instance NAME or set EVENTSOCK_INSTANCE"
-        ),
+        SourceError::NoInstance => "--instance: an Evolution API key (and a token without claims) names no instance: pass --instance NAME or set EVENTSOCK_INSTANCE".to_owned(),
         _ => format!("--token: {e}"),
     }
 }
@@ -413,7 +411,12 @@ fn simulated(protocol: Option<Protocol>) -> Result<(Source, Option<Sim>), RunErr
         Protocol::Evolution => sim.sim.api_key(&instance).unwrap_or_default(),
         _ => sim.sim.mint_token(&instance, None),
     };
-    let source = Source::for_instance(&sim.url(), Token::new(token), Some(protocol), Some(&instance))?;
+    let source = Source::for_instance(
+        &sim.url(),
+        Token::new(token),
+        Some(protocol),
+        Some(&instance),
+    )?;
     Ok((source, Some(sim)))
 }
 

@@ -98,10 +98,17 @@ fn evolution_sim() -> TestServer {
 async fn the_echo_bot_runs_unchanged_on_evolution() {
     let s = evolution_sim();
     let _bot = Example::start("echo_bot", &s, &[]);
-    until("the bot joined the namespace", || s.sim.joined("codechat") == 1).await;
+    until("the bot joined the namespace", || {
+        s.sim.joined("codechat") == 1
+    })
+    .await;
     let sim = &s.sim;
     for (id, text) in [("E1", "!ping"), ("E2", "hello"), ("E3", "!ping")] {
-        sim.emit("codechat", "messages.upsert", &message(id, "5511988887777", text));
+        sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(id, "5511988887777", text),
+        );
     }
     until("two pongs", || replies(sim, "5511988887777").len() == 2).await;
     assert_eq!(replies(sim, "5511988887777"), ["pong", "pong"]);
@@ -127,7 +134,10 @@ async fn the_order_bot_runs_unchanged_on_evolution() {
     let db = tempfile::tempdir().unwrap();
     let path = db.path().join("orders.db");
     let _bot = Example::start("order_bot", &s, &[("ORDER_BOT_DB", path.to_str().unwrap())]);
-    until("the bot joined the namespace", || s.sim.joined("codechat") == 1).await;
+    until("the bot joined the namespace", || {
+        s.sim.joined("codechat") == 1
+    })
+    .await;
     let (sim, chat) = (&s.sim, "5511988887777");
     let want = [
         "Hello! What would you like: pizza or salad?",
@@ -140,9 +150,16 @@ async fn the_order_bot_runs_unchanged_on_evolution() {
         .into_iter()
         .enumerate()
     {
-        sim.emit("codechat", "messages.upsert", &message(&format!("O{n}"), chat, text));
+        sim.emit(
+            "codechat",
+            "messages.upsert",
+            &message(&format!("O{n}"), chat, text),
+        );
         // One answer before the next message, as a person types.
-        until(&format!("answer {}", n + 1), || replies(sim, chat).len() == n + 1).await;
+        until(&format!("answer {}", n + 1), || {
+            replies(sim, chat).len() == n + 1
+        })
+        .await;
     }
     assert_eq!(replies(sim, chat), want);
 }
@@ -228,11 +245,24 @@ async fn a_websocket_that_is_off_is_said_with_the_call_that_fixes_it() {
         .await
         .unwrap();
     assert_eq!(answer.status().as_u16(), 201);
-    s.sim.emit("codechat", "connection.update", &json!({"state": "open"}));
-    assert!(!s.sim.emit("codechat", "connection.update", &json!({"state": "open"})), "not listed: not sent");
-    s.sim.emit("codechat", "messages.upsert", &message("W0", "5511988887777", "made"));
+    s.sim
+        .emit("codechat", "connection.update", &json!({"state": "open"}));
+    assert!(
+        !s.sim
+            .emit("codechat", "connection.update", &json!({"state": "open"})),
+        "not listed: not sent"
+    );
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &message("W0", "5511988887777", "made"),
+    );
     until("joined", || s.sim.joined("codechat") == 1).await;
-    s.sim.emit("codechat", "messages.upsert", &message("W1", "5511988887777", "hello"));
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &message("W1", "5511988887777", "hello"),
+    );
     let events = rec.wait_events(1).await;
     assert_eq!(events[0].1["content"]["text"], "hello");
     sup.send(eventsock::client::Shutdown).await.unwrap();
@@ -257,7 +287,10 @@ async fn a_refused_key_is_said_and_retried_at_the_slowest_pace() {
             })
         })
         .await;
-    assert!(cause.contains("400 Bad Request, Evolution API's answer to a missing or unknown API key"), "{cause}");
+    assert!(
+        cause.contains("400 Bad Request, Evolution API's answer to a missing or unknown API key"),
+        "{cause}"
+    );
     assert_eq!(delay, fast_config().backoff.max_delay());
     sup.send(eventsock::client::Shutdown).await.unwrap();
 }

@@ -52,7 +52,11 @@ async fn packets_that_are_not_packets_are_skipped_and_the_stream_goes_on() {
         let Some(connect) = hostile::socket_io_open(&mut s, &r, stats, 25_000, 20_000) else {
             return;
         };
-        assert_eq!(connect, format!("40{NSP},"), "the client's namespace connect");
+        assert_eq!(
+            connect,
+            format!("40{NSP},"),
+            "the client's namespace connect"
+        );
         let joined = format!(r#"40{NSP},{{"sid":"x"}}"#);
         hostile::send(&mut s, &hostile::frame(1, joined.as_bytes()), stats);
         let garbage: [&[u8]; 9] = [
@@ -110,7 +114,11 @@ async fn a_packet_over_the_frame_limit_ends_the_connection_and_it_comes_back() {
     assert!(cause.contains("1073741824 bytes"), "{cause}");
     until("a second connection", || server.sessions() >= 2).await;
     // It hung up instead of buffering the gigabyte.
-    assert!(server.written() < 64 * 1024 * 1024, "{} bytes taken", server.written());
+    assert!(
+        server.written() < 64 * 1024 * 1024,
+        "{} bytes taken",
+        server.written()
+    );
     sup.send(Shutdown).await.unwrap();
 }
 
@@ -181,8 +189,15 @@ async fn binary_attachments_stand_where_their_placeholders_stood() {
     assert_eq!(info["hash"], "AAEC");
     assert_eq!(info["messageSecret"], format!("{}8=", "/".repeat(42)));
     let cause = rec.wait("a reconnect", reconnect_cause).await;
-    assert!(cause.contains("binary event waited for its attachments"), "{cause}");
-    assert_eq!(texts(&rec), ["with bytes"], "nothing of the broken packet was delivered");
+    assert!(
+        cause.contains("binary event waited for its attachments"),
+        "{cause}"
+    );
+    assert_eq!(
+        texts(&rec),
+        ["with bytes"],
+        "nothing of the broken packet was delivered"
+    );
     sup.send(Shutdown).await.unwrap();
 }
 

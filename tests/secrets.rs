@@ -133,7 +133,11 @@ fn evolution_message(id: &str, chat: &str, text: &str) -> serde_json::Value {
 /// The texts the simulator was asked to send to `chat`.
 fn replies(sim: &eventsock::sim::Sim, chat: &str) -> Vec<String> {
     let jid = format!("{chat}@s.whatsapp.net");
-    sim.sent().into_iter().filter(|s| s.chat == jid).map(|s| s.text).collect()
+    sim.sent()
+        .into_iter()
+        .filter(|s| s.chat == jid)
+        .map(|s| s.text)
+        .collect()
 }
 
 #[actix_rt::test]
@@ -172,8 +176,11 @@ async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
     };
     let running = eventsock::Run::start(router, settings).await.unwrap();
     until("the namespace joined", || s.sim.joined("codechat") == 1).await;
-    s.sim
-        .emit("codechat", "messages.upsert", &evolution_message("K1", "5511988887777", "!ping"));
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &evolution_message("K1", "5511988887777", "!ping"),
+    );
     until("the pong", || replies(&s.sim, "5511988887777").len() == 1).await;
     // A refused key, and a frame that is not a packet: errors are logged too.
     let wrong = eventsock::core::Source::evolution(
@@ -193,15 +200,30 @@ async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
         .emit_text("codechat", "messages.upsert", format!("42/codechat,{key}"));
     let misfit = json!(["messages.upsert", {"event": "messages.upsert", "instance": "codechat",
         "data": {"key": "not a key"}, "apikey": key}]);
-    s.sim
-        .emit_text("codechat", "messages.upsert", format!("42/codechat,{misfit}"));
-    s.sim
-        .emit("codechat", "messages.upsert", &evolution_message("K2", "5511988887777", "!ping"));
-    until("the second pong", || replies(&s.sim, "5511988887777").len() == 2).await;
+    s.sim.emit_text(
+        "codechat",
+        "messages.upsert",
+        format!("42/codechat,{misfit}"),
+    );
+    s.sim.emit(
+        "codechat",
+        "messages.upsert",
+        &evolution_message("K2", "5511988887777", "!ping"),
+    );
+    until("the second pong", || {
+        replies(&s.sim, "5511988887777").len() == 2
+    })
+    .await;
     running.stop().await;
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("connected"), "the log has the session: {text}");
-    assert!(text.contains("not a Socket.IO packet"), "the bad packet is logged: {text}");
+    assert!(
+        text.contains("connected"),
+        "the log has the session: {text}"
+    );
+    assert!(
+        text.contains("not a Socket.IO packet"),
+        "the bad packet is logged: {text}"
+    );
     assert!(!text.contains(&key), "the API key is in the log");
 }

@@ -60,9 +60,7 @@ pub(crate) async fn run(args: SimArgs) -> anyhow::Result<()> {
             println!("  apikey:   {key}  (the instance's token; the global key is --secret)");
             println!("  events:   Socket.IO ws://{addr}/socket.io/?EIO=4&transport=websocket, namespace /{instance}");
             println!("  reply:    POST http://{addr}/message/sendText/{instance}  (apikey: <key>)");
-            println!(
-                "  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open}}"
-            );
+            println!("  control:  POST http://{addr}/control/{{emit,burst,drop,close,half-open}}");
             println!(
                 "  try:      eventsock tail --protocol evolution --url http://{addr} --instance {instance} --token {key} --event messages.upsert"
             );

@@ -225,7 +225,10 @@ pub fn hold(stats: &Stats) {
 
 /// Reads one client frame (masked, as clients send them): its opcode and payload, `None` once
 /// the peer is gone or sends more than 1 MiB. Blocks up to `timeout`.
-pub fn read_client_frame(stream: &mut TcpStream, timeout: std::time::Duration) -> Option<(u8, Vec<u8>)> {
+pub fn read_client_frame(
+    stream: &mut TcpStream,
+    timeout: std::time::Duration,
+) -> Option<(u8, Vec<u8>)> {
     stream.set_read_timeout(Some(timeout)).ok()?;
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).ok()?;
@@ -270,7 +273,8 @@ pub fn socket_io_open(
 ) -> Option<String> {
     if !request.is_upgrade() {
         // A REST call (the client asking about the instance's settings): no such route here.
-        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         return None;
     }
     if !upgrade(stream, request) {

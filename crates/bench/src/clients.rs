@@ -291,7 +291,12 @@ pub(crate) async fn lean_evolution(base: &str, total: u64) -> anyhow::Result<Run
             return Ok(None);
         }
         let m = e.data;
-        std::hint::black_box((&m.key.id, &m.key.remote_jid, m.key.from_me, &m.message.conversation));
+        std::hint::black_box((
+            &m.key.id,
+            &m.key.remote_jid,
+            m.key.from_me,
+            &m.message.conversation,
+        ));
         Ok(Some(m.sent_at_us))
     })
     .await

@@ -342,7 +342,10 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
 
     // Evolution API.
     eprintln!("evolution...");
-    writeln!(md, "## Evolution API (Socket.IO) against the CodeChat path\n")?;
+    writeln!(
+        md,
+        "## Evolution API (Socket.IO) against the CodeChat path\n"
+    )?;
     writeln!(md, "The same bot (one `RouterBuilder::on` closure taking `legacy::MessagesUpsert`, what `eventsock::Msg` is) on a")?;
     writeln!(md, "CodeChat source and on an Evolution API source; {events} `messages.upsert` each, median of 3 rounds, interleaved.")?;
     writeln!(md, "Evolution's frames are its wire since 2.3.6: a Socket.IO binary event of ~1.4 KB (the fixture")?;
@@ -350,8 +353,14 @@ pub(crate) async fn all(events: u64, fuzz_cases: u64, skip_decode: bool) -> anyh
     writeln!(md, "(4 WebSocket frames an event). eventsock reads the packet, puts the attachments in (base64), reads Evolution's")?;
     writeln!(md, "message whole and gives it in the legacy shape. The baseline is what a user would write by hand for")?;
     writeln!(md, "Evolution: tokio-tungstenite, the Engine.IO open and namespace connect written out, serde_json of each")?;
-    writeln!(md, "event packet into a lean struct of the four fields, the attachments skipped.\n")?;
-    writeln!(md, "| client | events/s (median) | rounds | vs the CodeChat path | vs Evolution by hand |")?;
+    writeln!(
+        md,
+        "event packet into a lean struct of the four fields, the attachments skipped.\n"
+    )?;
+    writeln!(
+        md,
+        "| client | events/s (median) | rounds | vs the CodeChat path | vs Evolution by hand |"
+    )?;
     writeln!(md, "| --- | ---: | --- | ---: | ---: |")?;
     let evo_names = ["codechat", "evolution", "lean-evolution"];
     let mut evo: Vec<Vec<f64>> = vec![Vec::new(); evo_names.len()];

@@ -85,7 +85,12 @@ impl EvolutionTemplate {
 
     /// The packet's text and its attachments.
     pub(crate) fn frames(&self, seq: u64) -> [Message; 4] {
-        let text = format!("{}\"seq\":{seq},\"sentAtUs\":{},{}", self.head, now_us(), self.rest);
+        let text = format!(
+            "{}\"seq\":{seq},\"sentAtUs\":{},{}",
+            self.head,
+            now_us(),
+            self.rest
+        );
         let [a, b, c] = self.attachments.clone();
         [
             Message::text(text),

@@ -133,7 +133,8 @@ impl Message {
                 .filter(|s| s.ends_with("@lid"))
                 .map(str::to_owned)
         };
-        let key_lid = lid(self.key.extra.get("remoteJidAlt")).or_else(|| lid(self.key.extra.get("senderLid")));
+        let key_lid = lid(self.key.extra.get("remoteJidAlt"))
+            .or_else(|| lid(self.key.extra.get("senderLid")));
         let key_participant_lid = lid(self.key.extra.get("participantAlt"));
         let Message {
             key,
@@ -163,7 +164,10 @@ impl Message {
             id: None,
             key_id: key.id,
             key_from_me: key.from_me,
-            is_group: key.remote_jid.as_deref().is_some_and(|c| c.ends_with("@g.us")),
+            is_group: key
+                .remote_jid
+                .as_deref()
+                .is_some_and(|c| c.ends_with("@g.us")),
             key_lid,
             key_remote_jid: key.remote_jid,
             key_participant: key.participant,
@@ -712,7 +716,10 @@ mod tests {
         assert!(legacy.is_group);
         assert_eq!(legacy.content.caption.as_deref(), Some("look"));
         assert_eq!(legacy.content.file_length, Some(2048));
-        assert_eq!(legacy.key_participant.as_deref(), Some("551@s.whatsapp.net"));
+        assert_eq!(
+            legacy.key_participant.as_deref(),
+            Some("551@s.whatsapp.net")
+        );
     }
 
     #[test]

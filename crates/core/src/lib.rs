@@ -46,10 +46,10 @@ mod name;
 mod payload;
 mod recent;
 mod record;
+pub mod socketio;
 mod source;
 mod subscription;
 mod token;
-pub mod socketio;
 pub mod v2;
 pub mod wire;
 

@@ -287,9 +287,8 @@ pub fn fill_placeholders<B: AsRef<[u8]>>(
     if let Some(filled) = fill_as_written(body, attachments) {
         return filled;
     }
-    let mut value: serde_json::Value = serde_json::from_str(body).map_err(|e| {
-        PacketError::new(format!("a binary event that is not JSON: {e}"), body)
-    })?;
+    let mut value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| PacketError::new(format!("a binary event that is not JSON: {e}"), body))?;
     fill(&mut value, attachments, 0).map_err(|reason| PacketError::new(reason, body))?;
     Ok(value.to_string())
 }
@@ -358,7 +357,8 @@ fn fill<B: AsRef<[u8]>>(
                     .ok()
                     .and_then(|n| attachments.get(n))
                     .ok_or("a placeholder naming an attachment that did not come")?;
-                *value = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
+                *value =
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()));
                 return Ok(());
             }
             for v in map.values_mut() {
@@ -431,7 +431,12 @@ pub fn event(nsp: &str, name: &str, argument: &serde_json::Value) -> String {
 }
 
 /// Writes the open packet (server side).
-pub fn open(sid: &str, ping_interval: Duration, ping_timeout: Duration, max_payload: u64) -> String {
+pub fn open(
+    sid: &str,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    max_payload: u64,
+) -> String {
     let open = serde_json::json!({
         "sid": sid,
         "upgrades": [],
@@ -504,19 +509,24 @@ mod tests {
             panic!("not a binary event")
         };
         assert_eq!((nsp, attachments), ("/bot", 2));
-        let filled = fill_placeholders(
-            body,
-            &[&b"hi"[..], &[0xff][..]],
-        )
-        .unwrap();
+        let filled = fill_placeholders(body, &[&b"hi"[..], &[0xff][..]]).unwrap();
         assert_eq!(filled, r#"["messages.upsert",{"a":"aGk=","b":["/w=="]}]"#);
     }
 
     #[test]
     fn refuses_what_is_not_a_packet_without_panicking() {
         for bad in [
-            "", "9", "4", "49", "45-/bot,[]", "45x-/bot,[]", "4599999999-[]", "0{}", "0nope",
-            "42/bot,12345678901234567890[]", "\u{e9}",
+            "",
+            "9",
+            "4",
+            "49",
+            "45-/bot,[]",
+            "45x-/bot,[]",
+            "4599999999-[]",
+            "0{}",
+            "0nope",
+            "42/bot,12345678901234567890[]",
+            "\u{e9}",
         ] {
             assert!(read(bad).is_err(), "{bad:?} was read as a packet");
         }
@@ -526,7 +536,10 @@ mod tests {
         assert!(fill_placeholders::<&[u8]>(r#"[{"_placeholder":true,"num":3}]"#, &[]).is_err());
         // Written otherwise than socket.io-parser writes it: read as JSON, filled alike.
         let spaced = r#"[{"b": {"num": 0, "_placeholder": true}}]"#;
-        assert_eq!(fill_placeholders(spaced, &[&b"hi"[..]]).unwrap(), r#"[{"b":"aGk="}]"#);
+        assert_eq!(
+            fill_placeholders(spaced, &[&b"hi"[..]]).unwrap(),
+            r#"[{"b":"aGk="}]"#
+        );
         // Inside a string, the text of a placeholder is not one.
         let quoted = r#"["{\"_placeholder\":true,\"num\":0}"]"#;
         assert_eq!(fill_placeholders(quoted, &[&b"hi"[..]]).unwrap(), quoted);
@@ -552,8 +565,16 @@ mod tests {
         assert_eq!(connect("/"), "40");
         let ev = event("/bot", "call", &serde_json::json!({"a": 1}));
         assert_eq!(ev, r#"42/bot,["call",{"a":1}]"#);
-        assert!(matches!(read(&ev), Ok(EnginePacket::Message(Packet::Event { .. }))));
-        let o = open("s", Duration::from_secs(25), Duration::from_secs(20), 1_000_000);
+        assert!(matches!(
+            read(&ev),
+            Ok(EnginePacket::Message(Packet::Event { .. }))
+        ));
+        let o = open(
+            "s",
+            Duration::from_secs(25),
+            Duration::from_secs(20),
+            1_000_000,
+        );
         assert!(matches!(read(&o), Ok(EnginePacket::Open(_))));
         assert_eq!(
             connect_answer("/bot", "x", Some("Invalid namespace")),

@@ -297,11 +297,17 @@ mod tests {
 
     #[test]
     fn the_settings_name_events_as_the_server_does() {
-        assert_eq!(setting_name("group-participants.update"), "GROUP_PARTICIPANTS_UPDATE");
+        assert_eq!(
+            setting_name("group-participants.update"),
+            "GROUP_PARTICIPANTS_UPDATE"
+        );
         let ws = Websocket::new(true, &["MESSAGES_UPSERT"]);
         assert!(ws.sends("messages.upsert") && !ws.sends("messages.update"));
         assert!(!Websocket::new(false, &[]).sends("messages.upsert"));
         assert!(Websocket::default().sends("call"));
-        assert!(!Websocket::default().sends("groups.update"), "the server's own misspelling");
+        assert!(
+            !Websocket::default().sends("groups.update"),
+            "the server's own misspelling"
+        );
     }
 }

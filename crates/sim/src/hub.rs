@@ -400,9 +400,7 @@ impl Sim {
     /// Evolution: sets an instance's websocket settings, as `POST /websocket/set` does.
     pub fn set_websocket(&self, instance: &str, enabled: bool, events: &[&str]) {
         let settings = crate::evolution::Websocket::new(enabled, events);
-        self.lock()
-            .websockets
-            .insert(instance.to_owned(), settings);
+        self.lock().websockets.insert(instance.to_owned(), settings);
     }
 
     /// How many WebSocket handshakes were accepted since start.

@@ -38,8 +38,8 @@
 mod auth;
 mod config;
 mod contract;
-mod evolution;
 mod control;
+mod evolution;
 mod generate;
 mod hub;
 mod listen;

@@ -396,7 +396,10 @@ async fn send_text_answer(
     let (status, message) = match sim.config().protocol {
         Protocol::V2 => (StatusCode::OK, message),
         Protocol::Legacy => (StatusCode::CREATED, message),
-        Protocol::Evolution => (StatusCode::CREATED, sim.evolution_message(instance, &message)),
+        Protocol::Evolution => (
+            StatusCode::CREATED,
+            sim.evolution_message(instance, &message),
+        ),
     };
     Ok(Answer::ok(status, message))
 }
@@ -598,7 +601,11 @@ pub(crate) async fn mark_as_read(
             }
         }
         let read = json!({"message": "Read messages", "read": "success"});
-        let status = if evolution { StatusCode::CREATED } else { StatusCode::OK };
+        let status = if evolution {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         Ok(Answer::ok(status, read))
     })
 }
@@ -689,7 +696,10 @@ pub(crate) async fn find_messages(
             Err(answer) => return respond(&req, &sim, &raw, answer.answer(&sim)),
         };
         let (total, rows) = sim.find_stored(&instance, |m| filter.keeps(m), skip, take);
-        let records = rows.iter().map(|r| evolution::record(&sim, &instance, r)).collect();
+        let records = rows
+            .iter()
+            .map(|r| evolution::record(&sim, &instance, r))
+            .collect();
         (total, records)
     } else {
         let filter = query["where"].as_object();

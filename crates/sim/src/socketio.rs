@@ -30,7 +30,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 const MAX_PAYLOAD: u64 = 1_000_000;
 
 /// Writes what the hub sends a session: a packet, then its attachments.
-pub(crate) async fn write(session: &mut actix_ws::Session, out: Out) -> Result<(), actix_ws::Closed> {
+pub(crate) async fn write(
+    session: &mut actix_ws::Session,
+    out: Out,
+) -> Result<(), actix_ws::Closed> {
     match out {
         Out::Text(text) => session.text(text).await,
         Out::Packet(text, attachments) => {
@@ -62,7 +65,9 @@ fn key_refusal(reason: &'static str) -> HttpResponse {
 pub(crate) fn handshake(req: &HttpRequest, body: web::Payload, sim: &Sim) -> HttpResponse {
     let mut query: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        query.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        query
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
     }
     match query.get("transport").map(String::as_str) {
         Some("websocket") => {}
@@ -222,20 +227,23 @@ enum Reply {
 fn client_packet(sim: &Sim, id: u64, text: &str, joined: &mut bool) -> Reply {
     match socketio::read(text) {
         Ok(EnginePacket::Pong) => Reply::Pong,
-        Ok(EnginePacket::Ping) => Reply::Drop("a ping from the client: invalid heartbeat direction"),
+        Ok(EnginePacket::Ping) => {
+            Reply::Drop("a ping from the client: invalid heartbeat direction")
+        }
         // engine.io ignores a client's close packet on a WebSocket.
         Ok(EnginePacket::Close | EnginePacket::Noop) => Reply::Nothing,
         Ok(EnginePacket::Open(_)) => Reply::Drop("an open packet from the client"),
         Ok(EnginePacket::Message(Packet::Connect { nsp })) => {
-            let instance = nsp.trim_start_matches('/');
-            if nsp != "/" && sim.join(id, instance) {
-                *joined = true;
-                Reply::Send(socketio::connect_answer(nsp, &sid(id), None))
-            } else if nsp == "/" {
+            // The root namespace always exists (it has Evolution's own handlers).
+            if nsp == "/" || sim.join(id, nsp.trim_start_matches('/')) {
                 *joined = true;
                 Reply::Send(socketio::connect_answer(nsp, &sid(id), None))
             } else {
-                Reply::Send(socketio::connect_answer(nsp, &sid(id), Some("Invalid namespace")))
+                Reply::Send(socketio::connect_answer(
+                    nsp,
+                    &sid(id),
+                    Some("Invalid namespace"),
+                ))
             }
         }
         Ok(EnginePacket::Message(Packet::Disconnect { .. })) => Reply::Nothing,

@@ -327,8 +327,14 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         partial: None,
         seq: 0,
         waiting: None,
-        session: (p.channel == Channel::Evolution)
-            .then(|| Session::new(p.source.instance(), &p.event, cfg.max_frame_size, token.expose())),
+        session: (p.channel == Channel::Evolution).then(|| {
+            Session::new(
+                p.source.instance(),
+                &p.event,
+                cfg.max_frame_size,
+                token.expose(),
+            )
+        }),
         token: &token,
         heartbeat_deadline: None,
         silence: Duration::ZERO,

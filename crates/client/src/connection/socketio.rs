@@ -187,7 +187,11 @@ impl Session {
         }
         self.binary = Some(Binary {
             deliver,
-            body: if deliver { body.to_owned() } else { String::new() },
+            body: if deliver {
+                body.to_owned()
+            } else {
+                String::new()
+            },
             want,
             got: Vec::with_capacity(want),
             size: body.len(),
@@ -257,14 +261,20 @@ mod tests {
     fn joins_then_keeps_only_its_event() {
         let mut s = session();
         let open = r#"0{"sid":"a","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
-        assert!(matches!(text(&mut s, open), Heard::Opened(c, d) if c == "40/bot," && d == Duration::from_secs(45)));
-        assert!(matches!(text(&mut s, r#"40/bot,{"sid":"b"}"#), Heard::Joined));
+        assert!(
+            matches!(text(&mut s, open), Heard::Opened(c, d) if c == "40/bot," && d == Duration::from_secs(45))
+        );
+        assert!(matches!(
+            text(&mut s, r#"40/bot,{"sid":"b"}"#),
+            Heard::Joined
+        ));
         assert!(matches!(text(&mut s, "2"), Heard::Ping(_)));
         let other = r#"42/bot,["messages.update",{"event":"messages.update","data":{}}]"#;
         assert!(matches!(text(&mut s, other), Heard::Nothing));
         let elsewhere = r#"42/other,["messages.upsert",{"data":{}}]"#;
         assert!(matches!(text(&mut s, elsewhere), Heard::Nothing));
-        let mine = r#"42/bot,["messages.upsert",{"event":"messages.upsert","data":{"a":1},"apikey":"K"}]"#;
+        let mine =
+            r#"42/bot,["messages.upsert",{"event":"messages.upsert","data":{"a":1},"apikey":"K"}]"#;
         let Heard::Event(e) = text(&mut s, mine) else {
             panic!("not queued")
         };
@@ -277,7 +287,8 @@ mod tests {
     #[test]
     fn binary_events_are_put_together_and_bounded() {
         let mut s = session();
-        let head = r#"451-/bot,["messages.upsert",{"data":{"secret":{"_placeholder":true,"num":0}}}]"#;
+        let head =
+            r#"451-/bot,["messages.upsert",{"data":{"secret":{"_placeholder":true,"num":0}}}]"#;
         assert!(matches!(text(&mut s, head), Heard::Nothing));
         let Heard::Event(e) = s.frame(None, Bytes::from_static(b"\x00\x01")) else {
             panic!("not put together")
@@ -287,7 +298,10 @@ mod tests {
         assert!(matches!(text(&mut s, head), Heard::Nothing));
         assert!(matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))));
         let mut s = session();
-        assert!(matches!(s.frame(None, Bytes::new()), Heard::End(End::Protocol(_))));
+        assert!(matches!(
+            s.frame(None, Bytes::new()),
+            Heard::End(End::Protocol(_))
+        ));
         let many = r#"4599-/bot,["messages.upsert",{}]"#;
         assert!(matches!(text(&mut s, many), Heard::End(End::Protocol(_))));
         let mut s = session();
@@ -317,6 +331,9 @@ mod tests {
             panic!("taken")
         };
         assert!(!told.contains("SECRET") && !told.contains("SECR"), "{told}");
-        assert!(matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))), "a ping before the open packet");
+        assert!(
+            matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))),
+            "a ping before the open packet"
+        );
     }
 }

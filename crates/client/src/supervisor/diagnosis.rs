@@ -18,10 +18,7 @@ pub(super) enum Diagnosis {
     /// Evolution: the instance's websocket is off (or was never set).
     WebsocketOff { instance: String },
     /// Evolution: the instance's websocket is on, without this event.
-    NotListed {
-        instance: String,
-        setting: String,
-    },
+    NotListed { instance: String, setting: String },
     /// Evolution: the settings send the event; the namespace is made at the instance's first
     /// event after each start of the server.
     NoEventYet,

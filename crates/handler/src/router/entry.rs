@@ -522,7 +522,9 @@ impl<T: Payload> Kind for Typed<T> {
     ) -> Result<(), DecodeError> {
         let meta = to.meta;
         let other = to.channel.filter(|c| *c != T::CHANNEL);
-        if !T::accepts(&meta.event) || other.is_some_and(|c| T::channel_on(Protocol::of(c)) != Some(c)) {
+        if !T::accepts(&meta.event)
+            || other.is_some_and(|c| T::channel_on(Protocol::of(c)) != Some(c))
+        {
             return Ok(());
         }
         if !handlers.iter().any(Handler::alive) {

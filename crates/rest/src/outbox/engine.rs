@@ -387,7 +387,8 @@ impl Engine {
                 }
             }
             job.sends += 1;
-            job.first_sent.get_or_insert_with(eventsock_core::clock::now);
+            job.first_sent
+                .get_or_insert_with(eventsock_core::clock::now);
             if job.sends > 1 {
                 bump(&self.counters.retried);
             }

@@ -53,7 +53,11 @@ pub(super) async fn look_up(
                 true => json!({"key": {"fromMe": true}}),
                 false => json!({"keyFromMe": true}),
             };
-            !rest.find_messages_page(mine, 1, 1).await?.records.is_empty()
+            !rest
+                .find_messages_page(mine, 1, 1)
+                .await?
+                .records
+                .is_empty()
         }
     };
     Ok(if keeps {
@@ -98,7 +102,10 @@ fn same_chat(to: &str, jid: &str) -> bool {
     if to == jid {
         return true;
     }
-    to.len() == 13 && to.starts_with("55") && jid.len() == 12 && jid == format!("{}{}", &to[..4], &to[5..])
+    to.len() == 13
+        && to.starts_with("55")
+        && jid.len() == 12
+        && jid == format!("{}{}", &to[..4], &to[5..])
 }
 
 #[cfg(test)]

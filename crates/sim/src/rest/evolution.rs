@@ -4,7 +4,7 @@
 //! `instance.guard.ts`, `src/validate/message.schema.ts` and `chat.schema.ts` of
 //! `EvolutionAPI/evolution-api` 2.3.6.
 
-use super::{Answer, respond};
+use super::{respond, Answer};
 use crate::hub::Sim;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,7 +17,9 @@ pub(super) fn guard(req: &HttpRequest, sim: &Sim, instance: &str) -> Result<(), 
         return Err(Answer::error(
             sim,
             StatusCode::NOT_FOUND,
-            vec![json!([format!("The \"{instance}\" instance does not exist")])],
+            vec![json!([format!(
+                "The \"{instance}\" instance does not exist"
+            )])],
         ));
     }
     let key = req
@@ -26,7 +28,11 @@ pub(super) fn guard(req: &HttpRequest, sim: &Sim, instance: &str) -> Result<(), 
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !sim.accepts_key(key, Some(instance)) {
-        return Err(Answer::error(sim, StatusCode::UNAUTHORIZED, vec!["Unauthorized".into()]));
+        return Err(Answer::error(
+            sim,
+            StatusCode::UNAUTHORIZED,
+            vec!["Unauthorized".into()],
+        ));
     }
     Ok(())
 }
@@ -59,7 +65,9 @@ pub(super) fn send_text_body(sim: &Sim, body: &Value) -> Result<Value, Answer> {
         let Some(id) = quoted["key"]["id"].as_str().filter(|id| !id.is_empty()) else {
             return Err(invalid(sim, "instance.quoted.key requires property \"id\""));
         };
-        let text = quoted["message"]["conversation"].as_str().unwrap_or_default();
+        let text = quoted["message"]["conversation"]
+            .as_str()
+            .unwrap_or_default();
         options["quotedMessage"] = json!({
             "keyId": id,
             "keyFromMe": quoted["key"]["fromMe"].as_bool().unwrap_or(false),
@@ -78,20 +86,29 @@ pub(crate) async fn set_websocket(
     raw: web::Bytes,
     sim: web::Data<Sim>,
 ) -> HttpResponse {
-    let instance = req.match_info().get("instance").unwrap_or_default().to_owned();
+    let instance = req
+        .match_info()
+        .get("instance")
+        .unwrap_or_default()
+        .to_owned();
     let answer = (|| {
         guard(&req, &sim, &instance)?;
         let body: Value = serde_json::from_slice(&raw).unwrap_or_default();
         let ws = &body["websocket"];
         let Some(enabled) = ws["enabled"].as_bool() else {
-            return Err(invalid(&sim, "instance.websocket requires property \"enabled\""));
+            return Err(invalid(
+                &sim,
+                "instance.websocket requires property \"enabled\"",
+            ));
         };
         let events: Vec<&str> = ws["events"]
             .as_array()
             .map(|e| e.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         sim.set_websocket(&instance, enabled, &events);
-        let stored = sim.websocket(&instance).to_json(&sim.instance_uuid(&instance));
+        let stored = sim
+            .websocket(&instance)
+            .to_json(&sim.instance_uuid(&instance));
         Ok(Answer::ok(StatusCode::CREATED, stored))
     })();
     respond(&req, &sim, &raw, answer.unwrap_or_else(|a| a))
@@ -99,9 +116,15 @@ pub(crate) async fn set_websocket(
 
 /// `GET /websocket/find/{instance}`: the settings.
 pub(crate) async fn find_websocket(req: HttpRequest, sim: web::Data<Sim>) -> HttpResponse {
-    let instance = req.match_info().get("instance").unwrap_or_default().to_owned();
+    let instance = req
+        .match_info()
+        .get("instance")
+        .unwrap_or_default()
+        .to_owned();
     let answer = guard(&req, &sim, &instance).map(|()| {
-        let stored = sim.websocket(&instance).to_json(&sim.instance_uuid(&instance));
+        let stored = sim
+            .websocket(&instance)
+            .to_json(&sim.instance_uuid(&instance));
         Answer::ok(StatusCode::OK, stored)
     });
     respond(&req, &sim, &[], answer.unwrap_or_else(|a| a))
@@ -147,7 +170,11 @@ impl Filter {
                 };
                 match (end(&r["gte"]), end(&r["lte"])) {
                     (Some(a), Some(b)) => Some((a, b)),
-                    _ => return Err(Refused("instance.where.messageTimestamp needs gte and lte dates")),
+                    _ => {
+                        return Err(Refused(
+                            "instance.where.messageTimestamp needs gte and lte dates",
+                        ))
+                    }
                 }
             }
         };
@@ -163,7 +190,8 @@ impl Filter {
     /// Whether the saved row (legacy shape) is found.
     pub(super) fn keeps(&self, row: &Value) -> bool {
         let same = |want: &Option<String>, field: &str| {
-            want.as_deref().is_none_or(|w| row[field].as_str() == Some(w))
+            want.as_deref()
+                .is_none_or(|w| row[field].as_str() == Some(w))
         };
         let time = row["messageTimestamp"].as_i64().unwrap_or_default();
         same(&self.id, "keyId")
