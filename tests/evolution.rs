@@ -294,3 +294,56 @@ async fn a_refused_key_is_said_and_retried_at_the_slowest_pace() {
     assert_eq!(delay, fast_config().backoff.max_delay());
     sup.send(eventsock::client::Shutdown).await.unwrap();
 }
+
+/// An outbox on Evolution API, which takes no id of the sender's: a lost answer is looked up by
+/// chat, text and time.
+#[actix_rt::test]
+async fn a_lost_answer_is_looked_up_by_its_text_and_never_sent_twice() {
+    use eventsock::rest::{Outbox, Outcome, Outgoing, RestClient};
+    use eventsock::sim::SendFailure;
+    let s = evolution_sim();
+    let key = s.sim.api_key("codechat").unwrap();
+    let source = eventsock::core::Source::evolution(
+        eventsock::core::Endpoint::parse(&s.url()).unwrap(),
+        "codechat",
+        eventsock::core::Token::new(key.as_str()),
+    );
+    let outbox = Outbox::new(RestClient::for_source(&source), fast_pacing());
+    let to = "5511988887777";
+    // Sent, with the server's own id.
+    let first = outbox.send(Outgoing::text(to, "first")).await.unwrap();
+    let Outcome::Sent { id, .. } = &first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(Some(id.as_str()), s.sim.sent()[0].id.as_str().into());
+    // Refused with a 500, nothing sent: not found, so sent again, once.
+    s.sim.fail_sends(500, None, 1);
+    let again = outbox
+        .send(Outgoing::text(to, "refused once"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Outcome::Sent { attempts: 2, .. }),
+        "{again:?}"
+    );
+    // Sent, and the answer lost: found by its text, with the server's id, not sent again.
+    s.sim.fail_next_sends(
+        SendFailure {
+            status: 502,
+            retry_after: None,
+            delivered: true,
+        },
+        1,
+    );
+    let lost = outbox
+        .send(Outgoing::text(to, "answer lost"))
+        .await
+        .unwrap();
+    let Outcome::Found { id, attempts: 1 } = &lost else {
+        panic!("{lost:?}")
+    };
+    let sent = s.sim.sent();
+    let texts: Vec<&str> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["first", "refused once", "answer lost"]);
+    assert_eq!(id, &sent[2].id, "the id the server gave it");
+}

@@ -59,7 +59,8 @@ async fn packets_that_are_not_packets_are_skipped_and_the_stream_goes_on() {
         );
         let joined = format!(r#"40{NSP},{{"sid":"x"}}"#);
         hostile::send(&mut s, &hostile::frame(1, joined.as_bytes()), stats);
-        let garbage: [&[u8]; 9] = [
+        let garbage: [&[u8]; 10] = [
+            b"42/codechat,[\"messages.upsert\"]",
             b"",
             b"9",
             b"4",
@@ -77,6 +78,10 @@ async fn packets_that_are_not_packets_are_skipped_and_the_stream_goes_on() {
                 hostile::send(&mut s, &hostile::frame(1, g), stats);
             }
         }
+        // A binary event without its argument, its attachment following.
+        let headless = hostile::frame(1, b"451-/codechat,[\"messages.upsert\"]");
+        hostile::send(&mut s, &headless, stats);
+        hostile::send(&mut s, &hostile::frame(2, b"x"), stats);
         hostile::send(&mut s, &event("second"), stats);
         hostile::hold(stats);
     });
@@ -259,5 +264,27 @@ async fn the_servers_pings_are_answered_and_keep_the_link() {
     until("ten pings answered", || pongs.load(Ordering::SeqCst) >= 10).await;
     assert_eq!(server.sessions(), 1, "the link was kept");
     assert!(reconnect_cause(&rec).is_none());
+    sup.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_server_that_never_answers_the_namespace_connect_is_not_waited_for_forever() {
+    let server = hostile::serve(|mut s: TcpStream, r: Request, stats: &Stats| {
+        // The open packet, the client's connect read, then nothing (pings far apart).
+        if hostile::socket_io_open(&mut s, &r, stats, 25_000, 20_000).is_some() {
+            hostile::hold(stats);
+        }
+    });
+    let mut config = fast_config();
+    config.connect_timeout = Duration::from_millis(300);
+    let (sup, rec) = supervise_with(source(&server), config);
+    let cause = rec.wait("a reconnect", reconnect_cause).await;
+    assert!(cause.contains("the handshake timed out"), "{cause}");
+    until("a second session", || server.sessions() >= 2).await;
+    assert_eq!(
+        rec.count_lifecycle(|k| matches!(k, LifecycleKind::Connected { .. })),
+        0,
+        "never up: never joined"
+    );
     sup.send(Shutdown).await.unwrap();
 }

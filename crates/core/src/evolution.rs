@@ -114,17 +114,27 @@ impl Message {
     /// no field for is kept in `extra` under its own name (`status`, `message`, the whole body
     /// as it came, `contextInfo`, `keyExtra` for the key's other fields, `evolutionInstanceId`).
     pub fn into_legacy(self) -> legacy::StoredMessage {
-        let mut content = match self.body() {
+        let mut content = legacy::MessageContent::default();
+        match self.body() {
             Some(serde_json::Value::Object(fields)) => {
-                serde_json::from_value(serde_json::Value::Object(fields.clone()))
-                    .unwrap_or_default()
+                for (name, value) in fields {
+                    let text = || value.as_str().map(str::to_owned);
+                    match name.as_str() {
+                        "text" => content.text = text(),
+                        "caption" => content.caption = text(),
+                        "mimetype" => content.mimetype = text(),
+                        "url" => content.url = text(),
+                        // A number, a string, or (2.3.6) protobuf's `{low, high, unsigned}`.
+                        "fileLength" => content.file_length = long(value),
+                        _ => {
+                            content.extra.insert(name.clone(), value.clone());
+                        }
+                    }
+                }
             }
-            Some(serde_json::Value::String(text)) => legacy::MessageContent {
-                text: Some(text.clone()),
-                ..legacy::MessageContent::default()
-            },
-            _ => legacy::MessageContent::default(),
-        };
+            Some(serde_json::Value::String(text)) => content.text = Some(text.clone()),
+            _ => {}
+        }
         if content.text.is_none() && content.caption.is_none() {
             content.text = self.text().map(str::to_owned);
         }
@@ -186,6 +196,12 @@ impl Message {
     }
 }
 
+/// A 64-bit value as Evolution writes it: a number, a numeric string, or `{low, high,
+/// unsigned}`.
+fn long(value: &serde_json::Value) -> Option<i64> {
+    wire::opt_long::deserialize(value).ok().flatten()
+}
+
 impl MessageLike for Message {
     fn text(&self) -> Option<&str> {
         Message::text(self)
@@ -223,7 +239,8 @@ impl MessageLike for Message {
             mimetype: body.get("mimetype").and_then(|v| v.as_str()),
             file_length: body
                 .get("fileLength")
-                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())),
+                .and_then(long)
+                .and_then(|n| u64::try_from(n).ok()),
             file_name: body.get("fileName").and_then(|v| v.as_str()),
         })
     }
@@ -706,7 +723,7 @@ mod tests {
         assert_eq!(quote.content, serde_json::json!({"text": "!ping"}));
         let image: Message = serde_json::from_str(
             r#"{"key":{"remoteJid":"1203630@g.us","fromMe":false,"id":"X","participant":"551@s.whatsapp.net"},
-                "message":{"imageMessage":{"caption":"look","mimetype":"image/jpeg","fileLength":"2048","url":"u"}},
+                "message":{"imageMessage":{"caption":"look","mimetype":"image/jpeg","fileLength":{"low":2048,"high":0,"unsigned":true},"url":"u","jpegThumbnail":"AAE="}},
                 "messageType":"imageMessage","messageTimestamp":1747310400}"#,
         )
         .unwrap();
@@ -716,6 +733,16 @@ mod tests {
         assert!(legacy.is_group);
         assert_eq!(legacy.content.caption.as_deref(), Some("look"));
         assert_eq!(legacy.content.file_length, Some(2048));
+        assert_eq!(legacy.content.mimetype.as_deref(), Some("image/jpeg"));
+        assert_eq!(legacy.content.text, None, "the caption is the caption");
+        assert_eq!(legacy.content.extra["jpegThumbnail"], "AAE=");
+        assert_eq!(
+            legacy::MessagesUpsert(legacy.clone())
+                .media()
+                .unwrap()
+                .file_length,
+            Some(2048)
+        );
         assert_eq!(
             legacy.key_participant.as_deref(),
             Some("551@s.whatsapp.net")

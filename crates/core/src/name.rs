@@ -345,6 +345,12 @@ impl EventName {
         }
     }
 
+    /// The name Evolution API's websocket settings give this event: `.` and `-` as `_`, upper
+    /// case (`messages.upsert` → `MESSAGES_UPSERT`).
+    pub fn evolution_setting(&self) -> String {
+        self.as_str().replace(['.', '-'], "_").to_ascii_uppercase()
+    }
+
     /// Up to three known names served on one of `channels` that look like this one (a typo, or
     /// the other server generation's spelling), closest first: for "did you mean".
     pub fn suggestions(&self, channels: &[Channel]) -> Vec<&'static str> {

@@ -122,11 +122,22 @@ pub struct PacketError {
 }
 
 impl PacketError {
+    /// An error about `text`; the reason is cut to 120 characters (serde's messages can quote
+    /// a whole string of the input).
     fn new(reason: impl Into<Cow<'static, str>>, text: &str) -> PacketError {
+        let reason = cut(reason.into(), 120);
         PacketError {
-            reason: reason.into(),
+            reason,
             excerpt: crate::human::excerpt(text, 60),
         }
+    }
+}
+
+/// `text` cut to `max` characters (an ellipsis says so), not escaped: whoever shows it escapes it.
+fn cut(text: Cow<'_, str>, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => Cow::Owned(format!("{}…", &text[..i])),
+        None => text,
     }
 }
 
@@ -230,6 +241,8 @@ fn read_packet(s: &str) -> Result<Packet<'_>, Cow<'static, str>> {
                 .ok()
                 .and_then(|r| r.message)
                 .unwrap_or_else(|| body.to_owned());
+            // A server's words, told to people: at most 200 characters.
+            let message = cut(message.into(), 200).into_owned();
             Ok(Packet::ConnectError { nsp, message })
         }
         '5' => Ok(Packet::BinaryEvent {
@@ -255,7 +268,7 @@ fn take_char(s: &mut &str) -> Option<char> {
 pub struct EventBody<'a> {
     /// The event's name, as sent (`messages.upsert`).
     pub name: Cow<'a, str>,
-    /// The first argument's JSON text (`null` when there is none).
+    /// The first argument's JSON text, as it stood in the body.
     pub argument: &'a str,
 }
 
@@ -268,9 +281,12 @@ pub fn event_body(body: &str) -> Result<EventBody<'_>, PacketError> {
     };
     let name: Cow<'_, str> = serde_json::from_str(first.get())
         .map_err(|_| PacketError::new("an event whose name is not a string", body))?;
+    let Some(argument) = items.get(1) else {
+        return Err(PacketError::new("an event without its argument", body));
+    };
     Ok(EventBody {
         name,
-        argument: items.get(1).map_or("null", |a| a.get()),
+        argument: argument.get(),
     })
 }
 
@@ -450,9 +466,15 @@ pub fn open(
 /// Writes the answer to a client's connect (server side): joined, with the socket's id, or
 /// refused with `message`.
 pub fn connect_answer(nsp: &str, sid: &str, refused: Option<&str>) -> String {
+    // The root namespace is written without its name and comma.
+    let prefix = if nsp == "/" {
+        String::new()
+    } else {
+        format!("{nsp},")
+    };
     match refused {
-        None => format!("40{nsp},{}", serde_json::json!({ "sid": sid })),
-        Some(message) => format!("44{nsp},{}", serde_json::json!({ "message": message })),
+        None => format!("40{prefix}{}", serde_json::json!({ "sid": sid })),
+        Some(message) => format!("44{prefix}{}", serde_json::json!({ "message": message })),
     }
 }
 
@@ -530,7 +552,7 @@ mod tests {
         ] {
             assert!(read(bad).is_err(), "{bad:?} was read as a packet");
         }
-        for bad in ["", "{}", "[]", "[1]", "[\"a\"", "nope"] {
+        for bad in ["", "{}", "[]", "[1]", "[\"a\"", "nope", "[\"a\"]"] {
             assert!(event_body(bad).is_err(), "{bad:?} was read as an event");
         }
         assert!(fill_placeholders::<&[u8]>(r#"[{"_placeholder":true,"num":3}]"#, &[]).is_err());

@@ -23,6 +23,18 @@ pub enum SourceError {
     /// The server URL cannot be used.
     #[error(transparent)]
     Url(#[from] crate::EndpointError),
+    /// The instance given is not the one the token names.
+    #[error("the token is for instance {named}, not {given}: give that instance's token, or drop the instance")]
+    InstanceMismatch {
+        /// The instance the token names.
+        named: String,
+        /// The instance given.
+        given: String,
+    },
+    /// An instance name that cannot name a Socket.IO namespace (it has a `,`, which ends one
+    /// in a packet, or is empty).
+    #[error("{0:?} cannot name an Evolution API instance's namespace: a name with a comma, or none, breaks Socket.IO's packets")]
+    InstanceName(String),
     /// The URL names a socket of one protocol's server, and another protocol was asked for.
     #[error("the URL ends in {path}, a socket of the {named} server, but the protocol given is {given}: drop one of the two")]
     ProtocolMismatch {
@@ -228,8 +240,22 @@ impl Source {
         let source = match (protocol, instance.filter(|i| !i.trim().is_empty())) {
             // An Evolution API key is opaque: it names no instance.
             (Protocol::Evolution, None) => return Err(SourceError::NoInstance),
+            (Protocol::Evolution, Some(i)) if i.contains(',') => {
+                return Err(SourceError::InstanceName(i.to_owned()))
+            }
             (Protocol::Evolution, Some(i)) => return Ok(Source::evolution(endpoint, i, token)),
-            (_, Some(i)) => Source::with_provider(endpoint, i, token),
+            // A CodeChat token names its instance: one given must be the same.
+            (_, Some(i)) => match Source::new(endpoint.clone(), token.clone()) {
+                Ok(named) if named.instance() != i => {
+                    return Err(SourceError::InstanceMismatch {
+                        named: named.instance().to_owned(),
+                        given: i.to_owned(),
+                    })
+                }
+                Ok(named) => named,
+                // A token whose claims cannot be read: the instance given is the one.
+                Err(_) => Source::with_provider(endpoint, i, token),
+            },
             (_, None) => Source::new(endpoint, token)?,
         };
         Ok(match protocol {
@@ -240,7 +266,8 @@ impl Source {
 
     /// A source on an Evolution API server: `instance`'s events, over Socket.IO, with `api_key`
     /// (the instance's token or the server's global key), sent in the `apikey` header of the
-    /// handshake and of every REST call.
+    /// handshake and of every REST call. The instance's name must have no `,` (it ends a
+    /// namespace in a packet): [`Source::for_instance`] checks it.
     pub fn evolution(endpoint: Endpoint, instance: impl Into<Arc<str>>, api_key: Token) -> Source {
         Source {
             protocol: Protocol::Evolution,

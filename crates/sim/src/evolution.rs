@@ -10,13 +10,51 @@
 
 use crate::hub::{Out, Sim};
 use bytestring::ByteString;
-use eventsock_core::{socketio, EventKind};
+use eventsock_core::socketio;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The marker the simulator writes where a payload has bytes; turned into a Socket.IO
 /// attachment when the packet is made, so it never reaches a client.
 const BYTES: &str = "$simBytes";
+
+/// Every event an instance's websocket settings can list (`EventController.events`,
+/// event.controller.ts): what an empty list turns into. `groups.update` is spelled
+/// `GROUP_UPDATE` there, so it never matches; `creds.update` and `messaging-history.set` are
+/// not there at all.
+pub(crate) const ALL_EVENTS: [&str; 31] = [
+    "APPLICATION_STARTUP",
+    "QRCODE_UPDATED",
+    "MESSAGES_SET",
+    "MESSAGES_UPSERT",
+    "MESSAGES_EDITED",
+    "MESSAGES_UPDATE",
+    "MESSAGES_DELETE",
+    "SEND_MESSAGE",
+    "SEND_MESSAGE_UPDATE",
+    "CONTACTS_SET",
+    "CONTACTS_UPSERT",
+    "CONTACTS_UPDATE",
+    "PRESENCE_UPDATE",
+    "CHATS_SET",
+    "CHATS_UPSERT",
+    "CHATS_UPDATE",
+    "CHATS_DELETE",
+    "GROUPS_UPSERT",
+    "GROUP_UPDATE",
+    "GROUP_PARTICIPANTS_UPDATE",
+    "CONNECTION_UPDATE",
+    "LABELS_EDIT",
+    "LABELS_ASSOCIATION",
+    "CALL",
+    "TYPEBOT_START",
+    "TYPEBOT_CHANGE_STATUS",
+    "REMOVE_INSTANCE",
+    "LOGOUT_INSTANCE",
+    "INSTANCE_CREATE",
+    "INSTANCE_DELETE",
+    "STATUS_INSTANCE",
+];
 
 /// An instance's websocket settings (`POST /websocket/set/{instance}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +77,7 @@ impl Websocket {
         let events = if !enabled {
             Vec::new()
         } else if events.is_empty() {
-            // The server's list of every event (event.controller.ts), which spells
-            // `groups.update` GROUP_UPDATE: an instance's namespace never gets that event.
-            EventKind::ALL
-                .iter()
-                .filter(|k| k.is_evolution())
-                .map(|k| match k {
-                    EventKind::GroupsUpdate => "GROUP_UPDATE".to_owned(),
-                    k => setting_name(k.as_str()),
-                })
-                .collect()
+            ALL_EVENTS.iter().map(|e| (*e).to_owned()).collect()
         } else {
             events.iter().map(|e| (*e).to_owned()).collect()
         };
@@ -57,7 +86,8 @@ impl Websocket {
 
     /// Whether `event` goes to the instance's namespace (`websocket.controller.ts`, `emit`).
     pub(crate) fn sends(&self, event: &str) -> bool {
-        self.enabled && self.events.iter().any(|e| *e == setting_name(event))
+        let setting = eventsock_core::EventName::parse(event).evolution_setting();
+        self.enabled && self.events.contains(&setting)
     }
 
     /// As `/websocket/find` answers.
@@ -69,11 +99,6 @@ impl Websocket {
             "instanceId": instance_id,
         })
     }
-}
-
-/// `messages.upsert` → `MESSAGES_UPSERT`: the name in the settings.
-pub(crate) fn setting_name(event: &str) -> String {
-    event.replace(['.', '-'], "_").to_ascii_uppercase()
 }
 
 impl Sim {
@@ -175,7 +200,16 @@ impl Sim {
                 content["text"].as_str().unwrap_or_default().into(),
             );
         } else {
-            body.insert(kind.into(), content.clone());
+            let mut media = content.clone();
+            // 2.3.6 writes 64-bit fields as protobuf's `Long`.
+            if let Some(n) = media["fileLength"]
+                .as_u64()
+                .or_else(|| media["fileLength"].as_str()?.parse().ok())
+            {
+                media["fileLength"] =
+                    json!({"low": n & 0xffff_ffff, "high": n >> 32, "unsigned": true});
+            }
+            body.insert(kind.into(), media);
         }
         if !from_me {
             // What phones attach to most messages: 32 bytes, a Socket.IO attachment.
@@ -297,10 +331,8 @@ mod tests {
 
     #[test]
     fn the_settings_name_events_as_the_server_does() {
-        assert_eq!(
-            setting_name("group-participants.update"),
-            "GROUP_PARTICIPANTS_UPDATE"
-        );
+        let name = eventsock_core::EventName::parse("group-participants.update");
+        assert_eq!(name.evolution_setting(), "GROUP_PARTICIPANTS_UPDATE");
         let ws = Websocket::new(true, &["MESSAGES_UPSERT"]);
         assert!(ws.sends("messages.upsert") && !ws.sends("messages.update"));
         assert!(!Websocket::new(false, &[]).sends("messages.upsert"));
@@ -308,6 +340,10 @@ mod tests {
         assert!(
             !Websocket::default().sends("groups.update"),
             "the server's own misspelling"
+        );
+        assert!(
+            !Websocket::default().sends("creds.update"),
+            "not in its list"
         );
     }
 }

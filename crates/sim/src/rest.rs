@@ -691,10 +691,7 @@ pub(crate) async fn find_messages(
     let skip = usize::try_from(offset.saturating_mul(page - 1)).unwrap_or(usize::MAX);
     let take = usize::try_from(offset).unwrap_or(usize::MAX);
     let (total, records) = if sim.config().protocol == Protocol::Evolution {
-        let filter = match evolution::Filter::read(&query["where"]) {
-            Ok(f) => f,
-            Err(answer) => return respond(&req, &sim, &raw, answer.answer(&sim)),
-        };
+        let filter = evolution::Filter::read(&query["where"]);
         let (total, rows) = sim.find_stored(&instance, |m| filter.keeps(m), skip, take);
         let records = rows
             .iter()

@@ -119,7 +119,8 @@ async fn serve(
         sim.unregister(q.id);
         return;
     }
-    let mut joined = false;
+    // The namespaces joined: a second connect to one ends the session, as socket.io does.
+    let mut joined: Vec<String> = Vec::new();
     let connect_timeout = tokio::time::sleep(CONNECT_TIMEOUT);
     tokio::pin!(connect_timeout);
     // The next ping, and the pong awaited: one timer for both.
@@ -138,7 +139,7 @@ async fn serve(
                 }),
                 Some(Control::Abort) | None => break None,
             },
-            _ = &mut connect_timeout, if !joined => {
+            _ = &mut connect_timeout, if joined.is_empty() => {
                 tracing::debug!(id = q.id, "no namespace joined in time: dropping the session");
                 break None;
             }
@@ -224,7 +225,7 @@ enum Reply {
     Drop(&'static str),
 }
 
-fn client_packet(sim: &Sim, id: u64, text: &str, joined: &mut bool) -> Reply {
+fn client_packet(sim: &Sim, id: u64, text: &str, joined: &mut Vec<String>) -> Reply {
     match socketio::read(text) {
         Ok(EnginePacket::Pong) => Reply::Pong,
         Ok(EnginePacket::Ping) => {
@@ -234,9 +235,12 @@ fn client_packet(sim: &Sim, id: u64, text: &str, joined: &mut bool) -> Reply {
         Ok(EnginePacket::Close | EnginePacket::Noop) => Reply::Nothing,
         Ok(EnginePacket::Open(_)) => Reply::Drop("an open packet from the client"),
         Ok(EnginePacket::Message(Packet::Connect { nsp })) => {
+            if joined.iter().any(|j| j == nsp) {
+                return Reply::Drop("a second connect to a namespace already joined");
+            }
             // The root namespace always exists (it has Evolution's own handlers).
             if nsp == "/" || sim.join(id, nsp.trim_start_matches('/')) {
-                *joined = true;
+                joined.push(nsp.to_owned());
                 Reply::Send(socketio::connect_answer(nsp, &sid(id), None))
             } else {
                 Reply::Send(socketio::connect_answer(

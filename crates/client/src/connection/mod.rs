@@ -72,8 +72,13 @@ pub(crate) enum Cause {
     /// Evolution API refused the API key at the handshake (HTTP 400, its answer to a missing or
     /// unknown `apikey`).
     KeyRefused,
-    /// Evolution API refused to let the client join the instance's namespace, with this message.
-    NamespaceRefused { namespace: String, message: String },
+    /// Evolution API refused to let the client join the instance's namespace, with this
+    /// message; `setting` is the subscribed event as the instance's settings name it.
+    NamespaceRefused {
+        namespace: String,
+        message: String,
+        setting: String,
+    },
     /// The Socket.IO session ended by the server's doing.
     SessionEnded(&'static str),
     /// Nothing heard from a Socket.IO server for longer than its heartbeat allows.
@@ -146,9 +151,13 @@ impl std::fmt::Display for Cause {
             Cause::KeyRefused => f.write_str(
                 "handshake refused: 400 Bad Request, Evolution API's answer to a missing or unknown API key: give the instance's token or the global key (--token, EVENTSOCK_TOKEN)",
             ),
-            Cause::NamespaceRefused { namespace, message } => write!(
+            Cause::NamespaceRefused {
+                namespace,
+                message,
+                setting,
+            } => write!(
                 f,
-                "the server refused the namespace {}: {} (Evolution API makes an instance's namespace at the first event it sends there, so it is missing after each restart of the server until then, and forever when the instance's websocket is off or lists no event: POST /websocket/set/{} with {{\"websocket\":{{\"enabled\":true,\"events\":[\"MESSAGES_UPSERT\"]}}}} turns it on)",
+                "the server refused the namespace {}: {} (Evolution API makes an instance's namespace at the first event it sends there, so it is missing after each restart of the server until then, and forever when the instance's websocket is off or lists no event: POST /websocket/set/{} with {{\"websocket\":{{\"enabled\":true,\"events\":[\"{setting}\"]}}}} turns it on)",
                 escaped(namespace),
                 escaped(message),
                 escaped(namespace.trim_start_matches('/')),
@@ -338,6 +347,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
         token: &token,
         heartbeat_deadline: None,
         silence: Duration::ZERO,
+        join_deadline: None,
     };
     // One timer, re-armed only when a deadline is set: building a fresh one (and reading the
     // clock) on every frame showed up in profiles.
@@ -361,7 +371,7 @@ async fn run(p: &ConnectionParams, mut close: oneshot::Receiver<()>) -> End {
                 }
                 // Time spent waiting for handlers is not the link's silence.
                 end.last_heard = Some(SystemTime::now());
-                Step::Go
+                r.resumed()
             }
             frame = stream.next(), if r.waiting.is_none() => {
                 let heard = SystemTime::now();
@@ -518,6 +528,9 @@ struct Reader<'a> {
     heartbeat_deadline: Option<tokio::time::Instant>,
     /// On Socket.IO, how long the server may go silent (its ping interval and timeout).
     silence: Duration,
+    /// On Socket.IO, when the namespace must be joined (`connect_timeout` after the open
+    /// packet): a server that never answers the connect is not waited for forever.
+    join_deadline: Option<tokio::time::Instant>,
     /// The key the connection was opened with: what a server sends back is redacted of it
     /// before it is told (Evolution can put it in every envelope).
     token: &'a Token,
@@ -534,6 +547,7 @@ impl Reader<'_> {
         self.closing_deadline = Some(at);
         self.pong_deadline = None;
         self.heartbeat_deadline = None;
+        self.join_deadline = None;
         at
     }
 
@@ -543,6 +557,7 @@ impl Reader<'_> {
             self.closing_deadline,
             self.pong_deadline,
             self.heartbeat_deadline,
+            self.join_deadline,
         ]
         .into_iter()
         .flatten()
@@ -575,6 +590,8 @@ impl Reader<'_> {
             Step::End(Cause::Dead(self.p.config.pong_timeout))
         } else if passed(self.heartbeat_deadline) {
             Step::End(Cause::Silent(self.silence))
+        } else if passed(self.join_deadline) {
+            Step::End(Cause::ConnectTimeout)
         } else {
             match self.next_deadline() {
                 Some(at) => Step::Wait(at),
@@ -601,28 +618,44 @@ impl Reader<'_> {
             Heard::Nothing => Step::Go,
             Heard::Opened(connect, silence) => {
                 self.controls.connect(connect);
+                self.join_deadline =
+                    Some(tokio::time::Instant::now() + self.p.config.connect_timeout);
                 self.heartbeat(silence)
             }
             Heard::Ping(silence) => {
                 self.controls.packet(eventsock_core::socketio::PONG);
                 self.heartbeat(silence)
             }
-            Heard::Joined => Step::Up,
+            Heard::Joined => {
+                self.join_deadline = None;
+                Step::Up
+            }
             Heard::Event(envelope) => self.queue(true, envelope, heard),
             Heard::Unreadable(why) => {
                 Counters::bump(&self.p.counters.decode_errors);
-                tracing::warn!("{}; skipped", eventsock_core::human::escaped(&why));
+                // Escaped and redacted by the session.
+                tracing::warn!("{why}; skipped");
                 Step::Go
             }
             Heard::End(socketio::End::Refused(message)) => Step::End(Cause::NamespaceRefused {
                 namespace: eventsock_core::socketio::namespace(self.p.source.instance()),
                 message: redact(message, self.token.expose()),
+                setting: self.p.event.evolution_setting(),
             }),
             Heard::End(socketio::End::Left(why)) => Step::End(Cause::SessionEnded(why)),
             Heard::End(socketio::End::Protocol(why)) => {
                 Step::End(Cause::Protocol(redact(why, self.token.expose())))
             }
         }
+    }
+
+    /// The frame that waited for room is queued: on Socket.IO, the server's heartbeat is
+    /// awaited again, from now.
+    fn resumed(&mut self) -> Step {
+        if self.session.is_some() && !self.silence.is_zero() {
+            return self.heartbeat(self.silence);
+        }
+        Step::Go
     }
 
     /// The server must be heard from again within `silence`.
@@ -732,8 +765,10 @@ impl Reader<'_> {
             Offer::Wait(w) => {
                 self.waiting = Some(w);
                 // Time spent waiting for handlers is not the link's silence: no pong is
-                // awaited (and no ping sent) until the frame is queued.
+                // awaited (and no ping sent), nor the server's heartbeat, until the frame is
+                // queued.
                 self.pong_deadline = None;
+                self.heartbeat_deadline = None;
             }
         }
         Step::Go

@@ -8,8 +8,11 @@ use eventsock_core::socketio::{self, EnginePacket, Handshake, Packet};
 use eventsock_core::{human, EventName};
 use std::time::Duration;
 
-/// The most attachments one binary event may announce: Evolution's messages carry a handful.
-const MAX_ATTACHMENTS: usize = 64;
+/// The most attachments one binary event of the subscribed event may announce (their bytes are
+/// bounded too, by the frame limit): Evolution's messages carry a handful. Another event's are
+/// only counted as they pass, never kept, whatever their number (`messages.set`, a history
+/// sync, carries every message's).
+const MAX_ATTACHMENTS: usize = 1024;
 
 /// What the session made of one frame.
 pub(super) enum Heard {
@@ -46,9 +49,14 @@ struct Binary {
     deliver: bool,
     body: String,
     want: usize,
+    /// The attachments kept (an event to deliver).
     got: Vec<Bytes>,
-    /// Its bytes so far, JSON and attachments: bounded like one frame.
+    /// The attachments come so far.
+    received: usize,
+    /// Its bytes so far, JSON and attachments: bounded like one frame (an event to deliver).
     size: usize,
+    /// Why its header could not be read: told once its attachments have passed.
+    unreadable: Option<String>,
 }
 
 /// The session's state.
@@ -144,14 +152,17 @@ impl Session {
 
     /// A frame that cannot be read, told with its start, the key redacted first (an excerpt
     /// could cut the key, and then no longer show it whole to redact).
+    /// The words are escaped here, the key redacted from both (serde's reason can quote the
+    /// input).
     fn unreadable(&self, reason: &str, text: &str) -> Heard {
-        let text = match self.key.is_empty() {
-            true => std::borrow::Cow::Borrowed(text),
-            false => std::borrow::Cow::Owned(text.replace(&self.key, "<redacted>")),
+        let redact = |s: &str| match self.key.is_empty() {
+            true => s.to_owned(),
+            false => s.replace(&self.key, "<redacted>"),
         };
         Heard::Unreadable(format!(
-            "not a Socket.IO packet ({reason}): {}",
-            human::excerpt(&text, 60)
+            "not a Socket.IO packet ({}): {}",
+            human::excerpt(&redact(reason), 120),
+            human::excerpt(&redact(text), 60)
         ))
     }
 
@@ -162,17 +173,31 @@ impl Session {
             Err(e) => self.unreadable(&e.reason, body),
             Ok(ev) if ev.name != self.event.as_str() => Heard::Nothing,
             Ok(ev) => match socketio::redact_api_key(ev.argument) {
-                std::borrow::Cow::Borrowed(envelope) => {
-                    Heard::Event(source.slice_ref(envelope.as_bytes()))
-                }
+                std::borrow::Cow::Borrowed(envelope) => Heard::Event(within(source, envelope)),
                 std::borrow::Cow::Owned(redacted) => Heard::Event(Bytes::from(redacted)),
             },
         }
     }
 
-    /// A binary packet announcing `want` attachments.
-    fn expect(&mut self, deliver: bool, want: usize, body: &str, frame: &Bytes) -> Heard {
-        if want > MAX_ATTACHMENTS {
+    /// A binary packet announcing `want` attachments: kept if it is the subscribed event
+    /// (`ours`: of this namespace, and its name read from its header), else only counted.
+    fn expect(&mut self, ours: bool, want: usize, body: &str, frame: &Bytes) -> Heard {
+        let mut unreadable = None;
+        let deliver = ours
+            && match socketio::event_body(body) {
+                Ok(ev) => ev.name == self.event.as_str(),
+                Err(e) => {
+                    if want == 0 {
+                        return self.unreadable(&e.reason, body);
+                    }
+                    // Its attachments still follow: counted, then it is told of.
+                    if let Heard::Unreadable(why) = self.unreadable(&e.reason, body) {
+                        unreadable = Some(why);
+                    }
+                    false
+                }
+            };
+        if deliver && want > MAX_ATTACHMENTS {
             return End::Protocol(format!(
                 "a binary packet announces {want} attachments (at most {MAX_ATTACHMENTS} are taken)"
             ))
@@ -193,8 +218,10 @@ impl Session {
                 String::new()
             },
             want,
-            got: Vec::with_capacity(want),
+            got: Vec::with_capacity(if deliver { want } else { 0 }),
+            received: 0,
             size: body.len(),
+            unreadable,
         });
         Heard::Nothing
     }
@@ -203,28 +230,26 @@ impl Session {
         let Some(b) = self.binary.as_mut() else {
             return End::Protocol("a binary frame that no binary packet announced".into()).into();
         };
-        b.size = b.size.saturating_add(bytes.len());
-        if b.size > self.limit {
-            return End::Protocol(format!(
-                "a binary event exceeds {} with its attachments",
-                human::bytes(self.limit as u64)
-            ))
-            .into();
-        }
+        b.received += 1;
         if b.deliver {
+            b.size = b.size.saturating_add(bytes.len());
+            if b.size > self.limit {
+                return End::Protocol(format!(
+                    "a binary event exceeds {} with its attachments",
+                    human::bytes(self.limit as u64)
+                ))
+                .into();
+            }
             b.got.push(bytes);
-        } else {
-            // Skipped: counted, not kept.
-            b.got.push(Bytes::new());
         }
-        if b.got.len() < b.want {
+        if b.received < b.want {
             return Heard::Nothing;
         }
         let Some(b) = self.binary.take() else {
             return Heard::Nothing;
         };
         if !b.deliver {
-            return Heard::Nothing;
+            return b.unreadable.map_or(Heard::Nothing, Heard::Unreadable);
         }
         match socketio::fill_placeholders(&b.body, &b.got) {
             Ok(body) => {
@@ -236,6 +261,20 @@ impl Session {
             }
             Err(e) => self.unreadable(&e.reason, &b.body),
         }
+    }
+}
+
+/// `part` as a slice of `source`'s bytes when it lies within them (no copy), else a copy.
+fn within(source: &Bytes, part: &str) -> Bytes {
+    let (start, end) = (
+        source.as_ptr() as usize,
+        source.as_ptr() as usize + source.len(),
+    );
+    let at = part.as_ptr() as usize;
+    if start <= at && at + part.len() <= end {
+        source.slice_ref(part.as_bytes())
+    } else {
+        Bytes::copy_from_slice(part.as_bytes())
     }
 }
 
@@ -253,8 +292,11 @@ mod tests {
         Session::new("bot", &EventName::parse("messages.upsert"), 1024, "SECRET")
     }
 
+    /// A text frame, read as the connection reads one: its text within its bytes.
     fn text(s: &mut Session, t: &str) -> Heard {
-        s.frame(Some(t), Bytes::copy_from_slice(t.as_bytes()))
+        let bytes = Bytes::copy_from_slice(t.as_bytes());
+        let text = std::str::from_utf8(&bytes).unwrap();
+        s.frame(Some(text), bytes.clone())
     }
 
     #[test]
@@ -302,13 +344,43 @@ mod tests {
             s.frame(None, Bytes::new()),
             Heard::End(End::Protocol(_))
         ));
-        let many = r#"4599-/bot,["messages.upsert",{}]"#;
+        let many = r#"452000-/bot,["messages.upsert",{}]"#;
         assert!(matches!(text(&mut s, many), Heard::End(End::Protocol(_))));
         let mut s = session();
         text(&mut s, head);
         assert!(matches!(
             s.frame(None, Bytes::from(vec![0; 2048])),
             Heard::End(End::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn another_events_attachments_pass_uncounted_against_the_limits() {
+        let mut s = session();
+        // A history sync: 5,000 attachments of 1 KiB, beyond both the count and the byte limit
+        // of an event kept; then the subscribed event.
+        let history = r#"455000-/bot,["messages.set",{"data":[]}]"#;
+        assert!(matches!(text(&mut s, history), Heard::Nothing));
+        for _ in 0..5000 {
+            assert!(matches!(
+                s.frame(None, Bytes::from(vec![0; 1024])),
+                Heard::Nothing
+            ));
+        }
+        let mine = r#"42/bot,["messages.upsert",{"data":1}]"#;
+        assert!(matches!(text(&mut s, mine), Heard::Event(_)));
+        // An event without its argument, plain or binary, is not one.
+        assert!(matches!(
+            text(&mut s, r#"42/bot,["messages.upsert"]"#),
+            Heard::Unreadable(_)
+        ));
+        assert!(matches!(
+            text(&mut s, r#"451-/bot,["messages.upsert"]"#),
+            Heard::Nothing
+        ));
+        assert!(matches!(
+            s.frame(None, Bytes::from_static(b"x")),
+            Heard::Unreadable(_)
         ));
     }
 

@@ -22,9 +22,10 @@ pub(super) enum Diagnosis {
     /// Evolution: the settings send the event; the namespace is made at the instance's first
     /// event after each start of the server.
     NoEventYet,
-    /// Evolution: `groups.update`, which 2.3 never sends to an instance's namespace (its
-    /// settings spell it `GROUP_UPDATE`, its events `groups.update`).
-    NeverSent,
+    /// Evolution: an event 2.3 never sends to an instance's namespace: its settings cannot
+    /// list it (`creds.update`, `messaging-history.set`), or spell it otherwise than its events
+    /// (`GROUP_UPDATE` for `groups.update`).
+    NeverSent { event: String },
 }
 
 impl std::fmt::Display for Diagnosis {
@@ -55,8 +56,10 @@ impl std::fmt::Display for Diagnosis {
                     "the websocket of instance {instance} does not send {setting}: add it to its events with POST /websocket/set/{instance}"
                 )
             }
-            Diagnosis::NeverSent => f.write_str(
-                "Evolution API 2.3 never sends groups.update to an instance's namespace (its settings spell it GROUP_UPDATE): only its global events (WEBSOCKET_GLOBAL_EVENTS=true) carry it",
+            Diagnosis::NeverSent { event } => write!(
+                f,
+                "Evolution API 2.3 never sends {event} to an instance's namespace (its websocket settings cannot list it{}): only its global events (WEBSOCKET_GLOBAL_EVENTS=true) carry it",
+                if event == "groups.update" { "; they spell it GROUP_UPDATE" } else { "" }
             ),
             Diagnosis::NoEventYet => f.write_str(
                 "its settings send this event, but the server has sent the instance nothing since it started (Evolution makes the namespace then): retrying until it does",
@@ -99,8 +102,14 @@ pub(super) async fn probe(client: &awc::Client, source: &Source, token: Token) -
 /// the settings send the event.
 pub(super) async fn websocket(rest: RestClient, event: &EventName) -> Option<Diagnosis> {
     let instance = rest.instance().to_owned();
-    if event.kind() == Some(eventsock_core::EventKind::GroupsUpdate) {
-        return Some(Diagnosis::NeverSent);
+    use eventsock_core::EventKind;
+    if matches!(
+        event.kind(),
+        Some(EventKind::GroupsUpdate | EventKind::CredsUpdate | EventKind::MessagingHistorySet)
+    ) {
+        return Some(Diagnosis::NeverSent {
+            event: event.to_string(),
+        });
     }
     let settings = match rest.websocket_settings().await {
         Ok(s) => s,
@@ -109,7 +118,7 @@ pub(super) async fn websocket(rest: RestClient, event: &EventName) -> Option<Dia
     if settings["enabled"] != true {
         return Some(Diagnosis::WebsocketOff { instance });
     }
-    let setting = event.as_str().replace(['.', '-'], "_").to_ascii_uppercase();
+    let setting = event.evolution_setting();
     let listed = settings["events"]
         .as_array()
         .is_some_and(|e| e.iter().any(|e| e.as_str() == Some(setting.as_str())));

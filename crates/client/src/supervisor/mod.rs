@@ -479,7 +479,7 @@ impl Supervisor {
                 Some(
                     d @ (Diagnosis::WebsocketOff { .. }
                     | Diagnosis::NotListed { .. }
-                    | Diagnosis::NeverSent),
+                    | Diagnosis::NeverSent { .. }),
                 ) => {
                     tracing::warn!(instance = %s.source.instance(), event = %s.event, "connected, but no such event will come: {d}");
                 }
@@ -624,9 +624,10 @@ impl Handler<ConnDown> for Supervisor {
             .refused_token
             .clone()
             .filter(|_| end.cause == Cause::Refused(401));
-        if matches!(end.cause, Cause::NamespaceRefused { .. }) && s.diagnosis.is_none() {
+        if matches!(end.cause, Cause::NamespaceRefused { .. }) {
             // Evolution API: is the instance's websocket off, or without this event? Or has the
-            // server not sent it anything since it started?
+            // server not sent it anything since it started? Asked at every refusal (each after
+            // the backoff), so that what the operator changed meanwhile is told.
             let (rest, event, sub) = (RestClient::for_source(&s.source), s.event.clone(), msg.sub);
             let check = async move { websocket(rest, &event).await };
             ctx.spawn(check.into_actor(self).map(move |found, act, ctx| {
@@ -665,7 +666,7 @@ impl Supervisor {
             (Cause::NamespaceRefused { .. }, _, Some(Diagnosis::Unknown(e))) => {
                 format!("{cause} (REST could not tell more: {e})")
             }
-            (Cause::NamespaceRefused { namespace, message }, _, Some(diagnosis)) => format!(
+            (Cause::NamespaceRefused { namespace, message, .. }, _, Some(diagnosis)) => format!(
                 "the server refused the namespace {}: {}; {diagnosis}",
                 human::escaped(namespace),
                 human::escaped(message)
@@ -675,6 +676,9 @@ impl Supervisor {
             ),
             (Cause::Refused(404), Protocol::V2, _) => format!(
                 "{cause}; if this is the legacy CodeChat server, use the legacy protocol"
+            ),
+            (Cause::Refused(404), Protocol::Evolution, _) => format!(
+                "{cause}; Evolution API answers 404 on /socket.io/ when its websocket is off (WEBSOCKET_ENABLED=false in its environment), or the URL is not Evolution's"
             ),
             _ => cause.to_string(),
         }

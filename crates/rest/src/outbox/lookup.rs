@@ -12,10 +12,11 @@ use std::time::{Duration, SystemTime};
 const WINDOW: Duration = Duration::from_secs(120);
 
 /// What looking a message up found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Looked {
-    /// It is on the server: it was sent.
-    Found,
+    /// It is on the server: it was sent (with the id the server gave it, when not the
+    /// outbox's own).
+    Found(Option<String>),
     /// It is not, on a server that keeps what it sends: it was not sent.
     Absent,
     /// It is not, on a server that keeps nothing: whether it was sent cannot be told.
@@ -36,15 +37,16 @@ pub(super) async fn look_up(
         false => {
             let id = message.id.as_str();
             let found = rest.find_messages_page(json!({"keyId": id}), 10, 1).await?;
-            found
+            let on_server = found
                 .records
                 .iter()
-                .any(|r| r.get("keyId").and_then(Value::as_str) == Some(id))
+                .any(|r| r.get("keyId").and_then(Value::as_str) == Some(id));
+            on_server.then_some(None)
         }
-        true => sent_alike(rest, message, since).await?,
+        true => sent_alike(rest, message, since).await?.map(Some),
     };
-    if found {
-        return Ok(Looked::Found);
+    if let Some(id) = found {
+        return Ok(Looked::Found(id));
     }
     let keeps = match known {
         Some(keeps) => keeps,
@@ -67,14 +69,18 @@ pub(super) async fn look_up(
     })
 }
 
-/// Evolution API: whether this instance sent a message of the same text to the same chat
-/// within [`WINDOW`] of the first send. Its own earlier message of the same text there counts
-/// too: then the message is taken as sent and not sent again (at most once, never twice).
+/// How many records of the window an Evolution lookup reads at most (pages of 100).
+const MOST: u32 = 1_000;
+
+/// Evolution API: the id of a message this instance sent to the same chat with the same text
+/// within [`WINDOW`] of the first send, if there is one. Its own earlier message of the same
+/// text there counts too: then the message is taken as sent and not sent again (at most once,
+/// never twice).
 async fn sent_alike(
     rest: &RestClient,
     message: &Outgoing,
     since: Option<SystemTime>,
-) -> Result<bool, RestError> {
+) -> Result<Option<String>, RestError> {
     let since = since.unwrap_or_else(eventsock_core::clock::now);
     let iso = |t: SystemTime| eventsock_core::wire::Timestamp::from(t).to_rfc3339();
     let filter = json!({
@@ -84,28 +90,63 @@ async fn sent_alike(
             "lte": iso(eventsock_core::clock::now() + WINDOW),
         },
     });
-    let found = rest.find_messages_page(filter, 50, 1).await?;
-    Ok(found.records.iter().any(|r| {
-        let text = r["message"]["conversation"]
-            .as_str()
-            .or(r["message"]["extendedTextMessage"]["text"].as_str());
-        let chat = r["key"]["remoteJid"].as_str().unwrap_or_default();
-        text == Some(message.text.as_str()) && same_chat(&message.to, chat)
-    }))
+    const PAGE: u32 = 100;
+    for page in 1..=MOST / PAGE {
+        let found = rest.find_messages_page(filter.clone(), PAGE, page).await?;
+        let alike = found.records.iter().find(|r| {
+            let text = r["message"]["conversation"]
+                .as_str()
+                .or(r["message"]["extendedTextMessage"]["text"].as_str());
+            let key = &r["key"];
+            let chats = [key["remoteJid"].as_str(), key["remoteJidAlt"].as_str()];
+            text == Some(message.text.as_str())
+                && chats.into_iter().flatten().any(|chat| {
+                    same_chat(&message.to, chat)
+                        || message
+                            .person
+                            .as_deref()
+                            .is_some_and(|p| same_chat(p, chat))
+                })
+        });
+        if let Some(record) = alike {
+            return Ok(Some(
+                record["key"]["id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        if found.records.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `to` (a JID or a phone number, as a bot gives it) names the chat `jid`: the same
-/// user, or a Brazilian mobile number written with the ninth digit the server drops.
+/// user once a number is written as the server writes it (digits only: no `+`, spaces,
+/// brackets or dashes), or a Brazilian mobile number with or without the ninth digit the server
+/// adds or drops.
 fn same_chat(to: &str, jid: &str) -> bool {
     let user = |s: &str| s.split('@').next().unwrap_or_default().to_owned();
-    let (to, jid) = (user(to), user(jid));
+    let jid = user(jid);
+    let to = match to.contains('@') {
+        true => user(to),
+        false => to.chars().filter(char::is_ascii_digit).collect(),
+    };
     if to == jid {
         return true;
     }
-    to.len() == 13
-        && to.starts_with("55")
-        && jid.len() == 12
-        && jid == format!("{}{}", &to[..4], &to[5..])
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    // Country 55, two digits of area, then 9 and eight digits, or the eight alone.
+    let without_nine = |long: &str| format!("{}{}", &long[..4], &long[5..]);
+    let brazilian = |long: &str, short: &str| {
+        long.len() == 13
+            && short.len() == 12
+            && digits(long)
+            && digits(short)
+            && long.starts_with("55")
+            && long.as_bytes()[4] == b'9'
+            && short == without_nine(long)
+    };
+    brazilian(&to, &jid) || brazilian(&jid, &to)
 }
 
 #[cfg(test)]
@@ -115,8 +156,21 @@ mod tests {
     #[test]
     fn a_number_names_its_chat() {
         assert!(same_chat("5511988887777", "5511988887777@s.whatsapp.net"));
+        assert!(same_chat(
+            "+55 (11) 98888-7777",
+            "5511988887777@s.whatsapp.net"
+        ));
         assert!(same_chat("5531988887777", "553188887777@s.whatsapp.net"));
+        assert!(same_chat("553188887777", "5531988887777@s.whatsapp.net"));
         assert!(same_chat("120363@g.us", "120363@g.us"));
         assert!(!same_chat("5511988887777", "5511988887778@s.whatsapp.net"));
+        // Not a ninth digit: 8 where the 9 would be.
+        assert!(!same_chat("5531888887777", "553188887777@s.whatsapp.net"));
+        // Multibyte text where digits would be: no panic, no match.
+        assert!(!same_chat("55é88887777@x", "553188887777@s.whatsapp.net"));
+        assert!(!same_chat(
+            "55\u{e9}\u{e9}8887777",
+            "553188887777@s.whatsapp.net"
+        ));
     }
 }

@@ -93,8 +93,13 @@ pub(super) fn decide(
             if answer.get("id").is_some_and(Value::is_number) {
                 learnt.saves = Some(true);
             }
+            // The id the server gave it: the outbox's own on CodeChat, which takes it; the
+            // server's on Evolution API, which makes its own.
+            let id = answer["key"]["id"]
+                .as_str()
+                .map_or_else(|| facts.id.clone(), str::to_owned);
             Some(Ok(Outcome::Sent {
-                id: facts.id.clone(),
+                id,
                 answer,
                 attempts: facts.sends,
             }))
@@ -139,10 +144,10 @@ pub(super) fn decide(
             None
         }
         Attempt::Send(Err(e)) => Some(Err(OutboxError::Refused(e))),
-        Attempt::Lookup(Ok(Looked::Found)) => {
+        Attempt::Lookup(Ok(Looked::Found(found))) => {
             learnt.found = true;
             Some(Ok(Outcome::Found {
-                id: facts.id.clone(),
+                id: found.unwrap_or_else(|| facts.id.clone()),
                 attempts: facts.sends,
             }))
         }
@@ -313,7 +318,7 @@ mod tests {
             ..text()
         };
         let found = decide(
-            Attempt::Lookup(Ok(Looked::Found)),
+            Attempt::Lookup(Ok(Looked::Found(None))),
             doubted(),
             &pacing(),
             TIMEOUT,

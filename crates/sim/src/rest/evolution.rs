@@ -142,17 +142,8 @@ pub(super) struct Filter {
     range: Option<(i64, i64)>,
 }
 
-/// A `where` the server refuses.
-pub(super) struct Refused(&'static str);
-
-impl Refused {
-    pub(super) fn answer(self, sim: &Sim) -> Answer {
-        invalid(sim, self.0)
-    }
-}
-
 impl Filter {
-    pub(super) fn read(filter: &Value) -> Result<Filter, Refused> {
+    pub(super) fn read(filter: &Value) -> Filter {
         let key = &filter["key"];
         let text = |v: &Value| v.as_str().map(str::to_owned);
         let range = match filter.get("messageTimestamp").filter(|v| !v.is_null()) {
@@ -168,23 +159,20 @@ impl Filter {
                         _ => None,
                     }
                 };
+                // The server filters only with both ends, and ignores the filter otherwise.
                 match (end(&r["gte"]), end(&r["lte"])) {
                     (Some(a), Some(b)) => Some((a, b)),
-                    _ => {
-                        return Err(Refused(
-                            "instance.where.messageTimestamp needs gte and lte dates",
-                        ))
-                    }
+                    _ => None,
                 }
             }
         };
-        Ok(Filter {
+        Filter {
             id: text(&key["id"]),
             remote_jid: text(&key["remoteJid"]),
             from_me: key["fromMe"].as_bool().unwrap_or(false),
             message_type: text(&filter["messageType"]),
             range,
-        })
+        }
     }
 
     /// Whether the saved row (legacy shape) is found.
