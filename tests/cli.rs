@@ -1226,3 +1226,67 @@ async fn tails_on_two_hosts_with_lease_nats_hold_a_stream_one_at_a_time() {
     assert_eq!(s.sim.accepted(), accepted, "the second never connected");
     first.signal("-TERM");
 }
+
+#[actix_rt::test]
+async fn tail_follows_evolution_api_and_never_prints_its_key() {
+    let s = start_sim(SimConfig {
+        protocol: eventsock::core::Protocol::Evolution,
+        ..SimConfig::default()
+    });
+    // A server that puts the key in every event's envelope.
+    s.sim.expose_api_key(true);
+    let key = s.sim.api_key("codechat").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventsock"))
+        .args([
+            "tail",
+            "--event",
+            "messages.upsert",
+            "--protocol",
+            "evolution",
+        ])
+        .args(["--instance", "codechat"])
+        .env("EVENTSOCK_URL", s.url())
+        .env("EVENTSOCK_TOKEN", &key)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    until("joined", || s.sim.joined("codechat") == 1).await;
+    let message = json!({"keyId": "E1", "keyRemoteJid": "5511988887777@s.whatsapp.net",
+        "messageType": "conversation", "content": {"text": "hi"}});
+    s.sim.emit("codechat", "messages.upsert", &message);
+    let line = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("a line")
+        .expect("stdout open");
+    let line: Value = serde_json::from_str(&line).unwrap();
+    // Evolution's own shape, as it came (its byte field put in as base64).
+    assert_eq!(line["event"], "messages.upsert");
+    assert_eq!(line["instance"], "codechat");
+    assert_eq!(line["data"]["key"]["id"], "E1");
+    assert_eq!(line["data"]["message"]["conversation"], "hi");
+    assert!(line["data"]["message"]["messageContextInfo"]["messageSecret"].is_string());
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("connected"), "{stderr}");
+    assert!(!stderr.contains(&key), "the key is in tail's log");
+    assert!(!line.to_string().contains(&key));
+}

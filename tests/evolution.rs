@@ -347,3 +347,81 @@ async fn a_lost_answer_is_looked_up_by_its_text_and_never_sent_twice() {
     assert_eq!(texts, ["first", "refused once", "answer lost"]);
     assert_eq!(id, &sent[2].id, "the id the server gave it");
 }
+
+/// Recovery over REST on Evolution API: what was sent while nobody listened comes from its
+/// `findMessages`, each message once.
+#[actix_rt::test]
+async fn a_gap_is_recovered_over_evolutions_find_messages_each_message_once() {
+    use eventsock::client::{Backfill, Supervisor};
+    use eventsock::core::{Backoff, Origin};
+    let s = evolution_sim();
+    let key = s.sim.api_key("codechat").unwrap();
+    let mut config = fast_config();
+    // Slow to come back, so that messages are sent while nobody listens.
+    config.backoff = Backoff::Fixed(std::time::Duration::from_millis(1500));
+    let rec = Recorder::default();
+    let addr = rec.clone().start();
+    let _sup = Supervisor::builder()
+        .config(config)
+        .source(eventsock::core::Source::evolution(
+            eventsock::core::Endpoint::parse(&s.url()).unwrap(),
+            "codechat",
+            eventsock::core::Token::new(key.as_str()),
+        ))
+        .router(
+            Router::builder()
+                .actor::<legacy::MessagesUpsert>(addr.clone().recipient())
+                .build(),
+        )
+        .lifecycle(addr.recipient())
+        .backfill(Backfill::new().margin(std::time::Duration::from_secs(600)))
+        .start()
+        .unwrap();
+    until("joined", || s.sim.joined("codechat") == 1).await;
+    let received = |r: &Recorder| -> Vec<(String, Origin)> {
+        r.events()
+            .into_iter()
+            .map(|(meta, m)| {
+                (
+                    m["keyId"].as_str().unwrap_or_default().to_owned(),
+                    meta.origin,
+                )
+            })
+            .collect()
+    };
+    let chat = "5511988887777";
+    for id in ["L1", "L2"] {
+        s.sim
+            .emit("codechat", "messages.upsert", &message(id, chat, id));
+    }
+    rec.wait_events(2).await;
+    s.sim.drop_all();
+    until("nobody listens", || s.sim.joined("codechat") == 0).await;
+    for id in ["G1", "G2", "G3"] {
+        assert!(!s
+            .sim
+            .emit("codechat", "messages.upsert", &message(id, chat, id)));
+    }
+    let all = rec
+        .wait("the gap recovered", |r| {
+            let got = received(r);
+            (got.len() >= 5).then_some(got)
+        })
+        .await;
+    // The live ones once (the recovery found them too), the missed ones recovered, in order.
+    let ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["L1", "L2", "G1", "G2", "G3"]);
+    assert!(all[2..].iter().all(|(_, o)| *o == Origin::Recovered));
+    // The findMessages calls were Evolution's, with the key in its header.
+    let finds: Vec<_> = s
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/chat/findMessages/codechat")
+        .collect();
+    assert!(
+        !finds.is_empty() && finds.iter().all(|r| r.status == 200),
+        "{:?}",
+        finds.len()
+    );
+}

@@ -143,11 +143,26 @@ struct GateKey<'a> {
     timestamp: Option<serde_json::Value>,
 }
 
+/// The same of an Evolution API message: `key.id`.
+#[derive(serde::Deserialize)]
+struct EvolutionGateKey<'a> {
+    #[serde(borrow)]
+    key: EvolutionKey<'a>,
+    #[serde(rename = "messageTimestamp")]
+    timestamp: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct EvolutionKey<'a> {
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
 impl GateKey<'_> {
-    /// The timestamp in seconds, read as the model reads `messageTimestamp` (a number or a
-    /// numeric string); `None` when it is neither.
+    /// The timestamp in seconds, read as the model reads `messageTimestamp` (a number, a
+    /// numeric string, or Evolution's `{low, high, unsigned}`); `None` when it is none of them.
     fn seconds(&self) -> Option<i64> {
-        eventsock_core::wire::opt_int::deserialize(self.timestamp.as_ref()?)
+        eventsock_core::wire::opt_long::deserialize(self.timestamp.as_ref()?)
             .ok()
             .flatten()
     }
@@ -344,7 +359,7 @@ impl Dispatcher {
         {
             self.run.follow_receipt(&meta, text);
         }
-        if !self.admitted(event, channel, text, &meta) {
+        if !self.admitted(event, channel, &frame, &meta) {
             return Dispatch {
                 meta,
                 deliveries: Deliveries::default(),
@@ -387,23 +402,31 @@ impl Dispatcher {
         }
     }
 
-    /// Asks the gate, if there is one, whether a bare `messages.upsert` payload is delivered.
+    /// Asks the gate, if there is one, whether a `messages.upsert` payload (a legacy one, or
+    /// the data of an Evolution API event) is delivered.
     fn admitted(
         &self,
         event: &EventName,
         channel: Option<Channel>,
-        text: &str,
+        frame: &Frame<'_>,
         meta: &EventMeta,
     ) -> bool {
         let Some(gate) = &self.run.gate else {
             return true;
         };
-        if !matches!(channel, None | Some(Channel::Legacy))
-            || event.kind() != Some(EventKind::MessagesUpsert)
-        {
+        if event.kind() != Some(EventKind::MessagesUpsert) {
             return true;
         }
-        match serde_json::from_str::<GateKey<'_>>(text) {
+        let key = match channel {
+            None | Some(Channel::Legacy) => serde_json::from_str::<GateKey<'_>>(frame.data()),
+            Some(Channel::Evolution) => serde_json::from_str::<EvolutionGateKey<'_>>(frame.data())
+                .map(|k| GateKey {
+                    id: k.key.id,
+                    timestamp: k.timestamp,
+                }),
+            Some(_) => return true,
+        };
+        match key {
             Ok(key) if key.id.as_deref().is_some_and(|id| !id.is_empty()) => {
                 gate.admit(meta, key.id.as_deref().unwrap_or_default(), key.seconds())
             }

@@ -108,10 +108,17 @@ impl FoundPage {
         }
     }
 
-    /// The row id (`id`) of a record: the server's autoincrement, so the order in which it
-    /// saved the messages.
+    /// The row id (`id`) of a record: CodeChat's autoincrement, so the order in which it
+    /// saved the messages. `None` on Evolution API, whose ids (cuids) tell no order.
     pub fn row_id(record: &Value) -> Option<i64> {
         record["id"].as_i64()
+    }
+
+    /// The WhatsApp id of a record's message: CodeChat's `keyId`, Evolution API's `key.id`.
+    pub fn message_id(record: &Value) -> Option<&str> {
+        record["keyId"]
+            .as_str()
+            .or_else(|| record["key"]["id"].as_str())
     }
 
     /// The `messageTimestamp` of a record, in seconds (a number or a numeric string).
@@ -474,6 +481,18 @@ impl RestClient {
             )
             .await?;
         FoundPage::parse(answer)
+    }
+
+    /// The saved message whose WhatsApp id is `id` (a page of at most 10 records; the one
+    /// whose [`FoundPage::message_id`] is `id`, if any, is the message), in each server's
+    /// words: `{"keyId": id}` on CodeChat, `{"key": {"id": id}}` on Evolution API. Retried on
+    /// transient failures.
+    pub async fn find_message(&self, id: &str) -> Result<FoundPage, RestError> {
+        let filter = match self.protocol {
+            Protocol::Evolution => json!({"key": {"id": id}}),
+            _ => json!({"keyId": id}),
+        };
+        self.find_messages_page(filter, 10, 1).await
     }
 
     /// One page of [`find_messages`](Self::find_messages): the server sorts by

@@ -58,13 +58,18 @@ impl Fetched {
             match FoundPage::timestamp(record) {
                 Some(t) if t < from => older = true,
                 t => {
-                    let key = record["keyId"].as_str().unwrap_or_default();
+                    let key = FoundPage::message_id(record).unwrap_or_default();
                     if !key.is_empty() && !self.keys.insert(key.to_owned()) {
                         continue;
                     }
                     let text = record.to_string();
                     self.bytes += text.len();
-                    let row = FoundPage::row_id(record).unwrap_or(i64::MAX);
+                    // Evolution API's records have no ordered id: among messages of one second,
+                    // the reverse of the server's order (it answers newest first).
+                    let position = -i64::try_from(self.records.len()).unwrap_or(i64::MAX);
+                    let row = FoundPage::row_id(record)
+                        .or_else(|| record.get("key").map(|_| position))
+                        .unwrap_or(i64::MAX);
                     self.records.push((t.unwrap_or(i64::MIN), row, text));
                 }
             }

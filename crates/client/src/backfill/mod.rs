@@ -24,7 +24,9 @@
 //! boundary can come back in another order on the next page, and one fall between the two: when
 //! a second straddles pages, the recovery reads everything again in one request.
 
-use eventsock_core::{human, CheckpointStore, EventKind, EventMeta, EventName, Origin, Recent};
+use eventsock_core::{
+    human, Channel, CheckpointStore, EventKind, EventMeta, EventName, Origin, Protocol, Recent,
+};
 use eventsock_handler::{Dispatcher, Gate};
 use eventsock_rest::{FoundPage, RestClient, RestError};
 use serde::{Deserialize, Serialize};
@@ -43,8 +45,11 @@ pub(crate) use recovery::Recovery;
 use recovery::*;
 
 /// Settings of the recovery of missed messages over REST: give them to
-/// [`SupervisorBuilder::backfill`](crate::SupervisorBuilder::backfill). Legacy sources only
-/// (the newer server's REST API differs).
+/// [`SupervisorBuilder::backfill`](crate::SupervisorBuilder::backfill). Legacy CodeChat and
+/// Evolution API sources (the newer CodeChat server's REST API differs). On Evolution, whose
+/// record ids tell no order, messages of one second are delivered in the reverse of the order
+/// the server gave them (it answers newest first; among messages of one second its order is
+/// undefined).
 #[derive(Debug, Clone)]
 pub struct Backfill {
     pub(crate) store: Option<Arc<dyn CheckpointStore>>,
@@ -266,7 +271,8 @@ pub(crate) async fn watch(
     let (from, until) = (secs(up_since), now_secs().saturating_sub(grace));
     let (mut missing, mut since) = (0, i64::MAX);
     for record in found.records.iter().take(WATCH_PAGE as usize) {
-        let (Some(t), Some(id)) = (FoundPage::timestamp(record), record["keyId"].as_str()) else {
+        let (Some(t), Some(id)) = (FoundPage::timestamp(record), FoundPage::message_id(record))
+        else {
             continue;
         };
         if (from..=until).contains(&t) && !recovery.delivered(instance, id) {
@@ -339,6 +345,8 @@ async fn recover_once(
         Ok(Err(Failure::Failed(reason))) => return Recovered::Failed(reason),
     };
     let event = EventName::from(EventKind::MessagesUpsert);
+    // Each server's records in its own shape: Evolution's are read as its events' data.
+    let channel = (rest.server_protocol() == Protocol::Evolution).then_some(Channel::Evolution);
     let mut delivered = 0;
     for (n, (_, text)) in records.iter().enumerate() {
         let meta = EventMeta {
@@ -352,7 +360,7 @@ async fn recover_once(
             origin: Origin::Recovered,
         };
         let tally = dispatcher
-            .handle(&event, None, text, &|_| meta.clone(), true)
+            .handle(&event, channel, text, &|_| meta.clone(), true)
             .await;
         delivered += u64::from(tally.delivered());
     }
@@ -361,7 +369,7 @@ async fn recover_once(
         // message this client delivered: a server that saves messages has it.
         let last = recovery.lock().marks.get(&**instance).map(|m| m.id.clone());
         if let Some(id) = last {
-            let call = rest.find_messages(json!({ "keyId": id }));
+            let call = rest.find_message(&id);
             if let Ok(Ok(answer)) = tokio::time::timeout(recovery.settings.page_timeout, call).await
             {
                 if answer.total == Some(0) {

@@ -99,7 +99,7 @@ impl SupervisorBuilder {
             for s in self.sources.iter().filter(|s| s.protocol() == Protocol::V2) {
                 tracing::warn!(
                     instance = %human::escaped(s.instance()),
-                    "missed messages are recovered for legacy sources only; this one speaks v2"
+                    "missed messages are recovered for legacy CodeChat and Evolution API sources only; this one speaks v2"
                 );
             }
         }

@@ -506,7 +506,8 @@ impl Supervisor {
             return;
         };
         let s = &self.subs[sub];
-        if s.channel != Channel::Legacy || s.event.kind() != Some(EventKind::MessagesUpsert) {
+        let recoverable = matches!(s.channel, Channel::Legacy | Channel::Evolution);
+        if !recoverable || s.event.kind() != Some(EventKind::MessagesUpsert) {
             return;
         }
         let instance: Arc<str> = Arc::from(s.source.instance());

@@ -2,9 +2,9 @@
 //! Evolution API, which takes no id of the sender's, by its chat, its text and its time.
 
 use super::Outgoing;
-use crate::{RestClient, RestError};
+use crate::{FoundPage, RestClient, RestError};
 use eventsock_core::Protocol;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, SystemTime};
 
 /// How far around the first send an Evolution lookup looks: the server stamps a message when
@@ -36,11 +36,11 @@ pub(super) async fn look_up(
     let found = match evolution {
         false => {
             let id = message.id.as_str();
-            let found = rest.find_messages_page(json!({"keyId": id}), 10, 1).await?;
+            let found = rest.find_message(id).await?;
             let on_server = found
                 .records
                 .iter()
-                .any(|r| r.get("keyId").and_then(Value::as_str) == Some(id));
+                .any(|r| FoundPage::message_id(r) == Some(id));
             on_server.then_some(None)
         }
         true => sent_alike(rest, message, since).await?.map(Some),
