@@ -710,7 +710,10 @@ mod tests {
     fn bad_settings_say_which_and_how() {
         let none = |_: &str| None;
         let e = Settings::from_args(args(&["--protocol", "v3"]), none).unwrap_err();
-        assert_eq!(e.to_string(), "unknown protocol \"v3\": use legacy or v2");
+        assert_eq!(
+            e.to_string(),
+            "unknown protocol \"v3\": use legacy, v2 or evolution"
+        );
         let e = Settings::from_args(args(&["--metrics", "localhost"]), none).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -727,6 +730,13 @@ mod tests {
         };
         let e = source(&not_a_jwt).unwrap_err().to_string();
         assert!(e.starts_with("--token: "), "{e}");
+        // An Evolution API key names no instance: the instance is asked for.
+        let no_instance = Settings {
+            protocol: Some(Protocol::Evolution),
+            ..not_a_jwt.clone()
+        };
+        let e = source(&no_instance).unwrap_err().to_string();
+        assert!(e.starts_with("--instance: "), "{e}");
         let no_scheme = Settings {
             url: Some("localhost:8084".into()),
             ..not_a_jwt

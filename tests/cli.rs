@@ -9,6 +9,20 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
+/// Sends `child` SIGTERM and waits for it: its exit status and output.
+async fn terminated(child: std::process::Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn tail_prints_json_lines_in_arrival_order_and_exits_cleanly_on_sigterm() {
     let s = start_sim(SimConfig::default());
@@ -85,16 +99,7 @@ async fn tail_prints_json_lines_in_arrival_order_and_exits_cleanly_on_sigterm() 
         "3"
     );
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminated(child).await;
     assert!(status.status.success(), "exit status {:?}", status.status);
     let stderr = String::from_utf8(status.stderr).unwrap();
     assert!(stderr.contains("connected (connection 2)"), "{stderr}");
@@ -1274,16 +1279,7 @@ async fn tail_follows_evolution_api_and_never_prints_its_key() {
     assert_eq!(line["data"]["key"]["id"], "E1");
     assert_eq!(line["data"]["message"]["conversation"], "hi");
     assert!(line["data"]["message"]["messageContextInfo"]["messageSecret"].is_string());
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = terminated(child).await;
     assert!(out.status.success(), "exit status {:?}", out.status);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("connected"), "{stderr}");

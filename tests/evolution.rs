@@ -13,20 +13,6 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// A message from `chat` with `text` and id `id`, as the simulator's tests write them: the
-/// simulator sends it in Evolution's shape.
-fn message(id: &str, chat: &str, text: &str) -> Value {
-    json!({
-        "keyId": id,
-        "keyFromMe": false,
-        "keyRemoteJid": format!("{chat}@s.whatsapp.net"),
-        "pushName": "Maria",
-        "messageType": "conversation",
-        "content": {"text": text},
-        "messageTimestamp": eventsock::core::clock::now_secs(),
-    })
-}
-
 fn settings() -> Settings {
     Settings {
         protocol: Some(Protocol::Evolution),
@@ -40,16 +26,6 @@ async fn started(router: Router) -> (eventsock::Running, Sim) {
     let sim = running.sim().expect("the built-in simulator").clone();
     until("the namespace joined", || sim.joined("codechat") == 1).await;
     (running, sim)
-}
-
-/// The texts sent to `chat`, in order.
-fn replies(sim: &Sim, chat: &str) -> Vec<String> {
-    let jid = format!("{chat}@s.whatsapp.net");
-    sim.sent()
-        .into_iter()
-        .filter(|s| s.chat == jid)
-        .map(|s| s.text)
-        .collect()
 }
 
 /// An example bot, built by `cargo test` beside this test, run as a user runs it: against the
@@ -107,11 +83,11 @@ async fn the_echo_bot_runs_unchanged_on_evolution() {
         sim.emit(
             "codechat",
             "messages.upsert",
-            &message(id, "5511988887777", text),
+            &evolution_message(id, "5511988887777", text),
         );
     }
-    until("two pongs", || replies(sim, "5511988887777").len() == 2).await;
-    assert_eq!(replies(sim, "5511988887777"), ["pong", "pong"]);
+    until("two pongs", || sent_texts(sim, "5511988887777").len() == 2).await;
+    assert_eq!(sent_texts(sim, "5511988887777"), ["pong", "pong"]);
     // Each quotes its ping, through Evolution's `quoted.key.id`.
     let quoted: Vec<_> = sim.sent().iter().map(|s| s.quoted.clone()).collect();
     assert_eq!(quoted, [Some("E1".to_owned()), Some("E3".to_owned())]);
@@ -153,15 +129,15 @@ async fn the_order_bot_runs_unchanged_on_evolution() {
         sim.emit(
             "codechat",
             "messages.upsert",
-            &message(&format!("O{n}"), chat, text),
+            &evolution_message(&format!("O{n}"), chat, text),
         );
         // One answer before the next message, as a person types.
         until(&format!("answer {}", n + 1), || {
-            replies(sim, chat).len() == n + 1
+            sent_texts(sim, chat).len() == n + 1
         })
         .await;
     }
-    assert_eq!(replies(sim, chat), want);
+    assert_eq!(sent_texts(sim, chat), want);
 }
 
 /// Records the `burstSeq` of each message, in the order handled.
@@ -193,7 +169,7 @@ async fn a_burst_of_50000_events_arrives_whole_and_in_order() {
     let taken = sim.burst(
         "codechat",
         "messages.upsert",
-        &message("B", "5511988887777", "burst"),
+        &evolution_message("B", "5511988887777", "burst"),
         N,
     );
     assert_eq!(taken, N, "the session took every event");
@@ -255,13 +231,13 @@ async fn a_websocket_that_is_off_is_said_with_the_call_that_fixes_it() {
     s.sim.emit(
         "codechat",
         "messages.upsert",
-        &message("W0", "5511988887777", "made"),
+        &evolution_message("W0", "5511988887777", "made"),
     );
     until("joined", || s.sim.joined("codechat") == 1).await;
     s.sim.emit(
         "codechat",
         "messages.upsert",
-        &message("W1", "5511988887777", "hello"),
+        &evolution_message("W1", "5511988887777", "hello"),
     );
     let events = rec.wait_events(1).await;
     assert_eq!(events[0].1["content"]["text"], "hello");
@@ -391,16 +367,21 @@ async fn a_gap_is_recovered_over_evolutions_find_messages_each_message_once() {
     };
     let chat = "5511988887777";
     for id in ["L1", "L2"] {
-        s.sim
-            .emit("codechat", "messages.upsert", &message(id, chat, id));
+        s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &evolution_message(id, chat, id),
+        );
     }
     rec.wait_events(2).await;
     s.sim.drop_all();
     until("nobody listens", || s.sim.joined("codechat") == 0).await;
     for id in ["G1", "G2", "G3"] {
-        assert!(!s
-            .sim
-            .emit("codechat", "messages.upsert", &message(id, chat, id)));
+        assert!(!s.sim.emit(
+            "codechat",
+            "messages.upsert",
+            &evolution_message(id, chat, id)
+        ));
     }
     let all = rec
         .wait("the gap recovered", |r| {

@@ -26,18 +26,22 @@ impl Write for Captured {
     }
 }
 
-#[actix_rt::test]
-async fn tokens_never_reach_logs_errors_or_debug_output() {
+/// Everything, from every crate, at the most verbose level, captured on this thread (where the
+/// supervisor and its connections run) until the guard is dropped.
+fn captured() -> (Captured, tracing::subscriber::DefaultGuard) {
     let logs = Captured::default();
     let writer = logs.clone();
-    // Everything, from every crate, at the most verbose level, on this thread (where the
-    // supervisor and its connections run).
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+#[actix_rt::test]
+async fn tokens_never_reach_logs_errors_or_debug_output() {
+    let (logs, _guard) = captured();
 
     let s = start_sim(SimConfig::default());
     let good = s.sim.mint_token("codechat", None);
@@ -119,37 +123,9 @@ async fn tokens_never_reach_logs_errors_or_debug_output() {
     }
 }
 
-/// A message from `chat` with `text` and id `id`, which the simulator sends in Evolution's shape.
-fn evolution_message(id: &str, chat: &str, text: &str) -> serde_json::Value {
-    json!({
-        "keyId": id,
-        "keyFromMe": false,
-        "keyRemoteJid": format!("{chat}@s.whatsapp.net"),
-        "messageType": "conversation",
-        "content": {"text": text},
-    })
-}
-
-/// The texts the simulator was asked to send to `chat`.
-fn replies(sim: &eventsock::sim::Sim, chat: &str) -> Vec<String> {
-    let jid = format!("{chat}@s.whatsapp.net");
-    sim.sent()
-        .into_iter()
-        .filter(|s| s.chat == jid)
-        .map(|s| s.text)
-        .collect()
-}
-
 #[actix_rt::test]
 async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = captured();
 
     // A server that puts the key in every envelope, as Evolution does when it exposes it.
     let s = start_sim(SimConfig {
@@ -181,7 +157,10 @@ async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
         "messages.upsert",
         &evolution_message("K1", "5511988887777", "!ping"),
     );
-    until("the pong", || replies(&s.sim, "5511988887777").len() == 1).await;
+    until("the pong", || {
+        sent_texts(&s.sim, "5511988887777").len() == 1
+    })
+    .await;
     // A refused key, and a frame that is not a packet: errors are logged too.
     let wrong = eventsock::core::Source::evolution(
         eventsock::core::Endpoint::parse(&s.url()).unwrap(),
@@ -211,7 +190,7 @@ async fn the_api_key_is_absent_from_a_trace_log_of_a_whole_session() {
         &evolution_message("K2", "5511988887777", "!ping"),
     );
     until("the second pong", || {
-        replies(&s.sim, "5511988887777").len() == 2
+        sent_texts(&s.sim, "5511988887777").len() == 2
     })
     .await;
     running.stop().await;

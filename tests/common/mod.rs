@@ -315,3 +315,27 @@ pub async fn started(
     .await;
     (running, sim)
 }
+
+/// A message from `chat` (a phone number) with `text` and id `id`, in the simulator's own
+/// (legacy) shape: the simulator playing Evolution API sends it in Evolution's.
+pub fn evolution_message(id: &str, chat: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "keyId": id,
+        "keyFromMe": false,
+        "keyRemoteJid": format!("{chat}@s.whatsapp.net"),
+        "pushName": "Maria",
+        "messageType": "conversation",
+        "content": {"text": text},
+        "messageTimestamp": eventsock::core::clock::now_secs(),
+    })
+}
+
+/// The texts the simulator was asked to send to `chat` (a phone number), in order.
+pub fn sent_texts(sim: &eventsock::sim::Sim, chat: &str) -> Vec<String> {
+    let jid = format!("{chat}@s.whatsapp.net");
+    sim.sent()
+        .into_iter()
+        .filter(|s| s.chat == jid)
+        .map(|s| s.text)
+        .collect()
+}

@@ -294,9 +294,14 @@ message_payload!(
     SendMessage
 );
 
-// The other payloads are records of optional fields, camelCase on the wire, with an `extra` map.
+// The other payloads, and the items of lists, are records of optional fields, camelCase on the
+// wire, with an `extra` map; a payload names its events.
 macro_rules! record {
-    ($(#[$doc:meta])* $name:ident [$($kind:ident),+] {
+    ($(#[$doc:meta])* $name:ident [$($kind:ident),+] $fields:tt) => {
+        record!($(#[$doc])* $name $fields);
+        payload!($name, Evolution, [$($kind),+]);
+    };
+    ($(#[$doc:meta])* $name:ident {
         $( $(#[$fdoc:meta])* $field:ident : $ty:ty $(=> $with:literal)? ),* $(,)?
     }) => {
         $(#[$doc])*
@@ -312,7 +317,6 @@ macro_rules! record {
             #[serde(flatten)]
             pub extra: Extra,
         }
-        payload!($name, Evolution, [$($kind),+]);
     };
 }
 
@@ -390,8 +394,10 @@ record! {
 }
 
 record! {
-    /// `messages.edited`: a message edited or revoked on WhatsApp, as its protocol message.
-    MessagesEdited [MessagesEdited] {
+    /// `messages.edited` (a message edited or revoked on WhatsApp) and `send.message.update` (a
+    /// message edited through the REST API): the protocol message of the edit, as protobuf's
+    /// `toJSON` writes it (enum names, 64-bit values as strings).
+    Edit [MessagesEdited, SendMessageUpdate] {
         /// The edited message's key.
         key: Option<serde_json::Value>,
         /// `MESSAGE_EDIT`, `REVOKE`...
@@ -400,21 +406,6 @@ record! {
         /// The new body.
         edited_message: Option<serde_json::Value>,
         /// When, in milliseconds (a number or a string).
-        timestamp_ms: Option<serde_json::Value>,
-    }
-}
-
-record! {
-    /// `send.message.update`: a message edited through the REST API.
-    SendMessageUpdate [SendMessageUpdate] {
-        /// The edited message's key.
-        key: Option<serde_json::Value>,
-        /// `MESSAGE_EDIT`...
-        #[serde(rename = "type")]
-        kind: Option<serde_json::Value>,
-        /// The new body.
-        edited_message: Option<serde_json::Value>,
-        /// When, in milliseconds.
         timestamp_ms: Option<serde_json::Value>,
     }
 }
@@ -525,25 +516,18 @@ record! {
     }
 }
 
-/// A contact as `contacts.upsert` and `contacts.update` carry it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Contact {
-    /// Its JID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_jid: Option<String>,
-    /// Its name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub push_name: Option<String>,
-    /// Its picture.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile_pic_url: Option<String>,
-    /// The instance's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    /// Fields this version does not model.
-    #[serde(flatten)]
-    pub extra: Extra,
+record! {
+    /// A contact as `contacts.upsert` and `contacts.update` carry it.
+    Contact {
+        /// Its JID.
+        remote_jid: Option<String>,
+        /// Its name.
+        push_name: Option<String>,
+        /// Its picture.
+        profile_pic_url: Option<String>,
+        /// The instance's id.
+        instance_id: Option<String>,
+    }
 }
 
 /// One item, or a list of them: Evolution sends some events either way, by the code path that
@@ -567,52 +551,37 @@ impl<T> OneOrMany<T> {
     }
 }
 
-/// A chat as the `chats.*` events carry it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Chat {
-    /// Its JID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_jid: Option<String>,
-    /// Its JID, as Baileys names it (a rename).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Its name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Unread messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unread_messages: Option<i64>,
-    /// The instance's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    /// Fields this version does not model.
-    #[serde(flatten)]
-    pub extra: Extra,
+record! {
+    /// A chat as the `chats.*` events carry it.
+    Chat {
+        /// Its JID.
+        remote_jid: Option<String>,
+        /// Its JID, as Baileys names it (a rename).
+        id: Option<String>,
+        /// Its name.
+        name: Option<String>,
+        /// Unread messages.
+        unread_messages: Option<i64> => "wire::opt_int",
+        /// The instance's id.
+        instance_id: Option<String>,
+    }
 }
 
-/// A group as `groups.upsert` and `groups.update` carry it (Baileys' `GroupMetadata`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Group {
-    /// Its JID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Its subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Who changed it (an update).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    /// Its owner.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// How many participants.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-    /// Fields this version does not model (`participants`, `creation`, `announce`...).
-    #[serde(flatten)]
-    pub extra: Extra,
+record! {
+    /// A group as `groups.upsert` and `groups.update` carry it (Baileys' `GroupMetadata`; the
+    /// rest, `participants`, `creation`, `announce`..., in `extra`).
+    Group {
+        /// Its JID.
+        id: Option<String>,
+        /// Its subject.
+        subject: Option<String>,
+        /// Who changed it (an update).
+        author: Option<String>,
+        /// Its owner.
+        owner: Option<String>,
+        /// How many participants.
+        size: Option<i64> => "wire::opt_int",
+    }
 }
 
 // A payload that is a list, or another shape, under an event name: a transparent newtype that
