@@ -406,3 +406,38 @@ async fn a_gap_is_recovered_over_evolutions_find_messages_each_message_once() {
         finds.len()
     );
 }
+
+/// A reaction and a read mark through a handler's `Ctx`, on Evolution API's routes and bodies.
+#[actix_rt::test]
+async fn reactions_and_read_marks_take_evolutions_routes() {
+    let router = Router::builder()
+        .on(|msg: eventsock::Msg| async move {
+            msg.cx.react("👍").await?;
+            msg.cx.mark_read().await?;
+            Ok(())
+        })
+        .build();
+    let (running, sim) = started(router).await;
+    sim.emit(
+        "codechat",
+        "messages.upsert",
+        &evolution_message("R1", "5511988887777", "hello"),
+    );
+    until("the read mark", || !sim.marked_read().is_empty()).await;
+    let calls = sim.requests();
+    let call = |path: &str| {
+        calls
+            .iter()
+            .find(|r| r.path == path)
+            .unwrap_or_else(|| panic!("no call to {path}"))
+    };
+    let reaction = call("/message/sendReaction/codechat");
+    assert_eq!(reaction.status, 201, "{}", reaction.answer);
+    assert_eq!(reaction.body["key"]["id"], "R1");
+    assert_eq!(reaction.body["reaction"], "👍");
+    let read = call("/chat/markMessageAsRead/codechat");
+    assert_eq!((read.method.as_str(), read.status), ("POST", 201));
+    assert_eq!(read.body["readMessages"][0]["id"], "R1");
+    assert_eq!(sim.marked_read()[0]["id"], "R1");
+    running.stop().await;
+}

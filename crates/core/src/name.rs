@@ -261,7 +261,7 @@ impl EventKind {
         self.flags() & G != 0
     }
 
-    /// One of Evolution API's 35 events.
+    /// One of Evolution API's 33 events.
     pub const fn is_evolution(self) -> bool {
         self.flags() & V != 0
     }

@@ -499,18 +499,32 @@ pub(crate) async fn send_reaction(
 ) -> HttpResponse {
     let checks = (Guards::JwtAndInstance, Schema::SendReaction);
     route(&req, &sim, &raw, checks, |instance, body| {
-        let reaction = &body["reactionMessage"];
+        let evolution = sim.config().protocol == Protocol::Evolution;
+        // Evolution's body is `{key, reaction}`; CodeChat's wraps it in `reactionMessage`.
+        let reaction = match evolution {
+            true => evolution::reaction_body(&sim, &body)?,
+            false => body["reactionMessage"].clone(),
+        };
         let jid = recipient(
             &sim,
             reaction["key"]["remoteJid"].as_str().unwrap_or_default(),
         )?;
         let content = json!({"key": reaction["key"], "text": reaction["reaction"]});
         let message = sent_message(&sim, instance, &jid, "reactionMessage", content, &json!({}));
-        for event in ["send.message", "messages.upsert"] {
+        // Evolution's own sends come back as `send.message` only.
+        let events: &[&str] = match evolution {
+            true => &["send.message"],
+            false => &["send.message", "messages.upsert"],
+        };
+        for event in events {
             sim.emit(instance, event, &message);
         }
         sim.acknowledge(instance, &message);
-        Ok(Answer::ok(StatusCode::CREATED, message))
+        let answer = match evolution {
+            true => sim.evolution_message(instance, &message),
+            false => message,
+        };
+        Ok(Answer::ok(StatusCode::CREATED, answer))
     })
 }
 

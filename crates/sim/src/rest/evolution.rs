@@ -79,6 +79,23 @@ pub(super) fn send_text_body(sim: &Sim, body: &Value) -> Result<Value, Answer> {
     Ok(json!({"number": number, "textMessage": {"text": text}, "options": options}))
 }
 
+/// `sendReaction`'s body (`{key: {remoteJid, fromMe, id}, reaction}`, each key field required,
+/// `message.schema.ts`), as the simulator's reaction takes it.
+pub(super) fn reaction_body(sim: &Sim, body: &Value) -> Result<Value, Answer> {
+    for field in ["remoteJid", "fromMe", "id"] {
+        if body["key"].get(field).is_none() {
+            return Err(invalid(
+                sim,
+                &format!("instance.key requires property \"{field}\""),
+            ));
+        }
+    }
+    let Some(reaction) = body["reaction"].as_str() else {
+        return Err(invalid(sim, "instance requires property \"reaction\""));
+    };
+    Ok(json!({"key": body["key"], "reaction": reaction}))
+}
+
 /// `POST /websocket/set/{instance}`: `{"websocket": {"enabled", "events"}}`; 201 with the
 /// stored settings.
 pub(crate) async fn set_websocket(
