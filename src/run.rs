@@ -193,6 +193,9 @@ fn in_flags(e: &SourceError) -> String {
         }
         SourceError::Url(_) => format!("--url: {e}"),
         SourceError::NoInstance => "--instance: an Evolution API key (and a token without claims) names no instance: pass --instance NAME or set EVENTSOCK_INSTANCE".to_owned(),
+        SourceError::InstanceMismatch { .. } | SourceError::InstanceName(_) => {
+            format!("--instance: {e}")
+        }
         _ => format!("--token: {e}"),
     }
 }

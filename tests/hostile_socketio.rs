@@ -288,3 +288,85 @@ async fn a_server_that_never_answers_the_namespace_connect_is_not_waited_for_for
     );
     sup.send(Shutdown).await.unwrap();
 }
+
+/// Holds each event until the test opens the gate.
+struct Gated(Arc<tokio::sync::Semaphore>);
+
+impl actix::Actor for Gated {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<Received<eventsock::core::legacy::MessagesUpsert>> for Gated {
+    type Result = actix::ResponseFuture<()>;
+
+    fn handle(
+        &mut self,
+        _: Received<eventsock::core::legacy::MessagesUpsert>,
+        _: &mut actix::Context<Self>,
+    ) -> Self::Result {
+        let gate = self.0.clone();
+        Box::pin(async move {
+            gate.acquire().await.unwrap().forget();
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn slow_handlers_are_not_taken_for_a_dead_server() {
+    use actix::Actor;
+    // A server that pings every 100 ms (silence allowed: 200 ms) and sends 4 events at once.
+    let server = hostile::serve(|mut s: TcpStream, r: Request, stats: &Stats| {
+        if hostile::socket_io_open(&mut s, &r, stats, 100, 100).is_none() {
+            return;
+        }
+        let joined = format!(r#"40{NSP},{{"sid":"x"}}"#);
+        hostile::send(&mut s, &hostile::frame(1, joined.as_bytes()), stats);
+        for n in 0..4 {
+            hostile::send(&mut s, &event(&format!("e{n}")), stats);
+        }
+        while !stats.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+            if !hostile::send(&mut s, &hostile::frame(1, b"2"), stats) {
+                return;
+            }
+        }
+    });
+    // One frame in the queue at a time: the handler holds the reader.
+    let mut config = fast_config();
+    config.queue_capacity = 1;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler = Gated(gate.clone()).start();
+    let rec = Recorder::default();
+    let lifecycle = rec.clone().start();
+    let sup = eventsock::client::Supervisor::builder()
+        .config(config)
+        .source(source(&server))
+        .router(
+            Router::builder()
+                .actor::<eventsock::core::legacy::MessagesUpsert>(handler.recipient())
+                .receipts(false)
+                .build(),
+        )
+        .lifecycle(lifecycle.recipient())
+        .start()
+        .unwrap();
+    until("the session", || server.sessions() == 1).await;
+    // Held for a second, five times the silence the server's heartbeat allows (the hold is
+    // what is tested: there is nothing to wait on).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        reconnect_cause(&rec).is_none(),
+        "{:?}",
+        reconnect_cause(&rec)
+    );
+    gate.add_permits(4);
+    // Then the four are handled on the same link.
+    until("the four handled", || gate.available_permits() == 0).await;
+    assert_eq!(server.sessions(), 1);
+    assert!(
+        reconnect_cause(&rec).is_none(),
+        "{:?}",
+        reconnect_cause(&rec)
+    );
+    sup.send(Shutdown).await.unwrap();
+}

@@ -636,10 +636,10 @@ newtype!(
     [LogoutInstance, RemoveInstance]
 );
 newtype!(
-    /// The events whose data this version does not model, as they came: `messages.set`,
-    /// `chats.set`, `contacts.set`, `messaging-history.set`, `creds.update`,
-    /// `application.startup`, `typebot.start`, `typebot.change-status` (the first five are
-    /// never sent by 2.3.6).
+    /// The events whose data this version does not model, as they came: `messages.set` and
+    /// `chats.set` (a history sync), `typebot.start`, `typebot.change-status`, and
+    /// `contacts.set`, `messaging-history.set`, `creds.update` and `application.startup`, which
+    /// 2.3.6 never sends.
     Unmodelled(serde_json::Value),
     [
         MessagesSet,

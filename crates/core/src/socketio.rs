@@ -88,7 +88,7 @@ pub enum Packet<'a> {
     ConnectError {
         /// The namespace.
         nsp: &'a str,
-        /// The server's reason (`Invalid namespace`), as sent.
+        /// The server's reason (`Invalid namespace`), as sent, whole.
         message: String,
     },
     /// `5`: an event with `attachments` binary frames to follow.
@@ -122,22 +122,14 @@ pub struct PacketError {
 }
 
 impl PacketError {
-    /// An error about `text`; the reason is cut to 120 characters (serde's messages can quote
-    /// a whole string of the input).
+    /// An error about `text`. The reason is kept whole (serde's messages can quote the input,
+    /// which whoever tells it must redact before cutting it).
     fn new(reason: impl Into<Cow<'static, str>>, text: &str) -> PacketError {
-        let reason = cut(reason.into(), 120);
+        let reason = reason.into();
         PacketError {
             reason,
             excerpt: crate::human::excerpt(text, 60),
         }
-    }
-}
-
-/// `text` cut to `max` characters (an ellipsis says so), not escaped: whoever shows it escapes it.
-fn cut(text: Cow<'_, str>, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => Cow::Owned(format!("{}…", &text[..i])),
-        None => text,
     }
 }
 
@@ -241,8 +233,7 @@ fn read_packet(s: &str) -> Result<Packet<'_>, Cow<'static, str>> {
                 .ok()
                 .and_then(|r| r.message)
                 .unwrap_or_else(|| body.to_owned());
-            // A server's words, told to people: at most 200 characters.
-            let message = cut(message.into(), 200).into_owned();
+            // Kept whole: whoever tells it redacts it, then cuts it.
             Ok(Packet::ConnectError { nsp, message })
         }
         '5' => Ok(Packet::BinaryEvent {

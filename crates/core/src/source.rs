@@ -244,17 +244,16 @@ impl Source {
                 return Err(SourceError::InstanceName(i.to_owned()))
             }
             (Protocol::Evolution, Some(i)) => return Ok(Source::evolution(endpoint, i, token)),
-            // A CodeChat token names its instance: one given must be the same.
-            (_, Some(i)) => match Source::new(endpoint.clone(), token.clone()) {
-                Ok(named) if named.instance() != i => {
+            // A CodeChat instance token names its instance: one given must be the same. (A
+            // user token, or one whose claims cannot be read, names none: the one given is it.)
+            (_, Some(i)) => match token.claims().ok().and_then(|c| c.instance_name) {
+                Some(named) if named != i => {
                     return Err(SourceError::InstanceMismatch {
-                        named: named.instance().to_owned(),
+                        named,
                         given: i.to_owned(),
                     })
                 }
-                Ok(named) => named,
-                // A token whose claims cannot be read: the instance given is the one.
-                Err(_) => Source::with_provider(endpoint, i, token),
+                _ => Source::with_provider(endpoint, i, token),
             },
             (_, None) => Source::new(endpoint, token)?,
         };
@@ -314,5 +313,55 @@ impl Source {
     /// `eventsock-rest`).
     pub fn tokens(&self) -> Arc<dyn TokenProvider> {
         self.tokens.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unsigned JWT whose claims are `claims` (the source reads claims, never checks them).
+    fn jwt(claims: &str) -> Token {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        Token::new(format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(claims)))
+    }
+
+    #[test]
+    fn an_instance_is_given_where_the_token_names_none_and_checked_where_it_does() {
+        let url = "http://localhost:8080";
+        let key = Token::new("an-evolution-key");
+        let evo = Some(Protocol::Evolution);
+        assert_eq!(
+            Source::for_instance(url, key.clone(), evo, None).unwrap_err(),
+            SourceError::NoInstance
+        );
+        let s = Source::for_instance(url, key.clone(), evo, Some("bot")).unwrap();
+        assert_eq!((s.instance(), s.protocol()), ("bot", Protocol::Evolution));
+        assert_eq!(
+            Source::for_instance(url, key, evo, Some("a,b")).unwrap_err(),
+            SourceError::InstanceName("a,b".into())
+        );
+        // A CodeChat instance token: the instance given must be its own.
+        let token = jwt(r#"{"instanceName":"codechat","apiName":"whatsapp-api"}"#);
+        let s = Source::for_instance(url, token.clone(), None, Some("codechat")).unwrap();
+        assert_eq!(s.instance(), "codechat");
+        assert!(matches!(
+            Source::for_instance(url, token, None, Some("other")),
+            Err(SourceError::InstanceMismatch { named, given }) if named == "codechat" && given == "other"
+        ));
+        // A user token names no instance: the one given is taken.
+        let user = jwt(r#"{"userId":"u1"}"#);
+        let s = Source::for_instance(url, user, Some(Protocol::V2), Some("shop")).unwrap();
+        assert_eq!((s.instance(), s.protocol()), ("shop", Protocol::V2));
+        // The URL of Evolution's socket names its protocol.
+        let s = Source::for_instance(
+            "http://localhost:8080/socket.io/",
+            Token::new("k"),
+            None,
+            Some("bot"),
+        )
+        .unwrap();
+        assert_eq!(s.protocol(), Protocol::Evolution);
     }
 }

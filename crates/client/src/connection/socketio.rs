@@ -132,6 +132,13 @@ impl Session {
                 }
             }
             Packet::ConnectError { nsp, message } if nsp == self.nsp => {
+                // The key redacted from the server's words, then cut (not escaped: the cause
+                // is escaped where it is told).
+                let message = self.redact(&message);
+                let message = match message.char_indices().nth(200) {
+                    Some((i, _)) => format!("{}…", &message[..i]),
+                    None => message,
+                };
                 End::Refused(message).into()
             }
             Packet::Disconnect { nsp } if nsp == self.nsp => {
@@ -155,15 +162,19 @@ impl Session {
     /// The words are escaped here, the key redacted from both (serde's reason can quote the
     /// input).
     fn unreadable(&self, reason: &str, text: &str) -> Heard {
-        let redact = |s: &str| match self.key.is_empty() {
-            true => s.to_owned(),
-            false => s.replace(&self.key, "<redacted>"),
-        };
         Heard::Unreadable(format!(
             "not a Socket.IO packet ({}): {}",
-            human::excerpt(&redact(reason), 120),
-            human::excerpt(&redact(text), 60)
+            human::excerpt(&self.redact(reason), 120),
+            human::excerpt(&self.redact(text), 60)
         ))
+    }
+
+    /// `text` with the key redacted.
+    fn redact(&self, text: &str) -> String {
+        match self.key.is_empty() {
+            true => text.to_owned(),
+            false => text.replace(&self.key, "<redacted>"),
+        }
     }
 
     /// An event packet's body, read from `source`'s bytes: its envelope, if it is the
@@ -397,12 +408,26 @@ mod tests {
                 "{bad:?} was taken"
             );
         }
-        // The key is redacted before the excerpt is cut.
+        // The key is redacted before the excerpt is cut, in the text and in serde's reason,
+        // which quotes the input (here far past where a reason is cut).
         let long = format!("42/bot,{}SECRET", "x".repeat(50));
         let Heard::Unreadable(told) = text(&mut s, &long) else {
             panic!("taken")
         };
         assert!(!told.contains("SECRET") && !told.contains("SECR"), "{told}");
+        let quoted = format!("42/bot,\"{}SECRET\"", "y".repeat(100));
+        let Heard::Unreadable(told) = text(&mut s, &quoted) else {
+            panic!("taken")
+        };
+        assert!(!told.contains("SECR"), "{told}");
+        let refused = format!(r#"44/bot,{{"message":"{}SECRET"}}"#, "z".repeat(190));
+        let Heard::End(End::Refused(told)) = text(&mut s, &refused) else {
+            panic!("not a refusal")
+        };
+        assert!(
+            !told.contains("SECR") && told.chars().count() <= 201,
+            "{told}"
+        );
         assert!(
             matches!(text(&mut s, "2"), Heard::End(End::Protocol(_))),
             "a ping before the open packet"

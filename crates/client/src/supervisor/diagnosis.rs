@@ -28,6 +28,19 @@ pub(super) enum Diagnosis {
     NeverSent { event: String },
 }
 
+impl Diagnosis {
+    /// Whether it tells of a legacy 401 (the token, or the path), not of a namespace.
+    pub(super) fn is_about_token(&self) -> bool {
+        matches!(
+            self,
+            Diagnosis::TokenAccepted { .. }
+                | Diagnosis::TokenRefused { .. }
+                | Diagnosis::NoRestRoute
+                | Diagnosis::Unknown(_)
+        )
+    }
+}
+
 impl std::fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

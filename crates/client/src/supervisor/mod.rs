@@ -625,11 +625,22 @@ impl Handler<ConnDown> for Supervisor {
             .refused_token
             .clone()
             .filter(|_| end.cause == Cause::Refused(401));
+        // A diagnosis tells of the refusals it was found for: another end forgets it (a 401's
+        // is kept through a run of 401s, asked once).
+        let keep = matches!(end.cause, Cause::Refused(401))
+            && s.diagnosis.as_ref().is_some_and(Diagnosis::is_about_token);
+        if !keep {
+            s.diagnosis = None;
+        }
         if matches!(end.cause, Cause::NamespaceRefused { .. }) {
             // Evolution API: is the instance's websocket off, or without this event? Or has the
             // server not sent it anything since it started? Asked at every refusal (each after
-            // the backoff), so that what the operator changed meanwhile is told.
-            let (rest, event, sub) = (RestClient::for_source(&s.source), s.event.clone(), msg.sub);
+            // the backoff), so that what the operator changed meanwhile is told; one try of a
+            // few seconds, so that a REST API that hangs holds the retry back no longer.
+            let rest = RestClient::for_source(&s.source)
+                .timeout(Duration::from_secs(5))
+                .retries(0);
+            let (event, sub) = (s.event.clone(), msg.sub);
             let check = async move { websocket(rest, &event).await };
             ctx.spawn(check.into_actor(self).map(move |found, act, ctx| {
                 act.subs[sub].diagnosis = Some(found.unwrap_or(Diagnosis::NoEventYet));

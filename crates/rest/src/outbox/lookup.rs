@@ -43,7 +43,13 @@ pub(super) async fn look_up(
                 .any(|r| FoundPage::message_id(r) == Some(id));
             on_server.then_some(None)
         }
-        true => sent_alike(rest, message, since).await?.map(Some),
+        true => match sent_alike(rest, message, since).await? {
+            Alike::Found(id) => Some(id),
+            Alike::Absent => None,
+            // More of its own messages in the window than one read holds: whether this one
+            // is among the rest cannot be told, and sending it again could send it twice.
+            Alike::TooMany => return Ok(Looked::Unknowable),
+        },
     };
     if let Some(id) = found {
         return Ok(Looked::Found(id));
@@ -69,18 +75,30 @@ pub(super) async fn look_up(
     })
 }
 
-/// How many records of the window an Evolution lookup reads at most (pages of 100).
+/// How many records of the window an Evolution lookup reads, in one request (one sort on the
+/// server: pages read apart could each order the messages of one second otherwise, and one
+/// fall between them).
 const MOST: u32 = 1_000;
 
-/// Evolution API: the id of a message this instance sent to the same chat with the same text
-/// within [`WINDOW`] of the first send, if there is one. Its own earlier message of the same
-/// text there counts too: then the message is taken as sent and not sent again (at most once,
-/// never twice).
+/// What an Evolution lookup found.
+enum Alike {
+    /// A message of the same text to the same chat, with the id the server gave it.
+    Found(Option<String>),
+    /// None, among every message this instance sent in the window.
+    Absent,
+    /// None among the [`MOST`] read, and there were more.
+    TooMany,
+}
+
+/// Evolution API: a message this instance sent to the same chat with the same text within
+/// [`WINDOW`] of the first send, if there is one. Its own earlier message of the same text
+/// there counts too: then the message is taken as sent and not sent again (at most once, never
+/// twice).
 async fn sent_alike(
     rest: &RestClient,
     message: &Outgoing,
     since: Option<SystemTime>,
-) -> Result<Option<String>, RestError> {
+) -> Result<Alike, RestError> {
     let since = since.unwrap_or_else(eventsock_core::clock::now);
     let iso = |t: SystemTime| eventsock_core::wire::Timestamp::from(t).to_rfc3339();
     let filter = json!({
@@ -90,34 +108,31 @@ async fn sent_alike(
             "lte": iso(eventsock_core::clock::now() + WINDOW),
         },
     });
-    const PAGE: u32 = 100;
-    for page in 1..=MOST / PAGE {
-        let found = rest.find_messages_page(filter.clone(), PAGE, page).await?;
-        let alike = found.records.iter().find(|r| {
-            let text = r["message"]["conversation"]
-                .as_str()
-                .or(r["message"]["extendedTextMessage"]["text"].as_str());
-            let key = &r["key"];
-            let chats = [key["remoteJid"].as_str(), key["remoteJidAlt"].as_str()];
-            text == Some(message.text.as_str())
-                && chats.into_iter().flatten().any(|chat| {
-                    same_chat(&message.to, chat)
-                        || message
-                            .person
-                            .as_deref()
-                            .is_some_and(|p| same_chat(p, chat))
-                })
-        });
-        if let Some(record) = alike {
-            return Ok(Some(
-                record["key"]["id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-        if found.records.len() < PAGE as usize {
-            break;
-        }
-    }
-    Ok(None)
+    let found = rest.find_messages_page(filter, MOST, 1).await?;
+    let alike = found.records.iter().find(|r| {
+        let text = r["message"]["conversation"]
+            .as_str()
+            .or(r["message"]["extendedTextMessage"]["text"].as_str());
+        let key = &r["key"];
+        let chats = [key["remoteJid"].as_str(), key["remoteJidAlt"].as_str()];
+        text == Some(message.text.as_str())
+            && chats.into_iter().flatten().any(|chat| {
+                same_chat(&message.to, chat)
+                    || message
+                        .person
+                        .as_deref()
+                        .is_some_and(|p| same_chat(p, chat))
+            })
+    });
+    Ok(match alike {
+        Some(record) => Alike::Found(
+            FoundPage::message_id(record)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+        ),
+        None if found.records.len() >= MOST as usize => Alike::TooMany,
+        None => Alike::Absent,
+    })
 }
 
 /// Whether `to` (a JID or a phone number, as a bot gives it) names the chat `jid`: the same
