@@ -9,6 +9,18 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
+/// The lines `child` writes on its stdout, as they come.
+fn stdout_lines(child: &mut std::process::Child) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    rx
+}
+
 /// Sends `child` SIGTERM and waits for it: its exit status and output.
 async fn terminated(child: std::process::Child) -> std::process::Output {
     let pid = child.id().to_string();
@@ -49,13 +61,7 @@ async fn tail_prints_json_lines_in_arrival_order_and_exits_cleanly_on_sigterm() 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = tx.send(line.unwrap());
-        }
-    });
+    let mut rx = stdout_lines(&mut child);
     until("both subscriptions", || {
         s.sim.is_subscribed("codechat", "messages.upsert")
             && s.sim.is_subscribed("codechat", "send.message")
@@ -1257,13 +1263,7 @@ async fn tail_follows_evolution_api_and_never_prints_its_key() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = tx.send(line.unwrap());
-        }
-    });
+    let mut rx = stdout_lines(&mut child);
     until("joined", || s.sim.joined("codechat") == 1).await;
     let message = json!({"keyId": "E1", "keyRemoteJid": "5511988887777@s.whatsapp.net",
         "messageType": "conversation", "content": {"text": "hi"}});

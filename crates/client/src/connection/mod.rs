@@ -3,14 +3,19 @@
 //! # Lifecycle
 //! - **started**: asks the token provider for a token, opens the socket (awc), tells the
 //!   supervisor it is up, then reads until the socket ends. Each text frame is queued for the
-//!   subscription's dispatcher; pings are answered; its own pings detect a dead link.
+//!   subscription's dispatcher; pings are answered; its own pings detect a dead link. On
+//!   Evolution API the socket carries a Socket.IO session (`socketio.rs`): the subscription is
+//!   up once the instance's namespace is joined, and each frame is a packet, of which the
+//!   subscribed event's envelopes are queued.
 //! - **stopping**: when the socket ends for any reason, the actor tells the supervisor why
 //!   ([`ConnDown`]) and stops. It is never restarted: the supervisor starts a new one, with a new
 //!   generation, after the backoff.
 //! - **[`CloseConnection`]**: sends a close frame (1000), waits up to `close_timeout` for the
 //!   server's, then ends; frames read meanwhile are still delivered.
 //!
-//! The actor never sends data frames: the newer server closes with 1008 a client that does.
+//! The actor never sends data frames (the newer CodeChat server closes with 1008 a client that
+//! does), but on Socket.IO the two packets the protocol asks of a client: the namespace connect
+//! and the answers to the server's pings.
 
 use crate::codec::LimitedCodec;
 use crate::config::ClientConfig;
