@@ -1286,3 +1286,60 @@ async fn tail_follows_evolution_api_and_never_prints_its_key() {
     assert!(!stderr.contains(&key), "the key is in tail's log");
     assert!(!line.to_string().contains(&key));
 }
+
+/// `eventsock send` on Evolution API: its route and body, the key in its header, the id the
+/// server made in each outcome.
+#[actix_rt::test]
+async fn send_on_evolution_api_prints_the_ids_the_server_made() {
+    let s = start_sim(SimConfig {
+        protocol: eventsock::core::Protocol::Evolution,
+        ..SimConfig::default()
+    });
+    let key = s.sim.api_key("codechat").unwrap();
+    let input = concat!(
+        "{\"to\": \"5511900000001\", \"text\": \"one\"}\n",
+        "{\"to\": \"5511900000002\", \"text\": \"two\"}\n",
+    );
+    let url = s.url();
+    let args = [
+        "send",
+        "--protocol",
+        "evolution",
+        "--instance",
+        "codechat",
+        "--url",
+        &url,
+        "--token",
+        &key,
+    ];
+    let out = with_input(&args, input).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(&key), "the key is in send's output");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let sent = s.sim.sent();
+    for line in &lines {
+        assert_eq!(line["status"], "sent", "{line}");
+        let n = line["line"].as_u64().unwrap() as usize;
+        assert_eq!(
+            line["id"],
+            sent[n - 1].id.as_str(),
+            "the server's id: {line}"
+        );
+    }
+    let calls: Vec<_> = s
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/message/sendText/codechat")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert!(calls
+        .iter()
+        .all(|c| c.status == 201 && c.body["text"].is_string()));
+}

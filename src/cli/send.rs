@@ -175,7 +175,10 @@ fn outcome_line(
     message: &Outgoing,
     outcome: &Result<Outcome, OutboxError>,
 ) -> Value {
-    let mut out = json!({"id": message.id, "to": message.to});
+    // The id the server gave it when it was sent (Evolution API makes its own), else the
+    // message's.
+    let id = outcome.as_ref().map_or(message.id.as_str(), Outcome::id);
+    let mut out = json!({"id": id, "to": message.to});
     if let Some(n) = line {
         out["line"] = n.into();
     }
