@@ -1,12 +1,15 @@
 //! A connection's Socket.IO session (Evolution API): the open packet, the namespace join, the
 //! server's heartbeat, and event packets, of which the subscribed event's envelopes are queued.
 //!
-//! Packets are read by `eventsock_core::socketio`; this is the session's state between them.
+//! Packets are read by `eventsock_core::socketio`; this is the session's state between them, and
+//! the [`Reader`]'s steps that act on what the session made of a frame.
 
+use super::{Cause, Reader, Step};
+use crate::status::Counters;
 use bytes::Bytes;
 use eventsock_core::socketio::{self, EnginePacket, Handshake, Packet};
 use eventsock_core::{human, EventName};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The most attachments one binary event of the subscribed event may announce (their bytes are
 /// bounded too, by the frame limit): Evolution's messages carry a handful. Another event's are
@@ -171,10 +174,7 @@ impl Session {
 
     /// `text` with the key redacted.
     fn redact(&self, text: &str) -> String {
-        match self.key.is_empty() {
-            true => text.to_owned(),
-            false => text.replace(&self.key, "<redacted>"),
-        }
+        super::redact(text.to_owned(), &self.key)
     }
 
     /// An event packet's body, read from `source`'s bytes: its envelope, if it is the
@@ -286,6 +286,77 @@ fn within(source: &Bytes, part: &str) -> Bytes {
         source.slice_ref(part.as_bytes())
     } else {
         Bytes::copy_from_slice(part.as_bytes())
+    }
+}
+
+impl Reader<'_> {
+    /// A Socket.IO frame (Evolution API): the session reads it; the subscribed event's envelope
+    /// is queued.
+    pub(super) fn session_frame(&mut self, text: bool, bytes: Bytes, heard: SystemTime) -> Step {
+        let Some(session) = self.session.as_mut() else {
+            return self.queue(text, bytes, heard);
+        };
+        let heard_packet = if text {
+            match std::str::from_utf8(&bytes) {
+                Ok(t) => session.frame(Some(t), bytes.clone()),
+                Err(_) => return Step::End(Cause::Protocol("a text frame is not UTF-8".into())),
+            }
+        } else {
+            session.frame(None, bytes)
+        };
+        match heard_packet {
+            Heard::Nothing => Step::Go,
+            Heard::Opened(connect, silence) => {
+                self.controls.connect(connect);
+                self.join_deadline =
+                    Some(tokio::time::Instant::now() + self.p.config.connect_timeout);
+                self.heartbeat(silence)
+            }
+            Heard::Ping(silence) => {
+                self.controls.packet(eventsock_core::socketio::PONG);
+                self.heartbeat(silence)
+            }
+            Heard::Joined => {
+                self.join_deadline = None;
+                Step::Up
+            }
+            Heard::Event(envelope) => self.queue(true, envelope, heard),
+            Heard::Unreadable(why) => {
+                Counters::bump(&self.p.counters.decode_errors);
+                // Escaped and redacted by the session.
+                tracing::warn!("{why}; skipped");
+                Step::Go
+            }
+            Heard::End(End::Refused(message)) => Step::End(Cause::NamespaceRefused {
+                namespace: eventsock_core::socketio::namespace(self.p.source.instance()),
+                message,
+                setting: self.p.event.evolution_setting(),
+            }),
+            Heard::End(End::Left(why)) => Step::End(Cause::SessionEnded(why)),
+            Heard::End(End::Protocol(why)) => Step::End(Cause::Protocol(why)),
+        }
+    }
+
+    /// The frame that waited for room is queued: on Socket.IO, the server's heartbeat is
+    /// awaited again, from now.
+    pub(super) fn resumed(&mut self) -> Step {
+        if self.session.is_some() && !self.silence.is_zero() {
+            return self.heartbeat(self.silence);
+        }
+        Step::Go
+    }
+
+    /// The server must be heard from again within `silence`.
+    fn heartbeat(&mut self, silence: Duration) -> Step {
+        if self.closing_deadline.is_some() {
+            return Step::Go;
+        }
+        self.silence = silence;
+        self.heartbeat_deadline = Some(tokio::time::Instant::now() + silence);
+        match self.next_deadline() {
+            Some(at) => Step::Wait(at),
+            None => Step::Go,
+        }
     }
 }
 
