@@ -464,6 +464,21 @@ impl Handler<ConnUp> for Supervisor {
 }
 
 impl Supervisor {
+    /// Evolution API: what the settings of the instance of `sub` say of its event
+    /// ([`websocket`]), asked with the supervisor's TLS settings, in one try of a few seconds (a
+    /// REST API that hangs holds nothing back long).
+    fn websocket_probe(&self, sub: usize) -> impl std::future::Future<Output = Option<Diagnosis>> {
+        let s = &self.subs[sub];
+        let mut rest = RestClient::for_source(&s.source)
+            .timeout(Duration::from_secs(5))
+            .retries(0);
+        if let Some(tls) = &self.config.tls {
+            rest = rest.tls(tls.clone());
+        }
+        let event = s.event.clone();
+        async move { websocket(rest, &event).await }
+    }
+
     /// Evolution API: once a namespace is joined, whether the instance's settings send the
     /// subscription's event at all; said when they do not, instead of waiting in silence.
     fn check_websocket(&mut self, sub: usize, ctx: &mut Context<Self>) {
@@ -471,8 +486,7 @@ impl Supervisor {
         if s.channel != Channel::Evolution {
             return;
         }
-        let (rest, event) = (RestClient::for_source(&s.source), s.event.clone());
-        let check = async move { websocket(rest, &event).await };
+        let check = self.websocket_probe(sub);
         ctx.spawn(check.into_actor(self).map(move |found, act, _| {
             let s = &act.subs[sub];
             match found {
@@ -637,11 +651,8 @@ impl Handler<ConnDown> for Supervisor {
             // server not sent it anything since it started? Asked at every refusal (each after
             // the backoff), so that what the operator changed meanwhile is told; one try of a
             // few seconds, so that a REST API that hangs holds the retry back no longer.
-            let rest = RestClient::for_source(&s.source)
-                .timeout(Duration::from_secs(5))
-                .retries(0);
-            let (event, sub) = (s.event.clone(), msg.sub);
-            let check = async move { websocket(rest, &event).await };
+            let sub = msg.sub;
+            let check = self.websocket_probe(sub);
             ctx.spawn(check.into_actor(self).map(move |found, act, ctx| {
                 act.subs[sub].diagnosis = Some(found.unwrap_or(Diagnosis::NoEventYet));
                 act.retry(sub, end, ctx);
